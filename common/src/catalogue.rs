@@ -1,0 +1,269 @@
+//! The object catalogue: which Zuora objects are exported, with which query, and where their files go.
+//!
+//! It is configuration, not code: adding an object or a field is an edit to a TOML file. The built-in default
+//! ([`Catalogue::builtin`]) is the thirteen objects the old Lambda exported.
+
+use crate::zuora::{DeletedFormat, DeletedSpec, Query};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// The catalogue that ships with the project.
+const BUILTIN: &str = include_str!("../catalogue.toml");
+
+/// Zuora refuses jobs with more queries than this (error 90004).
+pub const MAX_QUERIES_PER_JOB: usize = 50;
+
+/// Placeholders a key template may use.
+pub const KEY_PLACEHOLDERS: &[&str] = &["object", "date", "job_id", "batch_id", "segment"];
+
+/// The exported objects.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    /// In export order.
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// One exported object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// The object's name; also the query's name, so batches come back labelled with it.
+    pub name: String,
+    /// The Export ZOQL text.
+    pub query: String,
+    /// The deleted-flag column, or `None` for objects that cannot export deleted rows.
+    pub deleted_column: Option<String>,
+    /// Where the object's files go.
+    pub target: Target,
+}
+
+/// An object's place in the lake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The bucket.
+    pub bucket: String,
+    /// The key template, see [`KEY_PLACEHOLDERS`].
+    pub key: String,
+}
+
+impl ObjectSpec {
+    /// The AQuA query for this object.
+    pub fn to_query(&self) -> Query {
+        let deleted = self
+            .deleted_column
+            .as_ref()
+            .map(|column| DeletedSpec { column: column.clone(), format: DeletedFormat::Boolean });
+        Query::export(&self.name, &self.query, deleted)
+    }
+}
+
+/// The file's shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    object: Vec<ObjectEntry>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    bucket: Option<String>,
+    key: Option<String>,
+    deleted_column: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectEntry {
+    name: String,
+    query: String,
+    deleted_column: Option<String>,
+    /// `false` for objects that cannot export deleted rows (Zuora error 90017 / `deleted_notallowed`).
+    #[serde(default = "yes")]
+    export_deleted: bool,
+    bucket: Option<String>,
+    key: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A catalogue that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("catalogue {origin}: {detail}")]
+pub struct CatalogueError {
+    origin: String,
+    detail: String,
+}
+
+impl Catalogue {
+    /// The catalogue that ships with the project: the thirteen objects of the old export.
+    pub fn builtin() -> Self {
+        #[allow(clippy::expect_used)]
+        Self::parse(BUILTIN, "built-in").expect("the built-in catalogue is checked by a unit test")
+    }
+
+    /// Reads a catalogue file.
+    pub fn load(path: &Path) -> Result<Self, CatalogueError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CatalogueError { origin: origin.clone(), detail: format!("cannot read: {e}") })?;
+        Self::parse(&text, &origin)
+    }
+
+    /// Parses and validates catalogue TOML; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, CatalogueError> {
+        let fail = |detail: String| CatalogueError { origin: origin.to_owned(), detail };
+        let file: File = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        if file.object.is_empty() {
+            return Err(fail("object: at least one [[object]] is needed".to_owned()));
+        }
+        if file.object.len() > MAX_QUERIES_PER_JOB {
+            return Err(fail(format!("object: {} objects, Zuora allows {MAX_QUERIES_PER_JOB} per job", file.object.len())));
+        }
+        let mut seen = HashSet::new();
+        let mut objects = Vec::with_capacity(file.object.len());
+        for (i, entry) in file.object.into_iter().enumerate() {
+            let at = |field: &str| format!("object[{i}] ({}).{field}", entry.name);
+            if entry.name.trim().is_empty() || !entry.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(fail(format!("{}: must be a non-empty name of letters, digits or _", at("name"))));
+            }
+            if !seen.insert(entry.name.to_ascii_lowercase()) {
+                return Err(fail(format!("{}: listed twice", at("name"))));
+            }
+            if !entry.query.to_ascii_lowercase().trim_start().starts_with("select ") {
+                return Err(fail(format!("{}: must be a SELECT statement", at("query"))));
+            }
+            let deleted_column = if entry.export_deleted {
+                let column = entry.deleted_column.or_else(|| file.defaults.deleted_column.clone());
+                match column {
+                    Some(c) if c.trim().is_empty() => return Err(fail(format!("{}: must not be empty", at("deleted_column")))),
+                    Some(c) => Some(c),
+                    None => return Err(fail(format!("{}: needed (or export_deleted = false)", at("deleted_column")))),
+                }
+            } else {
+                None
+            };
+            let bucket = entry.bucket.or_else(|| file.defaults.bucket.clone());
+            let key = entry.key.or_else(|| file.defaults.key.clone());
+            let (Some(bucket), Some(key)) = (bucket, key) else {
+                return Err(fail(format!("{}: bucket and key are needed (here or in [defaults])", at("bucket"))));
+            };
+            check_key_template(&key).map_err(|detail| fail(format!("{}: {detail}", at("key"))))?;
+            objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target: Target { bucket, key } });
+        }
+        Ok(Self { objects })
+    }
+
+    /// The objects whose names are in `names` (case-insensitive), in catalogue order; unknown names are returned
+    /// as the error.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&ObjectSpec>, Vec<String>> {
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|n| !self.objects.iter().any(|o| o.name.eq_ignore_ascii_case(n)))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        Ok(self.objects.iter().filter(|o| names.iter().any(|n| o.name.eq_ignore_ascii_case(n))).collect())
+    }
+}
+
+/// A key template's placeholders must all be known, and braces balanced.
+fn check_key_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| format!("unclosed {{ in {template:?}"))?;
+        let name = &after[..close];
+        if !KEY_PLACEHOLDERS.contains(&name) {
+            return Err(format!("unknown placeholder {{{name}}}; known: {}", KEY_PLACEHOLDERS.join(", ")));
+        }
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("stray }} in {template:?}"));
+    }
+    if template.starts_with('/') || template.is_empty() {
+        return Err("must be a non-empty key that does not start with /".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_has_the_thirteen_objects_of_the_old_export() {
+        let catalogue = Catalogue::builtin();
+        let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Account",
+                "RatePlanCharge",
+                "RatePlanChargeTier",
+                "RatePlan",
+                "Subscription",
+                "Contact",
+                "PaymentMethod",
+                "Amendment",
+                "Invoice",
+                "Payment",
+                "InvoicePayment",
+                "Refund",
+                "InvoiceItem"
+            ]
+        );
+        for object in &catalogue.objects {
+            assert_eq!(object.deleted_column.as_deref(), Some("IsDeleted"));
+            assert!(object.query.ends_with(&format!("FROM {}", object.name)) || object.name == "InvoiceItem");
+        }
+        let query = catalogue.objects[0].to_query();
+        assert_eq!(query.name, "Account");
+        assert_eq!(query.deleted.unwrap().format, DeletedFormat::Boolean);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = "[defaults]\nbucket = \"b\"\nkey = \"{object}/{job_id}.csv\"\ndeleted_column = \"IsDeleted\"\n";
+        let cases = [
+            ("[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\ncolour = 1\n", "unknown field"),
+            ("[[object]]\nname = \"A\"\nquery = \"DROP A\"\n", "object[0] (A).query"),
+            ("[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nkey = \"{obj}.csv\"\n", "object[0] (A).key"),
+            (
+                "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\n[[object]]\nname = \"a\"\nquery = \"SELECT Id FROM A\"\n",
+                "object[1] (a).name: listed twice",
+            ),
+        ];
+        for (objects, expected) in cases {
+            let err = Catalogue::parse(&format!("{base}{objects}"), "test.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn objects_may_opt_out_of_deleted_rows_and_override_targets() {
+        let text = "[[object]]\nname = \"AccountingPeriod\"\nquery = \"SELECT Id FROM AccountingPeriod\"\n\
+                    export_deleted = false\nbucket = \"periods\"\nkey = \"{object}/{date}.csv\"\n";
+        let catalogue = Catalogue::parse(text, "t").unwrap();
+        let object = &catalogue.objects[0];
+        assert_eq!(object.deleted_column, None);
+        assert!(object.to_query().deleted.is_none());
+        assert_eq!(object.target, Target { bucket: "periods".into(), key: "{object}/{date}.csv".into() });
+    }
+
+    #[test]
+    fn select_finds_objects_case_insensitively_and_reports_unknown_ones() {
+        let catalogue = Catalogue::builtin();
+        let picked = catalogue.select(&["invoice".into(), "Account".into()]).unwrap();
+        assert_eq!(picked.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["Account", "Invoice"]);
+        assert_eq!(catalogue.select(&["Nope".into()]).unwrap_err(), vec!["Nope".to_owned()]);
+    }
+}

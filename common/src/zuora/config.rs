@@ -1,0 +1,163 @@
+//! Connection settings for one Zuora tenant.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Where the tenant lives. It decides how Zuora reads `incrementalTime`: US data centres read it as US Pacific time
+/// (DST-aware), the EU one as UTC, whatever `dateTimeUtc` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DataCenter {
+    /// US Cloud 1 and 2, production and sandboxes: `incrementalTime` is America/Los_Angeles.
+    #[default]
+    Us,
+    /// EU production and sandboxes: `incrementalTime` is UTC.
+    Eu,
+}
+
+/// How transient failures (429, 5xx, timeouts, connection resets) are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. tap-zuora's 5 tries were not enough to ride out Zuora's
+    /// one-minute rate windows, hence 8.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; it doubles each attempt.
+    pub base_delay_ms: u64,
+    /// Ceiling of the computed delay, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Ceiling of a server-sent `Retry-After`, in seconds: a longer one is an outage, better handled by the queue.
+    pub max_retry_after_secs: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 8, base_delay_ms: 1_000, max_delay_ms: 60_000, max_retry_after_secs: 300 }
+    }
+}
+
+impl RetryPolicy {
+    /// The computed backoff before retry number `retry` (0-based): exponential, capped, with full jitter in its
+    /// upper half so a pool of consumers does not retry in lockstep.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self.base_delay_ms.saturating_mul(1u64 << retry.min(30));
+        let capped = exp.min(self.max_delay_ms);
+        let jittered = capped / 2 + rand::random_range(0..=capped - capped / 2);
+        Duration::from_millis(jittered)
+    }
+}
+
+/// Everything needed to talk to one tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZuoraConfig {
+    /// REST base URL, e.g. `https://rest.zuora.com` (no trailing path).
+    pub base_url: String,
+    /// OAuth client id (36 characters on a real tenant).
+    pub client_id: String,
+    /// OAuth client secret; never logged.
+    pub client_secret: Secret,
+    /// Where the tenant lives; decides the zone of `incrementalTime`.
+    #[serde(default)]
+    pub data_center: DataCenter,
+    /// Download path of a result file, `{fileId}` replaced. Zuora serves the same file on several paths.
+    #[serde(default = "default_file_path")]
+    pub file_path: String,
+    /// Connect timeout, in seconds.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Timeout of one JSON call (token, submit, poll, cancel), in seconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Longest silence while reading a file body before the download counts as stalled, in seconds.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_secs: u64,
+    /// How long before `expires_in` runs out a token is refreshed, in seconds (capped at half its lifetime).
+    #[serde(default = "default_refresh_margin")]
+    pub token_refresh_margin_secs: u64,
+    /// Retries of transient failures.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn default_file_path() -> String {
+    "/v1/file/{fileId}".to_owned()
+}
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    60
+}
+fn default_read_timeout() -> u64 {
+    120
+}
+fn default_refresh_margin() -> u64 {
+    300
+}
+
+impl ZuoraConfig {
+    /// A config with defaults for everything but the tenant and its credentials.
+    pub fn new(base_url: impl Into<String>, client_id: impl Into<String>, client_secret: Secret) -> Self {
+        Self {
+            base_url: base_url.into(),
+            client_id: client_id.into(),
+            client_secret,
+            data_center: DataCenter::default(),
+            file_path: default_file_path(),
+            connect_timeout_secs: default_connect_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            read_timeout_secs: default_read_timeout(),
+            token_refresh_margin_secs: default_refresh_margin(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Checks the values a typo would break, naming the field at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.base_url).map_err(|e| format!("zuora.base_url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("zuora.base_url: scheme must be http or https, not {}", url.scheme()));
+        }
+        if self.client_id.is_empty() {
+            return Err("zuora.client_id: must not be empty".to_owned());
+        }
+        if self.client_secret.is_empty() {
+            return Err("zuora.client_secret: must not be empty".to_owned());
+        }
+        if !self.file_path.starts_with('/') || !self.file_path.contains("{fileId}") {
+            return Err(format!("zuora.file_path: must start with / and contain {{fileId}}, got {:?}", self.file_path));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err("zuora.retry.max_attempts: must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        let policy = RetryPolicy { max_attempts: 5, base_delay_ms: 100, max_delay_ms: 1_000, max_retry_after_secs: 1 };
+        for retry in 0..10 {
+            let exp = (100u64 << retry).min(1_000);
+            let delay = policy.backoff(retry).as_millis() as u64;
+            assert!(delay >= exp / 2 && delay <= exp, "retry {retry}: {delay} not in [{}, {exp}]", exp / 2);
+        }
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let mut config = ZuoraConfig::new("https://rest.zuora.com", "id", Secret::new("s"));
+        assert!(config.validate().is_ok());
+        config.file_path = "/v1/file/".into();
+        assert!(config.validate().unwrap_err().starts_with("zuora.file_path"));
+        config.file_path = default_file_path();
+        config.base_url = "rest.zuora.com".into();
+        assert!(config.validate().unwrap_err().starts_with("zuora.base_url"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Zuora AQuA (`/v1/batch-query`) client.
+//!
+//! Every call goes through [`ZuoraClient`], which owns the OAuth token cache and the retry policy. Responses are
+//! decoded by the tolerant types in [`types`]: Zuora sends the same field as a string or a number depending on the
+//! endpoint and the year, and a client that insists on one shape breaks. Errors say whether they are worth
+//! retrying ([`ZuoraError::is_retryable`]), so callers decide between "put it back on the queue" and "dead-letter it".
+
+mod client;
+mod config;
+mod error;
+mod time;
+mod token;
+pub mod types;
+
+pub use client::{FileStream, ZuoraClient};
+pub use config::{DataCenter, RetryPolicy, ZuoraConfig};
+pub use error::ZuoraError;
+pub use time::{parse_incremental_time, render_incremental_time};
+pub use types::{
+    Batch, BatchQueryRequest, BatchStatus, DeletedFormat, DeletedSpec, Job, JobStatus, Phase, Query, ZuoraTime,
+};

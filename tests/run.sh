@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need (moto server for SQS and S3, the official Zuora Python
+# SDK as a third-party AQuA client) into ./.venv, starts moto on a free loopback port, runs `cargo test
+# --workspace`, and stops the server whatever happens. Extra arguments go to `cargo test`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+# Pinned: moto 5.2.5 is the version whose SQS/S3 behaviour docs/ and the tests were checked against.
+pins=("moto[server]==5.2.5" "zuora-sdk==3.21.0")
+
+if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$venv/.pins" 2>/dev/null)" != "${pins[*]}" ]]; then
+  echo "run.sh: installing ${pins[*]} into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
+  echo "${pins[*]}" > "$venv/.pins"
+fi
+
+port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp -t moto.XXXXXX.log)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+cleanup() {
+  kill "$moto_pid" 2>/dev/null || true
+  wait "$moto_pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap cleanup EXIT INT TERM
+
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do
+  if "$venv/bin/python" -c "import urllib.request as u; u.urlopen('$endpoint/moto-api/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "run.sh: moto server did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "run.sh: moto server on $endpoint" >&2
+
+export ZLE_TEST_AWS_ENDPOINT="$endpoint"
+export ZLE_TEST_PYTHON="$venv/bin/python"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+
+cd "$root"
+cargo test --workspace "$@"
