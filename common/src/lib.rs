@@ -7,6 +7,9 @@
 //! - [`secret`]: a string that never shows up in logs or `Debug` output.
 #![warn(missing_docs)]
 
+pub mod aws;
 pub mod catalogue;
+pub mod queue;
 pub mod secret;
+pub mod store;
 pub mod zuora;

@@ -1,0 +1,48 @@
+//! AWS SDK set-up shared by the SQS and S3 adapters: real AWS by default, a local server by `endpoint_url`.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use serde::Deserialize;
+
+/// Where the AWS services are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; when absent the SDK's usual chain decides (`AWS_REGION`, profile, instance metadata).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A non-AWS endpoint (moto server, LocalStack, Garage); absent for real AWS.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsConfig {
+    /// The SDK configuration: credentials and region from the SDK's default chain.
+    pub async fn load(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader.load().await
+    }
+
+    /// An S3 client. Against a local server it addresses buckets by path; checksums are computed only where an
+    /// operation requires them, because local servers disagree on the SDK's default trailing checksums (the relay
+    /// sets its own checksum algorithm explicitly on every multipart call).
+    pub fn s3_client(&self, sdk: &SdkConfig) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(self.endpoint_url.is_some())
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// An SQS client.
+    pub fn sqs_client(&self, sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(sdk)
+    }
+}

@@ -1,0 +1,107 @@
+//! Message queues: the [`Queue`] trait and its SQS implementation.
+//!
+//! A message's life on any queue: sent -> received (invisible for a visibility timeout, receive count + 1) ->
+//! either deleted once processed, made visible again later (`set_visibility`), or moved to the dead-letter queue
+//! by SQS's redrive policy after too many receives. A message is deleted only after its work is durable.
+
+mod redrive;
+mod sqs;
+
+pub use redrive::{RedriveReport, redrive, redrive_manually};
+pub use sqs::SqsQueue;
+
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A message as received.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    /// The queue's id for the message; the same on every delivery of one send.
+    pub id: String,
+    /// The body.
+    pub body: String,
+    /// The handle that deletes or delays this delivery.
+    pub receipt: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+    /// String attributes, e.g. `reason` on a dead-lettered request.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingMessage {
+    /// The body.
+    pub body: String,
+    /// Invisible for this long after sending (at most 15 minutes; not on FIFO queues).
+    pub delay: Duration,
+    /// FIFO queues drop a second message with the same id within five minutes.
+    pub deduplication_id: Option<String>,
+    /// String attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl OutgoingMessage {
+    /// A message with this body.
+    pub fn new(body: impl Into<String>) -> Self {
+        Self { body: body.into(), ..Self::default() }
+    }
+
+    /// Delivered no sooner than `delay` from now.
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// With a deduplication id (FIFO queues).
+    pub fn deduplicated(mut self, id: impl Into<String>) -> Self {
+        self.deduplication_id = Some(id.into());
+        self
+    }
+
+    /// With a string attribute.
+    pub fn attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// How many messages a queue holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+}
+
+/// A queue operation that failed (after the SDK's own retries).
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} on queue {queue}: {message}")]
+pub struct QueueError {
+    /// What was attempted.
+    pub operation: &'static str,
+    /// Which queue.
+    pub queue: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A message queue.
+pub trait Queue: Send + Sync {
+    /// A name for logs.
+    fn name(&self) -> &str;
+    /// Sends a message; returns the queue's id for it.
+    fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>>;
+    /// Receives up to `max` messages, waiting up to `wait` for the first (long poll).
+    fn receive(&self, max: u32, wait: Duration) -> BoxFuture<'_, Result<Vec<ReceivedMessage>, QueueError>>;
+    /// Deletes a processed message.
+    fn delete<'a>(&'a self, receipt: &'a str) -> BoxFuture<'a, Result<(), QueueError>>;
+    /// Hides a received message for `timeout` from now (zero: visible at once).
+    fn set_visibility<'a>(&'a self, receipt: &'a str, timeout: Duration) -> BoxFuture<'a, Result<(), QueueError>>;
+    /// How many messages the queue holds (approximate on SQS).
+    fn depth(&self) -> BoxFuture<'_, Result<QueueDepth, QueueError>>;
+}
