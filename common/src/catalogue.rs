@@ -52,7 +52,7 @@ impl ObjectSpec {
         let deleted = self
             .deleted_column
             .as_ref()
-            .map(|column| DeletedSpec { column: column.clone(), format: DeletedFormat::Boolean });
+            .map(|column| DeletedSpec { column: column.clone(), format: DeletedFormat::Boolean, force_export: None });
         Query::export(&self.name, &self.query, deleted)
     }
 }

@@ -9,6 +9,9 @@
 
 pub mod aws;
 pub mod catalogue;
+pub mod config;
+pub mod ledger;
+pub mod messages;
 pub mod queue;
 pub mod secret;
 pub mod store;

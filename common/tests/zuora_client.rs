@@ -34,7 +34,7 @@ fn stateful(project: &str) -> BatchQueryRequest {
     let account = Query::export(
         "Account",
         "SELECT Id, Name, Notes, UpdatedDate FROM Account",
-        Some(DeletedSpec { column: "IsDeleted".into(), format: DeletedFormat::Boolean }),
+        Some(DeletedSpec { column: "IsDeleted".into(), format: DeletedFormat::Boolean, force_export: None }),
     );
     BatchQueryRequest::stateful("client-test", "test-partner", project, vec![account])
 }

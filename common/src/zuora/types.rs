@@ -96,6 +96,9 @@ pub struct DeletedSpec {
     pub column: String,
     /// `Boolean` (`true`/`false`) or `Numeric` (`1`/`0`).
     pub format: DeletedFormat,
+    /// Stateless jobs refuse `deleted` (error 90012) unless this is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_export: Option<bool>,
 }
 
 /// The flag's rendering.
@@ -507,7 +510,7 @@ mod tests {
             vec![Query::export(
                 "Account",
                 "SELECT Id FROM Account",
-                Some(DeletedSpec { column: "IsDeleted".into(), format: DeletedFormat::Boolean }),
+                Some(DeletedSpec { column: "IsDeleted".into(), format: DeletedFormat::Boolean, force_export: None }),
             )],
         )
         .with_incremental_time("2022-10-01T00:00:00Z".parse().unwrap(), DataCenter::Us);

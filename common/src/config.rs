@@ -1,0 +1,261 @@
+//! The configuration file shared by the producer and the consumer: one file describes one deployment.
+//!
+//! Loaded once at start-up from TOML, completed from the environment (secrets never live in the file), validated
+//! with errors that name the field, and printed once with secrets masked. Environment variables are read here and
+//! nowhere else.
+
+use crate::aws::AwsConfig;
+use crate::catalogue::Catalogue;
+use crate::secret::Secret;
+use crate::zuora::ZuoraConfig;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The environment variable that supplies the Zuora client secret.
+pub const CLIENT_SECRET_ENV: &str = "ZUORA_CLIENT_SECRET";
+
+/// A deployment's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The Zuora tenant. `client_secret` may be left out of the file and given as `ZUORA_CLIENT_SECRET`.
+    pub zuora: ZuoraConfig,
+    /// The stateful AQuA session the daily increments continue.
+    pub session: SessionConfig,
+    /// Where AWS is.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// The three queues and their dead-letter queues.
+    pub queues: QueuesConfig,
+    /// Where the producer records submitted jobs.
+    pub ledger: LedgerConfig,
+    /// The object catalogue; the built-in thirteen objects when absent.
+    #[serde(default)]
+    pub catalogue: Option<PathBuf>,
+    /// How full exports are split.
+    #[serde(default)]
+    pub full_export: FullExportConfig,
+    /// Producer settings.
+    #[serde(default)]
+    pub producer: ProducerSettings,
+}
+
+/// Zuora's stateful session: partner + project identify it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Partner id, issued by Zuora Support.
+    pub partner: String,
+    /// Project; changing it makes Zuora reload every object in full.
+    pub project: String,
+}
+
+/// Queue URLs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuesConfig {
+    /// Export requests (schedule, operators).
+    pub requests: String,
+    /// Requests that could not be served, with their reason.
+    pub requests_dlq: String,
+    /// Submitted jobs for the consumers.
+    pub jobs: String,
+    /// Jobs that failed.
+    pub jobs_dlq: String,
+    /// Completion messages for the lake (FIFO).
+    pub lake: String,
+    /// Completions the lake could not process.
+    pub lake_dlq: String,
+}
+
+/// The producer's ledger of submitted jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix, ending in `/`.
+    #[serde(default = "default_ledger_prefix")]
+    pub prefix: String,
+}
+
+fn default_ledger_prefix() -> String {
+    "zuora-lake-export/ledger/".to_owned()
+}
+
+/// Full exports are split into half-open `CreatedDate` windows, one job each, so no query meets Zuora's 3-hour
+/// query limit or its 2,047 MB file limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FullExportConfig {
+    /// The first window starts here (UTC midnight); nothing in the tenant is older.
+    pub earliest: NaiveDate,
+    /// Months per window.
+    pub window_months: u32,
+}
+
+impl Default for FullExportConfig {
+    fn default() -> Self {
+        #[allow(clippy::expect_used)]
+        let earliest = NaiveDate::from_ymd_opt(2007, 1, 1).expect("a valid date");
+        Self { earliest, window_months: 1 }
+    }
+}
+
+/// Producer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerSettings {
+    /// Long-poll wait of the requests queue, in seconds (at most 20).
+    pub wait_secs: u64,
+    /// How long a request stays invisible while it is served, in seconds.
+    pub visibility_secs: u64,
+    /// When Zuora is busy (too many concurrent jobs), the rest of a request is retried after this many seconds.
+    pub busy_retry_secs: u64,
+    /// `status` fails when an object's last increment is older than this many hours.
+    pub stale_after_hours: u64,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self { wait_secs: 20, visibility_secs: 300, busy_retry_secs: 300, stale_after_hours: 36 }
+    }
+}
+
+/// A configuration that cannot be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {origin}: {detail}")]
+pub struct ConfigError {
+    origin: String,
+    detail: String,
+}
+
+impl Config {
+    /// Reads, completes from the environment and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { origin: origin.clone(), detail: format!("cannot read: {e}") })?;
+        let secret = std::env::var(CLIENT_SECRET_ENV).ok().map(Secret::new);
+        Self::parse(&text, &origin, secret)
+    }
+
+    /// Parses TOML; `client_secret` replaces the file's `zuora.client_secret` when given.
+    pub fn parse(text: &str, origin: &str, client_secret: Option<Secret>) -> Result<Self, ConfigError> {
+        let fail = |detail: String| ConfigError { origin: origin.to_owned(), detail };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
+        if let Some(secret) = client_secret
+            && let Some(toml::Value::Table(zuora)) = value.get_mut("zuora")
+        {
+            zuora.insert("client_secret".into(), toml::Value::String(secret.expose().to_owned()));
+        }
+        let config: Self = value.try_into().map_err(|e: toml::de::Error| {
+            let detail = e.to_string();
+            if detail.contains("client_secret") {
+                fail(format!("{detail}\n(zuora.client_secret is usually given as {CLIENT_SECRET_ENV})"))
+            } else {
+                fail(detail)
+            }
+        })?;
+        config.validate().map_err(fail)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.zuora.validate()?;
+        for (field, value) in [("session.partner", &self.session.partner), ("session.project", &self.session.project)] {
+            if value.trim().is_empty() {
+                return Err(format!("{field}: must not be empty"));
+            }
+        }
+        let q = &self.queues;
+        for (field, url) in [
+            ("queues.requests", &q.requests),
+            ("queues.requests_dlq", &q.requests_dlq),
+            ("queues.jobs", &q.jobs),
+            ("queues.jobs_dlq", &q.jobs_dlq),
+            ("queues.lake", &q.lake),
+            ("queues.lake_dlq", &q.lake_dlq),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!("{field}: expected a queue URL, got {url:?}"));
+            }
+        }
+        if !q.lake.ends_with(".fifo") {
+            return Err(format!("queues.lake: must be a FIFO queue (URL ending in .fifo) for deduplication, got {:?}", q.lake));
+        }
+        if self.ledger.bucket.trim().is_empty() {
+            return Err("ledger.bucket: must not be empty".to_owned());
+        }
+        if !self.ledger.prefix.is_empty() && !self.ledger.prefix.ends_with('/') {
+            return Err(format!("ledger.prefix: must end with /, got {:?}", self.ledger.prefix));
+        }
+        if self.full_export.window_months == 0 {
+            return Err("full_export.window_months: must be at least 1".to_owned());
+        }
+        if self.producer.wait_secs > 20 {
+            return Err(format!("producer.wait_secs: SQS waits at most 20 seconds, got {}", self.producer.wait_secs));
+        }
+        Ok(())
+    }
+
+    /// The catalogue this configuration names.
+    pub fn catalogue(&self) -> Result<Catalogue, crate::catalogue::CatalogueError> {
+        match &self.catalogue {
+            Some(path) => Catalogue::load(path),
+            None => Ok(Catalogue::builtin()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        catalogue = "objects.toml"
+        [zuora]
+        base_url = "https://rest.zuora.com"
+        client_id = "id"
+        [session]
+        partner = "p"
+        project = "zuora-datalake-export"
+        [queues]
+        requests = "https://sqs.eu-west-1.amazonaws.com/1/requests"
+        requests_dlq = "https://sqs.eu-west-1.amazonaws.com/1/requests-dlq"
+        jobs = "https://sqs.eu-west-1.amazonaws.com/1/jobs"
+        jobs_dlq = "https://sqs.eu-west-1.amazonaws.com/1/jobs-dlq"
+        lake = "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"
+        lake_dlq = "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"
+        [ledger]
+        bucket = "ledger-bucket"
+    "#;
+
+    #[test]
+    fn the_secret_comes_from_the_environment_and_is_masked() {
+        let config = Config::parse(GOOD, "t", Some(Secret::new("s3cr3t"))).unwrap();
+        assert_eq!(config.zuora.client_secret.expose(), "s3cr3t");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        assert_eq!(config.ledger.prefix, "zuora-lake-export/ledger/");
+        assert_eq!(config.producer.stale_after_hours, 36);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing_secret = Config::parse(GOOD, "t", None).unwrap_err().to_string();
+        assert!(missing_secret.contains("client_secret") && missing_secret.contains(CLIENT_SECRET_ENV), "{missing_secret}");
+        let cases = [
+            (GOOD.replace("lake.fifo", "lake"), "queues.lake: must be a FIFO queue"),
+            (GOOD.replace("partner = \"p\"", "partner = \"\""), "session.partner: must not be empty"),
+            (GOOD.replace("base_url = \"https://rest.zuora.com\"", "base_url = \"rest\""), "zuora.base_url"),
+            (GOOD.replace("[ledger]", "[ledger]\ncolour = 1"), "unknown field `colour`"),
+            (format!("{GOOD}\n[full_export]\nwindow_months = 0"), "full_export.window_months"),
+            (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
+        ];
+        for (text, expected) in cases {
+            let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The producer's ledger: a durable record, in object storage, of every request served and every AQuA job
+//! submitted, so that no job Zuora ran is ever forgotten.
+//!
+//! # Records (JSON, under the configured prefix)
+//! - `requests/<requestKey>.json`: the request and its planned jobs. Written *before* the first submission
+//!   (write-ahead), then after each submission and each enqueue. A redelivered or restarted request resumes from
+//!   it; each planned job carries the `Idempotency-Key` it is submitted with, so a submission whose answer was lost
+//!   returns the same job instead of a second one.
+//! - `jobs/<jobId>.json`: every job known to the producer, submitted or adopted. Reconciliation compares Zuora's
+//!   last completed job of the session with these and adopts any job that has none.
+//! - `session/last-increment.json`: the upper bound of the session's latest increment, the lower bound of the
+//!   next one.
+//! - `published/<object>.json`: the latest increment of each object that reached the lake, written by the
+//!   consumer after it publishes; `producer status` reads it.
+//!
+//! One producer writes the ledger at a time (the producer service runs one task).
+
+use crate::messages::{ExportRequest, JobKind, Window};
+use crate::store::{ObjectStore, StoreError};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A request and what it turned into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    /// The request's id, or its first queue message id.
+    pub request_key: String,
+    /// The request.
+    pub request: ExportRequest,
+    /// When it was first received.
+    pub received_at: DateTime<Utc>,
+    /// The jobs it needs, in submission order.
+    pub jobs: Vec<PlannedJob>,
+}
+
+/// One job of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedJob {
+    /// Sent as Zuora's `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// What kind of export.
+    pub kind: JobKind,
+    /// Its objects.
+    pub objects: Vec<String>,
+    /// Lower bound, when known before submission (backfills and full-export windows).
+    pub from: Option<DateTime<Utc>>,
+    /// Upper bound, when known before submission (full-export windows).
+    pub to: Option<DateTime<Utc>>,
+    /// Zuora's job id, once submitted.
+    pub job_id: Option<String>,
+    /// The window as submitted.
+    pub window: Option<Window>,
+    /// True once the job message is on the jobs queue.
+    pub enqueued: bool,
+}
+
+/// A job known to the producer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    /// Zuora's job id.
+    pub job_id: String,
+    /// The request it served (`adopted:<jobId>` for an adopted job).
+    pub request_key: String,
+    /// What kind of export.
+    pub kind: JobKind,
+    /// Its objects.
+    pub objects: Vec<String>,
+    /// Its window.
+    pub window: Window,
+    /// When it was submitted (for an adopted job: when Zuora started it).
+    pub submitted_at: DateTime<Utc>,
+    /// True when reconciliation found it at Zuora without a record.
+    pub adopted: bool,
+    /// True once its job message is on the jobs queue.
+    pub enqueued: bool,
+}
+
+/// The latest increment of one object that reached the lake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedMark {
+    /// The object.
+    pub object: String,
+    /// The job.
+    pub job_id: String,
+    /// The window.
+    pub window: Window,
+    /// When Zuora produced the data.
+    pub executed_at: DateTime<Utc>,
+    /// When the consumer published it.
+    pub published_at: DateTime<Utc>,
+    /// Where the data file is.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionMark {
+    to: DateTime<Utc>,
+}
+
+/// A ledger record that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record is not what this build writes.
+    #[error("ledger record {key} is unreadable: {detail}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// The ledger, on an object store.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: String,
+}
+
+impl Ledger {
+    /// A ledger under `prefix` (ending in `/`) of `bucket`.
+    pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self { store, bucket: bucket.into(), prefix: prefix.into() }
+    }
+
+    /// A request's record.
+    pub async fn request(&self, request_key: &str) -> Result<Option<RequestRecord>, LedgerError> {
+        self.read(&format!("requests/{request_key}.json")).await
+    }
+
+    /// Writes a request's record.
+    pub async fn put_request(&self, record: &RequestRecord) -> Result<(), LedgerError> {
+        self.write(&format!("requests/{}.json", record.request_key), record).await
+    }
+
+    /// A job's record.
+    pub async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, LedgerError> {
+        self.read(&format!("jobs/{job_id}.json")).await
+    }
+
+    /// Writes a job's record.
+    pub async fn put_job(&self, record: &JobRecord) -> Result<(), LedgerError> {
+        self.write(&format!("jobs/{}.json", record.job_id), record).await
+    }
+
+    /// The upper bound of the session's latest increment.
+    pub async fn last_increment_to(&self) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        Ok(self.read::<SessionMark>("session/last-increment.json").await?.map(|m| m.to))
+    }
+
+    /// Moves the session's mark forward (never back).
+    pub async fn advance_increment_to(&self, to: DateTime<Utc>) -> Result<(), LedgerError> {
+        if self.last_increment_to().await?.is_some_and(|current| current >= to) {
+            return Ok(());
+        }
+        self.write("session/last-increment.json", &SessionMark { to }).await
+    }
+
+    /// The latest published increment of an object.
+    pub async fn published(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
+        self.read(&format!("published/{object}.json")).await
+    }
+
+    /// Records a published increment, unless a later one is already recorded (redeliveries come late).
+    pub async fn record_published(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
+        if let Some(current) = self.published(&mark.object).await?
+            && current.executed_at > mark.executed_at
+        {
+            return Ok(());
+        }
+        self.write(&format!("published/{}.json", mark.object), mark).await
+    }
+
+    async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {
+        let key = format!("{}{name}", self.prefix);
+        let Some(body) = self.store.get(&self.bucket, &key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body).map(Some).map_err(|e| LedgerError::Corrupt { key, detail: e.to_string() })
+    }
+
+    async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
+        let key = format!("{}{name}", self.prefix);
+        let body = serde_json::to_vec_pretty(record).map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
+        self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
+        Ok(())
+    }
+}

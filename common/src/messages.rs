@@ -1,0 +1,317 @@
+//! The three message contracts, in one place: export requests (requests queue), job messages (jobs queue) and
+//! completion messages (lake queue). Each carries a `version`; a reader refuses versions it does not know rather
+//! than guessing. docs/messages.md shows an example of each.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The contract version this build writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// Longest accepted `requestId` (it becomes part of Zuora's 255-character `Idempotency-Key`).
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Where an export starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFrom {
+    /// Continue the stateful session: everything changed since the previous job of the session.
+    AfterLastIncrement,
+    /// Changes since 00:00:00 UTC of this date; never moves the session.
+    Date(NaiveDate),
+    /// Everything (a full export); refused unless the request opts in with `fullExport: true`.
+    Beginning,
+}
+
+impl fmt::Display for ExportFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AfterLastIncrement => f.write_str("afterLastIncrement"),
+            Self::Date(date) => write!(f, "{}", date.format("%Y-%m-%d")),
+            Self::Beginning => f.write_str("beginning"),
+        }
+    }
+}
+
+impl Serialize for ExportFrom {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExportFrom {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "afterLastIncrement" => Ok(Self::AfterLastIncrement),
+            "beginning" => Ok(Self::Beginning),
+            other => NaiveDate::parse_from_str(other, "%Y-%m-%d").map(Self::Date).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "exportFromDate: expected \"afterLastIncrement\", \"beginning\" or a date yyyy-mm-dd, got {other:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// A request to export (requests queue). The old Lambda's input (`{"exportFromDate": ...}`) is a valid request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExportRequest {
+    /// Contract version; absent means 1 (the old Lambda's input has none).
+    #[serde(default = "current_version", skip_serializing_if = "is_current_version")]
+    pub version: u32,
+    /// Where the export starts.
+    pub export_from_date: ExportFrom,
+    /// A subset of the catalogue's objects; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<String>>,
+    /// Explicit opt-in for `beginning`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_export: bool,
+    /// The sender's id for this request; duplicates of one request id submit one job. Defaults to the queue's
+    /// message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+fn current_version() -> u32 {
+    MESSAGE_VERSION
+}
+
+fn is_current_version(version: &u32) -> bool {
+    *version == MESSAGE_VERSION
+}
+
+/// Why a request was refused; the text goes with it to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRequest(pub String);
+
+impl ExportRequest {
+    /// Parses and checks a request body against the catalogue's object names and today's date.
+    pub fn parse(body: &str, known_objects: &[&str], today: NaiveDate) -> Result<Self, InvalidRequest> {
+        let request: Self = serde_json::from_str(body).map_err(|e| {
+            let what = if e.is_syntax() || e.is_eof() { "not valid JSON" } else { "not a valid export request" };
+            InvalidRequest(format!("{what}: {e}"))
+        })?;
+        request.check(known_objects, today)?;
+        Ok(request)
+    }
+
+    fn check(&self, known_objects: &[&str], today: NaiveDate) -> Result<(), InvalidRequest> {
+        let fail = |text: String| Err(InvalidRequest(text));
+        if self.version != MESSAGE_VERSION {
+            return fail(format!("version: {} is not supported (this build reads {MESSAGE_VERSION})", self.version));
+        }
+        match self.export_from_date {
+            ExportFrom::Date(date) if date > today => {
+                return fail(format!("exportFromDate: {date} is in the future (today is {today} UTC)"));
+            }
+            ExportFrom::Beginning if !self.full_export => {
+                return fail(
+                    "exportFromDate: \"beginning\" is a full export of every row; send \"fullExport\": true to confirm"
+                        .to_owned(),
+                );
+            }
+            ExportFrom::AfterLastIncrement | ExportFrom::Date(_) if self.full_export => {
+                return fail("fullExport: only goes with exportFromDate \"beginning\"".to_owned());
+            }
+            _ => {}
+        }
+        if let Some(objects) = &self.objects {
+            if objects.is_empty() {
+                return fail("objects: must not be empty (leave it out to export every object)".to_owned());
+            }
+            let unknown: Vec<&str> = objects
+                .iter()
+                .map(String::as_str)
+                .filter(|o| !known_objects.iter().any(|k| k.eq_ignore_ascii_case(o)))
+                .collect();
+            if !unknown.is_empty() {
+                return fail(format!("objects: unknown {}; known: {}", unknown.join(", "), known_objects.join(", ")));
+            }
+        }
+        if let Some(id) = &self.request_id
+            && (id.is_empty()
+                || id.len() > MAX_REQUEST_ID
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        {
+            return fail(format!(
+                "requestId: 1 to {MAX_REQUEST_ID} characters of letters, digits, - _ . or :, got {id:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What kind of export a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobKind {
+    /// The daily increment of the stateful session.
+    Increment,
+    /// Changes since a date (`incrementalTime`); the session did not move.
+    Backfill,
+    /// One time window of a full export (stateless).
+    FullWindow,
+}
+
+/// A time window; `from` is absent for a first (full) load, whose lower bound is the beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    /// Inclusive lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: DateTime<Utc>,
+}
+
+/// A submitted AQuA job for the consumers (jobs queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobMessage {
+    /// Contract version.
+    pub version: u32,
+    /// Zuora's job id.
+    pub job_id: String,
+    /// The request that caused it (or `adopted:<jobId>` for a job found by reconciliation).
+    pub request_id: String,
+    /// What kind of export.
+    pub kind: JobKind,
+    /// The objects (batch names) of the job, in catalogue order.
+    pub objects: Vec<String>,
+    /// The window the job covers, as far as the producer knows it.
+    pub window: Window,
+    /// When it was submitted.
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// Checksum of a published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checksum {
+    /// `CRC32C` or `CRC64NVME`, as S3 names them.
+    pub algorithm: String,
+    /// S3's full-object or composite value, base64.
+    pub value: String,
+}
+
+/// One published file, for the lake (lake queue; deduplication id `jobId:batchId:segment`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompletionMessage {
+    /// Contract version.
+    pub version: u32,
+    /// Zuora's job id.
+    pub job_id: String,
+    /// Zuora's batch id.
+    pub batch_id: String,
+    /// Zuora's file id.
+    pub file_id: String,
+    /// The object.
+    pub object: String,
+    /// 0-based index of this file in the batch (segmented full loads have several).
+    pub segment: u32,
+    /// Files in the batch.
+    pub segments: u32,
+    /// Where the CSV is.
+    pub bucket: String,
+    /// The CSV's key.
+    pub key: String,
+    /// The metadata JSON's key (same bucket).
+    pub metadata_key: String,
+    /// Records in the file, header excluded; checked against Zuora's count.
+    pub record_count: u64,
+    /// Bytes of the stored object.
+    pub bytes: u64,
+    /// True for a full load.
+    pub full: bool,
+    /// The window the file covers.
+    pub window: Window,
+    /// When Zuora produced the data: the lake orders increments by this, not by arrival.
+    pub executed_at: DateTime<Utc>,
+    /// Checksum of the stored object.
+    pub checksum: Checksum,
+    /// `none`, `gzip` or `zstd`.
+    pub compression: String,
+}
+
+impl CompletionMessage {
+    /// The lake queue's deduplication id: one message per file, whatever the number of deliveries.
+    pub fn deduplication_id(&self) -> String {
+        format!("{}:{}:{}", self.job_id, self.batch_id, self.segment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["Account", "Invoice"];
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+    }
+
+    fn parse(body: &str) -> Result<ExportRequest, InvalidRequest> {
+        ExportRequest::parse(body, KNOWN, today())
+    }
+
+    #[test]
+    fn the_old_lambdas_inputs_are_valid_requests() {
+        let daily = parse(r#"{"exportFromDate": "afterLastIncrement"}"#).unwrap();
+        assert_eq!(daily.export_from_date, ExportFrom::AfterLastIncrement);
+        assert_eq!(daily.objects, None);
+        let backfill = parse(r#"{"exportFromDate": "2022-05-04"}"#).unwrap();
+        assert_eq!(backfill.export_from_date, ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 5, 4).unwrap()));
+        let full = parse(r#"{"exportFromDate":"beginning","fullExport":true,"objects":["invoice"],"requestId":"ops-1"}"#);
+        assert_eq!(full.unwrap().request_id.as_deref(), Some("ops-1"));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason_that_names_the_field() {
+        let cases = [
+            ("not json", "not valid JSON"),
+            (r#"{"exportFromDate": "yesterday"}"#, "exportFromDate: expected"),
+            (r#"{"exportFromDate": "2022-13-01"}"#, "exportFromDate: expected"),
+            (r#"{"exportFromDate": "2026-11-25"}"#, "exportFromDate: 2026-11-25 is in the future"),
+            (r#"{"exportFromDate": "beginning"}"#, "fullExport\": true to confirm"),
+            (r#"{"exportFromDate": "2022-05-04", "fullExport": true}"#, "fullExport: only goes with"),
+            (r#"{"exportFromDate": "afterLastIncrement", "objects": []}"#, "objects: must not be empty"),
+            (r#"{"exportFromDate": "afterLastIncrement", "objects": ["Nope"]}"#, "objects: unknown Nope"),
+            (r#"{"exportFromDate": "afterLastIncrement", "colour": "red"}"#, "unknown field `colour`"),
+            (r#"{"objects": ["Account"]}"#, "missing field `exportFromDate`"),
+            (r#"{"exportFromDate": "afterLastIncrement", "requestId": "a b"}"#, "requestId:"),
+            (r#"{"exportFromDate": "afterLastIncrement", "version": 2}"#, "version: 2 is not supported"),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).unwrap_err().0;
+            assert!(err.contains(expected), "{body}: {err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_through_json() {
+        let job = JobMessage {
+            version: MESSAGE_VERSION,
+            job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
+            request_id: "m-1".into(),
+            kind: JobKind::Backfill,
+            objects: vec!["Account".into()],
+            window: Window { from: Some("2022-05-04T00:00:00Z".parse().unwrap()), to: "2022-05-05T00:00:00Z".parse().unwrap() },
+            submitted_at: "2022-05-05T00:00:01Z".parse().unwrap(),
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(json.contains("\"kind\":\"backfill\"") && json.contains("\"jobId\""), "{json}");
+        assert_eq!(serde_json::from_str::<JobMessage>(&json).unwrap(), job);
+        let request = ExportRequest {
+            version: MESSAGE_VERSION,
+            export_from_date: ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 5, 4).unwrap()),
+            objects: None,
+            full_export: false,
+            request_id: None,
+        };
+        assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"exportFromDate":"2022-05-04"}"#);
+    }
+}

@@ -1,0 +1,162 @@
+//! The `producer` command line and the wiring of real services from the configuration.
+
+use crate::service::{self, Producer, RequestError};
+use crate::status;
+use anyhow::{Context, bail};
+use chrono::{NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use common::config::Config;
+use common::ledger::Ledger;
+use common::messages::{ExportFrom, ExportRequest, MESSAGE_VERSION};
+use common::queue::{OutgoingMessage, Queue, RedriveReport, SqsQueue, redrive};
+use common::store::S3Store;
+use common::zuora::ZuoraClient;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing::info;
+
+/// Turns Zuora export requests into AQuA jobs for the consumers, and keeps a ledger so that no job is lost.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file (TOML, see docs/configuration.md). The Zuora client secret comes from
+    /// ZUORA_CLIENT_SECRET.
+    #[arg(long, env = "ZLE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The producer's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Long-poll the requests queue and serve requests until SIGTERM or Ctrl-C.
+    Serve,
+    /// Serve one request given on the command line, through the same code path as `serve`.
+    Submit {
+        /// The request, e.g. '{"exportFromDate":"afterLastIncrement"}' or '{"exportFromDate":"2022-05-04"}'.
+        request: String,
+    },
+    /// Put a backfill request (changes since a date) on the requests queue.
+    Backfill {
+        /// Export changes since 00:00 UTC of this date (yyyy-mm-dd).
+        #[arg(long)]
+        from: NaiveDate,
+        /// Only these objects (comma-separated); all catalogue objects when left out.
+        #[arg(long, value_delimiter = ',')]
+        objects: Vec<String>,
+    },
+    /// Move a dead-letter queue's messages back to the queue they came from.
+    Redrive {
+        /// Which queue's dead letters.
+        #[arg(long, value_enum, default_value_t = QueueName::Requests)]
+        queue: QueueName,
+    },
+    /// Show how fresh each object is in the lake; exit 1 when any is older than the threshold.
+    Status {
+        /// Threshold in hours (default: producer.stale_after_hours of the configuration).
+        #[arg(long)]
+        stale_after_hours: Option<u64>,
+    },
+}
+
+/// The three queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueName {
+    /// Export requests.
+    Requests,
+    /// Submitted jobs.
+    Jobs,
+    /// Completion messages.
+    Lake,
+}
+
+/// Runs a command; the exit code says how it ended.
+pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<ExitCode> {
+    let path = cli.config.context("no configuration: pass --config FILE or set ZLE_CONFIG")?;
+    let config = Config::load(&path)?;
+    info!(?config, "configuration");
+    let catalogue = config.catalogue()?;
+    let sdk = config.aws.load().await;
+    let sqs = config.aws.sqs_client(&sdk);
+    let queue = |url: &str| SqsQueue::new(sqs.clone(), url);
+    let store = Arc::new(S3Store::new(config.aws.s3_client(&sdk)));
+    let ledger = Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
+
+    match cli.command {
+        Command::Serve | Command::Submit { .. } => {
+            let zuora = ZuoraClient::new(config.zuora.clone())?;
+            let jobs: Arc<dyn Queue> = Arc::new(queue(&config.queues.jobs));
+            let producer = Producer::new(
+                zuora,
+                ledger,
+                jobs,
+                catalogue,
+                config.session.clone(),
+                config.full_export.clone(),
+            );
+            if let Command::Submit { request } = cli.command {
+                let key = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+                return match producer.serve(&request, &key).await {
+                    Ok(served) => {
+                        println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(RequestError::Rejected(reason)) => {
+                        eprintln!("producer: request refused: {reason}");
+                        Ok(ExitCode::from(2))
+                    }
+                    Err(e) => bail!("request not served: {e}"),
+                };
+            }
+            let (requests, dlq) = (queue(&config.queues.requests), queue(&config.queues.requests_dlq));
+            service::run(&producer, &requests, &dlq, &config.producer, shutdown).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill { from, objects } => {
+            let request = ExportRequest {
+                version: MESSAGE_VERSION,
+                export_from_date: ExportFrom::Date(from),
+                objects: (!objects.is_empty()).then_some(objects),
+                full_export: false,
+                request_id: Some(format!("backfill-{from}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"))),
+            };
+            let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+            let body = serde_json::to_string(&request)?;
+            ExportRequest::parse(&body, &names, Utc::now().date_naive()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = queue(&config.queues.requests).send(OutgoingMessage::new(body.clone())).await?;
+            println!("queued {body} as message {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Redrive { queue: name } => {
+            let q = &config.queues;
+            let (dlq, source) = match name {
+                QueueName::Requests => (&q.requests_dlq, &q.requests),
+                QueueName::Jobs => (&q.jobs_dlq, &q.jobs),
+                QueueName::Lake => (&q.lake_dlq, &q.lake),
+            };
+            match redrive(&queue(dlq), &queue(source)).await? {
+                RedriveReport::Native { task_handle, messages } => {
+                    println!("started an SQS move task for {messages} messages from {dlq} to {source} ({task_handle})");
+                }
+                RedriveReport::Manual { moved } => println!("moved {moved} messages from {dlq} to {source}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { stale_after_hours } => {
+            let hours = stale_after_hours.unwrap_or(config.producer.stale_after_hours);
+            let now = Utc::now();
+            let statuses =
+                status::object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(hours as i64)).await?;
+            print!("{}", status::render(&statuses, now));
+            let stale = statuses.iter().filter(|s| s.stale).count();
+            if stale > 0 {
+                eprintln!("producer: {stale} object(s) older than {hours} h");
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The producer: export requests become Zuora AQuA jobs on the jobs queue, and no job Zuora runs is forgotten.
+//!
+//! # Layout
+//! - [`plan`]: a request's jobs (increment, backfill, full-export windows); pure.
+//! - [`service`]: serving requests (write-ahead ledger, idempotent submit, enqueue) and reconciliation.
+//! - [`status`]: the freshness report of `producer status`.
+//! - [`cli`]: the command line and the wiring of real services.
+
+pub mod cli;
+pub mod plan;
+pub mod service;
+pub mod status;

@@ -1,0 +1,176 @@
+//! Turning a request into the jobs it needs. Pure: no I/O, so every rule is unit-tested here.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime, Utc};
+use common::catalogue::ObjectSpec;
+use common::config::FullExportConfig;
+use common::ledger::PlannedJob;
+use common::messages::{ExportFrom, ExportRequest, JobKind};
+
+/// The instant a backfill date stands for: 00:00:00 UTC of that day. The old Lambda sent the date's midnight
+/// unconverted, which a US tenant reads as Pacific midnight, 7 or 8 hours later, missing the first hours of the
+/// day; UTC midnight starts earlier, so a backfill never misses what the old one caught.
+pub fn backfill_start(date: NaiveDate) -> DateTime<Utc> {
+    date.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// The jobs a valid request needs, in submission order: one for an increment or a backfill; for a full export one
+/// per object and half-open `CreatedDate` window, from `full.earliest` to `now`.
+pub fn plan(
+    request: &ExportRequest,
+    request_key: &str,
+    objects: &[&ObjectSpec],
+    full: &FullExportConfig,
+    now: DateTime<Utc>,
+) -> Vec<PlannedJob> {
+    let names = || objects.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
+    let job = |index: usize, kind, objects, from, to| PlannedJob {
+        idempotency_key: format!("zle:{request_key}:{index}"),
+        kind,
+        objects,
+        from,
+        to,
+        job_id: None,
+        window: None,
+        enqueued: false,
+    };
+    match request.export_from_date {
+        ExportFrom::AfterLastIncrement => vec![job(0, JobKind::Increment, names(), None, None)],
+        ExportFrom::Date(date) => vec![job(0, JobKind::Backfill, names(), Some(backfill_start(date)), None)],
+        ExportFrom::Beginning => {
+            let windows = windows(full, now);
+            objects
+                .iter()
+                .flat_map(|o| windows.iter().map(move |w| (o.name.clone(), *w)))
+                .enumerate()
+                .map(|(i, (name, (from, to)))| job(i, JobKind::FullWindow, vec![name], Some(from), Some(to)))
+                .collect()
+        }
+    }
+}
+
+/// Half-open windows `[from, to)` of `window_months` calendar months, aligned on month starts, from the month of
+/// `earliest` to `now`; the last one ends at `now`. Consecutive windows share their bound, so a row created at a
+/// boundary falls in exactly one window.
+pub fn windows(full: &FullExportConfig, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut start = full.earliest.with_day(1).unwrap_or(full.earliest).and_time(NaiveTime::MIN).and_utc();
+    let step = Months::new(full.window_months.max(1));
+    let mut windows = Vec::new();
+    while start < now {
+        let end = start.checked_add_months(step).map_or(now, |end| end.min(now));
+        windows.push((start, end));
+        start = end;
+    }
+    windows
+}
+
+/// `zoql` restricted to rows created in `[from, to)`. The bounds are ISO datetimes with an offset: Zuora silently
+/// ignores a predicate on a space-separated literal and would return the whole table.
+pub fn windowed_query(zoql: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let literal = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string();
+    let window = format!("CreatedDate >= '{}' AND CreatedDate < '{}'", literal(from), literal(to));
+    match find_where(zoql) {
+        Some(at) => format!("{} WHERE ({}) AND {window}", zoql[..at].trim_end(), zoql[at + 6..].trim()),
+        None => format!("{} WHERE {window}", zoql.trim_end()),
+    }
+}
+
+/// Byte offset of the top-level `WHERE` keyword (outside quotes), if any.
+fn find_where(zoql: &str) -> Option<usize> {
+    let lower = zoql.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut in_quote = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\'' => in_quote = !in_quote,
+            b'w' if !in_quote
+                && lower[i..].starts_with("where")
+                && (i == 0 || bytes[i - 1].is_ascii_whitespace() || bytes[i - 1] == b')')
+                && bytes.get(i + 5).is_none_or(|c| c.is_ascii_whitespace() || *c == b'(') =>
+            {
+                return Some(i);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::catalogue::Catalogue;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn request(body: &str) -> ExportRequest {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn a_backfill_date_means_utc_midnight_and_renders_in_pacific_time_for_us_tenants() {
+        let start = backfill_start(NaiveDate::from_ymd_opt(2022, 5, 4).unwrap());
+        assert_eq!(start, at("2022-05-04T00:00:00Z"));
+        let rendered = common::zuora::render_incremental_time(start, common::zuora::DataCenter::Us);
+        assert_eq!(rendered, "2022-05-03 17:00:00");
+    }
+
+    #[test]
+    fn windows_are_half_open_contiguous_and_end_now() {
+        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(), window_months: 2 };
+        let now = at("2026-06-10T12:00:00Z");
+        let w = windows(&full, now);
+        assert_eq!(
+            w,
+            [
+                (at("2026-01-01T00:00:00Z"), at("2026-03-01T00:00:00Z")),
+                (at("2026-03-01T00:00:00Z"), at("2026-05-01T00:00:00Z")),
+                (at("2026-05-01T00:00:00Z"), now),
+            ]
+        );
+        for pair in w.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "no gap, no overlap");
+        }
+    }
+
+    #[test]
+    fn window_predicates_are_added_to_queries_with_or_without_a_where_clause() {
+        let (from, to) = (at("2022-01-01T00:00:00Z"), at("2022-02-01T00:00:00Z"));
+        assert_eq!(
+            windowed_query("SELECT Id FROM Account", from, to),
+            "SELECT Id FROM Account WHERE CreatedDate >= '2022-01-01T00:00:00+00:00' AND CreatedDate < '2022-02-01T00:00:00+00:00'"
+        );
+        let item = "SELECT Id FROM InvoiceItem WHERE (CreatedDate >= '2020-04-01T00:00:00') AND (Name = 'where')";
+        assert_eq!(
+            windowed_query(item, from, to),
+            "SELECT Id FROM InvoiceItem WHERE ((CreatedDate >= '2020-04-01T00:00:00') AND (Name = 'where')) AND \
+             CreatedDate >= '2022-01-01T00:00:00+00:00' AND CreatedDate < '2022-02-01T00:00:00+00:00'"
+        );
+        assert_eq!(find_where("SELECT Somewhere FROM X"), None);
+    }
+
+    #[test]
+    fn requests_plan_one_job_or_one_per_object_and_window() {
+        let catalogue = Catalogue::builtin();
+        let objects = catalogue.select(&["Account".into(), "Invoice".into()]).unwrap();
+        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), window_months: 1 };
+        let now = at("2026-11-24T10:00:00Z");
+
+        let daily = plan(&request(r#"{"exportFromDate":"afterLastIncrement"}"#), "m1", &objects, &full, now);
+        assert_eq!(daily.len(), 1);
+        assert_eq!((daily[0].kind, daily[0].from, daily[0].idempotency_key.as_str()), (JobKind::Increment, None, "zle:m1:0"));
+        assert_eq!(daily[0].objects, ["Account", "Invoice"]);
+
+        let backfill = plan(&request(r#"{"exportFromDate":"2026-11-01"}"#), "m2", &objects, &full, now);
+        assert_eq!((backfill[0].kind, backfill[0].from), (JobKind::Backfill, Some(at("2026-11-01T00:00:00Z"))));
+
+        let body = r#"{"exportFromDate":"beginning","fullExport":true}"#;
+        let windows = plan(&request(body), "m3", &objects, &full, now);
+        assert_eq!(windows.len(), 6, "two objects x three months");
+        assert!(windows.iter().all(|j| j.kind == JobKind::FullWindow && j.objects.len() == 1));
+        let keys: std::collections::HashSet<_> = windows.iter().map(|j| &j.idempotency_key).collect();
+        assert_eq!(keys.len(), 6, "every window job has its own idempotency key");
+        assert_eq!(windows[2].to, Some(now));
+    }
+}

@@ -1,0 +1,390 @@
+//! Serving export requests: plan, record, submit, record, enqueue, in that order, resumable at every step.
+//!
+//! # A request's states
+//! received -> planned (request record written, nothing submitted yet) -> for each planned job: submitted (job id
+//! recorded) -> enqueued (job message sent, recorded) -> done (message deleted). A request that is not valid goes
+//! to the requests DLQ with its reason and is deleted; a request that meets a busy Zuora is put back with a delay
+//! and its request id pinned, so it resumes from its record; any other failure leaves the message to be received
+//! again (and dead-lettered by SQS after too many receives).
+
+use crate::plan::{plan, windowed_query};
+use chrono::Utc;
+use common::catalogue::Catalogue;
+use common::config::{FullExportConfig, SessionConfig};
+use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
+use common::messages::{ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
+use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// Why a request was not (fully) served.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request can never succeed as sent; it goes to the DLQ with this reason.
+    #[error("{0}")]
+    Rejected(String),
+    /// Zuora is busy (too many concurrent jobs, rate limits): try the rest later.
+    #[error("Zuora is busy: {0}")]
+    Busy(ZuoraError),
+    /// Anything else that may pass: the message is received again later.
+    #[error(transparent)]
+    Transient(#[from] TransientError),
+}
+
+/// A failure worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum TransientError {
+    /// The ledger could not be read or written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The jobs queue refused the job message.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Zuora failed in a way that may pass.
+    #[error(transparent)]
+    Zuora(ZuoraError),
+}
+
+impl From<LedgerError> for RequestError {
+    fn from(e: LedgerError) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+impl From<QueueError> for RequestError {
+    fn from(e: QueueError) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+impl From<ZuoraError> for RequestError {
+    fn from(e: ZuoraError) -> Self {
+        match e {
+            ZuoraError::Api { ref code, .. } if code == "90028" => Self::Busy(e),
+            ZuoraError::Unavailable { status: 429, .. } => Self::Busy(e),
+            e if e.is_retryable() => Self::Transient(TransientError::Zuora(e)),
+            e => Self::Rejected(format!("Zuora refused the job: {e}")),
+        }
+    }
+}
+
+/// What a served request produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The request's key in the ledger.
+    pub request_key: String,
+    /// Its jobs, in order.
+    pub job_ids: Vec<String>,
+}
+
+/// The producer's dependencies.
+pub struct Producer {
+    zuora: ZuoraClient,
+    ledger: Ledger,
+    jobs: Arc<dyn Queue>,
+    catalogue: Catalogue,
+    session: SessionConfig,
+    full_export: FullExportConfig,
+}
+
+impl Producer {
+    /// A producer.
+    pub fn new(
+        zuora: ZuoraClient,
+        ledger: Ledger,
+        jobs: Arc<dyn Queue>,
+        catalogue: Catalogue,
+        session: SessionConfig,
+        full_export: FullExportConfig,
+    ) -> Self {
+        Self { zuora, ledger, jobs, catalogue, session, full_export }
+    }
+
+    fn data_center(&self) -> DataCenter {
+        self.zuora.config().data_center
+    }
+
+    /// Serves one request body. `fallback_key` (the queue message id) identifies it when it has no `requestId`,
+    /// so a redelivery of the same message resumes the same record.
+    pub async fn serve(&self, body: &str, fallback_key: &str) -> Result<Served, RequestError> {
+        let names: Vec<&str> = self.catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+        let now = Utc::now();
+        let request = ExportRequest::parse(body, &names, now.date_naive()).map_err(|e| RequestError::Rejected(e.0))?;
+        let request_key = request.request_id.clone().unwrap_or_else(|| fallback_key.to_owned());
+        let mut record = match self.ledger.request(&request_key).await? {
+            Some(record) => record,
+            None => {
+                let objects = match &request.objects {
+                    Some(names) => self.catalogue.select(names).map_err(|unknown| {
+                        RequestError::Rejected(format!("objects: unknown {}", unknown.join(", ")))
+                    })?,
+                    None => self.catalogue.objects.iter().collect(),
+                };
+                let jobs = plan(&request, &request_key, &objects, &self.full_export, now);
+                let record = RequestRecord { request_key: request_key.clone(), request, received_at: now, jobs };
+                self.ledger.put_request(&record).await?;
+                record
+            }
+        };
+        for index in 0..record.jobs.len() {
+            if record.jobs[index].job_id.is_none() {
+                self.submit_planned(&mut record, index).await?;
+            }
+            if !record.jobs[index].enqueued {
+                self.enqueue_planned(&mut record, index).await?;
+            }
+        }
+        let job_ids = record.jobs.iter().filter_map(|j| j.job_id.clone()).collect();
+        Ok(Served { request_key, job_ids })
+    }
+
+    async fn submit_planned(&self, record: &mut RequestRecord, index: usize) -> Result<(), RequestError> {
+        let planned = record.jobs[index].clone();
+        if planned.kind == JobKind::Increment {
+            // A job Zuora ran that we do not know of holds the window before ours: adopt it first.
+            self.reconcile().await?;
+        }
+        let from = match planned.kind {
+            JobKind::Increment => self.ledger.last_increment_to().await?,
+            JobKind::Backfill | JobKind::FullWindow => planned.from,
+        };
+        let submitted_at = Utc::now();
+        let request = self.batch_request(&record.request_key, &planned)?;
+        let job = self.zuora.submit(&request, &planned.idempotency_key).await?;
+        let window = Window { from, to: planned.to.unwrap_or(submitted_at) };
+        info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
+              to = %window.to, "submitted AQuA job");
+        let slot = &mut record.jobs[index];
+        slot.job_id = Some(job.id.clone());
+        slot.window = Some(window);
+        self.ledger.put_request(record).await?;
+        if self.ledger.job(&job.id).await?.is_none() {
+            let job_record = JobRecord {
+                job_id: job.id.clone(),
+                request_key: record.request_key.clone(),
+                kind: planned.kind,
+                objects: planned.objects.clone(),
+                window,
+                submitted_at,
+                adopted: false,
+                enqueued: false,
+            };
+            self.ledger.put_job(&job_record).await?;
+        }
+        if planned.kind == JobKind::Increment {
+            self.ledger.advance_increment_to(window.to).await?;
+        }
+        Ok(())
+    }
+
+    async fn enqueue_planned(&self, record: &mut RequestRecord, index: usize) -> Result<(), RequestError> {
+        let Some(job_id) = record.jobs[index].job_id.clone() else {
+            return Ok(());
+        };
+        let Some(mut job_record) = self.ledger.job(&job_id).await? else {
+            return Err(RequestError::Transient(TransientError::Ledger(LedgerError::Corrupt {
+                key: format!("jobs/{job_id}.json"),
+                detail: "the request names a job with no record".to_owned(),
+            })));
+        };
+        // Reconciliation may have adopted and enqueued this very job after a crash: enqueue it once.
+        if !job_record.enqueued {
+            self.enqueue(&job_record).await?;
+            job_record.enqueued = true;
+            self.ledger.put_job(&job_record).await?;
+        }
+        record.jobs[index].enqueued = true;
+        self.ledger.put_request(record).await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, job: &JobRecord) -> Result<(), QueueError> {
+        let message = JobMessage {
+            version: MESSAGE_VERSION,
+            job_id: job.job_id.clone(),
+            request_id: job.request_key.clone(),
+            kind: job.kind,
+            objects: job.objects.clone(),
+            window: job.window,
+            submitted_at: job.submitted_at,
+        };
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(&message).expect("a job message serialises");
+        self.jobs.send(OutgoingMessage::new(body)).await?;
+        info!(job_id = %job.job_id, "enqueued job");
+        Ok(())
+    }
+
+    fn batch_request(&self, request_key: &str, planned: &PlannedJob) -> Result<BatchQueryRequest, RequestError> {
+        let objects = self
+            .catalogue
+            .select(&planned.objects)
+            .map_err(|unknown| RequestError::Rejected(format!("objects no longer in the catalogue: {}", unknown.join(", "))))?;
+        let name = format!("zle-{}", request_key);
+        let (session, from) = (&self.session, planned.from);
+        Ok(match planned.kind {
+            JobKind::Increment => {
+                let queries = objects.iter().map(|o| o.to_query()).collect();
+                BatchQueryRequest::stateful(&name, &session.partner, &session.project, queries)
+            }
+            JobKind::Backfill => {
+                let queries = objects.iter().map(|o| o.to_query()).collect();
+                let request = BatchQueryRequest::stateful(&name, &session.partner, &session.project, queries);
+                match from {
+                    Some(from) => request.with_incremental_time(from, self.data_center()),
+                    None => request,
+                }
+            }
+            JobKind::FullWindow => {
+                // Stateless, so the daily session never moves; deleted rows are asked for explicitly.
+                let (Some(from), Some(to)) = (planned.from, planned.to) else {
+                    return Err(RequestError::Rejected("a full-export window without bounds".to_owned()));
+                };
+                let queries = objects
+                    .iter()
+                    .map(|o| {
+                        let mut query = o.to_query();
+                        query.query = windowed_query(&o.query, from, to);
+                        query.deleted = query.deleted.map(|d| DeletedSpec { force_export: Some(true), ..d });
+                        query
+                    })
+                    .collect();
+                let mut request = BatchQueryRequest::stateful(&name, "", "", queries);
+                request.partner = None;
+                request.project = None;
+                request
+            }
+        })
+    }
+
+    /// Compares Zuora's last completed job of the session with the ledger and adopts it if the ledger has no
+    /// record of it (a crash between submit and record, or a job submitted from outside): recorded, enqueued once.
+    /// Returns the adopted job's id.
+    pub async fn reconcile(&self) -> Result<Option<String>, RequestError> {
+        let Some(job) = self.zuora.last_completed_job(&self.session.partner, &self.session.project).await? else {
+            return Ok(None);
+        };
+        if let Some(known) = self.ledger.job(&job.id).await? {
+            if !known.enqueued {
+                self.enqueue(&known).await?;
+                self.ledger.put_job(&JobRecord { enqueued: true, ..known }).await?;
+            }
+            return Ok(None);
+        }
+        let record = self.adopted_record(&job).await?;
+        warn!(job_id = %job.id, kind = ?record.kind, "Zuora ran a job the ledger has no record of: adopting it");
+        self.ledger.put_job(&record).await?;
+        self.enqueue(&record).await?;
+        self.ledger.put_job(&JobRecord { enqueued: true, ..record.clone() }).await?;
+        if record.kind == JobKind::Increment {
+            self.ledger.advance_increment_to(record.window.to).await?;
+        }
+        Ok(Some(job.id))
+    }
+
+    async fn adopted_record(&self, job: &Job) -> Result<JobRecord, LedgerError> {
+        let dc = self.data_center();
+        let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).unwrap_or_else(Utc::now);
+        let (kind, from) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
+            Some(from) => (JobKind::Backfill, Some(from)),
+            None => (JobKind::Increment, self.ledger.last_increment_to().await?),
+        };
+        Ok(JobRecord {
+            job_id: job.id.clone(),
+            request_key: format!("adopted:{}", job.id),
+            kind,
+            objects: job.batches.iter().filter_map(|b| b.name.clone()).collect(),
+            window: Window { from, to: started },
+            submitted_at: started,
+            adopted: true,
+            enqueued: false,
+        })
+    }
+}
+
+/// Long-polls the requests queue until `shutdown` resolves; the message being served is finished first.
+pub async fn run(
+    producer: &Producer,
+    requests: &dyn Queue,
+    dead_letters: &dyn Queue,
+    settings: &common::config::ProducerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    if let Err(e) = producer.reconcile().await {
+        error!(error = %e, "reconciliation at start-up failed; it runs again before each increment");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            () = &mut shutdown => break,
+            batch = requests.receive(10, Duration::from_secs(settings.wait_secs)) => batch,
+        };
+        let messages = match batch {
+            Ok(messages) => messages,
+            Err(e) => {
+                error!(error = %e, "cannot receive requests; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let span = info_span!("request", message_id = %message.id, receive_count = message.receive_count);
+            handle(producer, requests, dead_letters, settings, message).instrument(span).await;
+        }
+    }
+    info!("stopped receiving requests");
+}
+
+/// Serves one received request and settles its message.
+pub async fn handle(
+    producer: &Producer,
+    requests: &dyn Queue,
+    dead_letters: &dyn Queue,
+    settings: &common::config::ProducerSettings,
+    message: ReceivedMessage,
+) {
+    let settled = match producer.serve(&message.body, &message.id).await {
+        Ok(served) => {
+            info!(request_key = %served.request_key, jobs = ?served.job_ids, "request served");
+            requests.delete(&message.receipt).await
+        }
+        Err(RequestError::Rejected(reason)) => {
+            warn!(%reason, "request rejected: moving it to the dead-letter queue");
+            let dead = OutgoingMessage::new(message.body.clone())
+                .attribute("reason", reason)
+                .attribute("source_message_id", message.id.clone());
+            match dead_letters.send(dead).await {
+                Ok(_) => requests.delete(&message.receipt).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(RequestError::Busy(e)) => {
+            let delay = Duration::from_secs(settings.busy_retry_secs);
+            warn!(error = %e, delay_secs = delay.as_secs(), "Zuora is busy: the request resumes later");
+            match requests.send(OutgoingMessage::new(pin_request_id(&message.body, &message.id)).delayed(delay)).await {
+                Ok(_) => requests.delete(&message.receipt).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(RequestError::Transient(e)) => {
+            warn!(error = %e, "request failed for now; it will be received again");
+            requests.set_visibility(&message.receipt, Duration::from_secs(settings.busy_retry_secs.min(900))).await
+        }
+    };
+    if let Err(e) = settled {
+        error!(error = %e, "could not settle the request message; it will be received again");
+    }
+}
+
+/// The body with `requestId` set to its ledger key, so a re-sent copy resumes the same record.
+fn pin_request_id(body: &str, message_id: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.entry("requestId").or_insert_with(|| serde_json::Value::String(message_id.to_owned()));
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => body.to_owned(),
+    }
+}
