@@ -109,8 +109,6 @@ impl Default for FullExportConfig {
 pub struct ProducerSettings {
     /// Long-poll wait of the requests queue, in seconds (at most 20).
     pub wait_secs: u64,
-    /// How long a request stays invisible while it is served, in seconds.
-    pub visibility_secs: u64,
     /// When Zuora is busy (too many concurrent jobs), the rest of a request is retried after this many seconds.
     pub busy_retry_secs: u64,
     /// `status` fails when an object's last increment is older than this many hours.
@@ -119,7 +117,7 @@ pub struct ProducerSettings {
 
 impl Default for ProducerSettings {
     fn default() -> Self {
-        Self { wait_secs: 20, visibility_secs: 300, busy_retry_secs: 300, stale_after_hours: 36 }
+        Self { wait_secs: 20, busy_retry_secs: 300, stale_after_hours: 36 }
     }
 }
 

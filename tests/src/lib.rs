@@ -80,3 +80,117 @@ impl Aws {
         name
     }
 }
+
+/// A whole deployment on the test servers: the simulator, the six queues, a bucket, and the configuration file
+/// that points at them.
+pub struct Deployment {
+    /// The AQuA simulator.
+    pub sim: zuora_sim::RunningSim,
+    /// AWS clients.
+    pub aws: Aws,
+    /// Requests queue and its DLQ.
+    pub requests: (SqsQueue, SqsQueue),
+    /// Jobs queue and its DLQ.
+    pub jobs: (SqsQueue, SqsQueue),
+    /// Lake queue (FIFO) and its DLQ.
+    pub lake: (SqsQueue, SqsQueue),
+    /// Bucket for the ledger and the lake.
+    pub bucket: String,
+    /// The configuration as TOML (with the client secret in it).
+    pub config_text: String,
+}
+
+impl Deployment {
+    /// Starts a simulator tuned by `tune` and creates fresh queues and a bucket.
+    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
+        let mut sim_config = zuora_sim::SimConfig::default();
+        sim_config.settings.job_execution_secs = 0.0;
+        tune(&mut sim_config);
+        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+        let aws = Aws::connect().await;
+        let requests = aws.queue_with_dlq("requests", 5, false).await;
+        let jobs = aws.queue_with_dlq("jobs", 5, false).await;
+        let lake = aws.queue_with_dlq("lake", 5, true).await;
+        let bucket = aws.bucket("lake").await;
+        let config_text = format!(
+            r#"
+[zuora]
+base_url = "{base_url}"
+client_id = "sim-client-id"
+client_secret = "sim-client-secret"
+data_center = "us"
+
+[zuora.retry]
+max_attempts = 4
+base_delay_ms = 10
+max_delay_ms = 100
+max_retry_after_secs = 2
+
+[session]
+partner = "test-partner"
+project = "{project}"
+
+[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[queues]
+requests = "{requests}"
+requests_dlq = "{requests_dlq}"
+jobs = "{jobs}"
+jobs_dlq = "{jobs_dlq}"
+lake = "{lake}"
+lake_dlq = "{lake_dlq}"
+
+[ledger]
+bucket = "{bucket}"
+
+[full_export]
+earliest = "2020-01-01"
+window_months = 6
+
+[producer]
+wait_secs = 1
+busy_retry_secs = 1
+"#,
+            base_url = sim.base_url(),
+            project = unique("project"),
+            endpoint = aws_config().endpoint_url.unwrap_or_default(),
+            requests = requests.0.url(),
+            requests_dlq = requests.1.url(),
+            jobs = jobs.0.url(),
+            jobs_dlq = jobs.1.url(),
+            lake = lake.0.url(),
+            lake_dlq = lake.1.url(),
+        );
+        Self { sim, aws, requests, jobs, lake, bucket, config_text }
+    }
+
+    /// The configuration, parsed.
+    pub fn config(&self) -> common::config::Config {
+        common::config::Config::parse(&self.config_text, "test deployment", None).expect("test configuration is valid")
+    }
+
+    /// The configuration written to a file in `dir`.
+    pub fn config_file(&self, dir: &std::path::Path) -> PathBuf {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, &self.config_text).expect("write config");
+        path
+    }
+
+    /// Every message now on a queue, received and deleted.
+    pub async fn drain(queue: &SqsQueue) -> Vec<common::queue::ReceivedMessage> {
+        use common::queue::Queue;
+        let mut all = Vec::new();
+        loop {
+            let batch = queue.receive(10, std::time::Duration::from_millis(500)).await.expect("receive");
+            if batch.is_empty() {
+                return all;
+            }
+            for message in batch {
+                queue.delete(&message.receipt).await.expect("delete");
+                all.push(message);
+            }
+        }
+    }
+}

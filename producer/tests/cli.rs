@@ -1,0 +1,133 @@
+//! The `producer` binary: its commands, its exit codes, and its errors for bad configuration and bad input.
+
+use chrono::Utc;
+use common::ledger::{Ledger, PublishedMark};
+use common::messages::Window;
+use common::queue::{OutgoingMessage, Queue};
+use common::store::S3Store;
+use e2e_tests::{Deployment, unique};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("producer-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn producer(config: Option<&std::path::Path>, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command.args(args).env_remove("ZLE_CONFIG").env("RUST_LOG", "warn").output().await.expect("producer runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn help_lists_every_command_and_each_command_has_help() {
+    let out = producer(None, &["--help"]).await;
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in ["serve", "submit", "backfill", "redrive", "status"] {
+        assert!(help.contains(command), "--help lacks {command}:\n{help}");
+        let sub = producer(None, &[command, "--help"]).await;
+        assert!(sub.status.success() && text(&sub.stdout).contains("Usage: producer"), "{command} --help");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_configuration_stops_start_up_with_the_field_named() {
+    let dir = temp_dir();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[zuora]\nbase_url = \"https://rest.zuora.com\"\nclient_id = \"x\"\nclient_secret = \"y\"\n[session]\npartner = \"p\"\nproject = \"\"\n").unwrap();
+    let out = producer(Some(&path), &["status"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("missing field `queues`") || err.contains("session.project"), "{err}");
+    let missing = producer(None, &["status"]).await;
+    assert!(text(&missing.stderr).contains("--config"), "{}", text(&missing.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
+    let d = Deployment::start(|_| {}).await;
+    let config = d.config_file(&temp_dir());
+    let out = producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("jobs "), "{}", text(&out.stdout));
+    assert_eq!(Deployment::drain(&d.jobs.0).await.len(), 1);
+
+    let bad = producer(Some(&config), &["submit", r#"{"exportFromDate":"beginning"}"#]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("fullExport"), "{}", text(&bad.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_puts_a_request_on_the_requests_queue() {
+    let d = Deployment::start(|_| {}).await;
+    let config = d.config_file(&temp_dir());
+    let out = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Account,Invoice"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let messages = Deployment::drain(&d.requests.0).await;
+    assert_eq!(messages.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(body["exportFromDate"], "2022-05-04");
+    assert_eq!(body["objects"], serde_json::json!(["Account", "Invoice"]));
+    let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(Deployment::drain(&d.requests.0).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redrive_moves_dead_letters_back_and_prints_the_count() {
+    let d = Deployment::start(|_| {}).await;
+    let config = d.config_file(&temp_dir());
+    for i in 0..3 {
+        d.jobs.1.send(OutgoingMessage::new(format!("{{\"n\":{i}}}"))).await.unwrap();
+    }
+    let out = producer(Some(&config), &["redrive", "--queue", "jobs"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("moved 3 messages"), "{}", text(&out.stdout));
+    assert_eq!(Deployment::drain(&d.jobs.0).await.len(), 3);
+    assert!(Deployment::drain(&d.jobs.1).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() {
+    let d = Deployment::start(|_| {}).await;
+    let config_path = d.config_file(&temp_dir());
+    let config = d.config();
+    let ledger = Ledger::new(Arc::new(S3Store::new(d.aws.s3.clone())), &config.ledger.bucket, &config.ledger.prefix);
+    let now = Utc::now();
+    let mark = |object: &str, age_hours: i64| PublishedMark {
+        object: object.to_owned(),
+        job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
+        window: Window { from: None, to: now - chrono::Duration::hours(age_hours) },
+        executed_at: now - chrono::Duration::hours(age_hours),
+        published_at: now,
+        bucket: d.bucket.clone(),
+        key: format!("{object}/x.csv"),
+    };
+    let catalogue = config.catalogue().unwrap();
+    for object in &catalogue.objects {
+        let age = if object.name == "Invoice" { 48 } else { 2 };
+        ledger.record_published(&mark(&object.name, age)).await.unwrap();
+    }
+    let stale = producer(Some(&config_path), &["status"]).await;
+    assert_eq!(stale.status.code(), Some(1), "{}", text(&stale.stderr));
+    let table = text(&stale.stdout);
+    let invoice_line = table.lines().find(|l| l.starts_with("Invoice ")).unwrap();
+    assert!(invoice_line.contains("STALE"), "{table}");
+    assert!(!table.lines().find(|l| l.starts_with("Account ")).unwrap().contains("STALE"), "{table}");
+
+    ledger.record_published(&mark("Invoice", 1)).await.unwrap();
+    let fresh = producer(Some(&config_path), &["status"]).await;
+    assert!(fresh.status.success(), "{}", text(&fresh.stdout));
+    let lenient = producer(Some(&config_path), &["status", "--stale-after-hours", "100"]).await;
+    assert!(lenient.status.success());
+}

@@ -1,0 +1,253 @@
+//! The producer against moto (SQS, S3) and the AQuA simulator: requests become jobs on the jobs queue, bad input
+//! goes to the DLQ with its reason, and no job is lost or doubled across duplicates and crashes.
+
+use bytes::Bytes;
+use common::ledger::Ledger;
+use common::messages::{JobKind, JobMessage};
+use common::queue::{OutgoingMessage, Queue, SqsQueue};
+use common::store::{ObjectStore, S3Store, StoreError};
+use common::zuora::{DataCenter, ZuoraClient};
+use e2e_tests::Deployment;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use producer::service::{Producer, RequestError, handle};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use zuora_sim::Mutation;
+
+fn producer_with(d: &Deployment, store: Arc<dyn ObjectStore>, jobs: Arc<dyn Queue>) -> Producer {
+    let config = d.config();
+    let ledger = Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
+    let zuora = ZuoraClient::new(config.zuora.clone()).unwrap();
+    Producer::new(zuora, ledger, jobs, config.catalogue().unwrap(), config.session, config.full_export)
+}
+
+fn producer(d: &Deployment) -> Producer {
+    producer_with(d, Arc::new(S3Store::new(d.aws.s3.clone())), Arc::new(d.jobs.0.clone()))
+}
+
+/// Serves every request on the requests queue, as `producer serve` does, until it stays empty.
+async fn serve_all(d: &Deployment, producer: &Producer) {
+    let settings = d.config().producer;
+    let mut idle = 0;
+    while idle < 3 {
+        let batch = d.requests.0.receive(10, Duration::from_millis(500)).await.unwrap();
+        if batch.is_empty() {
+            idle += 1;
+            continue;
+        }
+        idle = 0;
+        for message in batch {
+            handle(producer, &d.requests.0, &d.requests.1, &settings, message).await;
+        }
+    }
+}
+
+async fn job_messages(queue: &SqsQueue) -> Vec<JobMessage> {
+    Deployment::drain(queue).await.iter().map(|m| serde_json::from_str(&m.body).expect("a job message")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_request_is_dead_lettered_with_its_reason_and_a_good_one_behind_them_is_served() {
+    let d = Deployment::start(|_| {}).await;
+    let bad = [
+        ("this is not json", "not valid JSON"),
+        (r#"{"exportFromDate": "2022-13-45"}"#, "exportFromDate: expected"),
+        (r#"{"exportFromDate": "2999-01-01"}"#, "is in the future"),
+        (r#"{"exportFromDate": "afterLastIncrement", "priority": "high"}"#, "unknown field `priority`"),
+        (r#"{"exportFromDate": "afterLastIncrement", "objects": ["Acount"]}"#, "objects: unknown Acount"),
+        (r#"{"exportFromDate": "afterLastIncrement", "objects": []}"#, "objects: must not be empty"),
+        (r#"{"exportFromDate": "beginning"}"#, "\"fullExport\": true to confirm"),
+    ];
+    for (body, _) in &bad {
+        d.requests.0.send(OutgoingMessage::new(*body)).await.unwrap();
+    }
+    d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate": "afterLastIncrement"}"#)).await.unwrap();
+    serve_all(&d, &producer(&d)).await;
+
+    let dead = Deployment::drain(&d.requests.1).await;
+    assert_eq!(dead.len(), bad.len(), "{dead:#?}");
+    for (body, reason) in bad {
+        let message = dead.iter().find(|m| m.body == body).unwrap_or_else(|| panic!("{body} not dead-lettered"));
+        let got = message.attributes.get("reason").map(String::as_str).unwrap_or_default();
+        assert!(got.contains(reason), "{body}: reason {got:?} should contain {reason:?}");
+    }
+    let jobs = job_messages(&d.jobs.0).await;
+    assert_eq!(jobs.len(), 1, "the good request was served");
+    assert_eq!(jobs[0].kind, JobKind::Increment);
+    assert_eq!(jobs[0].objects.len(), 13);
+    assert_eq!(d.sim.control().jobs().len(), 1, "the bad ones submitted nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_request_delivered_twice_submits_one_job() {
+    let d = Deployment::start(|_| {}).await;
+    let body = r#"{"exportFromDate": "afterLastIncrement", "requestId": "daily-2026-11-24"}"#;
+    for _ in 0..2 {
+        d.requests.0.send(OutgoingMessage::new(body)).await.unwrap();
+    }
+    let producer = producer(&d);
+    serve_all(&d, &producer).await;
+    // And a redelivery of one message without a request id: the message id keys it.
+    let plain = r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#;
+    let first = producer.serve(plain, "message-1").await.unwrap();
+    let again = producer.serve(plain, "message-1").await.unwrap();
+    assert_eq!(first, again);
+
+    assert_eq!(d.sim.control().jobs().len(), 2);
+    assert_eq!(job_messages(&d.jobs.0).await.len(), 2);
+    assert!(Deployment::drain(&d.requests.1).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_increments_in_a_row_deliver_both_windows() {
+    let d = Deployment::start(|_| {}).await;
+    let producer = producer(&d);
+    let daily = r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#;
+    let first = producer.serve(daily, "day-1").await.unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(3600));
+    let changes = d.sim.control().mutate("Account", Mutation { insert: 1, update: 1, delete: 1 }).unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    // Re-run at once, before any consumer has read the first: the old system lost the first window here.
+    let second = producer.serve(daily, "day-1-rerun").await.unwrap();
+    assert_ne!(first.job_ids, second.job_ids);
+
+    let jobs = job_messages(&d.jobs.0).await;
+    assert_eq!(jobs.iter().map(|j| j.job_id.clone()).collect::<Vec<_>>(), [first.job_ids, second.job_ids].concat());
+    assert_eq!(jobs[0].window.from, None, "the first increment is a full load");
+    assert_eq!(jobs[1].window.from, Some(jobs[0].window.to), "windows are contiguous");
+
+    // Both windows still exist at Zuora: the full load and the increment with the changes.
+    let zuora = ZuoraClient::new(d.config().zuora).unwrap();
+    let full = zuora.wait_for_job(&jobs[0].job_id, Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
+    let increment = zuora.wait_for_job(&jobs[1].job_id, Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(full.batches[0].full, Some(true));
+    assert_eq!(increment.batches[0].full, Some(false));
+    assert_eq!(increment.batches[0].record_count, Some(3), "{changes:?}");
+}
+
+/// An object store that fails one chosen write, as if the process died right before it.
+struct FailOnce {
+    inner: S3Store,
+    key_part: &'static str,
+    nth: u32,
+    seen: AtomicU32,
+}
+
+impl ObjectStore for FailOnce {
+    fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
+        if key.contains(self.key_part) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            let err = StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "crash".into() };
+            return Box::pin(async move { Err(err) });
+        }
+        self.inner.put(bucket, key, body)
+    }
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        self.inner.get(bucket, key)
+    }
+    fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.inner.list(bucket, prefix)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_restart() {
+    let d = Deployment::start(|_| {}).await;
+    // The second write of the request record is the one right after Zuora accepted the job.
+    let crashing = FailOnce { inner: S3Store::new(d.aws.s3.clone()), key_part: "requests/", nth: 2, seen: AtomicU32::new(0) };
+    let before_crash = producer_with(&d, Arc::new(crashing), Arc::new(d.jobs.0.clone()));
+    let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-1"}"#;
+    let err = before_crash.serve(daily, "m").await.unwrap_err();
+    assert!(matches!(err, RequestError::Transient(_)), "{err:?}");
+    assert_eq!(d.sim.control().jobs().len(), 1, "Zuora has the job");
+    assert!(job_messages(&d.jobs.0).await.is_empty(), "nobody has been told");
+
+    // Restart: start-up reconciliation finds the job at Zuora, then the redelivered request resumes.
+    let restarted = producer(&d);
+    let adopted = restarted.reconcile().await.unwrap();
+    let served = restarted.serve(daily, "m").await.unwrap();
+    assert_eq!(adopted.as_deref(), served.job_ids.first().map(String::as_str));
+    assert_eq!(d.sim.control().jobs().len(), 1, "the resubmission reused the job (Idempotency-Key)");
+    let jobs = job_messages(&d.jobs.0).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].job_id, served.job_ids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_record_and_enqueue_enqueues_the_job_exactly_once_after_restart() {
+    let d = Deployment::start(|_| {}).await;
+    let broken_queue = SqsQueue::new(d.aws.sqs.clone(), format!("{}-missing", d.jobs.0.url()));
+    let before_crash = producer_with(&d, Arc::new(S3Store::new(d.aws.s3.clone())), Arc::new(broken_queue));
+    let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-2"}"#;
+    assert!(before_crash.serve(daily, "m").await.is_err());
+    let restarted = producer(&d);
+    restarted.reconcile().await.unwrap();
+    restarted.serve(daily, "m").await.unwrap();
+    restarted.serve(daily, "m").await.unwrap();
+    assert_eq!(d.sim.control().jobs().len(), 1);
+    assert_eq!(job_messages(&d.jobs.0).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_date_backfill_starts_at_utc_midnight_sent_in_pacific_time_and_does_not_move_the_session() {
+    let d = Deployment::start(|c| c.data_center = zuora_sim::DataCenter::Us).await;
+    let producer = producer(&d);
+    producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-1").await.unwrap();
+    let backfill = producer.serve(r#"{"exportFromDate": "2022-05-04", "objects": ["Account"]}"#, "ops-1").await.unwrap();
+    let zuora = ZuoraClient::new(d.config().zuora).unwrap();
+    let job = zuora.job(&backfill.job_ids[0]).await.unwrap();
+    let from = job.incremental_time.expect("incrementalTime sent").to_utc(DataCenter::Us).unwrap();
+    assert_eq!(from, "2022-05-04T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+
+    d.sim.control().advance_clock(Duration::from_secs(600));
+    d.sim.control().mutate("Account", Mutation { insert: 0, update: 2, delete: 0 }).unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    let next = producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-2").await.unwrap();
+    let next = zuora.wait_for_job(&next.job_ids[0], Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(next.batches[0].record_count, Some(2), "the next increment starts where the last increment ended");
+    let messages = job_messages(&d.jobs.0).await;
+    assert_eq!(messages.iter().map(|m| m.kind).collect::<Vec<_>>(), [JobKind::Increment, JobKind::Backfill, JobKind::Increment]);
+    assert_eq!(messages[2].window.from, Some(messages[0].window.to), "the backfill did not move the increments' mark");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_export_is_split_into_windows_that_resume_when_zuora_is_busy_and_hold_every_row_once() {
+    let d = Deployment::start(|c| {
+        c.settings.job_execution_secs = 1.0;
+        c.settings.max_concurrent_jobs = 3;
+    })
+    .await;
+    let producer = producer(&d);
+    let body = r#"{"exportFromDate": "beginning", "fullExport": true, "objects": ["Account"], "requestId": "full-1"}"#;
+    d.requests.0.send(OutgoingMessage::new(body)).await.unwrap();
+    serve_all(&d, &producer).await;
+
+    let jobs = job_messages(&d.jobs.0).await;
+    assert!(jobs.len() > 3, "{} windows: more than Zuora's concurrency limit here", jobs.len());
+    assert!(jobs.iter().all(|j| j.kind == JobKind::FullWindow));
+    assert_eq!(jobs.iter().map(|j| &j.job_id).collect::<HashSet<_>>().len(), jobs.len(), "each window once");
+    assert_eq!(d.sim.control().jobs().len(), jobs.len(), "no window submitted twice");
+
+    let zuora = ZuoraClient::new(d.config().zuora).unwrap();
+    let mut ids = Vec::new();
+    for job in &jobs {
+        let done = zuora.wait_for_job(&job.job_id, Duration::from_millis(50), Duration::from_secs(30)).await.unwrap();
+        let mut stream = zuora.download(done.batches[0].file_ids()[0]).await.unwrap();
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        let mut reader = csv::Reader::from_reader(body.as_slice());
+        let id_column = reader.headers().unwrap().iter().position(|h| h == "Account.Id").unwrap();
+        ids.extend(reader.records().map(|r| r.unwrap()[id_column].to_owned()));
+    }
+    let truth = d.sim.control().ground_truth_csv("Account").unwrap();
+    let mut reader = csv::Reader::from_reader(truth.as_bytes());
+    let truth_id = reader.headers().unwrap().iter().position(|h| h == "Account.Id").unwrap();
+    let mut expected: Vec<String> = reader.records().map(|r| r.unwrap()[truth_id].to_owned()).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected, "every live row exactly once across the windows");
+}
