@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod catalogue;
 pub mod config;
+pub mod csv_count;
 pub mod ledger;
 pub mod messages;
 pub mod queue;

@@ -53,7 +53,7 @@ def export(aggregate, files):
 
 
 def main():
-    client = ZuoraClient("sim-client-id", "sim-client-secret", env=None, config=Configuration(host=BASE))
+    client = ZuoraClient("0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b", "sim-client-secret", env=None, config=Configuration(host=BASE))
     client.initialize()
     try:
         aggregate, files = client.aggregate_queries_api(), client.files_api()

@@ -1,0 +1,103 @@
+//! The simulator's configuration: fixed at start (`SimConfig`) and tunable at run time (`Settings`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where the simulated tenant lives; decides how `incrementalTime` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DataCenter {
+    /// US data centres read `incrementalTime` as America/Los_Angeles (DST-aware).
+    #[default]
+    Us,
+    /// The EU data centre reads it as UTC.
+    Eu,
+}
+
+/// Everything fixed when the simulator starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Address to bind; port 0 picks a free one.
+    pub listen: String,
+    /// Seed of every generated value: one seed, one data set.
+    pub seed: u64,
+    /// The only client id `/oauth/token` accepts.
+    pub client_id: String,
+    /// The only client secret `/oauth/token` accepts.
+    pub client_secret: String,
+    /// Lifetime of issued tokens, in (simulated) seconds; Zuora's is 3599.
+    pub token_lifetime_secs: u64,
+    /// How `incrementalTime` is read.
+    pub data_center: DataCenter,
+    /// The simulated clock's start; the real time at start when absent.
+    pub clock_start: Option<DateTime<Utc>>,
+    /// Generated rows are created from this instant on.
+    pub genesis: DateTime<Utc>,
+    /// ... over this many days.
+    pub history_days: u32,
+    /// Rows per object, overriding the defaults (see `schema::DEFAULT_ROWS`).
+    pub rows: BTreeMap<String, u64>,
+    /// The run-time tunable part.
+    pub settings: Settings,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".to_owned(),
+            seed: 42,
+            client_id: "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b".to_owned(),
+            client_secret: "sim-client-secret".to_owned(),
+            token_lifetime_secs: 3599,
+            data_center: DataCenter::Us,
+            clock_start: None,
+            genesis: DateTime::from_timestamp(1_577_836_800, 0).unwrap_or_default(), // 2020-01-01T00:00:00Z
+            history_days: 1461,
+            rows: BTreeMap::new(),
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// Behaviour that tests change while the simulator runs (`PATCH /sim/settings`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Seconds a job stays `submitted` before it may start.
+    pub job_queue_secs: f64,
+    /// Seconds a job stays `executing`.
+    pub job_execution_secs: f64,
+    /// Result files are purged this many hours after the job completed (Zuora: 72).
+    pub file_lifetime_hours: f64,
+    /// Files larger than this are refused with 403 `max-object-size` (Zuora: 2,047 MB); `null` for no limit.
+    pub max_file_bytes: Option<u64>,
+    /// Send `Content-Length` (true) or stream chunked (false).
+    pub content_length: bool,
+    /// File Segmentation: stateful full loads split into files of at most this many records.
+    pub segment_rows: Option<u64>,
+    /// Concurrent (submitted + executing) jobs per mode, stateful and stateless (Zuora: 50).
+    pub max_concurrent_jobs: usize,
+    /// Line ending of result files.
+    pub line_ending: String,
+    /// Older JSON shapes: `version` and `recordCount` as other types, `startTime` and `incrementalTime` as
+    /// wall-clock text.
+    pub legacy_json: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            job_queue_secs: 0.0,
+            job_execution_secs: 1.0,
+            file_lifetime_hours: 72.0,
+            max_file_bytes: Some(2047 * 1024 * 1024),
+            content_length: false,
+            segment_rows: None,
+            max_concurrent_jobs: 50,
+            line_ending: "\n".to_owned(),
+            legacy_json: false,
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The HTTP surface: Zuora's endpoints, the file downloads on all their paths, and the `/sim/` control API.
+
+use crate::files::FileBody;
+use crate::state::{ApiError, DownloadError, FaultRule, Mutation, Sim};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Shared = Arc<Sim>;
+
+/// Every route.
+pub fn router(sim: Shared) -> Router {
+    let file = get(download);
+    Router::new()
+        .route("/oauth/token", post(token))
+        .route("/v1/batch-query/", post(submit))
+        .route("/v1/batch-query", post(submit))
+        .route("/apps/api/batch-query/", post(submit))
+        .route("/apps/api/batch-query", post(submit))
+        .route("/v1/batch-query/jobs/{id}", get(job).delete(cancel))
+        .route("/apps/api/batch-query/jobs/{id}", get(job).delete(cancel))
+        .route("/v1/batch-query/jobs/partner/{partner}/project/{project}", get(last_completed))
+        .route("/v1/file/{id}", file.clone())
+        .route("/v1/files/{id}", file.clone())
+        .route("/v1/batch-query/file/{id}", file.clone())
+        .route("/apps/api/file/{id}", file.clone())
+        .route("/apps/api/batch-query/file/{id}", file)
+        .route("/sim/objects", get(list_objects))
+        .route("/sim/objects/{name}/rows", put(set_rows))
+        .route("/sim/objects/{name}/mutations", post(mutate))
+        .route("/sim/objects/{name}/truth", get(truth))
+        .route("/sim/clock", get(clock))
+        .route("/sim/clock/advance", post(advance_clock))
+        .route("/sim/faults", put(set_faults).delete(clear_faults))
+        .route("/sim/abort-next", post(abort_next))
+        .route("/sim/jobs", get(list_jobs))
+        .route("/sim/settings", get(settings).patch(patch_settings))
+        .with_state(sim)
+}
+
+/// Collapses repeated slashes (`/v1/batch-query//jobs/x`, which some clients send), as Zuora's front end does.
+pub fn normalize_path(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.contains("//") {
+        let mut collapsed = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && collapsed.ends_with('/')) {
+                collapsed.push(c);
+            }
+        }
+        let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        if let Ok(uri) = format!("{collapsed}{query}").parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+fn with_ids(mut response: Response, request_headers: &HeaderMap, sim: &Sim) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&sim.new_id()) {
+        headers.insert("Zuora-Request-Id", id);
+    }
+    if let Some(track) = request_headers.get("Zuora-Track-Id") {
+        headers.insert("Zuora-Track-Id", track.clone());
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json;charset=utf-8")], value.to_string()).into_response()
+}
+
+fn unauthorized() -> Response {
+    let mut response = json_response(
+        StatusCode::UNAUTHORIZED,
+        json!({"success": false, "reasons": [{"code": 90000011, "message": "Authentication error"}]}),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=Zuora API, ZSession realm=Zuora API, Bearer realm=Zuora API"),
+    );
+    response
+}
+
+fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+        return sim.token_valid(token.trim());
+    }
+    if let Some(basic) = value.strip_prefix("Basic ") {
+        let expected = format!("{}:{}", sim.config.client_id, sim.config.client_secret);
+        return base64_decode(basic.trim()).is_some_and(|decoded| decoded == expected.as_bytes());
+    }
+    false
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 6) | ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn api_error_response(error: ApiError, body: &Value) -> Response {
+    let mut echo = json!({"errorCode": error.code, "message": error.message, "status": "error"});
+    for key in ["name", "version", "format", "encrypted", "partner", "project"] {
+        if let Some(v) = body.get(key) {
+            echo[key] = v.clone();
+        }
+    }
+    echo["useLastCompletedJobQueries"] = json!(false);
+    if let Some(queries) = body.get("queries").and_then(Value::as_array) {
+        echo["batches"] = json!(queries
+            .iter()
+            .map(|q| json!({"name": q.get("name"), "query": q.get("query"), "status": "pending"}))
+            .collect::<Vec<_>>());
+    }
+    json_response(StatusCode::OK, echo)
+}
+
+/// Applies latency and status faults; returns a response when the request must fail here.
+async fn fault_gate(sim: &Sim, endpoint: &str) -> (Option<Response>, Vec<FaultRule>) {
+    let faults = sim.faults_for(endpoint);
+    for fault in &faults {
+        if let Some(ms) = fault.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+    for fault in &faults {
+        if let Some(status) = fault.status {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = json_response(
+                code,
+                json!({"success": false, "reasons": [{"code": "SystemError", "message": format!("injected {status}")}]}),
+            );
+            if let Some(after) = fault.retry_after_secs
+                && let Ok(value) = HeaderValue::from_str(&after.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return (Some(response), faults);
+        }
+    }
+    (None, faults)
+}
+
+async fn token(State(sim): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    if let (Some(response), _) = fault_gate(&sim, "token").await {
+        return with_ids(response, &headers, &sim);
+    }
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+    let response = if field("grant_type") != "client_credentials" {
+        json_response(StatusCode::BAD_REQUEST, json!({"error": "unsupported_grant_type"}))
+    } else {
+        match sim.issue_token(field("client_id"), field("client_secret")) {
+            Some((token, lifetime)) => json_response(
+                StatusCode::OK,
+                json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime,
+                       "scope": "user.simulated entity.simulated", "jti": sim.new_id()}),
+            ),
+            None => unauthorized(),
+        }
+    };
+    with_ids(response, &headers, &sim)
+}
+
+async fn submit(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let response = async {
+        if !authorized(&sim, &headers) {
+            return unauthorized();
+        }
+        if let (Some(response), _) = fault_gate(&sim, "submit").await {
+            return response;
+        }
+        let Ok(body @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"success": false, "code": 50000090, "message": "Oops, request is malformed. Please check your request."}),
+            );
+        };
+        let key = headers.get("Idempotency-Key").and_then(|v| v.to_str().ok());
+        match sim.submit(&body, key) {
+            Ok(job) => json_response(StatusCode::OK, job),
+            Err(e) => api_error_response(e, &body),
+        }
+    }
+    .await;
+    with_ids(response, &headers, &sim)
+}
+
+async fn job(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let response = async {
+        if !authorized(&sim, &headers) {
+            return unauthorized();
+        }
+        let (failed, faults) = fault_gate(&sim, "job").await;
+        if let Some(response) = failed {
+            return response;
+        }
+        match sim.job(&id) {
+            Some(mut job) => {
+                if let Some(status) = faults.iter().find_map(|f| f.job_status.clone()) {
+                    job["status"] = json!(status);
+                }
+                json_response(StatusCode::OK, job)
+            }
+            None => json_response(StatusCode::OK, json!({"errorCode": "90002", "message": "Invalid job id", "status": "error"})),
+        }
+    }
+    .await;
+    with_ids(response, &headers, &sim)
+}
+
+async fn cancel(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let response = async {
+        if !authorized(&sim, &headers) {
+            return unauthorized();
+        }
+        if let (Some(response), _) = fault_gate(&sim, "cancel").await {
+            return response;
+        }
+        match sim.cancel(&id) {
+            Ok(job) => json_response(StatusCode::OK, job),
+            Err(e) => json_response(StatusCode::OK, json!({"errorCode": e.code, "message": e.message, "status": "error"})),
+        }
+    }
+    .await;
+    with_ids(response, &headers, &sim)
+}
+
+async fn last_completed(
+    State(sim): State<Shared>,
+    headers: HeaderMap,
+    Path((partner, project)): Path<(String, String)>,
+) -> Response {
+    let response = async {
+        if !authorized(&sim, &headers) {
+            return unauthorized();
+        }
+        if let (Some(response), _) = fault_gate(&sim, "last").await {
+            return response;
+        }
+        match sim.last_completed(&partner, &project) {
+            Some(job) => json_response(StatusCode::OK, job),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"success": false, "reasons": [{"code": "90002", "message": "No completed job found for this partner and project"}]}),
+            ),
+        }
+    }
+    .await;
+    with_ids(response, &headers, &sim)
+}
+
+async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let response = async {
+        if !authorized(&sim, &headers) {
+            return unauthorized();
+        }
+        let (failed, faults) = fault_gate(&sim, "file").await;
+        if let Some(response) = failed {
+            return response;
+        }
+        let file = match sim.download(&id) {
+            Ok(file) => file,
+            Err(DownloadError::NotFound) => {
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"success": false, "reasons": [{"code": "FileNotFound", "message": format!("File {id} not found")}]}),
+                );
+            }
+            Err(DownloadError::TooLarge(limit)) => {
+                let body = format!("<security:max-object-size>{}MB</security:max-object-size>", limit / (1024 * 1024));
+                return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/xml")], body).into_response();
+            }
+        };
+        let content_type =
+            if file.spec.gzip { "application/x-gzip;charset=UTF-8" } else { "text/csv;charset=UTF-8" };
+        let reset = faults.iter().find_map(|f| f.reset_after_bytes);
+        let truncate = faults.iter().find_map(|f| f.truncate_after_bytes);
+        let bandwidth = faults.iter().find_map(|f| f.bandwidth_bytes_per_sec);
+        let body = file_stream(FileBody::new(file.spec), reset, truncate, bandwidth);
+        let mut response = Response::new(Body::from_stream(body));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(size) = file.size
+            && let Ok(value) = HeaderValue::from_str(&size.to_string())
+        {
+            response.headers_mut().insert(header::CONTENT_LENGTH, value);
+        }
+        response
+    }
+    .await;
+    with_ids(response, &headers, &sim)
+}
+
+/// A file body as a stream, with the injected faults applied.
+fn file_stream(
+    body: FileBody,
+    reset_after: Option<u64>,
+    truncate_after: Option<u64>,
+    bandwidth: Option<u64>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let limit = reset_after.or(truncate_after);
+    futures::stream::iter(body)
+        .scan(0u64, move |sent, mut chunk| {
+            let item = match limit {
+                Some(limit) if *sent >= limit => None,
+                Some(limit) if *sent + chunk.len() as u64 > limit => {
+                    chunk.truncate((limit - *sent) as usize);
+                    Some(chunk)
+                }
+                _ => Some(chunk),
+            };
+            if let Some(c) = &item {
+                *sent += c.len() as u64;
+            }
+            std::future::ready(item)
+        })
+        .map(Ok)
+        .chain(futures::stream::iter(reset_after.map(|_| {
+            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))
+        })))
+        .then(move |item| async move {
+            match (&item, bandwidth) {
+                (Ok(chunk), Some(rate)) => {
+                    tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate.max(1) as f64)).await;
+                }
+                // Let the bytes before the reset reach the wire first, as a real mid-transfer reset does.
+                (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => {}
+            }
+            item
+        })
+}
+
+// ---- control API
+
+async fn list_objects(State(sim): State<Shared>) -> Response {
+    let counts = sim.row_counts();
+    let objects: Vec<Value> = sim
+        .schemas()
+        .iter()
+        .map(|s| {
+            let rows = counts.iter().find(|(n, _)| *n == s.name).map_or(0, |(_, r)| *r);
+            json!({"name": s.name, "rows": rows, "deletedSupported": s.deleted_supported,
+                   "fields": s.fields.iter().map(|f| f.name).collect::<Vec<_>>()})
+        })
+        .collect();
+    json_response(StatusCode::OK, json!(objects))
+}
+
+fn control_error(message: impl std::fmt::Display) -> Response {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": message.to_string()}))
+}
+
+async fn set_rows(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let rows = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("rows").and_then(Value::as_u64));
+    let Some(rows) = rows else { return control_error("expected {\"rows\": N}") };
+    match sim.set_rows(&name, rows) {
+        Ok(()) => json_response(StatusCode::OK, json!({"object": name, "rows": rows})),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn mutate(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let mutation: Mutation = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => return control_error(e),
+    };
+    match sim.mutate(&name, mutation) {
+        Ok(result) => json_response(StatusCode::OK, json!(result)),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn truth(State(sim): State<Shared>, Path(name): Path<String>) -> Response {
+    match sim.ground_truth_csv(&name) {
+        Ok(csv) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv;charset=UTF-8")], csv).into_response(),
+        Err(e) => control_error(e),
+    }
+}
+
+async fn clock(State(sim): State<Shared>) -> Response {
+    json_response(StatusCode::OK, json!({"now": sim.clock.now()}))
+}
+
+async fn advance_clock(State(sim): State<Shared>, body: Bytes) -> Response {
+    let seconds = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("seconds").and_then(Value::as_i64));
+    let Some(seconds) = seconds.filter(|s| *s >= 0) else { return control_error("expected {\"seconds\": N}, N >= 0") };
+    json_response(StatusCode::OK, json!({"now": sim.clock.advance(chrono::Duration::seconds(seconds))}))
+}
+
+async fn set_faults(State(sim): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Vec<FaultRule>>(&body) {
+        Ok(rules) => {
+            let count = rules.len();
+            sim.set_faults(rules);
+            json_response(StatusCode::OK, json!({"faults": count}))
+        }
+        Err(e) => control_error(e),
+    }
+}
+
+async fn clear_faults(State(sim): State<Shared>) -> Response {
+    sim.set_faults(Vec::new());
+    json_response(StatusCode::OK, json!({"faults": 0}))
+}
+
+async fn abort_next(State(sim): State<Shared>, body: Bytes) -> Response {
+    let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (Some(object), Some(message)) =
+        (value.get("object").and_then(Value::as_str), value.get("message").and_then(Value::as_str))
+    else {
+        return control_error("expected {\"object\": ..., \"message\": ...}");
+    };
+    sim.abort_next_batch(object, message);
+    json_response(StatusCode::OK, json!({"object": object}))
+}
+
+async fn list_jobs(State(sim): State<Shared>) -> Response {
+    json_response(StatusCode::OK, json!(sim.jobs()))
+}
+
+async fn settings(State(sim): State<Shared>) -> Response {
+    json_response(StatusCode::OK, json!(sim.settings()))
+}
+
+async fn patch_settings(State(sim): State<Shared>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(Value::Object(p)) => Value::Object(p),
+        _ => return control_error("expected a JSON object of settings"),
+    };
+    let mut merged = json!(sim.settings());
+    if let (Some(target), Some(patch)) = (merged.as_object_mut(), patch.as_object()) {
+        for (k, v) in patch {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+    match serde_json::from_value(merged) {
+        Ok(settings) => {
+            sim.update_settings(|s| *s = settings);
+            json_response(StatusCode::OK, json!(sim.settings()))
+        }
+        Err(e) => control_error(e),
+    }
+}

@@ -1,0 +1,326 @@
+//! The subset of Export ZOQL the simulator understands: `SELECT f, ... FROM Object [WHERE condition]`.
+
+use crate::data::{RowState, Snapshot, Value};
+use crate::schema::{FieldType, ObjectSchema};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+/// A parsed query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Selected fields (indexes into the schema), in order.
+    pub fields: Vec<usize>,
+    /// The filter.
+    pub filter: Option<Condition>,
+}
+
+/// A WHERE condition.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// Both.
+    And(Box<Condition>, Box<Condition>),
+    /// Either.
+    Or(Box<Condition>, Box<Condition>),
+    /// `field op literal`.
+    Compare(usize, Op, Literal),
+    /// Always true: what Zuora does with a datetime compared to a space-separated literal.
+    Ignored,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `=`
+    Eq,
+    /// `!=`, `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// A literal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// `'text'`
+    Text(String),
+    /// A number.
+    Number(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Str(String),
+    Num(f64),
+    Op(Op),
+    Comma,
+    Open,
+    Close,
+    Star,
+}
+
+fn tokens(text: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            ',' => (out.push(Token::Comma), i += 1).1,
+            '(' => (out.push(Token::Open), i += 1).1,
+            ')' => (out.push(Token::Close), i += 1).1,
+            '*' => (out.push(Token::Star), i += 1).1,
+            '\'' => {
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err("unterminated string literal".into()),
+                        Some('\'') if chars.get(i + 1) == Some(&'\'') => (s.push('\''), i += 2).1,
+                        Some('\'') => break,
+                        Some(&ch) => (s.push(ch), i += 1).1,
+                    }
+                }
+                i += 1;
+                out.push(Token::Str(s));
+            }
+            '=' => (out.push(Token::Op(Op::Eq)), i += 1).1,
+            '!' if chars.get(i + 1) == Some(&'=') => (out.push(Token::Op(Op::Ne)), i += 2).1,
+            '<' if chars.get(i + 1) == Some(&'>') => (out.push(Token::Op(Op::Ne)), i += 2).1,
+            '<' if chars.get(i + 1) == Some(&'=') => (out.push(Token::Op(Op::Le)), i += 2).1,
+            '>' if chars.get(i + 1) == Some(&'=') => (out.push(Token::Op(Op::Ge)), i += 2).1,
+            '<' => (out.push(Token::Op(Op::Lt)), i += 1).1,
+            '>' => (out.push(Token::Op(Op::Gt)), i += 1).1,
+            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+                let start = i;
+                i += 1;
+                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                    i += 1;
+                }
+                let s: String = chars[start..i].iter().collect();
+                out.push(Token::Num(s.parse().map_err(|_| format!("bad number {s}"))?));
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.') {
+                    i += 1;
+                }
+                out.push(Token::Word(chars[start..i].iter().collect()));
+            }
+            other => return Err(format!("unexpected character {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+fn is_keyword(token: Option<&Token>, keyword: &str) -> bool {
+    matches!(token, Some(Token::Word(w)) if w.eq_ignore_ascii_case(keyword))
+}
+
+/// The FROM object of a query, without checking the rest (to pick the schema).
+pub fn from_object(text: &str) -> Option<String> {
+    let tokens = tokens(text).ok()?;
+    let at = tokens.iter().position(|t| is_keyword(Some(t), "from"))?;
+    match tokens.get(at + 1) {
+        Some(Token::Word(w)) => Some(w.clone()),
+        _ => None,
+    }
+}
+
+/// Parses a query against an object's schema.
+pub fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
+    let tokens = tokens(text)?;
+    let mut pos = 0;
+    if !is_keyword(tokens.first(), "select") {
+        return Err("You must specify a select.".into());
+    }
+    pos += 1;
+    let mut fields = Vec::new();
+    loop {
+        match tokens.get(pos) {
+            Some(Token::Star) => return Err("'*' is not supported in Export ZOQL".into()),
+            Some(Token::Word(w)) => {
+                fields.push(resolve(w, schema)?);
+                pos += 1;
+            }
+            other => return Err(format!("expected a field name, found {other:?}")),
+        }
+        match tokens.get(pos) {
+            Some(Token::Comma) => pos += 1,
+            _ => break,
+        }
+    }
+    if !is_keyword(tokens.get(pos), "from") {
+        return Err("expected FROM".into());
+    }
+    pos += 2; // FROM <object>, checked by the caller's schema lookup
+    let filter = if is_keyword(tokens.get(pos), "where") {
+        pos += 1;
+        let condition = parse_or(&tokens, &mut pos, schema)?;
+        Some(condition)
+    } else {
+        None
+    };
+    if pos != tokens.len() {
+        return Err(format!("unexpected {:?} after the query", tokens[pos]));
+    }
+    Ok(Query { fields, filter })
+}
+
+fn resolve(name: &str, schema: &ObjectSchema) -> Result<usize, String> {
+    let bare = match name.split_once('.') {
+        Some((object, field)) if object.eq_ignore_ascii_case(schema.name) => field,
+        Some((object, _)) => return Err(format!("joined object {object} is not supported by the simulator")),
+        None => name,
+    };
+    schema.field(bare).ok_or_else(|| format!("invalid field for {}: {name}", schema.name))
+}
+
+fn parse_or(tokens: &[Token], pos: &mut usize, schema: &ObjectSchema) -> Result<Condition, String> {
+    let mut left = parse_and(tokens, pos, schema)?;
+    while is_keyword(tokens.get(*pos), "or") {
+        *pos += 1;
+        left = Condition::Or(Box::new(left), Box::new(parse_and(tokens, pos, schema)?));
+    }
+    Ok(left)
+}
+
+fn parse_and(tokens: &[Token], pos: &mut usize, schema: &ObjectSchema) -> Result<Condition, String> {
+    let mut left = parse_atom(tokens, pos, schema)?;
+    while is_keyword(tokens.get(*pos), "and") {
+        *pos += 1;
+        left = Condition::And(Box::new(left), Box::new(parse_atom(tokens, pos, schema)?));
+    }
+    Ok(left)
+}
+
+fn parse_atom(tokens: &[Token], pos: &mut usize, schema: &ObjectSchema) -> Result<Condition, String> {
+    if tokens.get(*pos) == Some(&Token::Open) {
+        *pos += 1;
+        let inner = parse_or(tokens, pos, schema)?;
+        if tokens.get(*pos) != Some(&Token::Close) {
+            return Err("expected )".into());
+        }
+        *pos += 1;
+        return Ok(inner);
+    }
+    let Some(Token::Word(name)) = tokens.get(*pos) else {
+        return Err(format!("expected a condition, found {:?}", tokens.get(*pos)));
+    };
+    let field = resolve(name, schema)?;
+    let Some(Token::Op(op)) = tokens.get(*pos + 1) else {
+        return Err(format!("expected an operator after {name}"));
+    };
+    let literal = match tokens.get(*pos + 2) {
+        Some(Token::Str(s)) => Literal::Text(s.clone()),
+        Some(Token::Num(n)) => Literal::Number(*n),
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => Literal::Bool(true),
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => Literal::Bool(false),
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("null") => Literal::Null,
+        other => return Err(format!("expected a value after {name}, found {other:?}")),
+    };
+    *pos += 3;
+    let is_time = matches!(schema.fields[field].ty, FieldType::Created | FieldType::Updated | FieldType::DateTime);
+    if is_time && matches!(&literal, Literal::Text(s) if s.len() >= 19 && s.as_bytes()[10] == b' ') {
+        return Ok(Condition::Ignored);
+    }
+    Ok(Condition::Compare(field, *op, literal))
+}
+
+/// An ISO datetime literal: `2020-04-01T00:00:00` with an optional `Z`, `+00:00` or `+0000` (none: UTC).
+fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    for format in ["%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    let naive = text.strip_suffix('Z').unwrap_or(text);
+    NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S").ok().map(|n| n.and_utc())
+        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
+}
+
+impl Condition {
+    /// Whether a row passes.
+    pub fn matches(&self, snapshot: &Snapshot, row: &RowState) -> bool {
+        match self {
+            Self::And(a, b) => a.matches(snapshot, row) && b.matches(snapshot, row),
+            Self::Or(a, b) => a.matches(snapshot, row) || b.matches(snapshot, row),
+            Self::Ignored => true,
+            Self::Compare(field, op, literal) => {
+                let value = snapshot.value(*field, row);
+                let ordering = match (&value, literal) {
+                    (Value::Null, Literal::Null) => Some(std::cmp::Ordering::Equal),
+                    (Value::Null, _) | (_, Literal::Null) => return *op == Op::Ne,
+                    (Value::DateTime(v), Literal::Text(s)) => parse_instant(s).map(|t| v.cmp(&t)),
+                    (Value::Date(v), Literal::Text(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| v.cmp(&d)),
+                    (Value::Text(v), Literal::Text(s)) => Some(v.as_str().cmp(s.as_str())),
+                    (Value::Number(v), Literal::Number(n)) => v.partial_cmp(n),
+                    (Value::Bool(v), Literal::Bool(b)) => Some(v.cmp(b)),
+                    _ => None,
+                };
+                let Some(ordering) = ordering else { return false };
+                match op {
+                    Op::Eq => ordering.is_eq(),
+                    Op::Ne => ordering.is_ne(),
+                    Op::Lt => ordering.is_lt(),
+                    Op::Le => ordering.is_le(),
+                    Op::Gt => ordering.is_gt(),
+                    Op::Ge => ordering.is_ge(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::objects;
+
+    fn account() -> ObjectSchema {
+        objects().into_iter().find(|o| o.name == "Account").unwrap()
+    }
+
+    #[test]
+    fn parses_fields_with_or_without_the_object_prefix_in_any_case() {
+        let q = parse("select id, Account.Name, BALANCE from account", &account()).unwrap();
+        let schema = account();
+        assert_eq!(q.fields, [schema.field("Id").unwrap(), schema.field("Name").unwrap(), schema.field("Balance").unwrap()]);
+        assert!(q.filter.is_none());
+        assert_eq!(from_object("select id from account"), Some("account".into()));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_stars_and_missing_select() {
+        assert!(parse("SELECT Id, Nope FROM Account", &account()).unwrap_err().contains("invalid field"));
+        assert!(parse("SELECT * FROM Account", &account()).is_err());
+        assert_eq!(parse("Id FROM Account", &account()).unwrap_err(), "You must specify a select.");
+        assert!(parse("SELECT Id FROM Account WHERE", &account()).is_err());
+    }
+
+    #[test]
+    fn a_space_separated_datetime_literal_is_silently_ignored_like_zuora_does() {
+        let q = parse("SELECT Id FROM Account WHERE CreatedDate >= '2026-08-01 00:00:00'", &account()).unwrap();
+        assert!(matches!(q.filter, Some(Condition::Ignored)));
+        let q = parse("SELECT Id FROM Account WHERE (CreatedDate >= '2020-04-01T00:00:00') AND (Status = 'Active' OR AutoPay = true)", &account()).unwrap();
+        assert!(matches!(q.filter, Some(Condition::And(..))));
+    }
+
+    #[test]
+    fn instants_parse_with_every_offset_form() {
+        let expected = "2020-04-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        for text in ["2020-04-01T00:00:00", "2020-04-01T00:00:00Z", "2020-04-01T00:00:00+00:00", "2020-04-01T02:00:00+0200"] {
+            assert_eq!(parse_instant(text), Some(expected), "{text}");
+        }
+    }
+}
