@@ -33,7 +33,7 @@ async fn serve_all(d: &Deployment, producer: &Producer) {
     let settings = d.config().producer;
     let mut idle = 0;
     while idle < 3 {
-        let batch = d.requests.0.receive(10, Duration::from_millis(500)).await.unwrap();
+        let batch = d.requests.0.receive(10, Duration::from_secs(1)).await.unwrap();
         if batch.is_empty() {
             idle += 1;
             continue;

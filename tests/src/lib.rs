@@ -183,7 +183,7 @@ busy_retry_secs = 1
         use common::queue::Queue;
         let mut all = Vec::new();
         loop {
-            let batch = queue.receive(10, std::time::Duration::from_millis(500)).await.expect("receive");
+            let batch = queue.receive(10, std::time::Duration::from_secs(1)).await.expect("receive");
             if batch.is_empty() {
                 return all;
             }
