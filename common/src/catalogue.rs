@@ -49,10 +49,11 @@ pub struct Target {
 impl ObjectSpec {
     /// The AQuA query for this object.
     pub fn to_query(&self) -> Query {
-        let deleted = self
-            .deleted_column
-            .as_ref()
-            .map(|column| DeletedSpec { column: column.clone(), format: DeletedFormat::Boolean, force_export: None });
+        let deleted = self.deleted_column.as_ref().map(|column| DeletedSpec {
+            column: column.clone(),
+            format: DeletedFormat::Boolean,
+            force_export: None,
+        });
         Query::export(&self.name, &self.query, deleted)
     }
 }
@@ -123,7 +124,10 @@ impl Catalogue {
             return Err(fail("object: at least one [[object]] is needed".to_owned()));
         }
         if file.object.len() > MAX_QUERIES_PER_JOB {
-            return Err(fail(format!("object: {} objects, Zuora allows {MAX_QUERIES_PER_JOB} per job", file.object.len())));
+            return Err(fail(format!(
+                "object: {} objects, Zuora allows {MAX_QUERIES_PER_JOB} per job",
+                file.object.len()
+            )));
         }
         let mut seen = HashSet::new();
         let mut objects = Vec::with_capacity(file.object.len());
@@ -141,7 +145,9 @@ impl Catalogue {
             let deleted_column = if entry.export_deleted {
                 let column = entry.deleted_column.or_else(|| file.defaults.deleted_column.clone());
                 match column {
-                    Some(c) if c.trim().is_empty() => return Err(fail(format!("{}: must not be empty", at("deleted_column")))),
+                    Some(c) if c.trim().is_empty() => {
+                        return Err(fail(format!("{}: must not be empty", at("deleted_column"))));
+                    }
                     Some(c) => Some(c),
                     None => return Err(fail(format!("{}: needed (or export_deleted = false)", at("deleted_column")))),
                 }
@@ -154,7 +160,12 @@ impl Catalogue {
                 return Err(fail(format!("{}: bucket and key are needed (here or in [defaults])", at("bucket"))));
             };
             check_key_template(&key).map_err(|detail| fail(format!("{}: {detail}", at("key"))))?;
-            objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target: Target { bucket, key } });
+            objects.push(ObjectSpec {
+                name: entry.name,
+                query: entry.query,
+                deleted_column,
+                target: Target { bucket, key },
+            });
         }
         Ok(Self { objects })
     }
@@ -162,11 +173,8 @@ impl Catalogue {
     /// The objects whose names are in `names` (case-insensitive), in catalogue order; unknown names are returned
     /// as the error.
     pub fn select(&self, names: &[String]) -> Result<Vec<&ObjectSpec>, Vec<String>> {
-        let unknown: Vec<String> = names
-            .iter()
-            .filter(|n| !self.objects.iter().any(|o| o.name.eq_ignore_ascii_case(n)))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> =
+            names.iter().filter(|n| !self.objects.iter().any(|o| o.name.eq_ignore_ascii_case(n))).cloned().collect();
         if !unknown.is_empty() {
             return Err(unknown);
         }

@@ -181,7 +181,10 @@ impl Config {
             }
         }
         if !q.lake.ends_with(".fifo") {
-            return Err(format!("queues.lake: must be a FIFO queue (URL ending in .fifo) for deduplication, got {:?}", q.lake));
+            return Err(format!(
+                "queues.lake: must be a FIFO queue (URL ending in .fifo) for deduplication, got {:?}",
+                q.lake
+            ));
         }
         if self.ledger.bucket.trim().is_empty() {
             return Err("ledger.bucket: must not be empty".to_owned());
@@ -242,7 +245,10 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let missing_secret = Config::parse(GOOD, "t", None).unwrap_err().to_string();
-        assert!(missing_secret.contains("client_secret") && missing_secret.contains(CLIENT_SECRET_ENV), "{missing_secret}");
+        assert!(
+            missing_secret.contains("client_secret") && missing_secret.contains(CLIENT_SECRET_ENV),
+            "{missing_secret}"
+        );
         let cases = [
             (GOOD.replace("lake.fifo", "lake"), "queues.lake: must be a FIFO queue"),
             (GOOD.replace("partner = \"p\"", "partner = \"\""), "session.partner: must not be empty"),

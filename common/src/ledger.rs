@@ -195,7 +195,8 @@ impl Ledger {
 
     async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
         let key = format!("{}{name}", self.prefix);
-        let body = serde_json::to_vec_pretty(record).map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
+        let body = serde_json::to_vec_pretty(record)
+            .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
         self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
         Ok(())
     }

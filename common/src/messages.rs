@@ -265,7 +265,8 @@ mod tests {
         assert_eq!(daily.objects, None);
         let backfill = parse(r#"{"exportFromDate": "2022-05-04"}"#).unwrap();
         assert_eq!(backfill.export_from_date, ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 5, 4).unwrap()));
-        let full = parse(r#"{"exportFromDate":"beginning","fullExport":true,"objects":["invoice"],"requestId":"ops-1"}"#);
+        let full =
+            parse(r#"{"exportFromDate":"beginning","fullExport":true,"objects":["invoice"],"requestId":"ops-1"}"#);
         assert_eq!(full.unwrap().request_id.as_deref(), Some("ops-1"));
     }
 
@@ -299,7 +300,10 @@ mod tests {
             request_id: "m-1".into(),
             kind: JobKind::Backfill,
             objects: vec!["Account".into()],
-            window: Window { from: Some("2022-05-04T00:00:00Z".parse().unwrap()), to: "2022-05-05T00:00:00Z".parse().unwrap() },
+            window: Window {
+                from: Some("2022-05-04T00:00:00Z".parse().unwrap()),
+                to: "2022-05-05T00:00:00Z".parse().unwrap(),
+            },
             submitted_at: "2022-05-05T00:00:01Z".parse().unwrap(),
         };
         let json = serde_json::to_string(&job).unwrap();

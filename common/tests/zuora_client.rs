@@ -21,7 +21,8 @@ async fn start_sim(tune: impl FnOnce(&mut SimConfig)) -> RunningSim {
 }
 
 fn config_for(sim: &RunningSim) -> ZuoraConfig {
-    let mut config = ZuoraConfig::new(sim.base_url(), "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b", Secret::new("sim-client-secret"));
+    let mut config =
+        ZuoraConfig::new(sim.base_url(), "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b", Secret::new("sim-client-secret"));
     config.retry = RetryPolicy { max_attempts: 4, base_delay_ms: 5, max_delay_ms: 50, max_retry_after_secs: 2 };
     config
 }

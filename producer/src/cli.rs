@@ -89,14 +89,8 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         Command::Serve | Command::Submit { .. } => {
             let zuora = ZuoraClient::new(config.zuora.clone())?;
             let jobs: Arc<dyn Queue> = Arc::new(queue(&config.queues.jobs));
-            let producer = Producer::new(
-                zuora,
-                ledger,
-                jobs,
-                catalogue,
-                config.session.clone(),
-                config.full_export.clone(),
-            );
+            let producer =
+                Producer::new(zuora, ledger, jobs, catalogue, config.session.clone(), config.full_export.clone());
             if let Command::Submit { request } = cli.command {
                 let key = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
                 return match producer.serve(&request, &key).await {

@@ -159,7 +159,10 @@ mod tests {
 
         let daily = plan(&request(r#"{"exportFromDate":"afterLastIncrement"}"#), "m1", &objects, &full, now);
         assert_eq!(daily.len(), 1);
-        assert_eq!((daily[0].kind, daily[0].from, daily[0].idempotency_key.as_str()), (JobKind::Increment, None, "zle:m1:0"));
+        assert_eq!(
+            (daily[0].kind, daily[0].from, daily[0].idempotency_key.as_str()),
+            (JobKind::Increment, None, "zle:m1:0")
+        );
         assert_eq!(daily[0].objects, ["Account", "Invoice"]);
 
         let backfill = plan(&request(r#"{"exportFromDate":"2026-11-01"}"#), "m2", &objects, &full, now);

@@ -218,10 +218,9 @@ impl Producer {
     }
 
     fn batch_request(&self, request_key: &str, planned: &PlannedJob) -> Result<BatchQueryRequest, RequestError> {
-        let objects = self
-            .catalogue
-            .select(&planned.objects)
-            .map_err(|unknown| RequestError::Rejected(format!("objects no longer in the catalogue: {}", unknown.join(", "))))?;
+        let objects = self.catalogue.select(&planned.objects).map_err(|unknown| {
+            RequestError::Rejected(format!("objects no longer in the catalogue: {}", unknown.join(", ")))
+        })?;
         let name = format!("zle-{}", request_key);
         let (session, from) = (&self.session, planned.from);
         Ok(match planned.kind {

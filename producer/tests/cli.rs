@@ -57,7 +57,8 @@ async fn a_bad_configuration_stops_start_up_with_the_field_named() {
 async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file(&temp_dir());
-    let out = producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
+    let out =
+        producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("jobs "), "{}", text(&out.stdout));
     assert_eq!(Deployment::drain(&d.jobs.0).await.len(), 1);

@@ -122,7 +122,8 @@ async fn two_increments_in_a_row_deliver_both_windows() {
     // Both windows still exist at Zuora: the full load and the increment with the changes.
     let zuora = ZuoraClient::new(d.config().zuora).unwrap();
     let full = zuora.wait_for_job(&jobs[0].job_id, Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
-    let increment = zuora.wait_for_job(&jobs[1].job_id, Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
+    let increment =
+        zuora.wait_for_job(&jobs[1].job_id, Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
     assert_eq!(full.batches[0].full, Some(true));
     assert_eq!(increment.batches[0].full, Some(false));
     assert_eq!(increment.batches[0].record_count, Some(3), "{changes:?}");
@@ -139,7 +140,8 @@ struct FailOnce {
 impl ObjectStore for FailOnce {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
         if key.contains(self.key_part) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            let err = StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "crash".into() };
+            let err =
+                StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "crash".into() };
             return Box::pin(async move { Err(err) });
         }
         self.inner.put(bucket, key, body)
@@ -156,7 +158,8 @@ impl ObjectStore for FailOnce {
 async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_restart() {
     let d = Deployment::start(|_| {}).await;
     // The second write of the request record is the one right after Zuora accepted the job.
-    let crashing = FailOnce { inner: S3Store::new(d.aws.s3.clone()), key_part: "requests/", nth: 2, seen: AtomicU32::new(0) };
+    let crashing =
+        FailOnce { inner: S3Store::new(d.aws.s3.clone()), key_part: "requests/", nth: 2, seen: AtomicU32::new(0) };
     let before_crash = producer_with(&d, Arc::new(crashing), Arc::new(d.jobs.0.clone()));
     let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-1"}"#;
     let err = before_crash.serve(daily, "m").await.unwrap_err();
@@ -195,7 +198,8 @@ async fn a_date_backfill_starts_at_utc_midnight_sent_in_pacific_time_and_does_no
     let d = Deployment::start(|c| c.data_center = zuora_sim::DataCenter::Us).await;
     let producer = producer(&d);
     producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-1").await.unwrap();
-    let backfill = producer.serve(r#"{"exportFromDate": "2022-05-04", "objects": ["Account"]}"#, "ops-1").await.unwrap();
+    let backfill =
+        producer.serve(r#"{"exportFromDate": "2022-05-04", "objects": ["Account"]}"#, "ops-1").await.unwrap();
     let zuora = ZuoraClient::new(d.config().zuora).unwrap();
     let job = zuora.job(&backfill.job_ids[0]).await.unwrap();
     let from = job.incremental_time.expect("incrementalTime sent").to_utc(DataCenter::Us).unwrap();
@@ -204,11 +208,15 @@ async fn a_date_backfill_starts_at_utc_midnight_sent_in_pacific_time_and_does_no
     d.sim.control().advance_clock(Duration::from_secs(600));
     d.sim.control().mutate("Account", Mutation { insert: 0, update: 2, delete: 0 }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
-    let next = producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-2").await.unwrap();
+    let next =
+        producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-2").await.unwrap();
     let next = zuora.wait_for_job(&next.job_ids[0], Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
     assert_eq!(next.batches[0].record_count, Some(2), "the next increment starts where the last increment ended");
     let messages = job_messages(&d.jobs.0).await;
-    assert_eq!(messages.iter().map(|m| m.kind).collect::<Vec<_>>(), [JobKind::Increment, JobKind::Backfill, JobKind::Increment]);
+    assert_eq!(
+        messages.iter().map(|m| m.kind).collect::<Vec<_>>(),
+        [JobKind::Increment, JobKind::Backfill, JobKind::Increment]
+    );
     assert_eq!(messages[2].window.from, Some(messages[0].window.to), "the backfill did not move the increments' mark");
 }
 

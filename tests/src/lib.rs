@@ -63,7 +63,8 @@ impl Aws {
     }
 
     async fn create_queue(&self, name: &str, fifo: bool, redrive_policy: Option<String>) -> String {
-        let mut request = self.sqs.create_queue().queue_name(name).attributes(QueueAttributeName::VisibilityTimeout, "30");
+        let mut request =
+            self.sqs.create_queue().queue_name(name).attributes(QueueAttributeName::VisibilityTimeout, "30");
         if fifo {
             request = request.attributes(QueueAttributeName::FifoQueue, "true");
         }

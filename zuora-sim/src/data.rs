@@ -150,7 +150,8 @@ impl Snapshot {
             for event in events.iter().take_while(|e| e.at <= at) {
                 match event.kind {
                     EventKind::Insert => {
-                        state = Some(RowState { key, created: event.at, updated: event.at, version: 0, deleted_at: None })
+                        state =
+                            Some(RowState { key, created: event.at, updated: event.at, version: 0, deleted_at: None })
                     }
                     EventKind::Update => {
                         if let Some(s) = state.as_mut() {
@@ -195,7 +196,9 @@ impl Snapshot {
     }
 
     fn field_hash(&self, index: usize, row: &RowState) -> u64 {
-        mix(self.generator.salt(self.schema.name) ^ row.key.wrapping_mul(0x9E37_79B9) ^ ((index as u64) << 48)
+        mix(self.generator.salt(self.schema.name)
+            ^ row.key.wrapping_mul(0x9E37_79B9)
+            ^ ((index as u64) << 48)
             ^ (u64::from(row.version) << 32))
     }
 
@@ -239,12 +242,12 @@ impl Snapshot {
             }
             FieldType::Boolean => out.extend_from_slice(if h & 1 == 1 { b"true" } else { b"false" }),
             FieldType::Date => {
-                if h % 23 != 0 {
+                if !h.is_multiple_of(23) {
                     let _ = write!(Bytes(out), "{}", self.date(h).format("%Y-%m-%d"));
                 }
             }
             FieldType::DateTime => {
-                if h % 19 != 0 {
+                if !h.is_multiple_of(19) {
                     write_datetime(out, self.date_time(h));
                 }
             }
@@ -254,7 +257,7 @@ impl Snapshot {
 
 /// Cents, or `None` (null) now and then.
 fn decimal(h: u64) -> Option<i64> {
-    if h % 29 == 0 { None } else { Some((h % 2_000_000) as i64 - 500_000) }
+    if h.is_multiple_of(29) { None } else { Some((h % 2_000_000) as i64 - 500_000) }
 }
 
 /// `2024-01-31T17:04:05+0000`.
@@ -275,7 +278,7 @@ fn pick<'a>(list: &[&'a str], h: u64) -> &'a str {
 }
 
 fn write_text(out: &mut Vec<u8>, field: &str, h: u64, row: &RowState) {
-    if h % 31 == 0 {
+    if h.is_multiple_of(31) {
         return; // null
     }
     let _ = if field.ends_with("Number") {

@@ -118,7 +118,11 @@ impl BatchPlan {
         let mut names: Vec<String> = self.deleted.iter().map(|d| d.header.clone()).collect();
         for &index in &self.query.fields {
             let field = self.snapshot.schema.fields[index].name;
-            names.push(if self.api_names { format!("{object}.{field}") } else { format!("{}: {}", label(object), label(field)) });
+            names.push(if self.api_names {
+                format!("{object}.{field}")
+            } else {
+                format!("{}: {}", label(object), label(field))
+            });
         }
         for (i, name) in names.iter().enumerate() {
             if i > 0 {

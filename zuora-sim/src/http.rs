@@ -127,10 +127,12 @@ fn api_error_response(error: ApiError, body: &Value) -> Response {
     }
     echo["useLastCompletedJobQueries"] = json!(false);
     if let Some(queries) = body.get("queries").and_then(Value::as_array) {
-        echo["batches"] = json!(queries
-            .iter()
-            .map(|q| json!({"name": q.get("name"), "query": q.get("query"), "status": "pending"}))
-            .collect::<Vec<_>>());
+        echo["batches"] = json!(
+            queries
+                .iter()
+                .map(|q| json!({"name": q.get("name"), "query": q.get("query"), "status": "pending"}))
+                .collect::<Vec<_>>()
+        );
     }
     json_response(StatusCode::OK, echo)
 }
@@ -222,7 +224,10 @@ async fn job(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<Strin
                 }
                 json_response(StatusCode::OK, job)
             }
-            None => json_response(StatusCode::OK, json!({"errorCode": "90002", "message": "Invalid job id", "status": "error"})),
+            None => json_response(
+                StatusCode::OK,
+                json!({"errorCode": "90002", "message": "Invalid job id", "status": "error"}),
+            ),
         }
     }
     .await;
@@ -239,7 +244,9 @@ async fn cancel(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<St
         }
         match sim.cancel(&id) {
             Ok(job) => json_response(StatusCode::OK, job),
-            Err(e) => json_response(StatusCode::OK, json!({"errorCode": e.code, "message": e.message, "status": "error"})),
+            Err(e) => {
+                json_response(StatusCode::OK, json!({"errorCode": e.code, "message": e.message, "status": "error"}))
+            }
         }
     }
     .await;
@@ -335,9 +342,10 @@ fn file_stream(
             std::future::ready(item)
         })
         .map(Ok)
-        .chain(futures::stream::iter(reset_after.map(|_| {
-            Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))
-        })))
+        .chain(futures::stream::iter(
+            reset_after
+                .map(|_| Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))),
+        ))
         .then(move |item| async move {
             match (&item, bandwidth) {
                 (Ok(chunk), Some(rate)) => {

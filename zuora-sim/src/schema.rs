@@ -60,60 +60,179 @@ impl ObjectSchema {
 
 use FieldType::{Boolean as B, Date as Dt, DateTime as DT, Decimal as D, Free as F, Integer as I, Ref as R, Text as T};
 
+/// An object in the table below: name, default rows, deleted support, its own fields.
+type ObjectRow = (&'static str, u64, bool, &'static [(&'static str, FieldType)]);
+
 /// Every simulated object.
 pub fn objects() -> Vec<ObjectSchema> {
-    let table: [(&str, u64, bool, &[(&str, FieldType)]); 14] = [
-        ("Account", 200, true, &[
-            ("AccountNumber", T), ("Name", T), ("Balance", D), ("Currency", T), ("Status", T), ("AutoPay", B),
-            ("BillCycleDay", I), ("Notes", F),
-        ]),
-        ("Contact", 250, true, &[
-            ("AccountId", R("Account")), ("FirstName", T), ("LastName", T), ("WorkEmail", T), ("Country", T),
-            ("City", T), ("Address1", F),
-        ]),
-        ("PaymentMethod", 200, true, &[
-            ("AccountId", R("Account")), ("Type", T), ("CreditCardMaskNumber", T), ("PaymentMethodStatus", T),
-            ("LastTransactionDateTime", DT),
-        ]),
-        ("Subscription", 300, true, &[
-            ("AccountId", R("Account")), ("Name", T), ("Status", T), ("TermType", T), ("SubscriptionStartDate", Dt),
-            ("TermEndDate", Dt), ("AutoRenew", B), ("Version", I), ("Notes", F),
-        ]),
+    let table: [ObjectRow; 14] = [
+        (
+            "Account",
+            200,
+            true,
+            &[
+                ("AccountNumber", T),
+                ("Name", T),
+                ("Balance", D),
+                ("Currency", T),
+                ("Status", T),
+                ("AutoPay", B),
+                ("BillCycleDay", I),
+                ("Notes", F),
+            ],
+        ),
+        (
+            "Contact",
+            250,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("FirstName", T),
+                ("LastName", T),
+                ("WorkEmail", T),
+                ("Country", T),
+                ("City", T),
+                ("Address1", F),
+            ],
+        ),
+        (
+            "PaymentMethod",
+            200,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("Type", T),
+                ("CreditCardMaskNumber", T),
+                ("PaymentMethodStatus", T),
+                ("LastTransactionDateTime", DT),
+            ],
+        ),
+        (
+            "Subscription",
+            300,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("Name", T),
+                ("Status", T),
+                ("TermType", T),
+                ("SubscriptionStartDate", Dt),
+                ("TermEndDate", Dt),
+                ("AutoRenew", B),
+                ("Version", I),
+                ("Notes", F),
+            ],
+        ),
         ("RatePlan", 350, true, &[("SubscriptionId", R("Subscription")), ("Name", T), ("AmendmentType", T)]),
-        ("RatePlanCharge", 400, true, &[
-            ("RatePlanId", R("RatePlan")), ("Name", T), ("ChargeModel", T), ("ChargeType", T),
-            ("EffectiveStartDate", Dt), ("EffectiveEndDate", Dt), ("MRR", D), ("TCV", D), ("Quantity", D),
-            ("Description", F),
-        ]),
-        ("RatePlanChargeTier", 400, true, &[
-            ("RatePlanChargeId", R("RatePlanCharge")), ("Tier", I), ("StartingUnit", D), ("EndingUnit", D),
-            ("Price", D), ("Currency", T),
-        ]),
-        ("Amendment", 150, true, &[
-            ("SubscriptionId", R("Subscription")), ("Name", T), ("Type", T), ("Status", T), ("EffectiveDate", Dt),
-            ("Description", F),
-        ]),
-        ("Invoice", 500, true, &[
-            ("AccountId", R("Account")), ("InvoiceNumber", T), ("InvoiceDate", Dt), ("DueDate", Dt), ("Amount", D),
-            ("Balance", D), ("Status", T), ("Comments", F),
-        ]),
-        ("Payment", 400, true, &[
-            ("AccountId", R("Account")), ("PaymentNumber", T), ("Amount", D), ("EffectiveDate", Dt), ("Status", T),
-            ("Type", T), ("Comment", F),
-        ]),
+        (
+            "RatePlanCharge",
+            400,
+            true,
+            &[
+                ("RatePlanId", R("RatePlan")),
+                ("Name", T),
+                ("ChargeModel", T),
+                ("ChargeType", T),
+                ("EffectiveStartDate", Dt),
+                ("EffectiveEndDate", Dt),
+                ("MRR", D),
+                ("TCV", D),
+                ("Quantity", D),
+                ("Description", F),
+            ],
+        ),
+        (
+            "RatePlanChargeTier",
+            400,
+            true,
+            &[
+                ("RatePlanChargeId", R("RatePlanCharge")),
+                ("Tier", I),
+                ("StartingUnit", D),
+                ("EndingUnit", D),
+                ("Price", D),
+                ("Currency", T),
+            ],
+        ),
+        (
+            "Amendment",
+            150,
+            true,
+            &[
+                ("SubscriptionId", R("Subscription")),
+                ("Name", T),
+                ("Type", T),
+                ("Status", T),
+                ("EffectiveDate", Dt),
+                ("Description", F),
+            ],
+        ),
+        (
+            "Invoice",
+            500,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("InvoiceNumber", T),
+                ("InvoiceDate", Dt),
+                ("DueDate", Dt),
+                ("Amount", D),
+                ("Balance", D),
+                ("Status", T),
+                ("Comments", F),
+            ],
+        ),
+        (
+            "Payment",
+            400,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("PaymentNumber", T),
+                ("Amount", D),
+                ("EffectiveDate", Dt),
+                ("Status", T),
+                ("Type", T),
+                ("Comment", F),
+            ],
+        ),
         ("InvoicePayment", 400, true, &[("InvoiceId", R("Invoice")), ("PaymentId", R("Payment")), ("Amount", D)]),
-        ("Refund", 50, true, &[
-            ("AccountId", R("Account")), ("RefundNumber", T), ("Amount", D), ("RefundDate", Dt), ("Status", T),
-            ("Type", T), ("Comment", F),
-        ]),
-        ("InvoiceItem", 800, true, &[
-            ("InvoiceId", R("Invoice")), ("SubscriptionId", R("Subscription")), ("ChargeName", T),
-            ("ChargeAmount", D), ("TaxAmount", D), ("ServiceStartDate", Dt), ("ServiceEndDate", Dt), ("Quantity", D),
-            ("UOM", T),
-        ]),
-        ("AccountingPeriod", 24, false, &[
-            ("Name", T), ("StartDate", Dt), ("EndDate", Dt), ("Status", T), ("FiscalYear", I),
-        ]),
+        (
+            "Refund",
+            50,
+            true,
+            &[
+                ("AccountId", R("Account")),
+                ("RefundNumber", T),
+                ("Amount", D),
+                ("RefundDate", Dt),
+                ("Status", T),
+                ("Type", T),
+                ("Comment", F),
+            ],
+        ),
+        (
+            "InvoiceItem",
+            800,
+            true,
+            &[
+                ("InvoiceId", R("Invoice")),
+                ("SubscriptionId", R("Subscription")),
+                ("ChargeName", T),
+                ("ChargeAmount", D),
+                ("TaxAmount", D),
+                ("ServiceStartDate", Dt),
+                ("ServiceEndDate", Dt),
+                ("Quantity", D),
+                ("UOM", T),
+            ],
+        ),
+        (
+            "AccountingPeriod",
+            24,
+            false,
+            &[("Name", T), ("StartDate", Dt), ("EndDate", Dt), ("Status", T), ("FiscalYear", I)],
+        ),
     ];
     table
         .into_iter()

@@ -396,10 +396,8 @@ impl Sim {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let now = self.clock.now();
         let snapshot = self.snapshot(&schema);
-        let live: Vec<u64> = snapshot
-            .keys()
-            .filter(|k| snapshot.state_at(*k, now).is_some_and(|s| s.deleted_at.is_none()))
-            .collect();
+        let live: Vec<u64> =
+            snapshot.keys().filter(|k| snapshot.state_at(*k, now).is_some_and(|s| s.deleted_at.is_none())).collect();
         let mut chosen = std::collections::BTreeSet::new();
         let wanted = (mutation.update + mutation.delete).min(live.len() as u64);
         while (chosen.len() as u64) < wanted {
@@ -447,7 +445,8 @@ impl Sim {
             .iter()
             .map(|s| {
                 let snapshot = self.snapshot(s);
-                let live = snapshot.keys().filter(|k| snapshot.state_at(*k, now).is_some_and(|r| r.deleted_at.is_none()));
+                let live =
+                    snapshot.keys().filter(|k| snapshot.state_at(*k, now).is_some_and(|r| r.deleted_at.is_none()));
                 (s.name, live.count() as u64)
             })
             .collect()
@@ -522,9 +521,10 @@ impl Sim {
             return Err(api_error("90004", format!("More than {MAX_QUERIES} queries in the AQuA input")));
         }
         let incremental_time = match body.get("incrementalTime") {
-            Some(Value::String(s)) if stateful => {
-                Some(self.read_incremental_time(s).ok_or_else(|| api_error("90015", format!("Invalid incremental timestamp {s}")))?)
-            }
+            Some(Value::String(s)) if stateful => Some(
+                self.read_incremental_time(s)
+                    .ok_or_else(|| api_error("90015", format!("Invalid incremental timestamp {s}")))?,
+            ),
             Some(Value::Number(n)) if stateful => Some(
                 n.as_i64()
                     .and_then(DateTime::from_timestamp_millis)
@@ -532,7 +532,11 @@ impl Sim {
             ),
             _ => None,
         };
-        let busy = jobs.list.iter().filter(|j| j.stateful == stateful && matches!(j.status(now), "submitted" | "executing")).count();
+        let busy = jobs
+            .list
+            .iter()
+            .filter(|j| j.stateful == stateful && matches!(j.status(now), "submitted" | "executing"))
+            .count();
         if busy >= settings.max_concurrent_jobs {
             return Err(api_error("90028", "Too many concurrent jobs; please retry later"));
         }
@@ -545,17 +549,26 @@ impl Sim {
         for query in &queries {
             let zoql_text = query.get("query").and_then(Value::as_str).unwrap_or_default().to_owned();
             let object = zoql::from_object(&zoql_text).unwrap_or_default();
-            let schema = self
-                .schema(&object)
-                .ok_or_else(|| api_error("90005", format!("There is a syntax error in one of the queries in the AQuA input: invalid object {object:?}")))?;
-            let parsed_query = zoql::parse(&zoql_text, &schema)
-                .map_err(|e| api_error("90005", format!("There is a syntax error in one of the queries in the AQuA input: {e}")))?;
+            let schema = self.schema(&object).ok_or_else(|| {
+                api_error(
+                    "90005",
+                    format!(
+                        "There is a syntax error in one of the queries in the AQuA input: invalid object {object:?}"
+                    ),
+                )
+            })?;
+            let parsed_query = zoql::parse(&zoql_text, &schema).map_err(|e| {
+                api_error("90005", format!("There is a syntax error in one of the queries in the AQuA input: {e}"))
+            })?;
             let deleted = query.get("deleted").filter(|d| d.is_object()).cloned();
             if let Some(d) = &deleted
                 && !stateful
                 && !flag(d.get("forceExport"))
             {
-                return Err(api_error("90012", "Deleted records can only be exported in stateful mode (or with forceExport)"));
+                return Err(api_error(
+                    "90012",
+                    "Deleted records can only be exported in stateful mode (or with forceExport)",
+                ));
             }
             parsed.push((query, zoql_text, schema, parsed_query, deleted));
         }
@@ -577,7 +590,9 @@ impl Sim {
                     SessionQuery { text: zoql_text.clone(), deleted: deleted.clone(), mark: upper },
                 );
                 match previous {
-                    Some(p) if p.text == zoql_text && p.deleted == deleted => (Window::Incremental { lower: p.mark, upper }, false),
+                    Some(p) if p.text == zoql_text && p.deleted == deleted => {
+                        (Window::Incremental { lower: p.mark, upper }, false)
+                    }
                     _ => (Window::Full { upper }, true),
                 }
             };
@@ -712,7 +727,8 @@ impl Sim {
             for segment in 0..files {
                 let file_id = self.new_id();
                 batch.file_ids.push(file_id.clone());
-                let spec = FileSpec { plan: batch.plan.clone(), skip: segment.saturating_mul(per_file), take: per_file, gzip };
+                let spec =
+                    FileSpec { plan: batch.plan.clone(), skip: segment.saturating_mul(per_file), take: per_file, gzip };
                 new_files.push((file_id, FileEntry { spec, job_end, size: None }));
             }
         }
@@ -735,7 +751,9 @@ impl Sim {
             jobs.list
                 .iter()
                 .filter(|j| {
-                    j.partner.as_deref() == Some(partner) && j.project.as_deref() == Some(project) && j.status(now) == "completed"
+                    j.partner.as_deref() == Some(partner)
+                        && j.project.as_deref() == Some(project)
+                        && j.status(now) == "completed"
                 })
                 .max_by_key(|j| j.end_at)?
                 .id
@@ -860,7 +878,11 @@ impl Sim {
                 o.insert("notifyUrl".into(), json!(url));
             }
             if read && now >= job.start_at {
-                let start = if legacy { wall_clock(job.start_at) } else { job.start_at.format("%Y-%m-%dT%H:%M:%S+0000").to_string() };
+                let start = if legacy {
+                    wall_clock(job.start_at)
+                } else {
+                    job.start_at.format("%Y-%m-%dT%H:%M:%S+0000").to_string()
+                };
                 o.insert("startTime".into(), json!(start));
             }
         }

@@ -245,8 +245,9 @@ fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
         }
     }
     let naive = text.strip_suffix('Z').unwrap_or(text);
-    NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S").ok().map(|n| n.and_utc())
-        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc()))
+    NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S").ok().map(|n| n.and_utc()).or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+    })
 }
 
 impl Condition {
@@ -262,7 +263,9 @@ impl Condition {
                     (Value::Null, Literal::Null) => Some(std::cmp::Ordering::Equal),
                     (Value::Null, _) | (_, Literal::Null) => return *op == Op::Ne,
                     (Value::DateTime(v), Literal::Text(s)) => parse_instant(s).map(|t| v.cmp(&t)),
-                    (Value::Date(v), Literal::Text(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| v.cmp(&d)),
+                    (Value::Date(v), Literal::Text(s)) => {
+                        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| v.cmp(&d))
+                    }
                     (Value::Text(v), Literal::Text(s)) => Some(v.as_str().cmp(s.as_str())),
                     (Value::Number(v), Literal::Number(n)) => v.partial_cmp(n),
                     (Value::Bool(v), Literal::Bool(b)) => Some(v.cmp(b)),
@@ -295,7 +298,10 @@ mod tests {
     fn parses_fields_with_or_without_the_object_prefix_in_any_case() {
         let q = parse("select id, Account.Name, BALANCE from account", &account()).unwrap();
         let schema = account();
-        assert_eq!(q.fields, [schema.field("Id").unwrap(), schema.field("Name").unwrap(), schema.field("Balance").unwrap()]);
+        assert_eq!(
+            q.fields,
+            [schema.field("Id").unwrap(), schema.field("Name").unwrap(), schema.field("Balance").unwrap()]
+        );
         assert!(q.filter.is_none());
         assert_eq!(from_object("select id from account"), Some("account".into()));
     }
@@ -319,7 +325,9 @@ mod tests {
     #[test]
     fn instants_parse_with_every_offset_form() {
         let expected = "2020-04-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        for text in ["2020-04-01T00:00:00", "2020-04-01T00:00:00Z", "2020-04-01T00:00:00+00:00", "2020-04-01T02:00:00+0200"] {
+        for text in
+            ["2020-04-01T00:00:00", "2020-04-01T00:00:00Z", "2020-04-01T00:00:00+00:00", "2020-04-01T02:00:00+0200"]
+        {
             assert_eq!(parse_instant(text), Some(expected), "{text}");
         }
     }

@@ -22,7 +22,11 @@ impl Api {
         let http = reqwest::Client::new();
         let response: Value = http
             .post(format!("{}/oauth/token", sim.base_url()))
-            .form(&[("client_id", CLIENT_ID), ("client_secret", "sim-client-secret"), ("grant_type", "client_credentials")])
+            .form(&[
+                ("client_id", CLIENT_ID),
+                ("client_secret", "sim-client-secret"),
+                ("grant_type", "client_credentials"),
+            ])
             .send()
             .await
             .unwrap()
@@ -40,7 +44,8 @@ impl Api {
     }
 
     async fn submit(&self, body: Value) -> Value {
-        let response = self.http.post(self.url("/v1/batch-query/")).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let response =
+            self.http.post(self.url("/v1/batch-query/")).bearer_auth(&self.token).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
@@ -141,7 +146,9 @@ async fn stateful_sessions_go_full_then_incremental_then_full_on_a_changed_query
 
 #[tokio::test]
 async fn incremental_time_is_read_in_pacific_time_in_the_us_and_utc_in_the_eu() {
-    for (data_center, text) in [(zuora_sim::DataCenter::Us, "2022-09-30 17:00:00"), (zuora_sim::DataCenter::Eu, "2022-10-01 00:00:00")] {
+    for (data_center, text) in
+        [(zuora_sim::DataCenter::Us, "2022-09-30 17:00:00"), (zuora_sim::DataCenter::Eu, "2022-10-01 00:00:00")]
+    {
         let api = Api::start(|c| c.data_center = data_center).await;
         let mut body = stateful("tz", QUERY);
         body["incrementalTime"] = json!(text);
@@ -173,9 +180,19 @@ async fn refused_submissions_are_http_200_with_an_error_code() {
         (stateful("e", "select Id, Nope from Account"), "90005"),
         (stateful("e", "select Id from NoSuchObject"), "90005"),
         (json!({"version": "1.1", "partner": "p", "project": "e", "queries": many}), "90004"),
-        (json!({"version": "1.0", "queries": [{"query": QUERY, "deleted": {"column": "IsDeleted", "format": "Boolean"}}]}), "90012"),
+        (
+            json!({"version": "1.0", "queries": [{"query": QUERY, "deleted": {"column": "IsDeleted", "format": "Boolean"}}]}),
+            "90012",
+        ),
         (json!({"version": "1.0"}), "90016"),
-        ({ let mut b = stateful("e", QUERY); b["incrementalTime"] = json!("01/02/2022"); b }, "90015"),
+        (
+            {
+                let mut b = stateful("e", QUERY);
+                b["incrementalTime"] = json!("01/02/2022");
+                b
+            },
+            "90015",
+        ),
     ];
     for (body, code) in cases {
         let answer = api.submit(body.clone()).await;
@@ -197,14 +214,24 @@ async fn authentication_is_required_and_tokens_expire_on_the_simulated_clock() {
     let anonymous = api.http.get(api.url("/v1/batch-query/jobs/x")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().contains("Bearer realm=Zuora API"));
-    let basic = api.http.get(api.url("/v1/batch-query/jobs/x")).basic_auth(CLIENT_ID, Some("sim-client-secret")).send().await.unwrap();
+    let basic = api
+        .http
+        .get(api.url("/v1/batch-query/jobs/x"))
+        .basic_auth(CLIENT_ID, Some("sim-client-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(basic.json::<Value>().await.unwrap()["errorCode"], "90002", "Basic auth works; the job is unknown");
     assert_eq!(api.get("/v1/batch-query/jobs/x").await.status(), 200);
     api.sim.control().advance_clock(Duration::from_secs(3600));
     assert_eq!(api.get("/v1/batch-query/jobs/x").await.status(), 401);
-    let bad = api.http.post(api.url("/oauth/token"))
+    let bad = api
+        .http
+        .post(api.url("/oauth/token"))
         .form(&[("client_id", CLIENT_ID), ("client_secret", "wrong"), ("grant_type", "client_credentials")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
 }
 
@@ -255,11 +282,20 @@ async fn the_control_api_mutates_reads_truth_and_is_deterministic_per_seed() {
     assert_eq!(truth(&a), truth(&b));
     assert_ne!(truth(&a), truth(&c));
 
-    let changed: Value = a.http.post(a.url("/sim/objects/Invoice/mutations")).json(&json!({"insert": 1, "delete": 2}))
-        .send().await.unwrap().json().await.unwrap();
+    let changed: Value = a
+        .http
+        .post(a.url("/sim/objects/Invoice/mutations"))
+        .json(&json!({"insert": 1, "delete": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(changed["inserted"].as_array().unwrap().len(), 1);
     let csv = a.http.get(a.url("/sim/objects/Invoice/truth")).send().await.unwrap().text().await.unwrap();
-    let ids: Vec<String> = csv::Reader::from_reader(csv.as_bytes()).records().map(|r| r.unwrap()[0].to_owned()).collect();
+    let ids: Vec<String> =
+        csv::Reader::from_reader(csv.as_bytes()).records().map(|r| r.unwrap()[0].to_owned()).collect();
     assert_eq!(ids.len(), 499);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted by Id");
     assert!(ids.contains(&changed["inserted"][0].as_str().unwrap().to_owned()));

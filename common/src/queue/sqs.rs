@@ -52,10 +52,11 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| self.error("GetQueueAttributes", e))?;
-        out.attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| QueueError { operation: "GetQueueAttributes", queue: self.url.clone(), message: "no QueueArn".into() })
+        out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().ok_or_else(|| QueueError {
+            operation: "GetQueueAttributes",
+            queue: self.url.clone(),
+            message: "no QueueArn".into(),
+        })
     }
 
     pub(crate) fn error(&self, operation: &'static str, err: impl std::error::Error) -> QueueError {
@@ -80,9 +81,7 @@ impl Queue for SqsQueue {
                 request = request.message_attributes(name, value);
             }
             if self.fifo {
-                request = request
-                    .message_group_id(FIFO_GROUP)
-                    .set_message_deduplication_id(message.deduplication_id);
+                request = request.message_group_id(FIFO_GROUP).set_message_deduplication_id(message.deduplication_id);
             } else if !message.delay.is_zero() {
                 request = request.delay_seconds(message.delay.as_secs().min(900) as i32);
             }

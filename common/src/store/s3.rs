@@ -28,7 +28,12 @@ impl S3Store {
 }
 
 fn error(operation: &'static str, bucket: &str, key: &str, err: impl std::error::Error) -> StoreError {
-    StoreError { operation, bucket: bucket.to_owned(), key: key.to_owned(), message: DisplayErrorContext(err).to_string() }
+    StoreError {
+        operation,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message: DisplayErrorContext(err).to_string(),
+    }
 }
 
 impl ObjectStore for S3Store {

@@ -106,7 +106,12 @@ impl ZuoraClient {
 
     /// Polls a job until it stops running or `deadline` passes. A status this client does not know is logged and
     /// polled like a running one, but only until the deadline: it is never waited on forever.
-    pub async fn wait_for_job(&self, job_id: &str, poll_every: Duration, deadline: Duration) -> Result<Job, ZuoraError> {
+    pub async fn wait_for_job(
+        &self,
+        job_id: &str,
+        poll_every: Duration,
+        deadline: Duration,
+    ) -> Result<Job, ZuoraError> {
         let started = Instant::now();
         loop {
             let job = self.job(job_id).await?;
@@ -132,8 +137,9 @@ impl ZuoraClient {
     pub async fn download(&self, file_id: &str) -> Result<FileStream, ZuoraError> {
         let url = self.url(&self.config.file_path.replace("{fileId}", file_id));
         // Identity: a gzip transfer encoding would hide the file's real bytes from the record count.
-        let response =
-            self.authorized("file", |token| self.http.get(&url).bearer_auth(token).header(ACCEPT_ENCODING, "identity")).await?;
+        let response = self
+            .authorized("file", |token| self.http.get(&url).bearer_auth(token).header(ACCEPT_ENCODING, "identity"))
+            .await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(ZuoraError::FilePurged { file_id: file_id.to_owned() });
@@ -162,7 +168,8 @@ impl ZuoraClient {
 
     async fn get_json<T: DeserializeOwned>(&self, endpoint: &'static str, url: &str) -> Result<T, ZuoraError> {
         let timeout = self.request_timeout();
-        let response = self.authorized(endpoint, |token| self.http.get(url).bearer_auth(token).timeout(timeout)).await?;
+        let response =
+            self.authorized(endpoint, |token| self.http.get(url).bearer_auth(token).timeout(timeout)).await?;
         decode_json(endpoint, response).await
     }
 

@@ -102,7 +102,9 @@ impl ZuoraError {
             Self::Api { code, .. } => RETRYABLE_API_CODES.contains(&code.as_str()),
             Self::Unavailable { .. } | Self::Transport { .. } | Self::Deadline { .. } => true,
             Self::Http { status, .. } => *status == 408,
-            Self::Unauthorized { .. } | Self::FilePurged { .. } | Self::FileTooLarge { .. } | Self::Decode { .. } => false,
+            Self::Unauthorized { .. } | Self::FilePurged { .. } | Self::FileTooLarge { .. } | Self::Decode { .. } => {
+                false
+            }
         }
     }
 

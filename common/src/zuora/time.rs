@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn parsing_inverts_rendering_across_dst_changes() {
-        for instant in ["2022-03-13T09:59:59Z", "2022-03-13T10:00:00Z", "2022-11-06T08:30:00Z", "2022-11-06T09:30:00Z"] {
+        for instant in ["2022-03-13T09:59:59Z", "2022-03-13T10:00:00Z", "2022-11-06T08:30:00Z", "2022-11-06T09:30:00Z"]
+        {
             let at = utc(instant);
             let text = render_incremental_time(at, DataCenter::Us);
             let back = parse_incremental_time(&text, DataCenter::Us).unwrap();

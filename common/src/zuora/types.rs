@@ -465,20 +465,21 @@ mod tests {
                        {"status":"completed","recordCount":7,"fileId":"f3"}]}"#;
         let job: Job = serde_json::from_str(json).unwrap();
         assert_eq!(job.version.as_deref(), Some("1.1"));
+        assert_eq!(job.start_time.unwrap().to_utc(DataCenter::Us).unwrap().to_rfc3339(), "2014-09-03T15:20:07+00:00");
         assert_eq!(
-            job.start_time.unwrap().to_utc(DataCenter::Us).unwrap().to_rfc3339(),
-            "2014-09-03T15:20:07+00:00"
+            job.incremental_time.unwrap().to_utc(DataCenter::Eu).unwrap().to_rfc3339(),
+            "2019-03-13T00:00:00+00:00"
         );
-        assert_eq!(job.incremental_time.unwrap().to_utc(DataCenter::Eu).unwrap().to_rfc3339(), "2019-03-13T00:00:00+00:00");
         assert_eq!(job.batches[0].record_count, Some(42));
         assert_eq!(job.batches[0].file_ids(), vec!["s1", "s2"]);
         assert_eq!(job.batches[0].full, Some(false));
         assert_eq!(job.batches[1].file_ids(), vec!["f3"]);
         assert_eq!(job.batches[1].full, None);
 
-        let modern: Job =
-            serde_json::from_str(r#"{"id":"b","status":"executing","version":1,"startTime":"2021-01-18T17:13:48+0000"}"#)
-                .unwrap();
+        let modern: Job = serde_json::from_str(
+            r#"{"id":"b","status":"executing","version":1,"startTime":"2021-01-18T17:13:48+0000"}"#,
+        )
+        .unwrap();
         assert_eq!(modern.version.as_deref(), Some("1.0"));
         assert_eq!(modern.start_time, Some(ZuoraTime::Instant("2021-01-18T17:13:48Z".parse().unwrap())));
     }
