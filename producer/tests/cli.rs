@@ -132,3 +132,30 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
     let lenient = producer(Some(&config_path), &["status", "--stale-after-hours", "100"]).await;
     assert!(lenient.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
+    let d = Deployment::start(|_| {}).await;
+    let config = d.config_file(&temp_dir());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("producer serve starts");
+    d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#)).await.unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..30 {
+        jobs.extend(Deployment::drain(&d.jobs.0).await);
+        if !jobs.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(jobs.len(), 1, "the served request's job is on the jobs queue");
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -37,7 +37,7 @@ pub struct SimConfig {
     pub genesis: DateTime<Utc>,
     /// ... over this many days.
     pub history_days: u32,
-    /// Rows per object, overriding the defaults (see `schema::DEFAULT_ROWS`).
+    /// Rows per object, overriding each object's default (see `schema::objects`).
     pub rows: BTreeMap<String, u64>,
     /// The run-time tunable part.
     pub settings: Settings,
@@ -99,5 +99,21 @@ impl Default for Settings {
             line_ending: "\n".to_owned(),
             legacy_json: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_valid_and_shows_the_defaults() {
+        let example: SimConfig = toml::from_str(include_str!("../sim.example.toml")).unwrap();
+        let defaults = SimConfig::default();
+        assert_eq!(example.client_id, defaults.client_id);
+        assert_eq!(example.settings.max_file_bytes, defaults.settings.max_file_bytes);
+        assert_eq!(example.settings.job_execution_secs, defaults.settings.job_execution_secs);
+        assert_eq!(example.genesis, defaults.genesis);
+        assert_eq!(example.rows.get("Account"), Some(&200));
     }
 }
