@@ -145,7 +145,11 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("producer serve starts");
-    d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#)).await.unwrap();
+    d.requests
+        .0
+        .send(OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#))
+        .await
+        .unwrap();
     let mut jobs = Vec::new();
     for _ in 0..30 {
         jobs.extend(Deployment::drain(&d.jobs.0).await);

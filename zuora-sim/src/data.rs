@@ -304,7 +304,13 @@ fn write_text(out: &mut Vec<u8>, field: &str, h: u64, row: &RowState) {
     } else if field == "UOM" {
         write!(Bytes(out), "{}", pick(&["Each", "GB", "Seat", "Hour"], h))
     } else {
-        write!(Bytes(out), "{} {} {}", pick(LAST, h), pick(&["Ltd", "GmbH", "Inc.", "& Sons, Co."], h >> 3), row.key % 1_000_000)
+        write!(
+            Bytes(out),
+            "{} {} {}",
+            pick(LAST, h),
+            pick(&["Ltd", "GmbH", "Inc.", "& Sons, Co."], h >> 3),
+            row.key % 1_000_000
+        )
     };
 }
 
