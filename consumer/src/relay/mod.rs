@@ -1,0 +1,286 @@
+//! The streaming relay: a result file goes from Zuora's HTTP body into an S3 multipart upload, counted on the
+//! way, with memory bounded by the part pool whatever the file's size.
+//!
+//! GET body chunks -> record counter (quote-aware, on the bytes as they pass) -> the current part's buffer ->
+//! when full, the part is uploaded by its own task while the next one fills. A part's room is taken from the pool
+//! before it is filled, so when every part is in flight the download waits. Nothing is published here: the caller
+//! completes the upload only after checking the count, or aborts it.
+
+pub mod part_size;
+pub mod pool;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use common::csv_count::RecordCounter;
+use common::zuora::ZuoraError;
+use crc_fast::{CrcAlgorithm, Digest};
+use futures::{Stream, StreamExt};
+use part_size::part_size_for;
+use pool::PartPool;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// How parts are cut and checked.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// First (and smallest) part size, bytes.
+    pub part_size: u64,
+    /// Largest part size an unknown-length stream grows to, bytes.
+    pub max_part_size: u64,
+    /// Checksum set on create, every part and complete.
+    pub checksum: ChecksumAlgorithm,
+}
+
+/// A relay that failed. The multipart upload, if one was started, has been aborted.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Reading the file from Zuora failed (retryable: start the file again).
+    #[error("reading the file: {0}")]
+    Source(#[from] ZuoraError),
+    /// An S3 call failed.
+    #[error("{operation} s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// The call.
+        operation: &'static str,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// What S3 said.
+        message: String,
+    },
+}
+
+/// Where an upload goes.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Content type of the object.
+    pub content_type: String,
+}
+
+/// Every part uploaded, nothing published yet: complete or abort.
+#[must_use = "an upload left neither completed nor aborted keeps its parts (and their cost) in S3"]
+pub struct PendingUpload {
+    client: Client,
+    destination: Destination,
+    upload_id: String,
+    parts: Vec<CompletedPart>,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// What the counter saw.
+    pub counter: RecordCounter,
+    /// Full-object checksum computed on the way (base64, as S3 writes checksums).
+    pub checksum_value: String,
+}
+
+/// A published object.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Bytes.
+    pub bytes: u64,
+    /// Parts.
+    pub parts: usize,
+    /// Full-object checksum of the stored bytes, computed while they streamed (base64, big-endian, as S3 writes
+    /// them); each part was also checked by S3 against its own checksum on upload.
+    pub checksum: String,
+}
+
+impl PendingUpload {
+    /// Makes the object visible.
+    pub async fn complete(self) -> Result<Published, RelayError> {
+        let parts = self.parts.len();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.destination.bucket)
+            .key(&self.destination.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Published { bytes: self.bytes, parts, checksum: self.checksum_value }),
+            Err(e) => {
+                let error = s3_error("CompleteMultipartUpload", &self.destination, e);
+                let _ = abort(&self.client, &self.destination, &self.upload_id).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Throws every part away.
+    pub async fn abort(self) -> Result<(), RelayError> {
+        abort(&self.client, &self.destination, &self.upload_id).await
+    }
+}
+
+fn s3_error(operation: &'static str, destination: &Destination, err: impl std::error::Error) -> RelayError {
+    RelayError::S3 {
+        operation,
+        bucket: destination.bucket.clone(),
+        key: destination.key.clone(),
+        message: DisplayErrorContext(err).to_string(),
+    }
+}
+
+async fn abort(client: &Client, destination: &Destination, upload_id: &str) -> Result<(), RelayError> {
+    client
+        .abort_multipart_upload()
+        .bucket(&destination.bucket)
+        .key(&destination.key)
+        .upload_id(upload_id)
+        .send()
+        .await
+        .map_err(|e| s3_error("AbortMultipartUpload", destination, e))?;
+    Ok(())
+}
+
+/// Streams `source` into a multipart upload at `destination`, counting records. On any failure the upload is
+/// aborted before the error is returned.
+pub async fn relay<S>(
+    source: S,
+    content_length: Option<u64>,
+    client: &Client,
+    destination: &Destination,
+    pool: &Arc<PartPool>,
+    settings: &RelaySettings,
+) -> Result<PendingUpload, RelayError>
+where
+    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+{
+    let created = client
+        .create_multipart_upload()
+        .bucket(&destination.bucket)
+        .key(&destination.key)
+        .content_type(&destination.content_type)
+        .checksum_algorithm(settings.checksum.clone())
+        .send()
+        .await
+        .map_err(|e| s3_error("CreateMultipartUpload", destination, e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    match upload_parts(source, content_length, client, destination, &upload_id, pool, settings).await {
+        Ok((parts, bytes, counter, checksum_value)) => Ok(PendingUpload {
+            client: client.clone(),
+            destination: destination.clone(),
+            upload_id,
+            parts,
+            bytes,
+            counter,
+            checksum_value,
+        }),
+        Err(error) => {
+            let _ = abort(client, destination, &upload_id).await;
+            Err(error)
+        }
+    }
+}
+
+async fn upload_parts<S>(
+    mut source: S,
+    content_length: Option<u64>,
+    client: &Client,
+    destination: &Destination,
+    upload_id: &str,
+    pool: &Arc<PartPool>,
+    settings: &RelaySettings,
+) -> Result<(Vec<CompletedPart>, u64, RecordCounter, String), RelayError>
+where
+    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+{
+    let mut counter = RecordCounter::new();
+    let (algorithm, width) = match settings.checksum {
+        ChecksumAlgorithm::Crc64Nvme => (CrcAlgorithm::Crc64Nvme, 8),
+        _ => (CrcAlgorithm::Crc32Iscsi, 4),
+    };
+    let mut digest = Digest::new(algorithm);
+    let mut uploads: JoinSet<Result<CompletedPart, RelayError>> = JoinSet::new();
+    let mut parts = Vec::new();
+    let mut carry: Option<Bytes> = None;
+    let mut total = 0u64;
+    let mut ended = false;
+    let cap = settings.max_part_size.min(pool.max_part());
+    for index in 0u64.. {
+        let size = part_size_for(index, settings.part_size, cap, content_length).min(pool.max_part());
+        // Room first, then read: when every part is in flight, the download waits here.
+        let mut slot = tokio::select! {
+            slot = pool.slot(size) => slot,
+            Some(done) = uploads.join_next(), if !uploads.is_empty() => {
+                parts.push(joined(done, destination)?);
+                pool.slot(size).await
+            }
+        };
+        while (slot.buffer.len() as u64) < size && !ended {
+            let mut chunk = match carry.take() {
+                Some(chunk) => chunk,
+                None => match source.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        counter.feed(&chunk);
+                        digest.update(&chunk);
+                        chunk
+                    }
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                },
+            };
+            let room = size as usize - slot.buffer.len();
+            if chunk.len() > room {
+                carry = Some(chunk.split_off(room));
+            }
+            slot.buffer.extend_from_slice(&chunk);
+        }
+        if slot.buffer.is_empty() && index > 0 {
+            break;
+        }
+        let body = std::mem::take(&mut slot.buffer).freeze();
+        total += body.len() as u64;
+        let part_number = index as i32 + 1;
+        let request = client
+            .upload_part()
+            .bucket(&destination.bucket)
+            .key(&destination.key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .checksum_algorithm(settings.checksum.clone())
+            .body(ByteStream::from(body.clone()));
+        let (pool, destination) = (pool.clone(), destination.clone());
+        uploads.spawn(async move {
+            let out = request.send().await.map_err(|e| s3_error("UploadPart", &destination, e))?;
+            drop(slot);
+            pool.give_back(body);
+            Ok(CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(out.e_tag().map(str::to_owned))
+                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
+                .build())
+        });
+        if ended && carry.is_none() {
+            break;
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        parts.push(joined(done, destination)?);
+    }
+    parts.sort_by_key(|p| p.part_number());
+    let crc = digest.finalize().to_be_bytes();
+    Ok((parts, total, counter, STANDARD.encode(&crc[8 - width..])))
+}
+
+fn joined(
+    done: Result<Result<CompletedPart, RelayError>, tokio::task::JoinError>,
+    destination: &Destination,
+) -> Result<CompletedPart, RelayError> {
+    done.map_err(|e| s3_error("UploadPart", destination, e))?
+}

@@ -1,0 +1,184 @@
+//! The streaming relay against the simulator (source) and moto (S3): multi-part files of unknown and known length,
+//! records counted exactly despite quoted newlines, and every failure leaving no multipart upload behind.
+
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use common::secret::Secret;
+use common::zuora::{BatchQueryRequest, DeletedFormat, DeletedSpec, Job, Query, ZuoraClient, ZuoraConfig};
+use consumer::relay::pool::PartPool;
+use consumer::relay::{Destination, RelayError, RelaySettings, relay};
+use e2e_tests::Aws;
+use futures::StreamExt;
+use std::time::Duration;
+use zuora_sim::{FaultRule, RunningSim, SimConfig, Simulator};
+
+const MIB: u64 = 1024 * 1024;
+
+async fn sim_with_accounts(rows: u64, content_length: bool) -> (RunningSim, ZuoraClient) {
+    let mut config = SimConfig::default();
+    config.settings.job_execution_secs = 0.0;
+    config.settings.max_file_bytes = None;
+    config.settings.content_length = content_length;
+    config.rows.insert("Account".into(), rows);
+    let sim = Simulator::start(config).await.unwrap();
+    let mut zuora =
+        ZuoraConfig::new(sim.base_url(), "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b", Secret::new("sim-client-secret"));
+    zuora.retry.base_delay_ms = 10;
+    (sim, ZuoraClient::new(zuora).unwrap())
+}
+
+async fn account_job(zuora: &ZuoraClient) -> Job {
+    let deleted = DeletedSpec { column: "IsDeleted".into(), format: DeletedFormat::Boolean, force_export: None };
+    let query = Query::export(
+        "Account",
+        "SELECT Id, AccountNumber, Name, Balance, Status, Notes, CreatedDate, UpdatedDate FROM Account",
+        Some(deleted),
+    );
+    let request = BatchQueryRequest::stateful("relay-test", "p", "relay", vec![query]);
+    let job = zuora.submit(&request, "relay").await.unwrap();
+    zuora.wait_for_job(&job.id, Duration::from_millis(20), Duration::from_secs(60)).await.unwrap()
+}
+
+fn settings() -> RelaySettings {
+    RelaySettings { part_size: 5 * MIB, max_part_size: 64 * MIB, checksum: ChecksumAlgorithm::Crc32C }
+}
+
+async fn open_uploads(aws: &Aws, bucket: &str) -> usize {
+    let out = aws.s3.list_multipart_uploads().bucket(bucket).send().await.unwrap();
+    out.uploads().len()
+}
+
+/// Records in a stored object, by an independent RFC 4180 parser.
+async fn stored_records(aws: &Aws, bucket: &str, key: &str) -> u64 {
+    let body = aws.s3.get_object().bucket(bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+    csv::Reader::from_reader(body.into_bytes().as_ref()).records().try_fold(0, |n, r| r.map(|_| n + 1)).unwrap()
+}
+
+async fn relay_file(
+    zuora: &ZuoraClient,
+    aws: &Aws,
+    bucket: &str,
+    key: &str,
+    file_id: &str,
+) -> Result<consumer::relay::PendingUpload, RelayError> {
+    let stream = zuora.download(file_id).await.unwrap();
+    let length = stream.content_length;
+    let destination = Destination { bucket: bucket.into(), key: key.into(), content_type: "text/csv".into() };
+    relay(stream, length, &aws.s3, &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_of_unknown_length_and_several_parts_arrives_whole_and_counted() {
+    let (_sim, zuora) = sim_with_accounts(120_000, false).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    let batch = &job.batches[0];
+    let pending = relay_file(&zuora, &aws, &bucket, "Account/full.csv", batch.file_ids()[0]).await.unwrap();
+    assert_eq!(
+        Some(pending.counter.data_records()),
+        batch.record_count,
+        "counted on the fly, quoted newlines included"
+    );
+    let published = pending.complete().await.unwrap();
+    assert!(published.parts > 3, "{} parts", published.parts);
+    let body =
+        aws.s3.get_object().bucket(&bucket).key("Account/full.csv").send().await.unwrap().body.collect().await.unwrap();
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &body.into_bytes()) as u32;
+    use base64::Engine;
+    assert_eq!(published.checksum, base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()));
+    assert_eq!(Some(stored_records(&aws, &bucket, "Account/full.csv").await), batch.record_count);
+    assert_eq!(open_uploads(&aws, &bucket).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_with_content_length_is_cut_into_parts_sized_from_it() {
+    let (_sim, zuora) = sim_with_accounts(80_000, true).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    let pending = relay_file(&zuora, &aws, &bucket, "Account/known.csv", job.batches[0].file_ids()[0]).await.unwrap();
+    let bytes = pending.bytes;
+    let published = pending.complete().await.unwrap();
+    assert_eq!(published.parts as u64, bytes.div_ceil(5 * MIB));
+    assert_eq!(Some(stored_records(&aws, &bucket, "Account/known.csv").await), job.batches[0].record_count);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_file_is_caught_by_the_count_and_aborting_leaves_nothing() {
+    let (sim, zuora) = sim_with_accounts(40_000, false).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        truncate_after_bytes: Some(2 * MIB),
+        times: Some(1),
+        ..FaultRule::default()
+    }]);
+    let pending = relay_file(&zuora, &aws, &bucket, "Account/short.csv", job.batches[0].file_ids()[0]).await.unwrap();
+    assert!(Some(pending.counter.data_records()) < job.batches[0].record_count, "the cut shows in the count");
+    pending.abort().await.unwrap();
+    assert_eq!(open_uploads(&aws, &bucket).await, 0);
+    assert!(aws.s3.head_object().bucket(&bucket).key("Account/short.csv").send().await.is_err(), "nothing published");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_reset_mid_download_aborts_the_upload() {
+    let (sim, zuora) = sim_with_accounts(40_000, false).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        reset_after_bytes: Some(6 * MIB),
+        times: Some(1),
+        ..FaultRule::default()
+    }]);
+    let err = relay_file(&zuora, &aws, &bucket, "Account/reset.csv", job.batches[0].file_ids()[0]).await.err().unwrap();
+    assert!(matches!(&err, RelayError::Source(e) if e.is_retryable()), "{err}");
+    assert_eq!(open_uploads(&aws, &bucket).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_failure_mid_upload_aborts_the_upload() {
+    let (_sim, zuora) = sim_with_accounts(100_000, false).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    let stream = zuora.download(job.batches[0].file_ids()[0]).await.unwrap();
+    // After 6 MiB (the second part filling) the upload disappears under the relay, as a lifecycle rule would.
+    let (s3, sabotage_bucket) = (aws.s3.clone(), bucket.clone());
+    let mut seen = 0u64;
+    let sabotaged = stream.then(move |chunk| {
+        let (s3, bucket) = (s3.clone(), sabotage_bucket.clone());
+        let before = seen;
+        seen += chunk.as_ref().map_or(0, |c| c.len() as u64);
+        let crossing = before < 6 * MIB && seen >= 6 * MIB;
+        async move {
+            if crossing {
+                let uploads = s3.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+                for upload in uploads.uploads() {
+                    s3.abort_multipart_upload()
+                        .bucket(&bucket)
+                        .key(upload.key().unwrap())
+                        .upload_id(upload.upload_id().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+            chunk
+        }
+    });
+    let destination =
+        Destination { bucket: bucket.clone(), key: "Account/broken.csv".into(), content_type: "text/csv".into() };
+    let pool = PartPool::new(16 * MIB, 5 * MIB);
+    let result = relay(Box::pin(sabotaged), None, &aws.s3, &destination, &pool, &settings()).await;
+    let err = match result {
+        Ok(pending) => pending.complete().await.expect_err("the upload is gone"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, RelayError::S3 { .. }), "{err}");
+    assert_eq!(open_uploads(&aws, &bucket).await, 0);
+    assert!(aws.s3.head_object().bucket(&bucket).key("Account/broken.csv").send().await.is_err());
+}
