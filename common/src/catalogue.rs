@@ -46,6 +46,19 @@ pub struct Target {
     pub key: String,
 }
 
+impl Target {
+    /// The key of one file: the template with `{object}`, `{date}` (yyyy-mm-dd), `{job_id}`, `{batch_id}` and
+    /// `{segment}` filled in.
+    pub fn key_for(&self, object: &str, date: chrono::NaiveDate, job_id: &str, batch_id: &str, segment: u32) -> String {
+        self.key
+            .replace("{object}", object)
+            .replace("{date}", &date.format("%Y-%m-%d").to_string())
+            .replace("{job_id}", job_id)
+            .replace("{batch_id}", batch_id)
+            .replace("{segment}", &segment.to_string())
+    }
+}
+
 impl ObjectSpec {
     /// The AQuA query for this object.
     pub fn to_query(&self) -> Query {
@@ -265,6 +278,14 @@ mod tests {
         assert_eq!(object.deleted_column, None);
         assert!(object.to_query().deleted.is_none());
         assert_eq!(object.target, Target { bucket: "periods".into(), key: "{object}/{date}.csv".into() });
+    }
+
+    #[test]
+    fn keys_fill_every_placeholder_and_the_default_never_reuses_a_key() {
+        let target = &Catalogue::builtin().objects[0].target;
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        assert_eq!(target.key_for("Account", date, "j1", "b1", 0), "Account/2026-11-24/j1/b1-0.csv");
+        assert_ne!(target.key_for("Account", date, "j2", "b2", 0), target.key_for("Account", date, "j1", "b1", 0));
     }
 
     #[test]

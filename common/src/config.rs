@@ -39,6 +39,9 @@ pub struct Config {
     /// Producer settings.
     #[serde(default)]
     pub producer: ProducerSettings,
+    /// Consumer settings.
+    #[serde(default)]
+    pub consumer: ConsumerSettings,
 }
 
 /// Zuora's stateful session: partner + project identify it.
@@ -121,6 +124,56 @@ impl Default for ProducerSettings {
     }
 }
 
+/// Consumer settings. Peak memory of a consumer is about `part_pool_mib` plus a few MiB per job in flight,
+/// whatever the size of the files (see docs/configuration.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// Jobs processed at once by one consumer process.
+    pub jobs_in_flight: usize,
+    /// First multipart part size, MiB (S3's minimum is 5).
+    pub part_size_mib: u64,
+    /// Largest part an unknown-length file grows to, MiB.
+    pub max_part_size_mib: u64,
+    /// Memory for part buffers, shared by the process, MiB; parts in flight = this / part size.
+    pub part_pool_mib: u64,
+    /// `CRC32C` or `CRC64NVME`: set on create, every part and complete.
+    pub checksum: String,
+    /// Long-poll wait on the jobs queue, seconds (at most 20).
+    pub wait_secs: u64,
+    /// First delay before a job that is not finished is looked at again, seconds; it doubles each time.
+    pub poll_delay_secs: u64,
+    /// Longest such delay, seconds (SQS allows 900).
+    pub max_poll_delay_secs: u64,
+    /// A job not finished this long after submission fails, hours.
+    pub job_deadline_hours: u64,
+    /// Visibility of a job message while it is worked on, extended every third of it, seconds.
+    pub visibility_secs: u64,
+    /// Times a file is downloaded again after a broken transfer or a count mismatch before the job fails.
+    pub file_attempts: u32,
+    /// On SIGTERM, in-flight files get this long to finish before their uploads are aborted, seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            jobs_in_flight: 2,
+            part_size_mib: 8,
+            max_part_size_mib: 64,
+            part_pool_mib: 96,
+            checksum: "CRC32C".to_owned(),
+            wait_secs: 20,
+            poll_delay_secs: 30,
+            max_poll_delay_secs: 900,
+            job_deadline_hours: 12,
+            visibility_secs: 300,
+            file_attempts: 3,
+            shutdown_grace_secs: 100,
+        }
+    }
+}
+
 /// A configuration that cannot be used; the message names the field.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration {origin}: {detail}")]
@@ -195,6 +248,27 @@ impl Config {
         if self.full_export.window_months == 0 {
             return Err("full_export.window_months: must be at least 1".to_owned());
         }
+        let c = &self.consumer;
+        if c.part_size_mib < 5 {
+            return Err(format!("consumer.part_size_mib: S3 parts are at least 5 MiB, got {}", c.part_size_mib));
+        }
+        if c.part_pool_mib < c.part_size_mib {
+            return Err(format!("consumer.part_pool_mib: must hold at least one part ({} MiB)", c.part_size_mib));
+        }
+        if c.max_part_size_mib < c.part_size_mib {
+            return Err("consumer.max_part_size_mib: must be at least consumer.part_size_mib".to_owned());
+        }
+        if !matches!(c.checksum.as_str(), "CRC32C" | "CRC64NVME") {
+            return Err(format!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", c.checksum));
+        }
+        if c.jobs_in_flight == 0 || c.file_attempts == 0 {
+            return Err("consumer.jobs_in_flight and consumer.file_attempts: must be at least 1".to_owned());
+        }
+        if c.wait_secs > 20 || c.max_poll_delay_secs > 900 {
+            return Err(
+                "consumer.wait_secs (at most 20) or consumer.max_poll_delay_secs (at most 900): too large".to_owned()
+            );
+        }
         if self.producer.wait_secs > 20 {
             return Err(format!("producer.wait_secs: SQS waits at most 20 seconds, got {}", self.producer.wait_secs));
         }
@@ -256,6 +330,8 @@ mod tests {
             (GOOD.replace("[ledger]", "[ledger]\ncolour = 1"), "unknown field `colour`"),
             (format!("{GOOD}\n[full_export]\nwindow_months = 0"), "full_export.window_months"),
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
+            (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
+            (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
         ];
         for (text, expected) in cases {
             let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();

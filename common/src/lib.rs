@@ -15,5 +15,6 @@ pub mod ledger;
 pub mod messages;
 pub mod queue;
 pub mod secret;
+pub mod shutdown;
 pub mod store;
 pub mod zuora;

@@ -2,5 +2,11 @@
 //!
 //! # Layout
 //! - [`relay`]: the streaming relay (HTTP body -> record count -> S3 multipart) and its part pool.
+//! - [`worker`]: one job message start to finish: wait, relay, verify, publish in order.
+//! - [`service`]: the loop: jobs in flight, visibility heartbeats, graceful shutdown.
+//! - [`cli`]: the command line and the wiring of real services.
 
+pub mod cli;
 pub mod relay;
+pub mod service;
+pub mod worker;

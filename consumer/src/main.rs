@@ -1,17 +1,20 @@
-//! The consumer: streams finished AQuA jobs' files into S3.
-//!
-//! Its worker pool is being built; this binary only answers `--help`
-//! and `--version` so far.
+//! The `consumer` binary: parses the command line, starts logging, runs until SIGTERM.
 
 use clap::Parser;
+use consumer::cli::{Cli, run};
+use std::process::ExitCode;
 
-/// Streams finished AQuA jobs' files into S3.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
-
-fn main() {
-    Cli::parse();
-    eprintln!("consumer: no commands yet; see README.md for what is built");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse(), common::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consumer: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -11,26 +11,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli, shutdown_signal()).await {
+    match run(cli, common::shutdown::signal()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("producer: {e:#}");
             ExitCode::from(2)
         }
     }
-}
-
-/// Resolves on SIGTERM (ECS stopping the task) or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -113,8 +113,16 @@ impl Deployment {
         let jobs = aws.queue_with_dlq("jobs", 5, false).await;
         let lake = aws.queue_with_dlq("lake", 5, true).await;
         let bucket = aws.bucket("lake").await;
+        let dir = std::env::temp_dir().join(unique("deployment"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let catalogue = dir.join("catalogue.toml");
+        let builtin = include_str!("../../common/catalogue.toml")
+            .replace("bucket = \"zuora-raw\"", &format!("bucket = \"{bucket}\""));
+        std::fs::write(&catalogue, builtin).expect("write catalogue");
         let config_text = format!(
             r#"
+catalogue = "{catalogue}"
+
 [zuora]
 base_url = "{base_url}"
 client_id = "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b"
@@ -153,7 +161,19 @@ window_months = 6
 [producer]
 wait_secs = 1
 busy_retry_secs = 1
+
+[consumer]
+jobs_in_flight = 2
+part_size_mib = 5
+part_pool_mib = 16
+wait_secs = 1
+poll_delay_secs = 1
+max_poll_delay_secs = 2
+visibility_secs = 30
+file_attempts = 2
+shutdown_grace_secs = 5
 "#,
+            catalogue = catalogue.display(),
             base_url = sim.base_url(),
             project = unique("project"),
             endpoint = aws_config().endpoint_url.unwrap_or_default(),

@@ -1,0 +1,400 @@
+//! One job message, start to finish: look at the job; if it is not finished, put the message back with a growing
+//! delay; if it is, relay every file, check its records against Zuora's count, and publish in order: CSV, then
+//! metadata JSON, then the completion message, then the ledger's published mark.
+//!
+//! # A job message's states
+//! received -> job running: re-sent with a delay (`polls` attribute + 1), original deleted -> ... -> job finished:
+//! files relayed and verified -> published -> message deleted. A job that failed at Zuora, outlived its deadline, or
+//! whose files keep failing verification goes to the jobs DLQ with its reason. Any other failure leaves the message
+//! to be received again. A file whose metadata JSON already exists was published before: its completion message is
+//! sent again (same deduplication id) and nothing is uploaded.
+
+use crate::relay::pool::PartPool;
+use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, relay};
+use chrono::{DateTime, Utc};
+use common::catalogue::{Catalogue, ObjectSpec};
+use common::config::ConsumerSettings;
+use common::ledger::{Ledger, LedgerError, PublishedMark};
+use common::messages::{Checksum, CompletionMessage, JobMessage, MESSAGE_VERSION};
+use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::store::{ObjectStore, StoreError};
+use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Everything a worker talks to.
+pub struct Worker {
+    /// Zuora.
+    pub zuora: ZuoraClient,
+    /// S3, for the multipart uploads.
+    pub s3: aws_sdk_s3::Client,
+    /// S3, for metadata JSON.
+    pub store: Arc<dyn ObjectStore>,
+    /// The producer's ledger, where published marks go.
+    pub ledger: Ledger,
+    /// Jobs queue (for putting a message back with a delay).
+    pub jobs: Arc<dyn Queue>,
+    /// Jobs dead-letter queue.
+    pub jobs_dlq: Arc<dyn Queue>,
+    /// Lake queue (completion messages).
+    pub lake: Arc<dyn Queue>,
+    /// Requests queue (for re-requesting a purged window).
+    pub requests: Arc<dyn Queue>,
+    /// Objects and their targets.
+    pub catalogue: Catalogue,
+    /// Part buffers, shared by every job of the process.
+    pub pool: Arc<PartPool>,
+    /// How files are cut into parts.
+    pub relay: RelaySettings,
+    /// Consumer settings.
+    pub settings: ConsumerSettings,
+}
+
+/// How a message was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Every file of the job is published (or was already).
+    Published {
+        /// Files published or re-announced.
+        files: usize,
+    },
+    /// The job is not finished: the message comes back after `delay`.
+    Waiting {
+        /// The delay.
+        delay: Duration,
+    },
+    /// The job cannot be exported as it is; the message is in the jobs DLQ with this reason.
+    DeadLettered {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A failure that may pass: the message is left to be received again.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// Zuora.
+    #[error(transparent)]
+    Zuora(#[from] ZuoraError),
+    /// S3 (multipart).
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// S3 (small objects).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A queue.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The ledger.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Why a batch could not be published.
+enum BatchFailure {
+    Retry(WorkError),
+    Fatal(String),
+}
+
+impl<E: Into<WorkError>> From<E> for BatchFailure {
+    fn from(e: E) -> Self {
+        Self::Retry(e.into())
+    }
+}
+
+impl Worker {
+    /// Works on one job message and settles it (deleted, re-sent with a delay, or dead-lettered).
+    pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, WorkError> {
+        let job_message: JobMessage = match serde_json::from_str(&message.body) {
+            Ok(m) => m,
+            Err(e) => return self.dead_letter(message, format!("not a job message: {e}")).await,
+        };
+        if job_message.version != MESSAGE_VERSION {
+            return self
+                .dead_letter(message, format!("job message version {} is not supported", job_message.version))
+                .await;
+        }
+        let job = match self.zuora.job(&job_message.job_id).await {
+            Ok(job) => job,
+            Err(e) if !e.is_retryable() => return self.dead_letter(message, format!("reading the job: {e}")).await,
+            Err(e) => return Err(e.into()),
+        };
+        match job.status.phase() {
+            Phase::Running => return self.wait(message, &job_message, &job).await,
+            Phase::Failed => {
+                let details: Vec<String> = job
+                    .batches
+                    .iter()
+                    .filter_map(|b| {
+                        b.message.as_ref().filter(|m| !m.is_empty()).map(|m| format!("{}: {m}", name_of(b)))
+                    })
+                    .collect();
+                let reason = format!("Zuora job {} ended {} {}", job.id, job.status, details.join("; "));
+                return self.dead_letter(message, reason.trim_end().to_owned()).await;
+            }
+            Phase::Succeeded => {}
+        }
+        let mut files = 0;
+        let mut failures = Vec::new();
+        for batch in &job.batches {
+            if batch.status.phase() != Phase::Succeeded {
+                failures.push(format!(
+                    "{} ended {} {}",
+                    name_of(batch),
+                    batch.status,
+                    batch.message.clone().unwrap_or_default()
+                ));
+                continue;
+            }
+            match self.publish_batch(&job_message, &job, batch).await {
+                Ok(n) => files += n,
+                Err(BatchFailure::Retry(e)) => return Err(e),
+                Err(BatchFailure::Fatal(reason)) => failures.push(reason),
+            }
+        }
+        if !failures.is_empty() {
+            return self.dead_letter(message, failures.join("; ")).await;
+        }
+        self.jobs.delete(&message.receipt).await?;
+        Ok(Settled::Published { files })
+    }
+
+    async fn wait(&self, message: &ReceivedMessage, job_message: &JobMessage, job: &Job) -> Result<Settled, WorkError> {
+        let age = Utc::now() - job_message.submitted_at;
+        let deadline = chrono::Duration::hours(self.settings.job_deadline_hours as i64);
+        if age > deadline {
+            let reason = format!(
+                "Zuora job {} still {} {} h after submission (deadline {} h)",
+                job.id,
+                job.status,
+                age.num_hours(),
+                self.settings.job_deadline_hours
+            );
+            return self.dead_letter(message, reason).await;
+        }
+        if job.status.is_unknown() {
+            warn!(job_id = %job.id, status = %job.status, "unknown job status, waiting for it like a running one");
+        }
+        let polls: u32 = message.attributes.get("polls").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let delay = Duration::from_secs(
+            self.settings.poll_delay_secs.saturating_mul(1 << polls.min(16)).min(self.settings.max_poll_delay_secs),
+        );
+        // A new message, not a longer visibility: waiting must not use up the DLQ's receive count.
+        let again =
+            OutgoingMessage::new(message.body.clone()).delayed(delay).attribute("polls", (polls + 1).to_string());
+        self.jobs.send(again).await?;
+        self.jobs.delete(&message.receipt).await?;
+        info!(job_id = %job.id, status = %job.status, delay_secs = delay.as_secs(), "job not finished, looking again later");
+        Ok(Settled::Waiting { delay })
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, WorkError> {
+        warn!(%reason, "job message to the dead-letter queue");
+        let dead = OutgoingMessage::new(message.body.clone()).attribute("reason", reason.clone());
+        self.jobs_dlq.send(dead).await?;
+        self.jobs.delete(&message.receipt).await?;
+        Ok(Settled::DeadLettered { reason })
+    }
+
+    async fn publish_batch(&self, job_message: &JobMessage, job: &Job, batch: &Batch) -> Result<usize, BatchFailure> {
+        let name = name_of(batch);
+        let Some(object) = self.catalogue.objects.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) else {
+            return Err(BatchFailure::Fatal(format!("{name}: not in the catalogue")));
+        };
+        let Some(expected) = batch.record_count else {
+            return Err(BatchFailure::Fatal(format!("{name}: Zuora gave no recordCount to verify against")));
+        };
+        let executed_at = job
+            .start_time
+            .as_ref()
+            .and_then(|t| t.to_utc(self.zuora.config().data_center))
+            .unwrap_or(job_message.submitted_at);
+        let batch_id = batch.batch_id.clone().unwrap_or_default();
+        let file_ids = batch.file_ids();
+        let segments = file_ids.len() as u32;
+        let mut announced = 0u64;
+        let mut todo = Vec::new();
+        for (segment, file_id) in file_ids.iter().enumerate() {
+            let key = object.target.key_for(&object.name, executed_at.date_naive(), &job.id, &batch_id, segment as u32);
+            let metadata_key = metadata_key(&key);
+            match self.store.get(&object.target.bucket, &metadata_key).await? {
+                Some(metadata) => {
+                    let completion = completion_from_metadata(&metadata)
+                        .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
+                    announced += completion.record_count;
+                    self.announce(&completion).await?;
+                }
+                None => todo.push((segment as u32, file_id.to_string(), key, metadata_key)),
+            }
+        }
+        if todo.is_empty() {
+            return Ok(file_ids.len());
+        }
+        let full = batch.full.unwrap_or(job_message.window.from.is_none());
+        for attempt in 1..=self.settings.file_attempts {
+            let mut pending = Vec::with_capacity(todo.len());
+            let mut broken = None;
+            for (segment, file_id, key, _) in &todo {
+                let started = Instant::now();
+                match self.relay_file(object, file_id, key).await {
+                    Ok(upload) => pending.push((upload, started.elapsed())),
+                    Err(RelayError::Source(ZuoraError::FilePurged { .. })) => {
+                        abort_all(pending).await;
+                        self.request_again(job_message, object, &job.id, &batch_id).await?;
+                        return Ok(0);
+                    }
+                    Err(RelayError::Source(ZuoraError::FileTooLarge { limit, .. })) => {
+                        abort_all(pending).await;
+                        return Err(BatchFailure::Fatal(format!(
+                            "{name}: file {file_id} (segment {segment}) is over Zuora's {limit} download limit; export the object in smaller windows"
+                        )));
+                    }
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = broken {
+                abort_all(pending).await;
+                warn!(object = %name, attempt, error = %e, "file transfer broke; starting it again");
+                if attempt == self.settings.file_attempts {
+                    return Err(BatchFailure::Retry(e.into()));
+                }
+                continue;
+            }
+            let counted: u64 = pending.iter().map(|(p, _)| p.counter.data_records()).sum();
+            let cut = pending.iter().any(|(p, _)| p.counter.ends_inside_quotes());
+            if announced + counted != expected || cut {
+                abort_all(pending).await;
+                warn!(object = %name, attempt, counted = announced + counted, expected, "record count differs from Zuora's; nothing published");
+                continue;
+            }
+            for ((upload, elapsed), (segment, file_id, key, metadata_key)) in pending.into_iter().zip(&todo) {
+                let records = upload.counter.data_records();
+                let published = upload.complete().await?;
+                let completion = CompletionMessage {
+                    version: MESSAGE_VERSION,
+                    job_id: job.id.clone(),
+                    batch_id: batch_id.clone(),
+                    file_id: file_id.clone(),
+                    object: object.name.clone(),
+                    segment: *segment,
+                    segments,
+                    bucket: object.target.bucket.clone(),
+                    key: key.clone(),
+                    metadata_key: metadata_key.clone(),
+                    record_count: records,
+                    bytes: published.bytes,
+                    full,
+                    window: job_message.window,
+                    executed_at,
+                    checksum: Checksum { algorithm: self.settings.checksum.clone(), value: published.checksum.clone() },
+                    compression: "none".to_owned(),
+                };
+                self.store
+                    .put(&object.target.bucket, metadata_key, metadata_json(&completion, Utc::now()).into())
+                    .await?;
+                self.announce(&completion).await?;
+                let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
+                info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
+                      window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
+                      job_id = %job.id, file_id = %file_id, batch_id = %batch_id, bytes = published.bytes,
+                      parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
+            }
+            return Ok(file_ids.len());
+        }
+        Err(BatchFailure::Fatal(format!(
+            "{name}: the records counted differed from Zuora's recordCount {expected} in {} attempts; nothing published",
+            self.settings.file_attempts
+        )))
+    }
+
+    async fn relay_file(&self, object: &ObjectSpec, file_id: &str, key: &str) -> Result<PendingUpload, RelayError> {
+        let stream = self.zuora.download(file_id).await?;
+        let length = stream.content_length;
+        let destination = Destination {
+            bucket: object.target.bucket.clone(),
+            key: key.to_owned(),
+            content_type: "text/csv; charset=utf-8".to_owned(),
+        };
+        relay(stream, length, &self.s3, &destination, &self.pool, &self.relay).await
+    }
+
+    /// Completion message on the lake queue, and the ledger's mark. Idempotent: same deduplication id each time.
+    async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(completion).expect("a completion message serialises");
+        self.lake.send(OutgoingMessage::new(body).deduplicated(completion.deduplication_id())).await?;
+        let mark = PublishedMark {
+            object: completion.object.clone(),
+            job_id: completion.job_id.clone(),
+            window: completion.window,
+            executed_at: completion.executed_at,
+            published_at: Utc::now(),
+            bucket: completion.bucket.clone(),
+            key: completion.key.clone(),
+        };
+        self.ledger.record_published(&mark).await?;
+        Ok(())
+    }
+
+    /// A purged file cannot be downloaded again: ask the producer for the same window instead.
+    async fn request_again(
+        &self,
+        job: &JobMessage,
+        object: &ObjectSpec,
+        job_id: &str,
+        batch_id: &str,
+    ) -> Result<(), WorkError> {
+        let request_id = format!("purged-{job_id}-{batch_id}");
+        let body = match job.window.from {
+            Some(from) => serde_json::json!({"exportFromDate": from.date_naive().format("%Y-%m-%d").to_string(),
+                                             "objects": [object.name], "requestId": request_id}),
+            None => serde_json::json!({"exportFromDate": "beginning", "fullExport": true,
+                                       "objects": [object.name], "requestId": request_id}),
+        };
+        self.requests.send(OutgoingMessage::new(body.to_string())).await?;
+        warn!(object = %object.name, job_id, batch_id, request = %body, "file purged by Zuora; requested the same window again");
+        Ok(())
+    }
+}
+
+fn name_of(batch: &Batch) -> String {
+    batch.name.clone().unwrap_or_else(|| "unnamed batch".to_owned())
+}
+
+async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
+    for (upload, _) in pending {
+        if let Err(e) = upload.abort().await {
+            warn!(error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
+        }
+    }
+}
+
+/// `Account/2026-11-24/job/batch-0.csv` -> `Account/2026-11-24/job/batch-0.metadata.json`.
+pub fn metadata_key(key: &str) -> String {
+    format!("{}.metadata.json", key.strip_suffix(".csv").unwrap_or(key))
+}
+
+/// The metadata JSON: the completion message plus the old Lambda's `status` and `name` and the export time.
+pub fn metadata_json(completion: &CompletionMessage, exported_at: DateTime<Utc>) -> Vec<u8> {
+    let mut value = serde_json::to_value(completion).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("status".into(), "completed".into());
+        map.insert("name".into(), completion.object.clone().into());
+        map.insert("exportedAt".into(), exported_at.to_rfc3339().into());
+    }
+    serde_json::to_vec_pretty(&value).unwrap_or_default()
+}
+
+fn completion_from_metadata(bytes: &[u8]) -> Result<CompletionMessage, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(map) = value.as_object_mut() {
+        for extra in ["status", "name", "exportedAt"] {
+            map.remove(extra);
+        }
+    }
+    serde_json::from_value(value)
+}

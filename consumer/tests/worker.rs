@@ -1,0 +1,271 @@
+//! The consumer's worker against moto and the simulator, fed by the real producer: every file published in order
+//! (CSV, metadata, completion, mark) and exactly, whatever goes wrong.
+
+use common::messages::CompletionMessage;
+use common::queue::{Queue, ReceivedMessage};
+use consumer::cli::worker_from;
+use consumer::worker::{Settled, Worker};
+use e2e_tests::Deployment;
+use producer::service::Producer;
+use std::sync::Arc;
+use std::time::Duration;
+use zuora_sim::{FaultRule, Mutation};
+
+async fn producer(d: &Deployment) -> Producer {
+    let config = d.config();
+    let store = Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
+    let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
+    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
+    Producer::new(
+        zuora,
+        ledger,
+        Arc::new(d.jobs.0.clone()),
+        config.catalogue().unwrap(),
+        config.session,
+        config.full_export,
+    )
+}
+
+async fn next_job_message(d: &Deployment) -> ReceivedMessage {
+    for _ in 0..10 {
+        if let Some(m) = d.jobs.0.receive(1, Duration::from_secs(1)).await.unwrap().pop() {
+            return m;
+        }
+    }
+    panic!("no job message");
+}
+
+/// Works on job messages until one is settled as something other than waiting.
+async fn work_until_settled(worker: &Worker, d: &Deployment) -> Settled {
+    for _ in 0..20 {
+        let message = next_job_message(d).await;
+        match worker.handle(&message).await.unwrap() {
+            Settled::Waiting { .. } => continue,
+            other => return other,
+        }
+    }
+    panic!("the job never finished");
+}
+
+async fn keys(d: &Deployment, prefix: &str) -> Vec<String> {
+    let out = d.aws.s3.list_objects_v2().bucket(&d.bucket).prefix(prefix).send().await.unwrap();
+    out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+}
+
+async fn records_in(d: &Deployment, key: &str) -> u64 {
+    let body = d.aws.s3.get_object().bucket(&d.bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+    csv::Reader::from_reader(body.into_bytes().as_ref()).records().try_fold(0, |n, r| r.map(|_| n + 1)).unwrap()
+}
+
+async fn metadata(d: &Deployment, key: &str) -> serde_json::Value {
+    let body = d.aws.s3.get_object().bucket(&d.bucket).key(key).send().await.unwrap().body.collect().await.unwrap();
+    serde_json::from_slice(&body.into_bytes()).unwrap()
+}
+
+async fn completions(d: &Deployment) -> Vec<CompletionMessage> {
+    Deployment::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
+}
+
+async fn open_uploads(d: &Deployment) -> usize {
+    d.aws.s3.list_multipart_uploads().bucket(&d.bucket).send().await.unwrap().uploads().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_object_of_an_export_is_published_with_metadata_and_one_completion_each() {
+    let d = Deployment::start(|c| {
+        c.settings.job_execution_secs = 1.5;
+        c.rows.insert("InvoiceItem".into(), 60_000);
+    })
+    .await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement"}"#, "daily-1").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 13 });
+
+    let data: Vec<String> = keys(&d, "").await.into_iter().filter(|k| k.ends_with(".csv")).collect();
+    assert_eq!(data.len(), 13);
+    let lake = completions(&d).await;
+    assert_eq!(lake.len(), 13, "one completion message per metadata file");
+    for completion in &lake {
+        let meta = metadata(&d, &completion.metadata_key).await;
+        for field in [
+            "jobId",
+            "fileId",
+            "batchId",
+            "status",
+            "name",
+            "recordCount",
+            "bucket",
+            "key",
+            "window",
+            "full",
+            "bytes",
+            "checksum",
+            "compression",
+            "exportedAt",
+        ] {
+            assert!(meta.get(field).is_some(), "metadata lacks {field}: {meta}");
+        }
+        assert_eq!(meta["recordCount"], completion.record_count);
+        assert_eq!(
+            records_in(&d, &completion.key).await,
+            completion.record_count,
+            "{}: independent count",
+            completion.object
+        );
+        assert!(completion.full);
+        let mark = worker.ledger.published(&completion.object).await.unwrap().unwrap();
+        assert_eq!(mark.job_id, completion.job_id);
+    }
+    let items = lake.iter().find(|c| c.object == "InvoiceItem").unwrap();
+    assert!(items.bytes > 10 * 1024 * 1024, "InvoiceItem spans several parts ({} bytes)", items.bytes);
+    assert_eq!(open_uploads(&d).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d)
+        .await
+        .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Refund"]}"#, "r1")
+        .await
+        .unwrap();
+    let message = next_job_message(&d).await;
+    assert_eq!(worker.handle(&message).await.unwrap(), Settled::Published { files: 2 });
+    let first = completions(&d).await;
+    let account = first.iter().find(|c| c.object == "Account").unwrap().key.clone();
+    let before_head = d.aws.s3.head_object().bucket(&d.bucket).key(&account).send().await.unwrap();
+    let before = keys(&d, "").await;
+
+    // The same message again (SQS at-least-once), after its completions were read.
+    d.jobs.0.send(common::queue::OutgoingMessage::new(message.body.clone())).await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 2 });
+    assert_eq!(keys(&d, "").await, before, "no new object");
+    let after_head = d.aws.s3.head_object().bucket(&d.bucket).key(&account).send().await.unwrap();
+    assert_eq!(after_head.last_modified(), before_head.last_modified(), "not uploaded again");
+    // Real SQS drops the re-sent completions (same deduplication id within five minutes); moto delivers them.
+    // Either way the lake sees nothing new: whatever arrives is identical to what was published.
+    for again in completions(&d).await {
+        assert!(first.contains(&again), "{again:?} differs from the first publication");
+        assert!(first.iter().any(|c| c.deduplication_id() == again.deduplication_id()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        truncate_after_bytes: Some(20_000),
+        ..FaultRule::default()
+    }]);
+    match work_until_settled(&worker, &d).await {
+        Settled::DeadLettered { reason } => assert!(reason.contains("recordCount"), "{reason}"),
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    assert!(keys(&d, "Invoice/").await.is_empty(), "nothing published");
+    assert_eq!(open_uploads(&d).await, 0);
+    assert!(completions(&d).await.is_empty());
+    let dead = Deployment::drain(&d.jobs.1).await;
+    assert!(dead[0].attributes["reason"].contains("nothing published"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
+    let d = Deployment::start(|c| c.rows.insert("Invoice".into(), 40_000).map_or((), |_| ())).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        reset_after_bytes: Some(3_000_000),
+        times: Some(1),
+        ..FaultRule::default()
+    }]);
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
+    let completion = completions(&d).await.pop().unwrap();
+    assert_eq!(records_in(&d, &completion.key).await, completion.record_count);
+    assert_eq!(open_uploads(&d).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfinished_job_comes_back_later_without_using_up_receives() {
+    let d = Deployment::start(|c| c.settings.job_execution_secs = 600.0).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    let message = next_job_message(&d).await;
+    assert_eq!(worker.handle(&message).await.unwrap(), Settled::Waiting { delay: Duration::from_secs(1) });
+    let again = next_job_message(&d).await;
+    assert_eq!(again.receive_count, 1, "a new message, not a redelivery");
+    assert_eq!(again.attributes["polls"], "1");
+    assert_eq!(worker.handle(&again).await.unwrap(), Settled::Waiting { delay: Duration::from_secs(2) });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    let producer = producer(&d).await;
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    completions(&d).await;
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-2").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
+    let completion = completions(&d).await.pop().unwrap();
+    assert_eq!((completion.record_count, completion.full), (0, false));
+    assert_eq!(records_in(&d, &completion.key).await, 0);
+    assert!(metadata(&d, &completion.metadata_key).await["recordCount"] == 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_zuora_aborted_goes_to_the_dlq_with_zuoras_message() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    d.sim.control().abort_next_batch("Account", "java.lang.RuntimeException: query timed out");
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    match work_until_settled(&worker, &d).await {
+        Settled::DeadLettered { reason } => {
+            assert!(reason.contains("query timed out") && reason.contains("aborted"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Deployment::drain(&d.jobs.1).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_file_is_requested_again_for_the_same_window() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    let producer = producer(&d).await;
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    d.sim.control().mutate("Account", Mutation { insert: 1, update: 0, delete: 0 }).unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-2").await.unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(73 * 3600));
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 0 });
+    let requests = Deployment::drain(&d.requests.0).await;
+    assert_eq!(requests.len(), 1);
+    let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(request["objects"], serde_json::json!(["Account"]));
+    assert!(
+        request["exportFromDate"].as_str().unwrap().len() == 10,
+        "a date backfill from the window's start: {request}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segmented_full_load_publishes_each_segment_and_checks_their_sum() {
+    let d = Deployment::start(|c| c.settings.segment_rows = Some(150)).await;
+    let worker = worker_from(&d.config()).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 4 });
+    let lake = completions(&d).await;
+    assert_eq!(lake.iter().map(|c| c.segment).collect::<std::collections::BTreeSet<_>>().len(), 4);
+    assert_eq!(lake.iter().map(|c| c.record_count).sum::<u64>(), 500);
+    for c in &lake {
+        assert_eq!(records_in(&d, &c.key).await, c.record_count);
+    }
+}
