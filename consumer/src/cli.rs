@@ -56,6 +56,7 @@ pub async fn worker_from(config: &Config) -> anyhow::Result<Worker> {
             max_part_size: settings.max_part_size_mib * MIB,
             checksum,
         },
+        uploads: Arc::default(),
         settings,
     })
 }

@@ -10,8 +10,8 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 /// Receives and works on job messages until `shutdown` resolves; then waits up to the grace period for the jobs
-/// in flight, and makes the messages of those still running visible again at once (their uploads are aborted as
-/// their tasks are dropped, or by the bucket's lifecycle rule if the process is killed first).
+/// in flight, and for those still running aborts their multipart uploads and makes their messages visible again at
+/// once (a process killed outright leaves its uploads to the bucket's lifecycle rule).
 pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
     let settings = worker.settings.clone();
     let slots = Arc::new(Semaphore::new(settings.jobs_in_flight));
@@ -56,6 +56,8 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
         warn!(jobs = tasks.len(), "grace period over: abandoning the jobs in flight");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        let aborted = worker.uploads.abort_orphans().await;
+        info!(aborted, "aborted the abandoned multipart uploads");
         let receipts = std::mem::take(&mut *lock(&in_flight));
         for receipt in receipts {
             if let Err(e) = worker.jobs.set_visibility(&receipt, Duration::ZERO).await {

@@ -10,7 +10,7 @@
 //! sent again (same deduplication id) and nothing is uploaded.
 
 use crate::relay::pool::PartPool;
-use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, relay};
+use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
 use chrono::{DateTime, Utc};
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::config::ConsumerSettings;
@@ -47,6 +47,8 @@ pub struct Worker {
     pub pool: Arc<PartPool>,
     /// How files are cut into parts.
     pub relay: RelaySettings,
+    /// Uploads abandoned by cancelled work, aborted at shutdown.
+    pub uploads: Arc<UploadTracker>,
     /// Consumer settings.
     pub settings: ConsumerSettings,
 }
@@ -319,7 +321,7 @@ impl Worker {
             key: key.to_owned(),
             content_type: "text/csv; charset=utf-8".to_owned(),
         };
-        relay(stream, length, &self.s3, &destination, &self.pool, &self.relay).await
+        relay(stream, length, &self.s3, &destination, &self.pool, &self.relay, &self.uploads).await
     }
 
     /// Completion message on the lake queue, and the ledger's mark. Idempotent: same deduplication id each time.

@@ -8,6 +8,7 @@ use consumer::relay::pool::PartPool;
 use consumer::relay::{Destination, RelayError, RelaySettings, relay};
 use e2e_tests::Aws;
 use futures::StreamExt;
+use std::sync::Arc;
 use std::time::Duration;
 use zuora_sim::{FaultRule, RunningSim, SimConfig, Simulator};
 
@@ -63,7 +64,7 @@ async fn relay_file(
     let stream = zuora.download(file_id).await.unwrap();
     let length = stream.content_length;
     let destination = Destination { bucket: bucket.into(), key: key.into(), content_type: "text/csv".into() };
-    relay(stream, length, &aws.s3, &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings()).await
+    relay(stream, length, &aws.s3, &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings(), &Arc::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +174,7 @@ async fn an_s3_failure_mid_upload_aborts_the_upload() {
     let destination =
         Destination { bucket: bucket.clone(), key: "Account/broken.csv".into(), content_type: "text/csv".into() };
     let pool = PartPool::new(16 * MIB, 5 * MIB);
-    let result = relay(Box::pin(sabotaged), None, &aws.s3, &destination, &pool, &settings()).await;
+    let result = relay(Box::pin(sabotaged), None, &aws.s3, &destination, &pool, &settings(), &Arc::default()).await;
     let err = match result {
         Ok(pending) => pending.complete().await.expect_err("the upload is gone"),
         Err(err) => err,

@@ -67,12 +67,48 @@ pub struct Destination {
     pub content_type: String,
 }
 
-/// Every part uploaded, nothing published yet: complete or abort.
-#[must_use = "an upload left neither completed nor aborted keeps its parts (and their cost) in S3"]
-pub struct PendingUpload {
+/// Multipart uploads whose work was abandoned (a task cancelled at shutdown) without completing or aborting them.
+/// The service aborts them before the process exits; the bucket's lifecycle rule is the backstop for a kill.
+#[derive(Default)]
+pub struct UploadTracker {
+    orphans: std::sync::Mutex<Vec<(Client, Destination, String)>>,
+}
+
+impl UploadTracker {
+    /// Aborts every abandoned upload; returns how many.
+    pub async fn abort_orphans(&self) -> usize {
+        let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+        for (client, destination, upload_id) in &orphans {
+            if let Err(e) = abort(client, destination, upload_id).await {
+                tracing::warn!(error = %e, "could not abort an abandoned upload; the lifecycle rule will");
+            }
+        }
+        orphans.len()
+    }
+}
+
+/// An upload in progress: if dropped before it is settled, it is handed to the tracker.
+struct UploadGuard {
+    tracker: Arc<UploadTracker>,
     client: Client,
     destination: Destination,
     upload_id: String,
+    settled: bool,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if !self.settled {
+            let orphan = (self.client.clone(), self.destination.clone(), self.upload_id.clone());
+            self.tracker.orphans.lock().unwrap_or_else(|e| e.into_inner()).push(orphan);
+        }
+    }
+}
+
+/// Every part uploaded, nothing published yet: complete or abort.
+#[must_use = "an upload left neither completed nor aborted keeps its parts (and their cost) in S3"]
+pub struct PendingUpload {
+    guard: UploadGuard,
     parts: Vec<CompletedPart>,
     /// Bytes uploaded.
     pub bytes: u64,
@@ -96,30 +132,38 @@ pub struct Published {
 
 impl PendingUpload {
     /// Makes the object visible.
-    pub async fn complete(self) -> Result<Published, RelayError> {
+    pub async fn complete(mut self) -> Result<Published, RelayError> {
         let parts = self.parts.len();
-        let out = self
+        let g = &self.guard;
+        let out = g
             .client
             .complete_multipart_upload()
-            .bucket(&self.destination.bucket)
-            .key(&self.destination.key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
+            .bucket(&g.destination.bucket)
+            .key(&g.destination.key)
+            .upload_id(&g.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
+            )
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(Published { bytes: self.bytes, parts, checksum: self.checksum_value }),
+        let result = match out {
+            Ok(_) => Ok(Published { bytes: self.bytes, parts, checksum: std::mem::take(&mut self.checksum_value) }),
             Err(e) => {
-                let error = s3_error("CompleteMultipartUpload", &self.destination, e);
-                let _ = abort(&self.client, &self.destination, &self.upload_id).await;
+                let error = s3_error("CompleteMultipartUpload", &g.destination, e);
+                let _ = abort(&g.client, &g.destination, &g.upload_id).await;
                 Err(error)
             }
-        }
+        };
+        self.guard.settled = true;
+        result
     }
 
     /// Throws every part away.
-    pub async fn abort(self) -> Result<(), RelayError> {
-        abort(&self.client, &self.destination, &self.upload_id).await
+    pub async fn abort(mut self) -> Result<(), RelayError> {
+        let g = &self.guard;
+        let result = abort(&g.client, &g.destination, &g.upload_id).await;
+        self.guard.settled = true;
+        result
     }
 }
 
@@ -153,6 +197,7 @@ pub async fn relay<S>(
     destination: &Destination,
     pool: &Arc<PartPool>,
     settings: &RelaySettings,
+    tracker: &Arc<UploadTracker>,
 ) -> Result<PendingUpload, RelayError>
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
@@ -167,18 +212,20 @@ where
         .await
         .map_err(|e| s3_error("CreateMultipartUpload", destination, e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut guard = UploadGuard {
+        tracker: tracker.clone(),
+        client: client.clone(),
+        destination: destination.clone(),
+        upload_id: upload_id.clone(),
+        settled: false,
+    };
     match upload_parts(source, content_length, client, destination, &upload_id, pool, settings).await {
-        Ok((parts, bytes, counter, checksum_value)) => Ok(PendingUpload {
-            client: client.clone(),
-            destination: destination.clone(),
-            upload_id,
-            parts,
-            bytes,
-            counter,
-            checksum_value,
-        }),
+        Ok((parts, bytes, counter, checksum_value)) => {
+            Ok(PendingUpload { guard, parts, bytes, counter, checksum_value })
+        }
         Err(error) => {
             let _ = abort(client, destination, &upload_id).await;
+            guard.settled = true;
             Err(error)
         }
     }

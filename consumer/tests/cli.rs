@@ -1,0 +1,98 @@
+//! The `consumer` binary: help, and SIGTERM in the middle of a stream, with and without enough grace.
+
+use common::queue::Queue;
+use e2e_tests::{Deployment, unique};
+use std::time::Duration;
+use zuora_sim::FaultRule;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn help_describes_the_consumer() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer")).arg("--help").output().await.unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("--config"), "{}", text(&out.stdout));
+}
+
+/// Starts `consumer` on a deployment whose single job streams slowly, and sends SIGTERM once a multipart upload
+/// is open. Returns the exit status.
+async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::ExitStatus {
+    let dir = std::env::temp_dir().join(unique("consumer-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        d.config_text.replace("shutdown_grace_secs = 5", &format!("shutdown_grace_secs = {grace_secs}")),
+    )
+    .unwrap();
+    let producer = producer_for(d);
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}"#, "slow").await.unwrap();
+    // About 6 MB at 1.5 MB/s: the file takes about four seconds to stream.
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        bandwidth_bytes_per_sec: Some(1_500_000),
+        ..FaultRule::default()
+    }]);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut open = false;
+    for _ in 0..200 {
+        if !d.aws.s3.list_multipart_uploads().bucket(&d.bucket).send().await.unwrap().uploads().is_empty() {
+            open = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(open, "the consumer started streaming");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits in time").unwrap()
+}
+
+fn producer_for(d: &Deployment) -> producer::service::Producer {
+    let config = d.config();
+    let store = std::sync::Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
+    let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
+    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
+    producer::service::Producer::new(
+        zuora,
+        ledger,
+        std::sync::Arc::new(d.jobs.0.clone()),
+        config.catalogue().unwrap(),
+        config.session,
+        config.full_export,
+    )
+}
+
+async fn objects(d: &Deployment) -> usize {
+    d.aws.s3.list_objects_v2().bucket(&d.bucket).prefix("InvoiceItem/").send().await.unwrap().contents().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
+    let d = Deployment::start(|c| drop(c.rows.insert("InvoiceItem".into(), 35_000))).await;
+    let status = sigterm_mid_stream(&d, 60).await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(objects(&d).await, 2, "the CSV and its metadata");
+    assert_eq!(Deployment::drain(&d.lake.0).await.len(), 1);
+    assert!(d.jobs.0.receive(1, Duration::from_secs(1)).await.unwrap().is_empty(), "the job message is deleted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_stream_past_the_grace_period_aborts_the_upload_and_releases_the_message() {
+    let d = Deployment::start(|c| drop(c.rows.insert("InvoiceItem".into(), 35_000))).await;
+    let status = sigterm_mid_stream(&d, 1).await;
+    assert!(status.success(), "{status:?}");
+    assert!(d.aws.s3.list_multipart_uploads().bucket(&d.bucket).send().await.unwrap().uploads().is_empty(), "aborted");
+    assert_eq!(objects(&d).await, 0, "nothing published");
+    let released = d.jobs.0.receive(1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(released.len(), 1, "the message is visible again at once, not after its visibility timeout");
+    assert_eq!(released[0].receive_count, 2);
+}
