@@ -77,7 +77,10 @@ async fn objects(d: &Deployment) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
-    let d = Deployment::start(|c| drop(c.rows.insert("InvoiceItem".into(), 35_000))).await;
+    let d = Deployment::start(|c| {
+        c.rows.insert("InvoiceItem".into(), 35_000);
+    })
+    .await;
     let status = sigterm_mid_stream(&d, 60).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(objects(&d).await, 2, "the CSV and its metadata");
@@ -87,7 +90,10 @@ async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_stream_past_the_grace_period_aborts_the_upload_and_releases_the_message() {
-    let d = Deployment::start(|c| drop(c.rows.insert("InvoiceItem".into(), 35_000))).await;
+    let d = Deployment::start(|c| {
+        c.rows.insert("InvoiceItem".into(), 35_000);
+    })
+    .await;
     let status = sigterm_mid_stream(&d, 1).await;
     assert!(status.success(), "{status:?}");
     assert!(d.aws.s3.list_multipart_uploads().bucket(&d.bucket).send().await.unwrap().uploads().is_empty(), "aborted");

@@ -174,7 +174,10 @@ async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
-    let d = Deployment::start(|c| c.rows.insert("Invoice".into(), 40_000).map_or((), |_| ())).await;
+    let d = Deployment::start(|c| {
+        c.rows.insert("Invoice".into(), 40_000);
+    })
+    .await;
     let worker = worker_from(&d.config()).await.unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
