@@ -75,12 +75,13 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Works on one message, extending its visibility while it runs.
 async fn work(worker: &Worker, message: &ReceivedMessage) {
     let visibility = Duration::from_secs(worker.settings.visibility_secs);
+    // Extended at once (the queue's own timeout may be shorter than the first beat), then every third of it.
     let heartbeat = async {
         loop {
-            tokio::time::sleep(visibility / 3).await;
             if let Err(e) = worker.jobs.set_visibility(&message.receipt, visibility).await {
                 warn!(error = %e, "could not extend the job message's visibility");
             }
+            tokio::time::sleep(visibility / 3).await;
         }
     };
     let outcome = tokio::select! {

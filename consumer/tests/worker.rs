@@ -272,3 +272,84 @@ async fn a_segmented_full_load_publishes_each_segment_and_checks_their_sum() {
         assert_eq!(records_in(&d, &c.key).await, c.record_count);
     }
 }
+
+/// The jobs queue, counting the messages it hands out.
+struct CountingQueue {
+    inner: common::queue::SqsQueue,
+    received: std::sync::atomic::AtomicUsize,
+}
+
+impl Queue for CountingQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn send(
+        &self,
+        m: common::queue::OutgoingMessage,
+    ) -> futures::future::BoxFuture<'_, Result<String, common::queue::QueueError>> {
+        self.inner.send(m)
+    }
+    fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<ReceivedMessage>, common::queue::QueueError>> {
+        Box::pin(async move {
+            let got = self.inner.receive(max, wait).await?;
+            self.received.fetch_add(got.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(got)
+        })
+    }
+    fn delete<'a>(&'a self, receipt: &'a str) -> futures::future::BoxFuture<'a, Result<(), common::queue::QueueError>> {
+        self.inner.delete(receipt)
+    }
+    fn set_visibility<'a>(
+        &'a self,
+        receipt: &'a str,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<(), common::queue::QueueError>> {
+        self.inner.set_visibility(receipt, timeout)
+    }
+    fn depth(&self) -> futures::future::BoxFuture<'_, Result<common::queue::QueueDepth, common::queue::QueueError>> {
+        self.inner.depth()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
+    let d = Deployment::start(|c| {
+        c.rows.insert("InvoiceItem".into(), 20_000);
+    })
+    .await;
+    d.aws.set_visibility_timeout(&d.jobs.0, 2).await;
+    let mut worker = worker_from(&d.config()).await.unwrap();
+    let jobs = Arc::new(CountingQueue { inner: d.jobs.0.clone(), received: Default::default() });
+    worker.jobs = jobs.clone();
+    producer(&d)
+        .await
+        .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}"#, "m1")
+        .await
+        .unwrap();
+    // About 3.5 MB at 0.7 MB/s: five seconds of streaming, more than twice the queue's visibility timeout.
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        bandwidth_bytes_per_sec: Some(700_000),
+        ..FaultRule::default()
+    }]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(consumer::service::run(Arc::new(worker), async {
+        let _ = stopped.await;
+    }));
+    let mut published = Vec::new();
+    for _ in 0..30 {
+        published.extend(completions(&d).await);
+        if !published.is_empty() {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop.send(());
+    service.await.unwrap();
+    assert_eq!(published.len(), 1);
+    assert_eq!(jobs.received.load(std::sync::atomic::Ordering::SeqCst), 1, "the message was never handed out twice");
+}

@@ -74,6 +74,17 @@ impl Aws {
         request.send().await.expect("create queue").queue_url().expect("queue url").to_owned()
     }
 
+    /// Changes a queue's default visibility timeout.
+    pub async fn set_visibility_timeout(&self, queue: &SqsQueue, seconds: u32) {
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(queue.url())
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+            .send()
+            .await
+            .expect("set visibility timeout");
+    }
+
     /// A new, empty bucket.
     pub async fn bucket(&self, prefix: &str) -> String {
         let name = unique(prefix);
