@@ -139,6 +139,10 @@ pub struct ConsumerSettings {
     pub part_pool_mib: u64,
     /// `CRC32C` or `CRC64NVME`: set on create, every part and complete.
     pub checksum: String,
+    /// `none`, `gzip` or `zstd`: stored files are compressed in independent members, one per part-size chunk.
+    pub compression: String,
+    /// Compression level (gzip 0-9, zstd 1-19); 1 when absent, the fast end.
+    pub compression_level: Option<i32>,
     /// Long-poll wait on the jobs queue, seconds (at most 20).
     pub wait_secs: u64,
     /// First delay before a job that is not finished is looked at again, seconds; it doubles each time.
@@ -163,6 +167,8 @@ impl Default for ConsumerSettings {
             max_part_size_mib: 64,
             part_pool_mib: 96,
             checksum: "CRC32C".to_owned(),
+            compression: "none".to_owned(),
+            compression_level: None,
             wait_secs: 20,
             poll_delay_secs: 30,
             max_poll_delay_secs: 900,
@@ -260,6 +266,12 @@ impl Config {
         }
         if !matches!(c.checksum.as_str(), "CRC32C" | "CRC64NVME") {
             return Err(format!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", c.checksum));
+        }
+        if !matches!(c.compression.as_str(), "none" | "gzip" | "zstd") {
+            return Err(format!("consumer.compression: none, gzip or zstd, got {:?}", c.compression));
+        }
+        if c.compression != "none" && c.part_pool_mib < 2 * c.part_size_mib {
+            return Err("consumer.part_pool_mib: compression needs room for at least two parts".to_owned());
         }
         if c.jobs_in_flight == 0 || c.file_attempts == 0 {
             return Err("consumer.jobs_in_flight and consumer.file_attempts: must be at least 1".to_owned());

@@ -1,6 +1,7 @@
 //! The `consumer` command line and the wiring of real services from the configuration.
 
 use crate::relay::RelaySettings;
+use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::worker::Worker;
 use anyhow::Context;
@@ -55,6 +56,8 @@ pub async fn worker_from(config: &Config) -> anyhow::Result<Worker> {
             part_size: settings.part_size_mib * MIB,
             max_part_size: settings.max_part_size_mib * MIB,
             checksum,
+            compression: Compression::from_config(&settings.compression, settings.compression_level)
+                .map_err(|e| anyhow::anyhow!(e))?,
         },
         uploads: Arc::default(),
         settings,

@@ -218,8 +218,10 @@ impl Worker {
         let mut announced = 0u64;
         let mut todo = Vec::new();
         for (segment, file_id) in file_ids.iter().enumerate() {
-            let key = object.target.key_for(&object.name, executed_at.date_naive(), &job.id, &batch_id, segment as u32);
-            let metadata_key = metadata_key(&key);
+            let plain =
+                object.target.key_for(&object.name, executed_at.date_naive(), &job.id, &batch_id, segment as u32);
+            let metadata_key = metadata_key(&plain);
+            let key = format!("{plain}{}", self.relay.compression.extension());
             match self.store.get(&object.target.bucket, &metadata_key).await? {
                 Some(metadata) => {
                     let completion = completion_from_metadata(&metadata)
@@ -293,7 +295,7 @@ impl Worker {
                     window: job_message.window,
                     executed_at,
                     checksum: Checksum { algorithm: self.settings.checksum.clone(), value: published.checksum.clone() },
-                    compression: "none".to_owned(),
+                    compression: self.relay.compression.name().to_owned(),
                 };
                 self.store
                     .put(&object.target.bucket, metadata_key, metadata_json(&completion, Utc::now()).into())
@@ -319,7 +321,7 @@ impl Worker {
         let destination = Destination {
             bucket: object.target.bucket.clone(),
             key: key.to_owned(),
-            content_type: "text/csv; charset=utf-8".to_owned(),
+            content_type: self.relay.compression.content_type().to_owned(),
         };
         relay(stream, length, &self.s3, &destination, &self.pool, &self.relay, &self.uploads).await
     }

@@ -4,6 +4,7 @@
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use common::secret::Secret;
 use common::zuora::{BatchQueryRequest, DeletedFormat, DeletedSpec, Job, Query, ZuoraClient, ZuoraConfig};
+use consumer::relay::compress::Compression;
 use consumer::relay::pool::PartPool;
 use consumer::relay::{Destination, RelayError, RelaySettings, relay};
 use e2e_tests::Aws;
@@ -40,7 +41,12 @@ async fn account_job(zuora: &ZuoraClient) -> Job {
 }
 
 fn settings() -> RelaySettings {
-    RelaySettings { part_size: 5 * MIB, max_part_size: 64 * MIB, checksum: ChecksumAlgorithm::Crc32C }
+    RelaySettings {
+        part_size: 5 * MIB,
+        max_part_size: 64 * MIB,
+        checksum: ChecksumAlgorithm::Crc32C,
+        compression: Compression::None,
+    }
 }
 
 async fn open_uploads(aws: &Aws, bucket: &str) -> usize {
@@ -182,4 +188,55 @@ async fn an_s3_failure_mid_upload_aborts_the_upload() {
     assert!(matches!(err, RelayError::S3 { .. }), "{err}");
     assert_eq!(open_uploads(&aws, &bucket).await, 0);
     assert!(aws.s3.head_object().bucket(&bucket).key("Account/broken.csv").send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compressed_files_round_trip_to_the_exact_bytes_zuora_sent() {
+    use std::io::Read;
+    let (_sim, zuora) = sim_with_accounts(250_000, false).await;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("relay").await;
+    let job = account_job(&zuora).await;
+    let file_id = job.batches[0].file_ids()[0];
+    let mut original = Vec::new();
+    let mut stream = zuora.download(file_id).await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        original.extend_from_slice(&chunk.unwrap());
+    }
+    for compression in [Compression::Gzip(1), Compression::Zstd(1)] {
+        let key = format!("Account/full.csv{}", compression.extension());
+        let destination =
+            Destination { bucket: bucket.clone(), key: key.clone(), content_type: compression.content_type().into() };
+        let settings = RelaySettings { compression, ..settings() };
+        let stream = zuora.download(file_id).await.unwrap();
+        let pool = PartPool::new(16 * MIB, 5 * MIB);
+        let pending = relay(stream, None, &aws.s3, &destination, &pool, &settings, &Arc::default()).await.unwrap();
+        assert_eq!(Some(pending.counter.data_records()), job.batches[0].record_count, "counted before compression");
+        let published = pending.complete().await.unwrap();
+        assert!(published.parts >= 2, "{compression:?}: {} parts", published.parts);
+        let stored = aws
+            .s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(stored.len() as u64, published.bytes);
+        assert!(stored.len() < original.len() / 2, "{compression:?}: {} of {}", stored.len(), original.len());
+        let mut restored = Vec::new();
+        match compression {
+            Compression::Gzip(_) => {
+                flate2::read::MultiGzDecoder::new(stored.as_ref()).read_to_end(&mut restored).unwrap();
+            }
+            _ => restored = zstd::stream::decode_all(stored.as_ref()).unwrap(),
+        }
+        assert!(restored == original, "{compression:?}: the decompressed object differs from the file");
+    }
+    assert_eq!(open_uploads(&aws, &bucket).await, 0);
 }

@@ -353,3 +353,34 @@ async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
     assert_eq!(published.len(), 1);
     assert_eq!(jobs.received.load(std::sync::atomic::Ordering::SeqCst), 1, "the message was never handed out twice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compressed_exports_are_named_described_and_counted_as_such() {
+    let d = Deployment::start(|_| {}).await;
+    let text = d.config_text.replace("[consumer]\n", "[consumer]\ncompression = \"zstd\"\ncompression_level = 3\n");
+    let config = common::config::Config::parse(&text, "test", None).unwrap();
+    let worker = worker_from(&config).await.unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
+    let completion = completions(&d).await.pop().unwrap();
+    assert!(completion.key.ends_with(".csv.zst"), "{}", completion.key);
+    assert!(completion.metadata_key.ends_with(".metadata.json"));
+    assert_eq!(completion.compression, "zstd");
+    let stored = d
+        .aws
+        .s3
+        .get_object()
+        .bucket(&d.bucket)
+        .key(&completion.key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap();
+    let plain = zstd::stream::decode_all(stored.into_bytes().as_ref()).unwrap();
+    let records = csv::Reader::from_reader(plain.as_slice()).records().try_fold(0, |n, r| r.map(|_| n + 1)).unwrap();
+    assert_eq!(records, completion.record_count);
+    assert_eq!(metadata(&d, &completion.metadata_key).await["compression"], "zstd");
+}

@@ -6,6 +6,7 @@
 //! before it is filled, so when every part is in flight the download waits. Nothing is published here: the caller
 //! completes the upload only after checking the count, or aborts it.
 
+pub mod compress;
 pub mod part_size;
 pub mod pool;
 
@@ -18,6 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::csv_count::RecordCounter;
 use common::zuora::ZuoraError;
+use compress::Compression;
 use crc_fast::{CrcAlgorithm, Digest};
 use futures::{Stream, StreamExt};
 use part_size::part_size_for;
@@ -34,6 +36,8 @@ pub struct RelaySettings {
     pub max_part_size: u64,
     /// Checksum set on create, every part and complete.
     pub checksum: ChecksumAlgorithm,
+    /// How stored files are compressed (chunks of `part_size` raw bytes become independent members).
+    pub compression: Compression,
 }
 
 /// A relay that failed. The multipart upload, if one was started, has been aborted.
@@ -243,12 +247,18 @@ async fn upload_parts<S>(
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    let mut counter = RecordCounter::new();
-    let (algorithm, width) = match settings.checksum {
-        ChecksumAlgorithm::Crc64Nvme => (CrcAlgorithm::Crc64Nvme, 8),
-        _ => (CrcAlgorithm::Crc32Iscsi, 4),
+    if settings.compression != Compression::None {
+        return upload_compressed(source, client, destination, upload_id, pool, settings).await;
+    }
+    let parts_ctx = PartUploader {
+        client: client.clone(),
+        destination: destination.clone(),
+        upload_id: upload_id.to_owned(),
+        pool: pool.clone(),
+        checksum: settings.checksum.clone(),
     };
-    let mut digest = Digest::new(algorithm);
+    let mut counter = RecordCounter::new();
+    let (mut digest, width) = digest_for(&settings.checksum);
     let mut uploads: JoinSet<Result<CompletedPart, RelayError>> = JoinSet::new();
     let mut parts = Vec::new();
     let mut carry: Option<Bytes> = None;
@@ -290,18 +300,59 @@ where
         if slot.buffer.is_empty() && index > 0 {
             break;
         }
+        total += parts_ctx.spawn(&mut uploads, index as i32 + 1, slot);
+        if ended && carry.is_none() {
+            break;
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        parts.push(joined(done, destination)?);
+    }
+    parts.sort_by_key(|p| p.part_number());
+    Ok((parts, total, counter, encode_digest(&digest, width)))
+}
+
+/// A digest for the configured algorithm, and the width of its value in bytes.
+fn digest_for(checksum: &ChecksumAlgorithm) -> (Digest, usize) {
+    match checksum {
+        ChecksumAlgorithm::Crc64Nvme => (Digest::new(CrcAlgorithm::Crc64Nvme), 8),
+        _ => (Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
+    }
+}
+
+/// Base64 of the big-endian value, as S3 writes checksums.
+fn encode_digest(digest: &Digest, width: usize) -> String {
+    let value = digest.finalize().to_be_bytes();
+    STANDARD.encode(&value[8 - width..])
+}
+
+/// Uploads parts of one multipart upload, each on its own task.
+struct PartUploader {
+    client: Client,
+    destination: Destination,
+    upload_id: String,
+    pool: Arc<PartPool>,
+    checksum: ChecksumAlgorithm,
+}
+
+type PartTasks = JoinSet<Result<CompletedPart, RelayError>>;
+
+impl PartUploader {
+    /// Starts uploading the slot's bytes as part `part_number`; the slot's room is returned when it is done.
+    /// Returns the part's size.
+    fn spawn(&self, uploads: &mut PartTasks, part_number: i32, mut slot: pool::PartSlot) -> u64 {
         let body = std::mem::take(&mut slot.buffer).freeze();
-        total += body.len() as u64;
-        let part_number = index as i32 + 1;
-        let request = client
+        let size = body.len() as u64;
+        let request = self
+            .client
             .upload_part()
-            .bucket(&destination.bucket)
-            .key(&destination.key)
-            .upload_id(upload_id)
+            .bucket(&self.destination.bucket)
+            .key(&self.destination.key)
+            .upload_id(&self.upload_id)
             .part_number(part_number)
-            .checksum_algorithm(settings.checksum.clone())
+            .checksum_algorithm(self.checksum.clone())
             .body(ByteStream::from(body.clone()));
-        let (pool, destination) = (pool.clone(), destination.clone());
+        let (pool, destination) = (self.pool.clone(), self.destination.clone());
         uploads.spawn(async move {
             let out = request.send().await.map_err(|e| s3_error("UploadPart", &destination, e))?;
             drop(slot);
@@ -313,16 +364,113 @@ where
                 .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
                 .build())
         });
-        if ended && carry.is_none() {
+        size
+    }
+}
+
+/// The compressed path: raw chunks of `part_size` are counted, compressed in parallel on blocking threads (each an
+/// independent member), and the members, in order, fill parts of at least `part_size` stored bytes.
+async fn upload_compressed<S>(
+    mut source: S,
+    client: &Client,
+    destination: &Destination,
+    upload_id: &str,
+    pool: &Arc<PartPool>,
+    settings: &RelaySettings,
+) -> Result<(Vec<CompletedPart>, u64, RecordCounter, String), RelayError>
+where
+    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+{
+    let uploader = PartUploader {
+        client: client.clone(),
+        destination: destination.clone(),
+        upload_id: upload_id.to_owned(),
+        pool: pool.clone(),
+        checksum: settings.checksum.clone(),
+    };
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
+    let (mut digest, width) = digest_for(&settings.checksum);
+    let mut counter = RecordCounter::new();
+    let mut uploads = PartTasks::new();
+    let mut compressing = std::collections::VecDeque::new();
+    let mut out: Option<pool::PartSlot> = None;
+    let (mut part_number, mut total, mut carry, mut ended) = (0i32, 0u64, None::<Bytes>, false);
+    let mut parts = Vec::new();
+    loop {
+        if !ended {
+            let mut raw = pool.slot(chunk_size).await;
+            while (raw.buffer.len() as u64) < chunk_size {
+                let mut chunk = match carry.take() {
+                    Some(chunk) => chunk,
+                    None => match source.next().await {
+                        Some(chunk) => {
+                            let chunk = chunk?;
+                            counter.feed(&chunk);
+                            chunk
+                        }
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    },
+                };
+                let room = chunk_size as usize - raw.buffer.len();
+                if chunk.len() > room {
+                    carry = Some(chunk.split_off(room));
+                }
+                raw.buffer.extend_from_slice(&chunk);
+            }
+            if !raw.buffer.is_empty() {
+                let compression = settings.compression;
+                compressing.push_back(tokio::task::spawn_blocking(move || {
+                    let member = compression.member(&raw.buffer);
+                    drop(raw);
+                    member
+                }));
+            }
+        }
+        while let Some(front) = compressing.front() {
+            if !ended && !front.is_finished() && compressing.len() < parallel {
+                break;
+            }
+            let Some(task) = compressing.pop_front() else { break };
+            let member = task
+                .await
+                .map_err(|e| s3_error("compress", destination, e))?
+                .map_err(|e| s3_error("compress", destination, e))?;
+            digest.update(&member);
+            let target = part_size_for(part_number as u64, settings.part_size, settings.max_part_size, None);
+            let slot = match out.as_mut() {
+                Some(slot) => slot,
+                None => out.insert(pool.slot(target).await),
+            };
+            slot.buffer.extend_from_slice(&member);
+            if slot.buffer.len() as u64 >= target
+                && let Some(full) = out.take()
+            {
+                part_number += 1;
+                total += uploader.spawn(&mut uploads, part_number, full);
+            }
+            while let Some(done) = uploads.try_join_next() {
+                parts.push(joined(done, destination)?);
+            }
+        }
+        if ended && compressing.is_empty() {
             break;
         }
+    }
+    if let Some(last) = out.take().filter(|slot| !slot.buffer.is_empty() || part_number == 0) {
+        part_number += 1;
+        total += uploader.spawn(&mut uploads, part_number, last);
+    } else if part_number == 0 {
+        total += uploader.spawn(&mut uploads, 1, pool.slot(1).await);
     }
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
     }
     parts.sort_by_key(|p| p.part_number());
-    let crc = digest.finalize().to_be_bytes();
-    Ok((parts, total, counter, STANDARD.encode(&crc[8 - width..])))
+    Ok((parts, total, counter, encode_digest(&digest, width)))
 }
 
 fn joined(
