@@ -44,6 +44,8 @@ pub struct Target {
     pub bucket: String,
     /// The key template, see [`KEY_PLACEHOLDERS`].
     pub key: String,
+    /// A fixed key (same bucket) kept a copy of the latest increment, for readers of the old layout.
+    pub legacy_key: Option<String>,
 }
 
 impl Target {
@@ -100,6 +102,8 @@ struct ObjectEntry {
     export_deleted: bool,
     bucket: Option<String>,
     key: Option<String>,
+    /// A fixed key kept current with a server-side copy of the latest increment (e.g. `Account.csv`).
+    legacy_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -173,12 +177,13 @@ impl Catalogue {
                 return Err(fail(format!("{}: bucket and key are needed (here or in [defaults])", at("bucket"))));
             };
             check_key_template(&key).map_err(|detail| fail(format!("{}: {detail}", at("key"))))?;
-            objects.push(ObjectSpec {
-                name: entry.name,
-                query: entry.query,
-                deleted_column,
-                target: Target { bucket, key },
-            });
+            if let Some(legacy) = &entry.legacy_key
+                && (legacy.contains('{') || legacy.is_empty() || legacy.starts_with('/'))
+            {
+                return Err(fail(format!("{}: a fixed key, without placeholders", at("legacy_key"))));
+            }
+            let target = Target { bucket, key, legacy_key: entry.legacy_key };
+            objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target });
         }
         Ok(Self { objects })
     }
@@ -277,7 +282,10 @@ mod tests {
         let object = &catalogue.objects[0];
         assert_eq!(object.deleted_column, None);
         assert!(object.to_query().deleted.is_none());
-        assert_eq!(object.target, Target { bucket: "periods".into(), key: "{object}/{date}.csv".into() });
+        assert_eq!(
+            object.target,
+            Target { bucket: "periods".into(), key: "{object}/{date}.csv".into(), legacy_key: None }
+        );
     }
 
     #[test]

@@ -176,13 +176,15 @@ impl Ledger {
     }
 
     /// Records a published increment, unless a later one is already recorded (redeliveries come late).
-    pub async fn record_published(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
+    /// Returns whether the mark moved to this one.
+    pub async fn record_published(&self, mark: &PublishedMark) -> Result<bool, LedgerError> {
         if let Some(current) = self.published(&mark.object).await?
             && current.executed_at > mark.executed_at
         {
-            return Ok(());
+            return Ok(false);
         }
-        self.write(&format!("published/{}.json", mark.object), mark).await
+        self.write(&format!("published/{}.json", mark.object), mark).await?;
+        Ok(true)
     }
 
     async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {

@@ -300,7 +300,9 @@ impl Worker {
                 self.store
                     .put(&object.target.bucket, metadata_key, metadata_json(&completion, Utc::now()).into())
                     .await?;
-                self.announce(&completion).await?;
+                if self.announce(&completion).await? && segments == 1 {
+                    self.copy_to_legacy_key(object, key).await?;
+                }
                 let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
                 info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
                       window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
@@ -326,8 +328,25 @@ impl Worker {
         relay(stream, length, &self.s3, &destination, &self.pool, &self.relay, &self.uploads).await
     }
 
+    /// Keeps the object's fixed legacy key (if it has one) a copy of the file just published, server-side.
+    async fn copy_to_legacy_key(&self, object: &ObjectSpec, key: &str) -> Result<(), WorkError> {
+        let Some(legacy) = &object.target.legacy_key else { return Ok(()) };
+        let bucket = &object.target.bucket;
+        self.s3.copy_object().bucket(bucket).key(legacy).copy_source(format!("{bucket}/{key}")).send().await.map_err(
+            |e| StoreError {
+                operation: "CopyObject",
+                bucket: bucket.clone(),
+                key: legacy.clone(),
+                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            },
+        )?;
+        info!(object = %object.name, legacy_key = %legacy, source = %key, "legacy key updated");
+        Ok(())
+    }
+
     /// Completion message on the lake queue, and the ledger's mark. Idempotent: same deduplication id each time.
-    async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
+    /// Returns whether this file is now the object's latest.
+    async fn announce(&self, completion: &CompletionMessage) -> Result<bool, WorkError> {
         #[allow(clippy::expect_used)]
         let body = serde_json::to_string(completion).expect("a completion message serialises");
         self.lake.send(OutgoingMessage::new(body).deduplicated(completion.deduplication_id())).await?;
@@ -340,8 +359,7 @@ impl Worker {
             bucket: completion.bucket.clone(),
             key: completion.key.clone(),
         };
-        self.ledger.record_published(&mark).await?;
-        Ok(())
+        Ok(self.ledger.record_published(&mark).await?)
     }
 
     /// A purged file cannot be downloaded again: ask the producer for the same window instead.

@@ -384,3 +384,48 @@ async fn compressed_exports_are_named_described_and_counted_as_such() {
     assert_eq!(records, completion.record_count);
     assert_eq!(metadata(&d, &completion.metadata_key).await["compression"], "zstd");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
+    let d = Deployment::start(|_| {}).await;
+    let catalogue_path =
+        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
+    let catalogue = std::fs::read_to_string(&catalogue_path)
+        .unwrap()
+        .replace("name = \"Refund\"\n", "name = \"Refund\"\nlegacy_key = \"Refund.csv\"\n");
+    std::fs::write(&catalogue_path, catalogue).unwrap();
+    let worker = worker_from(&d.config()).await.unwrap();
+    let producer = producer(&d).await;
+    let legacy = || async {
+        let body = d
+            .aws
+            .s3
+            .get_object()
+            .bucket(&d.bucket)
+            .key("Refund.csv")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap();
+        body.into_bytes()
+    };
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let first = completions(&d).await.pop().unwrap();
+    let published =
+        d.aws.s3.get_object().bucket(&d.bucket).key(&first.key).send().await.unwrap().body.collect().await.unwrap();
+    assert_eq!(legacy().await, published.into_bytes(), "the fixed key holds the full load");
+
+    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 0, delete: 0 }).unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-2").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let second = completions(&d).await.pop().unwrap();
+    assert_eq!(second.record_count, 2);
+    let copy = legacy().await;
+    assert_eq!(csv::Reader::from_reader(copy.as_ref()).records().count(), 2, "now the increment");
+    assert!(keys(&d, "Refund/").await.contains(&first.key), "the earlier increment is still there");
+}
