@@ -11,9 +11,15 @@ pub struct AwsConfig {
     /// Region; when absent the SDK's usual chain decides (`AWS_REGION`, profile, instance metadata).
     #[serde(default)]
     pub region: Option<String>,
-    /// A non-AWS endpoint (moto server, LocalStack, Garage); absent for real AWS.
+    /// A non-AWS endpoint for both services (moto server, LocalStack); absent for real AWS.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// An S3 endpoint of its own (Garage, s3s-fs), overriding `endpoint_url` for S3.
+    #[serde(default)]
+    pub s3_endpoint_url: Option<String>,
+    /// An SQS endpoint of its own, overriding `endpoint_url` for SQS.
+    #[serde(default)]
+    pub sqs_endpoint_url: Option<String>,
 }
 
 impl AwsConfig {
@@ -33,16 +39,22 @@ impl AwsConfig {
     /// operation requires them, because local servers disagree on the SDK's default trailing checksums (the relay
     /// sets its own checksum algorithm explicitly on every multipart call).
     pub fn s3_client(&self, sdk: &SdkConfig) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(self.endpoint_url.is_some())
+        let mut config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(self.endpoint_url.is_some() || self.s3_endpoint_url.is_some())
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(url) = &self.s3_endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        aws_sdk_s3::Client::from_conf(config.build())
     }
 
     /// An SQS client.
     pub fn sqs_client(&self, sdk: &SdkConfig) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(sdk)
+        let mut config = aws_sdk_sqs::config::Builder::from(sdk);
+        if let Some(url) = &self.sqs_endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        aws_sdk_sqs::Client::from_conf(config.build())
     }
 }

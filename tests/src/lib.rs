@@ -19,7 +19,11 @@ pub fn tests_dir() -> PathBuf {
 
 /// The moto server that `tests/run.sh` started.
 pub fn aws_config() -> AwsConfig {
-    AwsConfig { region: Some("us-east-1".into()), endpoint_url: Some(required_env("ZLE_TEST_AWS_ENDPOINT")) }
+    AwsConfig {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(required_env("ZLE_TEST_AWS_ENDPOINT")),
+        ..AwsConfig::default()
+    }
 }
 
 fn required_env(name: &str) -> String {
