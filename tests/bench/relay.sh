@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The consumer's streaming relay, measured: a synthetic InvoiceItem file of about 1 GiB and 8 GiB is exported from
+# the simulator and relayed by one `consumer` process into an S3 server (s3s-fs, on disk), and the same file is piped
+# through `curl ... | aws s3 cp - s3://...` into the same server. Prints throughput, peak RSS and CPU seconds per GB
+# for both. Results and how to read them: docs/benchmarks.md.
+#
+# Usage: tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
+# Needs: what tests/run.sh installs, plus (installed on first use into ./.bench) s3s-fs 0.14.1 and awscli 1.x.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bench="$root/.bench"
+if [[ $# -gt 0 ]]; then sizes=("$@"); else sizes=(1 8); fi
+mkdir -p "$bench"
+cd "$root"
+
+if [[ ! -x "$root/.venv/bin/moto_server" ]]; then
+  echo "bench: run ./tests/run.sh once first (it installs moto into .venv)" >&2
+  exit 1
+fi
+if [[ ! -x "$bench/bin/s3s-fs" ]]; then
+  echo "bench: installing s3s-fs 0.14.1 into $bench (about 2 minutes)" >&2
+  cargo install s3s-fs@0.14.1 --locked --features binary --root "$bench" --quiet
+fi
+if [[ ! -x "$bench/venv/bin/aws" ]]; then
+  echo "bench: installing awscli 1.x into $bench/venv" >&2
+  python3 -m venv "$bench/venv"
+  "$bench/venv/bin/pip" install --quiet --disable-pip-version-check 'awscli==1.45.11' boto3
+fi
+cargo build --release --quiet -p zuora-sim -p consumer -p producer
+
+free_port() { "$root/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$bench/s3data"
+}
+trap cleanup EXIT INT TERM
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+sqs_port=$(free_port); s3_port=$(free_port); sim_port=$(free_port)
+"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$bench/moto.log" 2>&1 & pids+=($!)
+rm -rf "$bench/s3data"; mkdir -p "$bench/s3data"
+env -u AWS_CA_BUNDLE "$bench/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" --access-key bench --secret-key benchsecret \
+  "$bench/s3data" >"$bench/s3s.log" 2>&1 & pids+=($!)
+cat >"$bench/sim.toml" <<TOML
+listen = "127.0.0.1:$sim_port"
+[settings]
+job_execution_secs = 0.0
+TOML
+"$root/target/release/zuora-sim" --config "$bench/sim.toml" >"$bench/sim.log" 2>&1 & pids+=($!)
+sleep 2
+sim="http://127.0.0.1:$sim_port"
+curl -sf -X PATCH "$sim/sim/settings" -d '{"max_file_bytes": null}' >/dev/null
+
+# Rows per GiB of InvoiceItem as the built-in catalogue queries it (measured: about 226 bytes a row).
+rows_per_gib=4750000
+printf '%-8s %-10s %12s %10s %12s %12s %10s\n' size tool bytes seconds MB/s peak_RSS_MiB cpu_s/GB
+for gib in "${sizes[@]}"; do
+  rows=$((gib * rows_per_gib))
+  curl -sf -X PUT "$sim/sim/objects/InvoiceItem/rows" -d "{\"rows\": $rows}" >/dev/null
+  run="$bench/run-$gib"; rm -rf "$run"; mkdir -p "$run"
+  "$root/.venv/bin/python" - "$sqs_port" "$s3_port" "$sim" "$run" <<'PY'
+import boto3, json, sys, time
+sqs_port, s3_port, sim, run = sys.argv[1:]
+sqs = boto3.client("sqs", endpoint_url=f"http://127.0.0.1:{sqs_port}")
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}")
+tag = str(time.time_ns())
+urls = {}
+for name, fifo in [("requests", False), ("jobs", False), ("lake", True)]:
+    suffix = ".fifo" if fifo else ""
+    attrs = {"FifoQueue": "true"} if fifo else {}
+    urls[name + "_dlq"] = sqs.create_queue(QueueName=f"b-{name}-dlq-{tag}{suffix}", Attributes=attrs)["QueueUrl"]
+    urls[name] = sqs.create_queue(QueueName=f"b-{name}-{tag}{suffix}", Attributes=attrs)["QueueUrl"]
+bucket = f"bench-{tag}"
+s3.create_bucket(Bucket=bucket)
+catalogue = open("common/catalogue.toml").read().replace('bucket = "zuora-raw"', f'bucket = "{bucket}"')
+open(f"{run}/catalogue.toml", "w").write(catalogue)
+queues = "".join(f'{k} = "{v}"\n' for k, v in urls.items())
+open(f"{run}/config.toml", "w").write(f'''catalogue = "{run}/catalogue.toml"
+[zuora]
+base_url = "{sim}"
+client_id = "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b"
+client_secret = "sim-client-secret"
+[session]
+partner = "bench"
+project = "bench-{tag}"
+[aws]
+region = "us-east-1"
+sqs_endpoint_url = "http://127.0.0.1:{sqs_port}"
+s3_endpoint_url = "http://127.0.0.1:{s3_port}"
+[queues]
+{queues}[ledger]
+bucket = "{bucket}"
+[consumer]
+wait_secs = 1
+poll_delay_secs = 1
+''')
+open(f"{run}/bucket", "w").write(bucket)
+open(f"{run}/lake", "w").write(urls["lake"])
+PY
+  bucket=$(cat "$run/bucket")
+  job=$("$root/target/release/producer" --config "$run/config.toml" submit \
+        '{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}' 2>"$run/producer.log" | sed 's/.*jobs //')
+  # The consumer, measured by /usr/bin/time; stopped (SIGTERM) once its completion message is on the lake queue.
+  RUST_LOG=info /usr/bin/time -v -o "$run/consumer.time" "$root/target/release/consumer" --config "$run/config.toml" \
+    2>"$run/consumer.log" & consumer_pid=$!
+  until grep -q "job done" "$run/consumer.log" 2>/dev/null; do
+    if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/consumer.log" >&2; exit 1; fi
+    sleep 1
+  done
+  pkill -TERM -P "$consumer_pid" 2>/dev/null || true
+  wait "$consumer_pid" || true
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$run/consumer.log" | grep ' published ')
+  bytes=$(grep -oE 'bytes=[0-9]+' <<<"$line" | head -1 | cut -d= -f2)
+  mbs=$(grep -oE 'throughput_mb_s="[0-9.]+"' <<<"$line" | grep -oE '[0-9.]+')
+  rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/consumer.time")
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/consumer.time")
+  secs=$(awk -v b="$bytes" -v m="$mbs" 'BEGIN {printf "%.1f", b / (m * 1e6)}')
+  printf '%-8s %-10s %12s %10s %12s %12s %10.2f\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
+    "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
+
+  # The baseline: the same file, curl into `aws s3 cp -`.
+  token=$(curl -sf -X POST "$sim/oauth/token" -d client_id=0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b \
+          -d client_secret=sim-client-secret -d grant_type=client_credentials | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  file=$(curl -sf "$sim/v1/batch-query/jobs/$job" -H "Authorization: Bearer $token" | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["fileId"])')
+  start=$(date +%s.%N)
+  curl -sf "$sim/v1/file/$file" -H "Authorization: Bearer $token" | \
+    env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$run/awscli.time" "$bench/venv/bin/aws" s3 cp - "s3://$bucket/baseline.csv" \
+      --endpoint-url "http://127.0.0.1:$s3_port" --only-show-errors
+  end=$(date +%s.%N)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
+  rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/awscli.time")
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")
+  printf '%-8s %-10s %12s %10s %12.1f %12s %10.2f\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
+    "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
+  rm -rf "$bench/s3data/$bucket"
+done
