@@ -8,9 +8,9 @@
 
 use crate::schema::{FieldType, ObjectSchema};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Datelike, Timelike};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Keys of inserted rows start here, far above any generated row.
@@ -75,6 +75,64 @@ pub struct Snapshot {
     pub overlay: Arc<BTreeMap<u64, Vec<Event>>>,
     /// Value generation.
     pub generator: Generator,
+    /// The object's salt.
+    salt: u64,
+    /// Per field, what generating it needs, worked out once (a file has millions of rows).
+    plans: Arc<Vec<FieldPlan>>,
+}
+
+/// What generating one field needs.
+#[derive(Debug, Clone, Copy)]
+struct FieldPlan {
+    ty: FieldType,
+    text: TextKind,
+    /// For references: the referenced object's salt and rows.
+    ref_salt: u64,
+    ref_rows: u64,
+}
+
+/// The look of a short text field, from its name.
+#[derive(Debug, Clone, Copy)]
+enum TextKind {
+    Number(u8),
+    Email,
+    Status,
+    Currency,
+    Kind,
+    Country,
+    City,
+    FirstName,
+    LastName,
+    CardMask,
+    Unit,
+    Company,
+}
+
+impl TextKind {
+    fn of(field: &str) -> Self {
+        if field == "CreditCardMaskNumber" {
+            Self::CardMask
+        } else if field.ends_with("Number") {
+            Self::Number(field.as_bytes()[0])
+        } else if field.ends_with("Email") {
+            Self::Email
+        } else if field.ends_with("Status") {
+            Self::Status
+        } else if field.ends_with("Currency") {
+            Self::Currency
+        } else if field.contains("Type") || field.ends_with("Model") {
+            Self::Kind
+        } else {
+            match field {
+                "Country" => Self::Country,
+                "City" => Self::City,
+                "FirstName" => Self::FirstName,
+                "LastName" => Self::LastName,
+                "UOM" => Self::Unit,
+                _ => Self::Company,
+            }
+        }
+    }
 }
 
 /// One object's table, mutable.
@@ -120,15 +178,14 @@ impl Generator {
 
     /// The 32-hex id of row `key` of `object`; distinct keys give distinct ids (`mix` is a bijection).
     pub fn id(&self, object: &str, key: u64, out: &mut Vec<u8>) {
-        let salt = self.salt(object);
-        let _ = write!(Bytes(out), "{:016x}{:016x}", mix(key ^ salt.rotate_left(17)), mix(key ^ salt));
+        id_with_salt(self.salt(object), key, out);
     }
 
-    /// Creation and last-change instants of generated row `key` of `rows`.
-    pub fn base_times(&self, object: &str, key: u64, rows: u64) -> (DateTime<Utc>, DateTime<Utc>) {
+    /// Creation and last-change instants of generated row `key` of `rows`, for the object with this salt.
+    fn base_times_salted(&self, salt: u64, key: u64, rows: u64) -> (DateTime<Utc>, DateTime<Utc>) {
         let span = self.history.num_seconds().max(1) as u64;
         let step = (span / rows.max(1)).max(1);
-        let h = mix(self.salt(object) ^ key.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let h = mix(salt ^ key.wrapping_mul(0x2545_F491_4F6C_DD1D));
         let created_offset = (key.saturating_mul(span) / rows.max(1)) + h % step;
         let created = self.genesis + Duration::seconds(created_offset.min(span - 1) as i64);
         let end = self.genesis + self.history;
@@ -137,11 +194,61 @@ impl Generator {
     }
 }
 
+/// The id of row `key` of the object with this salt.
+fn id_with_salt(salt: u64, key: u64, out: &mut Vec<u8>) {
+    push_hex(out, mix(key ^ salt.rotate_left(17)));
+    push_hex(out, mix(key ^ salt));
+}
+
+fn push_hex(out: &mut Vec<u8>, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((value >> (shift * 4)) & 0xF) as usize]);
+    }
+}
+
+/// Writes `value` in decimal, zero-padded to `width` digits.
+fn push_number(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    while value > 0 || n < width.max(1) {
+        digits[n] = b'0' + (value % 10) as u8;
+        value /= 10;
+        n += 1;
+    }
+    out.extend(digits[..n].iter().rev());
+}
+
 impl Snapshot {
+    /// A snapshot of a table; works out per field what generating it needs.
+    pub fn new(
+        schema: Arc<ObjectSchema>,
+        base_rows: u64,
+        overlay: Arc<BTreeMap<u64, Vec<Event>>>,
+        generator: Generator,
+    ) -> Self {
+        let plans = schema
+            .fields
+            .iter()
+            .map(|f| {
+                let (ref_salt, ref_rows) = match f.ty {
+                    FieldType::Ref(target) => {
+                        (generator.salt(target), generator.base_rows.get(target).copied().unwrap_or(1).max(1))
+                    }
+                    FieldType::User => (generator.salt("User"), 25),
+                    _ => (0, 1),
+                };
+                FieldPlan { ty: f.ty, text: TextKind::of(f.name), ref_salt, ref_rows }
+            })
+            .collect();
+        let salt = generator.salt(schema.name);
+        Self { schema, base_rows, overlay, generator, salt, plans: Arc::new(plans) }
+    }
+
     /// Row `key` as of `at`, or `None` if it did not exist yet.
     pub fn state_at(&self, key: u64, at: DateTime<Utc>) -> Option<RowState> {
         let mut state = if key < self.base_rows {
-            let (created, updated) = self.generator.base_times(self.schema.name, key, self.base_rows);
+            let (created, updated) = self.generator.base_times_salted(self.salt, key, self.base_rows);
             (created <= at).then_some(RowState { key, created, updated, version: 0, deleted_at: None })
         } else {
             None
@@ -212,38 +319,33 @@ impl Snapshot {
 
     /// Writes field `index` of a row as Zuora renders it, unquoted (the CSV writer quotes).
     pub fn write_value(&self, index: usize, row: &RowState, out: &mut Vec<u8>) {
-        let field = self.schema.fields[index];
+        let plan = self.plans[index];
         let h = self.field_hash(index, row);
-        let g = &self.generator;
-        match field.ty {
-            FieldType::Id => g.id(self.schema.name, row.key, out),
+        match plan.ty {
+            FieldType::Id => id_with_salt(self.salt, row.key, out),
             FieldType::Created => write_datetime(out, row.created),
             FieldType::Updated => write_datetime(out, row.updated),
-            FieldType::User => g.id("User", h % 25, out),
-            FieldType::Ref(target) => {
-                let rows = g.base_rows.get(target).copied().unwrap_or(1).max(1);
-                g.id(target, h % rows, out);
-            }
-            FieldType::Text => write_text(out, field.name, h, row),
-            FieldType::Free => out.extend_from_slice(free_text(h, row).as_bytes()),
+            FieldType::User | FieldType::Ref(_) => id_with_salt(plan.ref_salt, h % plan.ref_rows, out),
+            FieldType::Text => write_text(out, plan.text, h, row),
+            FieldType::Free => write_free_text(out, h, row),
             FieldType::Decimal => {
                 if let Some(cents) = decimal(h) {
-                    let sign = if cents < 0 { "-" } else { "" };
+                    if cents < 0 {
+                        out.push(b'-');
+                    }
                     let (whole, frac) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
-                    let _ = if frac == 0 {
-                        write!(Bytes(out), "{sign}{whole}")
-                    } else {
-                        write!(Bytes(out), "{sign}{whole}.{frac:02}")
-                    };
+                    push_number(out, whole, 1);
+                    if frac != 0 {
+                        out.push(b'.');
+                        push_number(out, frac, 2);
+                    }
                 }
             }
-            FieldType::Integer => {
-                let _ = write!(Bytes(out), "{}", h % 1000);
-            }
+            FieldType::Integer => push_number(out, h % 1000, 1),
             FieldType::Boolean => out.extend_from_slice(if h & 1 == 1 { b"true" } else { b"false" }),
             FieldType::Date => {
                 if !h.is_multiple_of(23) {
-                    let _ = write!(Bytes(out), "{}", self.date(h).format("%Y-%m-%d"));
+                    write_date(out, self.date(h));
                 }
             }
             FieldType::DateTime => {
@@ -262,7 +364,24 @@ fn decimal(h: u64) -> Option<i64> {
 
 /// `2024-01-31T17:04:05+0000`.
 pub fn write_datetime(out: &mut Vec<u8>, at: DateTime<Utc>) {
-    let _ = write!(Bytes(out), "{}", at.format("%Y-%m-%dT%H:%M:%S+0000"));
+    write_date(out, at.date_naive());
+    let time = at.time();
+    out.push(b'T');
+    push_number(out, u64::from(time.hour()), 2);
+    out.push(b':');
+    push_number(out, u64::from(time.minute()), 2);
+    out.push(b':');
+    push_number(out, u64::from(time.second()), 2);
+    out.extend_from_slice(b"+0000");
+}
+
+/// `2019-03-12`.
+fn write_date(out: &mut Vec<u8>, date: NaiveDate) {
+    push_number(out, date.year().max(0) as u64, 4);
+    out.push(b'-');
+    push_number(out, u64::from(date.month()), 2);
+    out.push(b'-');
+    push_number(out, u64::from(date.day()), 2);
 }
 
 const FIRST: &[&str] = &["Anna", "Ben", "Chloé", "Dmitri", "Eva", "Farid", "Grace", "Hiro", "Ines", "José"];
@@ -277,56 +396,78 @@ fn pick<'a>(list: &[&'a str], h: u64) -> &'a str {
     list[(h >> 8) as usize % list.len()]
 }
 
-fn write_text(out: &mut Vec<u8>, field: &str, h: u64, row: &RowState) {
+fn write_text(out: &mut Vec<u8>, kind: TextKind, h: u64, row: &RowState) {
     if h.is_multiple_of(31) {
         return; // null
     }
-    let _ = if field.ends_with("Number") {
-        write!(Bytes(out), "{}{:08}", &field[..1], row.key % 100_000_000)
-    } else if field.ends_with("Email") {
-        write!(Bytes(out), "user{}.v{}@example.com", row.key, row.version)
-    } else if field.ends_with("Status") || field == "Status" {
-        write!(Bytes(out), "{}", pick(STATUS, h))
-    } else if field.ends_with("Currency") || field == "Currency" {
-        write!(Bytes(out), "{}", pick(CURRENCY, h))
-    } else if field.contains("Type") || field.ends_with("Model") {
-        write!(Bytes(out), "{}", pick(KIND, h))
-    } else if field == "Country" {
-        write!(Bytes(out), "{}", pick(COUNTRY, h))
-    } else if field == "City" {
-        write!(Bytes(out), "{}", pick(CITY, h))
-    } else if field == "FirstName" {
-        write!(Bytes(out), "{}", pick(FIRST, h))
-    } else if field == "LastName" {
-        write!(Bytes(out), "{}", pick(LAST, h))
-    } else if field == "CreditCardMaskNumber" {
-        write!(Bytes(out), "************{:04}", h % 10_000)
-    } else if field == "UOM" {
-        write!(Bytes(out), "{}", pick(&["Each", "GB", "Seat", "Hour"], h))
-    } else {
-        write!(
-            Bytes(out),
-            "{} {} {}",
-            pick(LAST, h),
-            pick(&["Ltd", "GmbH", "Inc.", "& Sons, Co."], h >> 3),
-            row.key % 1_000_000
-        )
-    };
+    let word = |list: &[&str]| pick(list, h).as_bytes().to_vec();
+    match kind {
+        TextKind::Number(prefix) => {
+            out.push(prefix);
+            push_number(out, row.key % 100_000_000, 8);
+        }
+        TextKind::Email => {
+            out.extend_from_slice(b"user");
+            push_number(out, row.key, 1);
+            out.extend_from_slice(b".v");
+            push_number(out, u64::from(row.version), 1);
+            out.extend_from_slice(b"@example.com");
+        }
+        TextKind::CardMask => {
+            out.extend_from_slice(b"************");
+            push_number(out, h % 10_000, 4);
+        }
+        TextKind::Status => out.extend_from_slice(&word(STATUS)),
+        TextKind::Currency => out.extend_from_slice(&word(CURRENCY)),
+        TextKind::Kind => out.extend_from_slice(&word(KIND)),
+        TextKind::Country => out.extend_from_slice(&word(COUNTRY)),
+        TextKind::City => out.extend_from_slice(&word(CITY)),
+        TextKind::FirstName => out.extend_from_slice(&word(FIRST)),
+        TextKind::LastName => out.extend_from_slice(&word(LAST)),
+        TextKind::Unit => out.extend_from_slice(&word(&["Each", "GB", "Seat", "Hour"])),
+        TextKind::Company => {
+            out.extend_from_slice(pick(LAST, h).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(pick(&["Ltd", "GmbH", "Inc.", "& Sons, Co."], h >> 3).as_bytes());
+            out.push(b' ');
+            push_number(out, row.key % 1_000_000, 1);
+        }
+    }
 }
 
 /// Free text: a third of it hostile to naive CSV handling.
-fn free_text(h: u64, row: &RowState) -> String {
+fn write_free_text(out: &mut Vec<u8>, h: u64, row: &RowState) {
+    let version = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b" v");
+        push_number(out, u64::from(row.version), 1);
+    };
     match h % 12 {
-        0 => String::new(),
-        1 => format!("Renewal, discount 10%, v{}", row.version),
-        2 => format!("Customer said \"call me back\" (v{})", row.version),
-        3 => format!("Line one\nLine two of note {}", row.key),
-        4 => "Windows line\r\nending".to_owned(),
-        5 => format!("Müller – Straße 5, München v{}", row.version),
-        6 => "東京の顧客 🚀 ünïcödé".to_owned(),
-        7 => "ends with a quote\"".to_owned(),
-        8 => "Multi\n\nparagraph, \"quoted\", done".to_owned(),
-        _ => format!("Plain note {} v{}", row.key, row.version),
+        0 => {}
+        1 => {
+            out.extend_from_slice(b"Renewal, discount 10%,");
+            version(out);
+        }
+        2 => {
+            out.extend_from_slice(b"Customer said \"call me back\"");
+            version(out);
+        }
+        3 => {
+            out.extend_from_slice(b"Line one\nLine two of note ");
+            push_number(out, row.key, 1);
+        }
+        4 => out.extend_from_slice(b"Windows line\r\nending"),
+        5 => {
+            out.extend_from_slice("Müller – Straße 5, München".as_bytes());
+            version(out);
+        }
+        6 => out.extend_from_slice("東京の顧客 🚀 ünïcödé".as_bytes()),
+        7 => out.extend_from_slice(b"ends with a quote\""),
+        8 => out.extend_from_slice(b"Multi\n\nparagraph, \"quoted\", done"),
+        _ => {
+            out.extend_from_slice(b"Plain note ");
+            push_number(out, row.key, 1);
+            version(out);
+        }
     }
 }
 
@@ -345,14 +486,4 @@ pub enum Value {
     Date(NaiveDate),
     /// An instant.
     DateTime(DateTime<Utc>),
-}
-
-/// `fmt::Write` into a byte vector.
-struct Bytes<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }

@@ -326,12 +326,7 @@ impl Sim {
     pub fn snapshot(&self, schema: &Arc<ObjectSchema>) -> Snapshot {
         let tables = lock(&self.tables);
         let table = &tables[schema.name];
-        Snapshot {
-            schema: schema.clone(),
-            base_rows: table.base_rows,
-            overlay: table.overlay.clone(),
-            generator: self.generator(&tables),
-        }
+        Snapshot::new(schema.clone(), table.base_rows, table.overlay.clone(), self.generator(&tables))
     }
 
     // ---- tokens

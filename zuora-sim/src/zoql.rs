@@ -54,6 +54,10 @@ pub enum Literal {
     Bool(bool),
     /// `null`.
     Null,
+    /// A text literal compared with a datetime field, parsed once.
+    Instant(DateTime<Utc>),
+    /// A text literal compared with a date field, parsed once.
+    Date(NaiveDate),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +238,14 @@ fn parse_atom(tokens: &[Token], pos: &mut usize, schema: &ObjectSchema) -> Resul
     if is_time && matches!(&literal, Literal::Text(s) if s.len() >= 19 && s.as_bytes()[10] == b' ') {
         return Ok(Condition::Ignored);
     }
+    // Typed once here, not once per row.
+    let literal = match (schema.fields[field].ty, literal) {
+        (_, Literal::Text(s)) if is_time => parse_instant(&s).map_or(Literal::Text(s), Literal::Instant),
+        (FieldType::Date, Literal::Text(s)) => {
+            NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_or(Literal::Text(s), Literal::Date)
+        }
+        (_, literal) => literal,
+    };
     Ok(Condition::Compare(field, *op, literal))
 }
 
@@ -262,10 +274,8 @@ impl Condition {
                 let ordering = match (&value, literal) {
                     (Value::Null, Literal::Null) => Some(std::cmp::Ordering::Equal),
                     (Value::Null, _) | (_, Literal::Null) => return *op == Op::Ne,
-                    (Value::DateTime(v), Literal::Text(s)) => parse_instant(s).map(|t| v.cmp(&t)),
-                    (Value::Date(v), Literal::Text(s)) => {
-                        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| v.cmp(&d))
-                    }
+                    (Value::DateTime(v), Literal::Instant(t)) => Some(v.cmp(t)),
+                    (Value::Date(v), Literal::Date(d)) => Some(v.cmp(d)),
                     (Value::Text(v), Literal::Text(s)) => Some(v.as_str().cmp(s.as_str())),
                     (Value::Number(v), Literal::Number(n)) => v.partial_cmp(n),
                     (Value::Bool(v), Literal::Bool(b)) => Some(v.cmp(b)),
@@ -330,5 +340,32 @@ mod tests {
         {
             assert_eq!(parse_instant(text), Some(expected), "{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use crate::schema::objects;
+
+    #[test]
+    fn datetime_predicates_filter_generated_rows() {
+        let schema = std::sync::Arc::new(objects().into_iter().find(|o| o.name == "InvoiceItem").unwrap());
+        let q = parse(
+            "select Id from InvoiceItem where (CreatedDate >= '2020-04-01T00:00:00') AND (CreatedDate <= '2099-01-01T00:00:00')",
+            &schema,
+        )
+        .unwrap();
+        let generator = crate::data::Generator {
+            seed: 1,
+            genesis: "2020-01-01T00:00:00Z".parse().unwrap(),
+            history: chrono::Duration::days(1461),
+            base_rows: std::sync::Arc::new([("InvoiceItem", 1000u64)].into_iter().collect()),
+        };
+        let snapshot = Snapshot::new(schema, 1000, Default::default(), generator);
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let filter = q.filter.unwrap();
+        let passing = (0..1000).filter(|k| filter.matches(&snapshot, &snapshot.state_at(*k, now).unwrap())).count();
+        assert!(passing > 900 && passing < 1000, "{passing}");
     }
 }
