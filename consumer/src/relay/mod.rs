@@ -12,7 +12,7 @@ pub mod pool;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -275,7 +275,7 @@ where
                 pool.slot(size).await
             }
         };
-        while (slot.buffer.len() as u64) < size && !ended {
+        while (slot.len() as u64) < size && !ended {
             let mut chunk = match carry.take() {
                 Some(chunk) => chunk,
                 None => match source.next().await {
@@ -291,13 +291,13 @@ where
                     }
                 },
             };
-            let room = size as usize - slot.buffer.len();
+            let room = size as usize - slot.len();
             if chunk.len() > room {
                 carry = Some(chunk.split_off(room));
             }
-            slot.buffer.extend_from_slice(&chunk);
+            slot.extend_from_slice(&chunk);
         }
-        if slot.buffer.is_empty() && index > 0 {
+        if slot.is_empty() && index > 0 {
             break;
         }
         total += parts_ctx.spawn(&mut uploads, index as i32 + 1, slot);
@@ -338,11 +338,14 @@ struct PartUploader {
 type PartTasks = JoinSet<Result<CompletedPart, RelayError>>;
 
 impl PartUploader {
-    /// Starts uploading the slot's bytes as part `part_number`; the slot's room is returned when it is done.
-    /// Returns the part's size.
-    fn spawn(&self, uploads: &mut PartTasks, part_number: i32, mut slot: pool::PartSlot) -> u64 {
-        let body = std::mem::take(&mut slot.buffer).freeze();
-        let size = body.len() as u64;
+    /// Starts uploading the slot's bytes as part `part_number`; the slot's chunks go back to the pool when it is
+    /// done. Returns the part's size.
+    fn spawn(&self, uploads: &mut PartTasks, part_number: i32, slot: pool::PartSlot) -> u64 {
+        let part = slot.freeze();
+        let size = part.len;
+        let chunks = part.chunks.clone();
+        // The body is the chunks in order, rebuilt from them if the SDK retries the request.
+        let body = SdkBody::retryable(move || SdkBody::from_body_1_x(ChunkBody::new(chunks.clone())));
         let request = self
             .client
             .upload_part()
@@ -350,13 +353,14 @@ impl PartUploader {
             .key(&self.destination.key)
             .upload_id(&self.upload_id)
             .part_number(part_number)
+            .content_length(size as i64)
             .checksum_algorithm(self.checksum.clone())
-            .body(ByteStream::from(body.clone()));
+            .body(ByteStream::new(body));
         let (pool, destination) = (self.pool.clone(), self.destination.clone());
         uploads.spawn(async move {
-            let out = request.send().await.map_err(|e| s3_error("UploadPart", &destination, e))?;
-            drop(slot);
-            pool.give_back(body);
+            let out = request.send().await.map_err(|e| s3_error("UploadPart", &destination, e));
+            part.release(&pool);
+            let out = out?;
             Ok(CompletedPart::builder()
                 .part_number(part_number)
                 .set_e_tag(out.e_tag().map(str::to_owned))
@@ -365,6 +369,43 @@ impl PartUploader {
                 .build())
         });
         size
+    }
+}
+
+/// An HTTP body over a part's chunks, of exactly their length.
+struct ChunkBody {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunkBody {
+    fn new(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks: chunks.into(), remaining }
+    }
+}
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -400,7 +441,7 @@ where
     loop {
         if !ended {
             let mut raw = pool.slot(chunk_size).await;
-            while (raw.buffer.len() as u64) < chunk_size {
+            while (raw.len() as u64) < chunk_size {
                 let mut chunk = match carry.take() {
                     Some(chunk) => chunk,
                     None => match source.next().await {
@@ -415,16 +456,16 @@ where
                         }
                     },
                 };
-                let room = chunk_size as usize - raw.buffer.len();
+                let room = chunk_size as usize - raw.len();
                 if chunk.len() > room {
                     carry = Some(chunk.split_off(room));
                 }
-                raw.buffer.extend_from_slice(&chunk);
+                raw.extend_from_slice(&chunk);
             }
-            if !raw.buffer.is_empty() {
+            if !raw.is_empty() {
                 let compression = settings.compression;
                 compressing.push_back(tokio::task::spawn_blocking(move || {
-                    let member = compression.member(&raw.buffer);
+                    let member = compression.member(raw.first_chunk());
                     drop(raw);
                     member
                 }));
@@ -445,8 +486,8 @@ where
                 Some(slot) => slot,
                 None => out.insert(pool.slot(target).await),
             };
-            slot.buffer.extend_from_slice(&member);
-            if slot.buffer.len() as u64 >= target
+            slot.extend_from_slice(&member);
+            if slot.len() as u64 >= target
                 && let Some(full) = out.take()
             {
                 part_number += 1;
@@ -460,7 +501,7 @@ where
             break;
         }
     }
-    if let Some(last) = out.take().filter(|slot| !slot.buffer.is_empty() || part_number == 0) {
+    if let Some(last) = out.take().filter(|slot| !slot.is_empty() || part_number == 0) {
         part_number += 1;
         total += uploader.spawn(&mut uploads, part_number, last);
     } else if part_number == 0 {
