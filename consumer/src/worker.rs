@@ -21,7 +21,7 @@ use common::store::{ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 /// Everything a worker talks to.
 pub struct Worker {
@@ -112,6 +112,11 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.dead_letter(message, format!("not a job message: {e}")).await,
         };
+        let span = info_span!("job", job_id = %job_message.job_id, kind = ?job_message.kind);
+        self.handle_job(message, job_message).instrument(span).await
+    }
+
+    async fn handle_job(&self, message: &ReceivedMessage, job_message: JobMessage) -> Result<Settled, WorkError> {
         if job_message.version != MESSAGE_VERSION {
             return self
                 .dead_letter(message, format!("job message version {} is not supported", job_message.version))
@@ -149,7 +154,9 @@ impl Worker {
                 ));
                 continue;
             }
-            match self.publish_batch(&job_message, &job, batch).await {
+            let span =
+                info_span!("batch", object = %name_of(batch), batch_id = %batch.batch_id.clone().unwrap_or_default());
+            match self.publish_batch(&job_message, &job, batch).instrument(span).await {
                 Ok(n) => files += n,
                 Err(BatchFailure::Retry(e)) => return Err(e),
                 Err(BatchFailure::Fatal(reason)) => failures.push(reason),
