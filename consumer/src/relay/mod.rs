@@ -236,7 +236,7 @@ where
 }
 
 async fn upload_parts<S>(
-    mut source: S,
+    source: S,
     content_length: Option<u64>,
     client: &Client,
     destination: &Destination,
@@ -257,13 +257,11 @@ where
         pool: pool.clone(),
         checksum: settings.checksum.clone(),
     };
-    let mut counter = RecordCounter::new();
+    let mut input = Input::new(source);
     let (mut digest, width) = digest_for(&settings.checksum);
-    let mut uploads: JoinSet<Result<CompletedPart, RelayError>> = JoinSet::new();
+    let mut uploads = PartTasks::new();
     let mut parts = Vec::new();
-    let mut carry: Option<Bytes> = None;
     let mut total = 0u64;
-    let mut ended = false;
     let cap = settings.max_part_size.min(pool.max_part());
     for index in 0u64.. {
         let size = part_size_for(index, settings.part_size, cap, content_length).min(pool.max_part());
@@ -275,33 +273,12 @@ where
                 pool.slot(size).await
             }
         };
-        while (slot.len() as u64) < size && !ended {
-            let mut chunk = match carry.take() {
-                Some(chunk) => chunk,
-                None => match source.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk?;
-                        counter.feed(&chunk);
-                        digest.update(&chunk);
-                        chunk
-                    }
-                    None => {
-                        ended = true;
-                        break;
-                    }
-                },
-            };
-            let room = size as usize - slot.len();
-            if chunk.len() > room {
-                carry = Some(chunk.split_off(room));
-            }
-            slot.extend_from_slice(&chunk);
-        }
+        input.fill(&mut slot, size, Some(&mut digest)).await?;
         if slot.is_empty() && index > 0 {
             break;
         }
         total += parts_ctx.spawn(&mut uploads, index as i32 + 1, slot);
-        if ended && carry.is_none() {
+        if input.is_done() {
             break;
         }
     }
@@ -309,7 +286,61 @@ where
         parts.push(joined(done, destination)?);
     }
     parts.sort_by_key(|p| p.part_number());
-    Ok((parts, total, counter, encode_digest(&digest, width)))
+    Ok((parts, total, input.counter, encode_digest(&digest, width)))
+}
+
+/// The file being read: its stream, the bytes read past the last part, and the record count of everything read.
+struct Input<S> {
+    stream: S,
+    carry: Option<Bytes>,
+    ended: bool,
+    counter: RecordCounter,
+}
+
+impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
+    fn new(stream: S) -> Self {
+        Self { stream, carry: None, ended: false, counter: RecordCounter::new() }
+    }
+
+    /// Reads into `slot` until it holds `size` bytes or the file ends; every byte read is counted (and fed to
+    /// `digest`, when given) once.
+    async fn fill(
+        &mut self,
+        slot: &mut pool::PartSlot,
+        size: u64,
+        mut digest: Option<&mut Digest>,
+    ) -> Result<(), ZuoraError> {
+        while (slot.len() as u64) < size && !self.ended {
+            let mut chunk = match self.carry.take() {
+                Some(chunk) => chunk,
+                None => match self.stream.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk?;
+                        self.counter.feed(&chunk);
+                        if let Some(digest) = digest.as_deref_mut() {
+                            digest.update(&chunk);
+                        }
+                        chunk
+                    }
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
+                },
+            };
+            let room = size as usize - slot.len();
+            if chunk.len() > room {
+                self.carry = Some(chunk.split_off(room));
+            }
+            slot.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    /// True once the whole file has been read into slots.
+    fn is_done(&self) -> bool {
+        self.ended && self.carry.is_none()
+    }
 }
 
 /// A digest for the configured algorithm, and the width of its value in bytes.
@@ -412,7 +443,7 @@ impl http_body::Body for ChunkBody {
 /// The compressed path: raw chunks of `part_size` are counted, compressed in parallel on blocking threads (each an
 /// independent member), and the members, in order, fill parts of at least `part_size` stored bytes.
 async fn upload_compressed<S>(
-    mut source: S,
+    source: S,
     client: &Client,
     destination: &Destination,
     upload_id: &str,
@@ -432,36 +463,16 @@ where
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
     let (mut digest, width) = digest_for(&settings.checksum);
-    let mut counter = RecordCounter::new();
+    let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut compressing = std::collections::VecDeque::new();
     let mut out: Option<pool::PartSlot> = None;
-    let (mut part_number, mut total, mut carry, mut ended) = (0i32, 0u64, None::<Bytes>, false);
+    let (mut part_number, mut total) = (0i32, 0u64);
     let mut parts = Vec::new();
     loop {
-        if !ended {
+        if !input.is_done() {
             let mut raw = pool.slot(chunk_size).await;
-            while (raw.len() as u64) < chunk_size {
-                let mut chunk = match carry.take() {
-                    Some(chunk) => chunk,
-                    None => match source.next().await {
-                        Some(chunk) => {
-                            let chunk = chunk?;
-                            counter.feed(&chunk);
-                            chunk
-                        }
-                        None => {
-                            ended = true;
-                            break;
-                        }
-                    },
-                };
-                let room = chunk_size as usize - raw.len();
-                if chunk.len() > room {
-                    carry = Some(chunk.split_off(room));
-                }
-                raw.extend_from_slice(&chunk);
-            }
+            input.fill(&mut raw, chunk_size, None).await?;
             if !raw.is_empty() {
                 let compression = settings.compression;
                 compressing.push_back(tokio::task::spawn_blocking(move || {
@@ -472,7 +483,7 @@ where
             }
         }
         while let Some(front) = compressing.front() {
-            if !ended && !front.is_finished() && compressing.len() < parallel {
+            if !input.is_done() && !front.is_finished() && compressing.len() < parallel {
                 break;
             }
             let Some(task) = compressing.pop_front() else { break };
@@ -497,7 +508,7 @@ where
                 parts.push(joined(done, destination)?);
             }
         }
-        if ended && compressing.is_empty() {
+        if input.is_done() && compressing.is_empty() {
             break;
         }
     }
@@ -511,7 +522,7 @@ where
         parts.push(joined(done, destination)?);
     }
     parts.sort_by_key(|p| p.part_number());
-    Ok((parts, total, counter, encode_digest(&digest, width)))
+    Ok((parts, total, input.counter, encode_digest(&digest, width)))
 }
 
 fn joined(
