@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests need (moto server for SQS and S3, the official Zuora Python
 # SDK as a third-party AQuA client) into ./.venv, starts moto on a free loopback port, runs `cargo test
-# --workspace`, and stops the server whatever happens. Extra arguments go to `cargo test`.
+# --workspace`, and stops the server whatever happens. Arguments, if any, replace `--workspace` (e.g. `-p consumer`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,4 +46,8 @@ export ZLE_TEST_PYTHON="$venv/bin/python"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 cd "$root"
-cargo test --workspace "$@"
+if [[ $# -gt 0 ]]; then
+  cargo test "$@"
+else
+  cargo test --workspace
+fi
