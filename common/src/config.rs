@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 /// The environment variable that supplies the Zuora client secret.
 pub const CLIENT_SECRET_ENV: &str = "ZUORA_CLIENT_SECRET";
 
+/// The environment variable that may hold the whole configuration as TOML (for containers, where a file is
+/// awkward); used when no file is named.
+pub const CONFIG_TOML_ENV: &str = "ZLE_CONFIG_TOML";
+
 /// A deployment's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +193,19 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The configuration file at `path`, or else the TOML in `ZLE_CONFIG_TOML`.
+    pub fn from_file_or_env(path: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(path) = path {
+            return Self::load(path);
+        }
+        let text = std::env::var(CONFIG_TOML_ENV).map_err(|_| ConfigError {
+            origin: "(none)".to_owned(),
+            detail: format!("pass --config FILE, or set ZLE_CONFIG (a file) or {CONFIG_TOML_ENV} (the TOML itself)"),
+        })?;
+        let secret = std::env::var(CLIENT_SECRET_ENV).ok().map(Secret::new);
+        Self::parse(&text, CONFIG_TOML_ENV, secret)
+    }
+
     /// Reads, completes from the environment and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();

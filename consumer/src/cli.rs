@@ -4,7 +4,6 @@ use crate::relay::RelaySettings;
 use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::worker::Worker;
-use anyhow::Context;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use clap::Parser;
 use common::config::Config;
@@ -21,8 +20,8 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Configuration file (TOML, see docs/configuration.md). The Zuora client secret comes from
-    /// ZUORA_CLIENT_SECRET.
+    /// Configuration file (TOML, see docs/configuration.md); without it the TOML is read from ZLE_CONFIG_TOML.
+    /// The Zuora client secret comes from ZUORA_CLIENT_SECRET.
     #[arg(long, env = "ZLE_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -66,8 +65,7 @@ pub async fn worker_from(config: &Config) -> anyhow::Result<Worker> {
 
 /// Runs the consumer until `shutdown` resolves.
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let path = cli.config.context("no configuration: pass --config FILE or set ZLE_CONFIG")?;
-    let config = Config::load(&path)?;
+    let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
     let worker = Arc::new(worker_from(&config).await?);
     crate::service::run(worker, shutdown).await;

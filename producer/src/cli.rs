@@ -2,7 +2,7 @@
 
 use crate::service::{self, Producer, RequestError};
 use crate::status;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use common::config::Config;
@@ -20,8 +20,8 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Configuration file (TOML, see docs/configuration.md). The Zuora client secret comes from
-    /// ZUORA_CLIENT_SECRET.
+    /// Configuration file (TOML, see docs/configuration.md); without it the TOML is read from ZLE_CONFIG_TOML.
+    /// The Zuora client secret comes from ZUORA_CLIENT_SECRET.
     #[arg(long, env = "ZLE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// What to do.
@@ -75,8 +75,7 @@ pub enum QueueName {
 
 /// Runs a command; the exit code says how it ended.
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<ExitCode> {
-    let path = cli.config.context("no configuration: pass --config FILE or set ZLE_CONFIG")?;
-    let config = Config::load(&path)?;
+    let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
     let catalogue = config.catalogue()?;
     let sdk = config.aws.load().await;

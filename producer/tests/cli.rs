@@ -163,3 +163,18 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configuration_can_come_from_the_environment_as_toml() {
+    let d = Deployment::start(|_| {}).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"))
+        .arg("status")
+        .env_remove("ZLE_CONFIG")
+        .env("ZLE_CONFIG_TOML", &d.config_text)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("never exported"), "{}", text(&out.stdout));
+}
