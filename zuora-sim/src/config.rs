@@ -37,7 +37,9 @@ pub struct SimConfig {
     pub genesis: DateTime<Utc>,
     /// ... over this many days.
     pub history_days: u32,
-    /// Rows per object, overriding each object's default (see `schema::objects`).
+    /// Rows per object, overriding each object's default (see `schema::objects`). The TOML key is `rows`;
+    /// `objects` is accepted too (the name the design notes use).
+    #[serde(alias = "objects")]
     pub rows: BTreeMap<String, u64>,
     /// The run-time tunable part.
     pub settings: Settings,

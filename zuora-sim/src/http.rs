@@ -1,7 +1,7 @@
 //! The HTTP surface: Zuora's endpoints, the file downloads on all their paths, and the `/sim/` control API.
 
 use crate::files::FileBody;
-use crate::state::{ApiError, DownloadError, FaultRule, Mutation, Sim};
+use crate::state::{ApiError, DownloadError, FaultRule, MALFORMED, Mutation, Sim};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -43,7 +43,35 @@ pub fn router(sim: Shared) -> Router {
         .route("/sim/abort-next", post(abort_next))
         .route("/sim/jobs", get(list_jobs))
         .route("/sim/settings", get(settings).patch(patch_settings))
+        .layer(axum::middleware::from_fn_with_state(sim.clone(), request_ids))
         .with_state(sim)
+}
+
+/// Every response carries a `Zuora-Request-Id` and echoes the caller's `Zuora-Track-Id`, as Zuora's do.
+async fn request_ids(State(sim): State<Shared>, request: Request, next: axum::middleware::Next) -> Response {
+    let track = request.headers().get("Zuora-Track-Id").cloned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&sim.new_id()) {
+        headers.insert("Zuora-Request-Id", id);
+    }
+    if let Some(track) = track {
+        headers.insert("Zuora-Track-Id", track);
+    }
+    response
+}
+
+/// Runs work that may read every row of a table (counting records, sizing a file) off the async workers.
+async fn blocking<T: Send + 'static>(sim: &Shared, work: impl FnOnce(&Sim) -> T + Send + 'static) -> Option<T> {
+    let sim = sim.clone();
+    tokio::task::spawn_blocking(move || work(&sim)).await.ok()
+}
+
+fn internal_error() -> Response {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"reasons": [{"code": "SystemError", "message": "internal server error"}]}),
+    )
 }
 
 /// Collapses repeated slashes (`/v1/batch-query//jobs/x`, which some clients send), as Zuora's front end does.
@@ -62,17 +90,6 @@ pub fn normalize_path(mut request: Request) -> Request {
         }
     }
     request
-}
-
-fn with_ids(mut response: Response, request_headers: &HeaderMap, sim: &Sim) -> Response {
-    let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(&sim.new_id()) {
-        headers.insert("Zuora-Request-Id", id);
-    }
-    if let Some(track) = request_headers.get("Zuora-Track-Id") {
-        headers.insert("Zuora-Track-Id", track.clone());
-    }
-    response
 }
 
 fn json_response(status: StatusCode, value: Value) -> Response {
@@ -163,13 +180,13 @@ async fn fault_gate(sim: &Sim, endpoint: &str) -> (Option<Response>, Vec<FaultRu
     (None, faults)
 }
 
-async fn token(State(sim): State<Shared>, headers: HeaderMap, body: String) -> Response {
+async fn token(State(sim): State<Shared>, body: String) -> Response {
     if let (Some(response), _) = fault_gate(&sim, "token").await {
-        return with_ids(response, &headers, &sim);
+        return response;
     }
     let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-    let response = if field("grant_type") != "client_credentials" {
+    if field("grant_type") != "client_credentials" {
         json_response(StatusCode::BAD_REQUEST, json!({"error": "unsupported_grant_type"}))
     } else {
         match sim.issue_token(field("client_id"), field("client_secret")) {
@@ -180,12 +197,11 @@ async fn token(State(sim): State<Shared>, headers: HeaderMap, body: String) -> R
             ),
             None => unauthorized(),
         }
-    };
-    with_ids(response, &headers, &sim)
+    }
 }
 
 async fn submit(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let response = async {
+    async {
         if !authorized(&sim, &headers) {
             return unauthorized();
         }
@@ -201,15 +217,18 @@ async fn submit(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         let key = headers.get("Idempotency-Key").and_then(|v| v.to_str().ok());
         match sim.submit(&body, key) {
             Ok(job) => json_response(StatusCode::OK, job),
+            Err(e) if e.code == MALFORMED => json_response(
+                StatusCode::BAD_REQUEST,
+                json!({"success": false, "code": 50000090, "message": e.message}),
+            ),
             Err(e) => api_error_response(e, &body),
         }
     }
-    .await;
-    with_ids(response, &headers, &sim)
+    .await
 }
 
 async fn job(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let response = async {
+    async {
         if !authorized(&sim, &headers) {
             return unauthorized();
         }
@@ -217,7 +236,8 @@ async fn job(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<Strin
         if let Some(response) = failed {
             return response;
         }
-        match sim.job(&id) {
+        let Some(found) = blocking(&sim, move |sim| sim.job(&id)).await else { return internal_error() };
+        match found {
             Some(mut job) => {
                 if let Some(status) = faults.iter().find_map(|f| f.job_status.clone()) {
                     job["status"] = json!(status);
@@ -230,12 +250,11 @@ async fn job(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<Strin
             ),
         }
     }
-    .await;
-    with_ids(response, &headers, &sim)
+    .await
 }
 
 async fn cancel(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let response = async {
+    async {
         if !authorized(&sim, &headers) {
             return unauthorized();
         }
@@ -249,8 +268,7 @@ async fn cancel(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<St
             }
         }
     }
-    .await;
-    with_ids(response, &headers, &sim)
+    .await
 }
 
 async fn last_completed(
@@ -258,14 +276,17 @@ async fn last_completed(
     headers: HeaderMap,
     Path((partner, project)): Path<(String, String)>,
 ) -> Response {
-    let response = async {
+    async {
         if !authorized(&sim, &headers) {
             return unauthorized();
         }
         if let (Some(response), _) = fault_gate(&sim, "last").await {
             return response;
         }
-        match sim.last_completed(&partner, &project) {
+        let Some(found) = blocking(&sim, move |sim| sim.last_completed(&partner, &project)).await else {
+            return internal_error();
+        };
+        match found {
             Some(job) => json_response(StatusCode::OK, job),
             None => json_response(
                 StatusCode::NOT_FOUND,
@@ -273,12 +294,11 @@ async fn last_completed(
             ),
         }
     }
-    .await;
-    with_ids(response, &headers, &sim)
+    .await
 }
 
 async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let response = async {
+    async {
         if !authorized(&sim, &headers) {
             return unauthorized();
         }
@@ -286,7 +306,9 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
         if let Some(response) = failed {
             return response;
         }
-        let file = match sim.download(&id) {
+        let file_id = id.clone();
+        let Some(found) = blocking(&sim, move |sim| sim.download(&file_id)).await else { return internal_error() };
+        let file = match found {
             Ok(file) => file,
             Err(DownloadError::NotFound) => {
                 return json_response(
@@ -314,8 +336,7 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
         }
         response
     }
-    .await;
-    with_ids(response, &headers, &sim)
+    .await
 }
 
 /// A file body as a stream, with the injected faults applied.
@@ -400,7 +421,8 @@ async fn mutate(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes
 }
 
 async fn truth(State(sim): State<Shared>, Path(name): Path<String>) -> Response {
-    match sim.ground_truth_csv(&name) {
+    let Some(truth) = blocking(&sim, move |sim| sim.ground_truth_csv(&name)).await else { return internal_error() };
+    match truth {
         Ok(csv) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv;charset=UTF-8")], csv).into_response(),
         Err(e) => control_error(e),
     }
@@ -444,7 +466,10 @@ async fn abort_next(State(sim): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn list_jobs(State(sim): State<Shared>) -> Response {
-    json_response(StatusCode::OK, json!(sim.jobs()))
+    match blocking(&sim, |sim| sim.jobs()).await {
+        Some(jobs) => json_response(StatusCode::OK, json!(jobs)),
+        None => internal_error(),
+    }
 }
 
 async fn settings(State(sim): State<Shared>) -> Response {

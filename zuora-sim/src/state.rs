@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 /// Zuora's limit of queries per job.
 const MAX_QUERIES: usize = 50;
 
+/// The code of a body Zuora cannot read at all; answered with HTTP 400, not as an AQuA error.
+pub const MALFORMED: &str = "50000090";
+
 /// A failure injected into matching requests.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -147,6 +150,10 @@ struct JobEntry {
     incremental_time: Option<DateTime<Utc>>,
     notify_url: Option<String>,
     submitted_at: DateTime<Utc>,
+    /// How long it waits in the queue at least (`job_queue_secs` at submission).
+    queue: Duration,
+    /// How long it executes (`job_execution_secs` at submission).
+    execution: Duration,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
     cancelled_at: Option<DateTime<Utc>>,
@@ -391,14 +398,7 @@ impl Sim {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let now = self.clock.now();
         let snapshot = self.snapshot(&schema);
-        let live: Vec<u64> =
-            snapshot.keys().filter(|k| snapshot.state_at(*k, now).is_some_and(|s| s.deleted_at.is_none())).collect();
-        let mut chosen = std::collections::BTreeSet::new();
-        let wanted = (mutation.update + mutation.delete).min(live.len() as u64);
-        while (chosen.len() as u64) < wanted {
-            chosen.insert(live[(self.random() % live.len() as u64) as usize]);
-        }
-        let chosen: Vec<u64> = chosen.into_iter().collect();
+        let chosen = self.pick_live_rows(&snapshot, now, mutation.update + mutation.delete);
         let (updates, deletes) = chosen.split_at((mutation.update as usize).min(chosen.len()));
         let mut result = MutationResult::default();
         let mut tables = lock(&self.tables);
@@ -426,6 +426,39 @@ impl Sim {
         Ok(result)
     }
 
+    /// Up to `wanted` distinct live rows, at random (seeded). Draws keys rather than listing the live ones: a
+    /// benchmark table of tens of millions of rows must not cost a vector of them per mutation.
+    fn pick_live_rows(&self, snapshot: &Snapshot, now: DateTime<Utc>, wanted: u64) -> Vec<u64> {
+        let inserted: Vec<u64> = snapshot.overlay.range(crate::data::INSERTED_KEYS..).map(|(k, _)| *k).collect();
+        let universe = snapshot.base_rows + inserted.len() as u64;
+        let key_at = |i: u64| if i < snapshot.base_rows { i } else { inserted[(i - snapshot.base_rows) as usize] };
+        let live = |key: u64| snapshot.state_at(key, now).is_some_and(|s| s.deleted_at.is_none());
+        let mut chosen = std::collections::BTreeSet::new();
+        if universe == 0 || wanted == 0 {
+            return Vec::new();
+        }
+        let mut draws = wanted.saturating_mul(20).saturating_add(1000);
+        while (chosen.len() as u64) < wanted && draws > 0 {
+            draws -= 1;
+            let key = key_at(self.random() % universe);
+            if live(key) {
+                chosen.insert(key);
+            }
+        }
+        // Mostly deleted tables (or asking for nearly every row): finish by scanning.
+        if (chosen.len() as u64) < wanted {
+            for key in snapshot.keys() {
+                if chosen.len() as u64 >= wanted {
+                    break;
+                }
+                if live(key) {
+                    chosen.insert(key);
+                }
+            }
+        }
+        chosen.into_iter().collect()
+    }
+
     /// Resets an object's table to `rows` generated rows.
     pub fn set_rows(&self, object: &str, rows: u64) -> Result<(), SimError> {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
@@ -440,9 +473,17 @@ impl Sim {
             .iter()
             .map(|s| {
                 let snapshot = self.snapshot(s);
-                let live =
-                    snapshot.keys().filter(|k| snapshot.state_at(*k, now).is_some_and(|r| r.deleted_at.is_none()));
-                (s.name, live.count() as u64)
+                let is_live = |k: &u64| snapshot.state_at(*k, now).is_some_and(|r| r.deleted_at.is_none());
+                let history_over = now >= self.config.genesis + Duration::days(i64::from(self.config.history_days));
+                let live = if history_over {
+                    // Every generated row exists by now: only the rows with changes need reading (a benchmark
+                    // table may have tens of millions of rows).
+                    let untouched = snapshot.base_rows - snapshot.overlay.range(..snapshot.base_rows).count() as u64;
+                    untouched + snapshot.overlay.keys().filter(|k| is_live(k)).count() as u64
+                } else {
+                    snapshot.keys().filter(is_live).count() as u64
+                };
+                (s.name, live)
             })
             .collect()
     }
@@ -501,8 +542,12 @@ impl Sim {
         let stateful = version != "1.0" && partner.is_some() && project.is_some();
         let session_key = (partner.clone().unwrap_or_default(), project.clone().unwrap_or_default());
         let format = text(body.get("format")).unwrap_or_else(|| "csv".to_owned()).to_ascii_uppercase();
-        if !matches!(format.as_str(), "CSV" | "GZIP") {
-            return Err(api_error("90005", format!("format {format} is not supported by the simulator (csv, gzip)")));
+        match format.as_str() {
+            "CSV" | "GZIP" => {}
+            // Documented but not simulated: the names of the files inside Zuora's zip are undocumented.
+            "ZIP" => return Err(api_error("90005", "format ZIP is not supported by the simulator (use csv or gzip)")),
+            // Outside the documented enum: Zuora answers such bodies as malformed (reference §7).
+            _ => return Err(api_error(MALFORMED, "Oops, request is malformed. Please check your request.")),
         }
         let mut jobs = lock(&self.jobs);
         let mut queries: Vec<Value> = body.get("queries").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -517,7 +562,7 @@ impl Sim {
         }
         let incremental_time = match body.get("incrementalTime") {
             Some(Value::String(s)) if stateful => Some(
-                self.read_incremental_time(s)
+                parse_incremental_time(s, self.config.data_center)
                     .ok_or_else(|| api_error("90015", format!("Invalid incremental timestamp {s}")))?,
             ),
             Some(Value::Number(n)) if stateful => Some(
@@ -657,6 +702,8 @@ impl Sim {
             incremental_time,
             notify_url: text(body.get("notifyUrl")),
             submitted_at: now,
+            queue: secs(settings.job_queue_secs),
+            execution: secs(settings.job_execution_secs),
             start_at,
             end_at,
             cancelled_at: None,
@@ -670,17 +717,6 @@ impl Sim {
         }
         jobs.list.push(job);
         Ok(json)
-    }
-
-    fn read_incremental_time(&self, text: &str) -> Option<DateTime<Utc>> {
-        let naive = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-        match self.config.data_center {
-            DataCenter::Eu => Some(naive.and_utc()),
-            DataCenter::Us => match Los_Angeles.from_local_datetime(&naive) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
-                LocalResult::None => None,
-            },
-        }
     }
 
     /// Counts records and assigns files of a job that completed, once.
@@ -769,7 +805,11 @@ impl Sim {
             return Err(api_error("90003", "Invalid Job Id for job cancellation"));
         }
         job.cancelled_at = Some(now);
-        Ok(self.job_json(job, true))
+        let json = self.job_json(job, true);
+        if job.stateful {
+            reschedule_after_cancel(&mut jobs, index, now);
+        }
+        Ok(json)
     }
 
     /// Every job, for the control API.
@@ -919,8 +959,47 @@ impl Sim {
     }
 }
 
+/// Reads `incrementalTime` (`yyyy-MM-dd HH:mm:ss`) as the data centre does: US data centres in
+/// America/Los_Angeles (DST-aware), the EU in UTC. A wall-clock time skipped by the spring-forward gap does not
+/// exist there and is refused; one repeated by the autumn fall-back reads as the first (daylight) instant.
+pub fn parse_incremental_time(text: &str, data_center: DataCenter) -> Option<DateTime<Utc>> {
+    let naive = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    match data_center {
+        DataCenter::Eu => Some(naive.and_utc()),
+        DataCenter::Us => match Los_Angeles.from_local_datetime(&naive) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+            LocalResult::None => None,
+        },
+    }
+}
+
 fn secs(seconds: f64) -> Duration {
     Duration::microseconds((seconds.max(0.0) * 1_000_000.0) as i64)
+}
+
+/// The jobs of a session queued behind a cancelled one no longer wait for its planned end: each starts when the
+/// one before it finished (or now), its own queue time permitting, in arrival order as before.
+fn reschedule_after_cancel(jobs: &mut Jobs, cancelled: usize, now: DateTime<Utc>) {
+    let session = (jobs.list[cancelled].partner.clone(), jobs.list[cancelled].project.clone());
+    let mut previous_end = now;
+    for job in jobs.list.iter_mut().skip(cancelled + 1) {
+        if !job.stateful || (job.partner.clone(), job.project.clone()) != session {
+            continue;
+        }
+        if let Some(at) = job.cancelled_at {
+            previous_end = previous_end.max(at);
+            continue;
+        }
+        // Every later job of the session was waiting for the cancelled one, so none has started.
+        job.start_at = (job.submitted_at + job.queue).max(previous_end);
+        job.end_at = job.start_at + job.execution;
+        previous_end = job.end_at;
+    }
+    if let (Some(partner), Some(project)) = session
+        && let Some(s) = jobs.sessions.get_mut(&(partner, project))
+    {
+        s.busy_until = Some(previous_end);
+    }
 }
 
 /// Splits CSV text into records (each with its line ending), respecting quotes.
