@@ -263,3 +263,110 @@ impl Iterator for FileBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Generator;
+    use crate::schema::objects;
+    use std::collections::HashMap;
+
+    fn plan(
+        object: &str,
+        query: &str,
+        rows: u64,
+        seed: u64,
+        api_names: bool,
+        deleted: Option<DeletedColumn>,
+    ) -> BatchPlan {
+        let schema = Arc::new(objects().into_iter().find(|o| o.name == object).unwrap());
+        let base_rows: HashMap<&'static str, u64> = objects().iter().map(|o| (o.name, o.default_rows)).collect();
+        let generator = Generator {
+            seed,
+            genesis: "2020-01-01T00:00:00Z".parse().unwrap(),
+            history: Duration::days(1461),
+            base_rows: Arc::new(base_rows),
+        };
+        let query = crate::zoql::parse(query, &schema).unwrap();
+        BatchPlan {
+            snapshot: Snapshot::new(schema, rows, Default::default(), generator),
+            query,
+            deleted,
+            window: Window::Full { upper: "2026-01-01T00:00:00Z".parse().unwrap() },
+            api_names,
+            line_ending: "\n".to_owned(),
+        }
+    }
+
+    fn render(plan: BatchPlan) -> Vec<u8> {
+        let spec = FileSpec { plan: Arc::new(plan), skip: 0, take: u64::MAX, gzip: false };
+        FileBody::new(spec).flat_map(|chunk| chunk.to_vec()).collect()
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_rfc_4180_needs_it() {
+        let quoted = |value: &str| {
+            let mut out = Vec::new();
+            write_field(&mut out, value.as_bytes());
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(quoted("plain"), "plain");
+        assert_eq!(quoted(""), "");
+        assert_eq!(quoted("München 東京 🚀"), "München 東京 🚀");
+        assert_eq!(quoted("a,b"), "\"a,b\"");
+        assert_eq!(quoted("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(quoted("one\ntwo"), "\"one\ntwo\"");
+        assert_eq!(quoted("one\r\ntwo"), "\"one\r\ntwo\"");
+        assert_eq!(quoted("\""), "\"\"\"\"");
+    }
+
+    #[test]
+    fn headers_are_labels_unless_query_labels_are_asked_for_and_the_flag_column_comes_first() {
+        let deleted = || Some(DeletedColumn { header: "RatePlanCharge.IsDeleted".to_owned(), numeric: false });
+        let query = "select id, name, mrr, RatePlanCharge.RatePlanId from rateplancharge";
+        let labels = render(plan("RatePlanCharge", query, 0, 1, false, deleted()));
+        assert_eq!(
+            String::from_utf8(labels).unwrap(),
+            "RatePlanCharge.IsDeleted,Rate Plan Charge: ID,Rate Plan Charge: Name,Rate Plan Charge: MRR,\
+             Rate Plan Charge: Rate Plan ID\n",
+            "header only: no rows"
+        );
+        let names = render(plan("RatePlanCharge", query, 0, 1, true, None));
+        assert_eq!(
+            String::from_utf8(names).unwrap(),
+            "RatePlanCharge.Id,RatePlanCharge.Name,RatePlanCharge.MRR,RatePlanCharge.RatePlanId\n"
+        );
+    }
+
+    #[test]
+    fn generation_is_deterministic_per_seed_and_free_text_stresses_csv() {
+        let query =
+            "select Id, CreatedDate, UpdatedDate, AccountNumber, Balance, AutoPay, BillCycleDay, Notes from Account";
+        let a = render(plan("Account", query, 3000, 7, true, None));
+        let b = render(plan("Account", query, 3000, 7, true, None));
+        let c = render(plan("Account", query, 3000, 8, true, None));
+        assert_eq!(a, b, "same seed, same bytes");
+        assert_ne!(a, c, "another seed, other data");
+
+        let mut reader = csv::ReaderBuilder::new().from_reader(a.as_slice());
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 3000);
+        let notes: Vec<&str> = records.iter().map(|r| &r[7]).collect();
+        let hostile =
+            notes.iter().filter(|n| n.contains(',') || n.contains('"') || n.contains('\n') || !n.is_ascii()).count();
+        assert!(hostile > 3000 / 4, "a good fraction of free text stresses CSV: {hostile}");
+        assert!(notes.iter().any(|n| n.contains("\r\n")), "CRLF inside a field");
+        assert!(notes.iter().any(|n| n.is_empty()), "some nulls");
+        for record in &records {
+            assert!(
+                record[0].len() == 32 && record[0].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(record[1].ends_with("+0000") && record[1].len() == 24, "{}", &record[1]);
+            assert!(record[2] >= record[1], "updated after created");
+            assert!(record[4].is_empty() || record[4].parse::<f64>().is_ok() && !record[4].contains(','));
+            assert!(matches!(&record[5], "true" | "false"));
+        }
+        let ids: std::collections::HashSet<&str> = records.iter().map(|r| &r[0]).collect();
+        assert_eq!(ids.len(), 3000, "ids are distinct");
+    }
+}

@@ -1022,3 +1022,35 @@ fn split_records(text: &str) -> Vec<String> {
     }
     records
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn incremental_time_is_pacific_in_the_us_across_daylight_saving_and_utc_in_the_eu() {
+        // Daylight time (UTC-7): tap-zuora's documented conversion.
+        assert_eq!(parse_incremental_time("2022-09-30 17:00:00", DataCenter::Us), Some(utc("2022-10-01T00:00:00Z")));
+        // Standard time (UTC-8); Zuora's own example 1421865001000.
+        assert_eq!(parse_incremental_time("2015-01-21 10:30:01", DataCenter::Us), Some(utc("2015-01-21T18:30:01Z")));
+        assert_eq!(
+            parse_incremental_time("2015-01-21 10:30:01", DataCenter::Us).unwrap().timestamp_millis(),
+            1_421_865_001_000
+        );
+        assert_eq!(parse_incremental_time("2022-09-30 17:00:00", DataCenter::Eu), Some(utc("2022-09-30T17:00:00Z")));
+        // 02:30 on the spring-forward day does not exist in Los Angeles.
+        assert_eq!(parse_incremental_time("2022-03-13 02:30:00", DataCenter::Us), None);
+        for bad in ["2022-09-30T17:00:00", "01/02/2022", "2022-09-30", ""] {
+            assert_eq!(parse_incremental_time(bad, DataCenter::Us), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_split_outside_quotes_only() {
+        assert_eq!(split_records("h\n\"a\nb\",1\nc,2\n"), ["h\n", "\"a\nb\",1\n", "c,2\n"]);
+    }
+}
