@@ -4,7 +4,13 @@
 //! - [`zuora`]: the AQuA client (OAuth, submit, poll, cancel, stream a file), its tolerant wire types, its typed
 //!   errors and the `incrementalTime` rendering rules.
 //! - [`catalogue`]: the list of exported objects (name, ZOQL, deleted column, S3 target), read from TOML.
-//! - [`secret`]: a string that never shows up in logs or `Debug` output.
+//! - [`config`]: the deployment's configuration file, shared by both binaries.
+//! - [`messages`]: the three message contracts (export request, job, completion).
+//! - [`queue`], [`store`], [`aws`]: SQS and S3 behind small traits, and the SDK set-up.
+//! - [`ledger`]: the producer's durable record of requests and jobs, and the published marks.
+//! - [`csv_count`]: quote-aware record counting on streaming bytes.
+//! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
+//! - [`secret`], [`shutdown`]: secrets that never print, and the stop signal.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -12,6 +18,7 @@ pub mod catalogue;
 pub mod config;
 pub mod csv_count;
 pub mod ledger;
+pub mod merge;
 pub mod messages;
 pub mod queue;
 pub mod secret;
