@@ -10,7 +10,7 @@
 //! - [`ledger`]: the producer's durable record of requests and jobs, and the published marks.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
-//! - [`secret`], [`shutdown`]: secrets that never print, and the stop signal.
+//! - [`secret`], [`shutdown`], [`logging`]: secrets that never print, the stop signal, the log set-up.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -18,6 +18,7 @@ pub mod catalogue;
 pub mod config;
 pub mod csv_count;
 pub mod ledger;
+pub mod logging;
 pub mod merge;
 pub mod messages;
 pub mod queue;

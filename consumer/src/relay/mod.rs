@@ -247,16 +247,16 @@ async fn upload_parts<S>(
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    if settings.compression != Compression::None {
-        return upload_compressed(source, client, destination, upload_id, pool, settings).await;
-    }
-    let parts_ctx = PartUploader {
+    let uploader = PartUploader {
         client: client.clone(),
         destination: destination.clone(),
         upload_id: upload_id.to_owned(),
         pool: pool.clone(),
         checksum: settings.checksum.clone(),
     };
+    if settings.compression != Compression::None {
+        return upload_compressed(source, &uploader, settings).await;
+    }
     let mut input = Input::new(source);
     let (mut digest, width) = digest_for(&settings.checksum);
     let mut uploads = PartTasks::new();
@@ -277,7 +277,7 @@ where
         if slot.is_empty() && index > 0 {
             break;
         }
-        total += parts_ctx.spawn(&mut uploads, index as i32 + 1, slot);
+        total += uploader.spawn(&mut uploads, index as i32 + 1, slot);
         if input.is_done() {
             break;
         }
@@ -444,22 +444,13 @@ impl http_body::Body for ChunkBody {
 /// independent member), and the members, in order, fill parts of at least `part_size` stored bytes.
 async fn upload_compressed<S>(
     source: S,
-    client: &Client,
-    destination: &Destination,
-    upload_id: &str,
-    pool: &Arc<PartPool>,
+    uploader: &PartUploader,
     settings: &RelaySettings,
 ) -> Result<(Vec<CompletedPart>, u64, RecordCounter, String), RelayError>
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    let uploader = PartUploader {
-        client: client.clone(),
-        destination: destination.clone(),
-        upload_id: upload_id.to_owned(),
-        pool: pool.clone(),
-        checksum: settings.checksum.clone(),
-    };
+    let (pool, destination) = (&uploader.pool, &uploader.destination);
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
     let (mut digest, width) = digest_for(&settings.checksum);
