@@ -20,6 +20,10 @@ pub struct AwsConfig {
     /// An SQS endpoint of its own, overriding `endpoint_url` for SQS.
     #[serde(default)]
     pub sqs_endpoint_url: Option<String>,
+    /// A local directory in place of S3: `s3://BUCKET/KEY` is the file `LOCAL_DIR/BUCKET/KEY` (the quick start's
+    /// lake). Absent for S3.
+    #[serde(default)]
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 impl AwsConfig {

@@ -7,6 +7,7 @@
 use crate::aws::AwsConfig;
 use crate::catalogue::Catalogue;
 use crate::secret::Secret;
+use crate::services::MEMORY_SCHEME;
 use crate::zuora::ZuoraConfig;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -74,6 +75,14 @@ pub struct QueuesConfig {
     pub lake: String,
     /// Completions the lake could not process.
     pub lake_dlq: String,
+}
+
+impl QueuesConfig {
+    /// True when the queues live in process memory (`memory://NAME`): producer and consumers must then share one
+    /// process, as in the quick start.
+    pub fn in_memory(&self) -> bool {
+        self.requests.starts_with(MEMORY_SCHEME)
+    }
 }
 
 /// The producer's ledger of submitted jobs.
@@ -252,8 +261,14 @@ impl Config {
             ("queues.lake", &q.lake),
             ("queues.lake_dlq", &q.lake_dlq),
         ] {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
+            if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with(MEMORY_SCHEME)) {
                 return Err(format!("{field}: expected a queue URL, got {url:?}"));
+            }
+            if url.starts_with(MEMORY_SCHEME) != q.in_memory() {
+                return Err(format!(
+                    "{field}: the queues are all {MEMORY_SCHEME} (one process) or none, got {url:?} next to {:?}",
+                    q.requests
+                ));
             }
         }
         if !q.lake.ends_with(".fifo") {
@@ -361,6 +376,7 @@ mod tests {
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
             (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
             (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
+            (GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""), "queues.jobs: the queues are all"),
         ];
         for (text, expected) in cases {
             let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();

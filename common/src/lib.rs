@@ -6,7 +6,8 @@
 //! - [`catalogue`]: the list of exported objects (name, ZOQL, deleted column, S3 target), read from TOML.
 //! - [`config`]: the deployment's configuration file, shared by both binaries.
 //! - [`messages`]: the three message contracts (export request, job, completion).
-//! - [`queue`], [`store`], [`aws`]: SQS and S3 behind small traits, and the SDK set-up.
+//! - [`queue`], [`store`], [`aws`]: SQS and S3 behind small traits (with in-memory and local-directory twins),
+//!   and the SDK set-up; [`services`]: the ones a configuration names, built once.
 //! - [`ledger`]: the producer's durable record of requests and jobs, and the published marks.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
@@ -23,6 +24,7 @@ pub mod merge;
 pub mod messages;
 pub mod queue;
 pub mod secret;
+pub mod services;
 pub mod shutdown;
 pub mod store;
 pub mod zuora;

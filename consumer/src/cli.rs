@@ -4,12 +4,11 @@ use crate::relay::RelaySettings;
 use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::worker::Worker;
-use aws_sdk_s3::types::ChecksumAlgorithm;
 use clap::Parser;
 use common::config::Config;
 use common::ledger::Ledger;
-use common::queue::SqsQueue;
-use common::store::S3Store;
+use common::services::Services;
+use common::store::ChecksumAlgorithm;
 use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,30 +25,22 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 }
 
-/// Builds a worker from a configuration.
-pub async fn worker_from(config: &Config) -> anyhow::Result<Worker> {
-    let catalogue = config.catalogue()?;
-    let sdk = config.aws.load().await;
-    let sqs = config.aws.sqs_client(&sdk);
-    let s3 = config.aws.s3_client(&sdk);
-    let queue = |url: &str| -> Arc<SqsQueue> { Arc::new(SqsQueue::new(sqs.clone(), url)) };
-    let store = Arc::new(S3Store::new(s3.clone()));
+/// Builds a worker from a configuration and the services it names.
+pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worker> {
     let settings = config.consumer.clone();
     const MIB: u64 = 1024 * 1024;
-    let checksum = match settings.checksum.as_str() {
-        "CRC64NVME" => ChecksumAlgorithm::Crc64Nvme,
-        _ => ChecksumAlgorithm::Crc32C,
-    };
+    let checksum = ChecksumAlgorithm::from_name(&settings.checksum)
+        .ok_or_else(|| anyhow::anyhow!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", settings.checksum))?;
+    let q = &services.queues;
     Ok(Worker {
         zuora: ZuoraClient::new(config.zuora.clone())?,
-        s3,
-        store: store.clone(),
-        ledger: Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix),
-        jobs: queue(&config.queues.jobs),
-        jobs_dlq: queue(&config.queues.jobs_dlq),
-        lake: queue(&config.queues.lake),
-        requests: queue(&config.queues.requests),
-        catalogue,
+        store: services.store.clone(),
+        ledger: Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
+        jobs: q.jobs.clone(),
+        jobs_dlq: q.jobs_dlq.clone(),
+        lake: q.lake.clone(),
+        requests: q.requests.clone(),
+        catalogue: config.catalogue()?,
         pool: PartPool::new(settings.part_pool_mib * MIB, settings.part_size_mib * MIB),
         relay: RelaySettings {
             part_size: settings.part_size_mib * MIB,
@@ -67,7 +58,11 @@ pub async fn worker_from(config: &Config) -> anyhow::Result<Worker> {
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
-    let worker = Arc::new(worker_from(&config).await?);
+    if config.queues.in_memory() {
+        anyhow::bail!("queues: memory:// queues live inside one process; give SQS URLs, or run local-export");
+    }
+    let services = Services::connect(&config).await;
+    let worker = Arc::new(worker_from(&config, &services)?);
     crate::service::run(worker, shutdown).await;
     Ok(())
 }

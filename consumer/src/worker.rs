@@ -27,9 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 pub struct Worker {
     /// Zuora.
     pub zuora: ZuoraClient,
-    /// S3, for the multipart uploads.
-    pub s3: aws_sdk_s3::Client,
-    /// S3, for metadata JSON.
+    /// S3 (or the local lake): files, metadata JSON.
     pub store: Arc<dyn ObjectStore>,
     /// The producer's ledger, where published marks go.
     pub ledger: Ledger,
@@ -332,21 +330,13 @@ impl Worker {
             key: key.to_owned(),
             content_type: self.relay.compression.content_type().to_owned(),
         };
-        relay(stream, length, &self.s3, &destination, &self.pool, &self.relay, &self.uploads).await
+        relay(stream, length, &self.store, &destination, &self.pool, &self.relay, &self.uploads).await
     }
 
     /// Keeps the object's fixed legacy key (if it has one) a copy of the file just published, server-side.
     async fn copy_to_legacy_key(&self, object: &ObjectSpec, key: &str) -> Result<(), WorkError> {
         let Some(legacy) = &object.target.legacy_key else { return Ok(()) };
-        let bucket = &object.target.bucket;
-        self.s3.copy_object().bucket(bucket).key(legacy).copy_source(format!("{bucket}/{key}")).send().await.map_err(
-            |e| StoreError {
-                operation: "CopyObject",
-                bucket: bucket.clone(),
-                key: legacy.clone(),
-                message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            },
-        )?;
+        self.store.copy(&object.target.bucket, key, legacy).await?;
         info!(object = %object.name, legacy_key = %legacy, source = %key, "legacy key updated");
         Ok(())
     }

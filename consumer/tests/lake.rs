@@ -32,7 +32,7 @@ async fn work_all(worker: &Worker, d: &Deployment) {
 async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_truth() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config();
-    let worker = worker_from(&config).await.unwrap();
+    let worker = worker_from(&config, &d.services().await).unwrap();
     let store = Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
     let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
     let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();

@@ -1,8 +1,8 @@
 //! The streaming relay against the simulator (source) and moto (S3): multi-part files of unknown and known length,
 //! records counted exactly despite quoted newlines, and every failure leaving no multipart upload behind.
 
-use aws_sdk_s3::types::ChecksumAlgorithm;
 use common::secret::Secret;
+use common::store::{ChecksumAlgorithm, ObjectStore, S3Store};
 use common::zuora::{BatchQueryRequest, DeletedFormat, DeletedSpec, Job, Query, ZuoraClient, ZuoraConfig};
 use consumer::relay::compress::Compression;
 use consumer::relay::pool::PartPool;
@@ -44,9 +44,13 @@ fn settings() -> RelaySettings {
     RelaySettings {
         part_size: 5 * MIB,
         max_part_size: 64 * MIB,
-        checksum: ChecksumAlgorithm::Crc32C,
+        checksum: ChecksumAlgorithm::Crc32c,
         compression: Compression::None,
     }
+}
+
+fn s3_store(aws: &Aws) -> Arc<dyn ObjectStore> {
+    Arc::new(S3Store::new(aws.s3.clone()))
 }
 
 async fn open_uploads(aws: &Aws, bucket: &str) -> usize {
@@ -70,7 +74,7 @@ async fn relay_file(
     let stream = zuora.download(file_id).await.unwrap();
     let length = stream.content_length;
     let destination = Destination { bucket: bucket.into(), key: key.into(), content_type: "text/csv".into() };
-    relay(stream, length, &aws.s3, &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings(), &Arc::default()).await
+    relay(stream, length, &s3_store(aws), &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings(), &Arc::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,12 +184,12 @@ async fn an_s3_failure_mid_upload_aborts_the_upload() {
     let destination =
         Destination { bucket: bucket.clone(), key: "Account/broken.csv".into(), content_type: "text/csv".into() };
     let pool = PartPool::new(16 * MIB, 5 * MIB);
-    let result = relay(Box::pin(sabotaged), None, &aws.s3, &destination, &pool, &settings(), &Arc::default()).await;
+    let result = relay(Box::pin(sabotaged), None, &s3_store(&aws), &destination, &pool, &settings(), &Arc::default()).await;
     let err = match result {
         Ok(pending) => pending.complete().await.expect_err("the upload is gone"),
         Err(err) => err,
     };
-    assert!(matches!(err, RelayError::S3 { .. }), "{err}");
+    assert!(matches!(err, RelayError::Store(_)), "{err}");
     assert_eq!(open_uploads(&aws, &bucket).await, 0);
     assert!(aws.s3.head_object().bucket(&bucket).key("Account/broken.csv").send().await.is_err());
 }
@@ -210,7 +214,7 @@ async fn compressed_files_round_trip_to_the_exact_bytes_zuora_sent() {
         let settings = RelaySettings { compression, ..settings() };
         let stream = zuora.download(file_id).await.unwrap();
         let pool = PartPool::new(16 * MIB, 5 * MIB);
-        let pending = relay(stream, None, &aws.s3, &destination, &pool, &settings, &Arc::default()).await.unwrap();
+        let pending = relay(stream, None, &s3_store(&aws), &destination, &pool, &settings, &Arc::default()).await.unwrap();
         assert_eq!(Some(pending.counter.data_records()), job.batches[0].record_count, "counted before compression");
         let published = pending.complete().await.unwrap();
         assert!(published.parts >= 2, "{compression:?}: {} parts", published.parts);

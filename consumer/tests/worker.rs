@@ -77,7 +77,7 @@ async fn every_object_of_an_export_is_published_with_metadata_and_one_completion
         c.rows.insert("InvoiceItem".into(), 60_000);
     })
     .await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement"}"#, "daily-1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 13 });
 
@@ -124,7 +124,7 @@ async fn every_object_of_an_export_is_published_with_metadata_and_one_completion
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d)
         .await
         .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Refund"]}"#, "r1")
@@ -154,7 +154,7 @@ async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -178,7 +178,7 @@ async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
         c.rows.insert("Invoice".into(), 40_000);
     })
     .await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -195,7 +195,7 @@ async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unfinished_job_comes_back_later_without_using_up_receives() {
     let d = Deployment::start(|c| c.settings.job_execution_secs = 600.0).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     assert_eq!(worker.handle(&message).await.unwrap(), Settled::Waiting { delay: Duration::from_secs(1) });
@@ -208,7 +208,7 @@ async fn an_unfinished_job_comes_back_later_without_using_up_receives() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -225,7 +225,7 @@ async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_zuora_aborted_goes_to_the_dlq_with_zuoras_message() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     d.sim.control().abort_next_batch("Account", "java.lang.RuntimeException: query timed out");
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     match work_until_settled(&worker, &d).await {
@@ -240,7 +240,7 @@ async fn a_job_zuora_aborted_goes_to_the_dlq_with_zuoras_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purged_file_is_requested_again_for_the_same_window() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -262,7 +262,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_segmented_full_load_publishes_each_segment_and_checks_their_sum() {
     let d = Deployment::start(|c| c.settings.segment_rows = Some(150)).await;
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 4 });
     let lake = completions(&d).await;
@@ -322,7 +322,7 @@ async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
     })
     .await;
     d.aws.set_visibility_timeout(&d.jobs.0, 2).await;
-    let mut worker = worker_from(&d.config()).await.unwrap();
+    let mut worker = worker_from(&d.config(), &d.services().await).unwrap();
     let jobs = Arc::new(CountingQueue { inner: d.jobs.0.clone(), received: Default::default() });
     worker.jobs = jobs.clone();
     producer(&d)
@@ -359,7 +359,7 @@ async fn compressed_exports_are_named_described_and_counted_as_such() {
     let d = Deployment::start(|_| {}).await;
     let text = d.config_text.replace("[consumer]\n", "[consumer]\ncompression = \"zstd\"\ncompression_level = 3\n");
     let config = common::config::Config::parse(&text, "test", None).unwrap();
-    let worker = worker_from(&config).await.unwrap();
+    let worker = worker_from(&config, &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
     let completion = completions(&d).await.pop().unwrap();
@@ -394,7 +394,7 @@ async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
         .unwrap()
         .replace("name = \"Refund\"\n", "name = \"Refund\"\nlegacy_key = \"Refund.csv\"\n");
     std::fs::write(&catalogue_path, catalogue).unwrap();
-    let worker = worker_from(&d.config()).await.unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
     let producer = producer(&d).await;
     let legacy = || async {
         let body = d

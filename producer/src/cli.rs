@@ -8,12 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use common::config::Config;
 use common::ledger::Ledger;
 use common::messages::{ExportFrom, ExportRequest, MESSAGE_VERSION};
-use common::queue::{OutgoingMessage, Queue, RedriveReport, SqsQueue, redrive};
-use common::store::S3Store;
+use common::queue::{OutgoingMessage, RedriveReport, redrive};
+use common::services::Services;
 use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tracing::info;
 
 /// Turns Zuora export requests into AQuA jobs for the consumers, and keeps a ledger so that no job is lost.
@@ -78,18 +77,24 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
     let catalogue = config.catalogue()?;
-    let sdk = config.aws.load().await;
-    let sqs = config.aws.sqs_client(&sdk);
-    let queue = |url: &str| SqsQueue::new(sqs.clone(), url);
-    let store = Arc::new(S3Store::new(config.aws.s3_client(&sdk)));
-    let ledger = Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
+    if config.queues.in_memory() {
+        bail!("queues: memory:// queues live inside one process; give SQS URLs, or run local-export");
+    }
+    let services = Services::connect(&config).await;
+    let queues = &services.queues;
+    let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
 
     match cli.command {
         Command::Serve | Command::Submit { .. } => {
             let zuora = ZuoraClient::new(config.zuora.clone())?;
-            let jobs: Arc<dyn Queue> = Arc::new(queue(&config.queues.jobs));
-            let producer =
-                Producer::new(zuora, ledger, jobs, catalogue, config.session.clone(), config.full_export.clone());
+            let producer = Producer::new(
+                zuora,
+                ledger,
+                queues.jobs.clone(),
+                catalogue,
+                config.session.clone(),
+                config.full_export.clone(),
+            );
             if let Command::Submit { request } = cli.command {
                 let key = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
                 return match producer.serve(&request, &key).await {
@@ -104,8 +109,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                     Err(e) => bail!("request not served: {e}"),
                 };
             }
-            let (requests, dlq) = (queue(&config.queues.requests), queue(&config.queues.requests_dlq));
-            service::run(&producer, &requests, &dlq, &config.producer, shutdown).await;
+            service::run(&producer, &*queues.requests, &*queues.requests_dlq, &config.producer, shutdown).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backfill { from, objects } => {
@@ -119,7 +123,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
             let body = serde_json::to_string(&request)?;
             ExportRequest::parse(&body, &names, Utc::now().date_naive()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let id = queue(&config.queues.requests).send(OutgoingMessage::new(body.clone())).await?;
+            let id = queues.requests.send(OutgoingMessage::new(body.clone())).await?;
             println!("queued {body} as message {id}");
             Ok(ExitCode::SUCCESS)
         }
@@ -130,7 +134,8 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                 QueueName::Jobs => (&q.jobs_dlq, &q.jobs),
                 QueueName::Lake => (&q.lake_dlq, &q.lake),
             };
-            match redrive(&queue(dlq), &queue(source)).await? {
+            let queue = |url: &str| services.sqs_queue(url).ok_or_else(|| anyhow::anyhow!("{url}: not an SQS queue"));
+            match redrive(&queue(dlq)?, &queue(source)?).await? {
                 RedriveReport::Native { task_handle, messages } => {
                     println!("started an SQS move task for {messages} messages from {dlq} to {source} ({task_handle})");
                 }

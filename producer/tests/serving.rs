@@ -5,7 +5,7 @@ use bytes::Bytes;
 use common::ledger::Ledger;
 use common::messages::{JobKind, JobMessage};
 use common::queue::{OutgoingMessage, Queue, SqsQueue};
-use common::store::{ObjectStore, S3Store, StoreError};
+use common::store::{ChecksumAlgorithm, ObjectStore, S3Store, StoreError, Upload, UploadedPart};
 use common::zuora::{DataCenter, ZuoraClient};
 use e2e_tests::Deployment;
 use futures::StreamExt;
@@ -151,6 +151,36 @@ impl ObjectStore for FailOnce {
     }
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         self.inner.list(bucket, prefix)
+    }
+    fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.copy(bucket, from, to)
+    }
+    fn create_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+        checksum: ChecksumAlgorithm,
+    ) -> BoxFuture<'a, Result<Upload, StoreError>> {
+        self.inner.create_upload(bucket, key, content_type, checksum)
+    }
+    fn upload_part<'a>(
+        &'a self,
+        upload: &'a Upload,
+        number: i32,
+        body: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
+        self.inner.upload_part(upload, number, body)
+    }
+    fn complete_upload<'a>(
+        &'a self,
+        upload: &'a Upload,
+        parts: Vec<UploadedPart>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.complete_upload(upload, parts)
+    }
+    fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.abort_upload(upload)
     }
 }
 

@@ -207,6 +207,11 @@ shutdown_grace_secs = 5
         common::config::Config::parse(&self.config_text, "test deployment", None).expect("test configuration is valid")
     }
 
+    /// The services the configuration names (queues and store on the moto server).
+    pub async fn services(&self) -> common::services::Services {
+        common::services::Services::connect(&self.config()).await
+    }
+
     /// The configuration written to a file in `dir`.
     pub fn config_file(&self, dir: &std::path::Path) -> PathBuf {
         let path = dir.join("config.toml");

@@ -1,12 +1,14 @@
-//! Message queues: the [`Queue`] trait and its SQS implementation.
+//! Message queues: the [`Queue`] trait, its SQS implementation and an in-memory one.
 //!
 //! A message's life on any queue: sent -> received (invisible for a visibility timeout, receive count + 1) ->
 //! either deleted once processed, made visible again later (`set_visibility`), or moved to the dead-letter queue
 //! by SQS's redrive policy after too many receives. A message is deleted only after its work is durable.
 
+mod memory;
 mod redrive;
 mod sqs;
 
+pub use memory::MemoryQueue;
 pub use redrive::{RedriveReport, redrive, redrive_manually};
 pub use sqs::SqsQueue;
 

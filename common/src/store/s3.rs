@@ -1,13 +1,17 @@
 //! [`ObjectStore`] on Amazon S3 (or any server speaking its protocol, such as moto).
 
-use super::{ObjectStore, StoreError};
+use super::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
+use aws_sdk_s3::types::{self, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// S3 through one client.
 #[derive(Clone)]
@@ -20,11 +24,6 @@ impl S3Store {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
-
-    /// The client, for the multipart upload path.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
 }
 
 fn error(operation: &'static str, bucket: &str, key: &str, err: impl std::error::Error) -> StoreError {
@@ -33,6 +32,13 @@ fn error(operation: &'static str, bucket: &str, key: &str, err: impl std::error:
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         message: DisplayErrorContext(err).to_string(),
+    }
+}
+
+fn sdk_checksum(checksum: ChecksumAlgorithm) -> types::ChecksumAlgorithm {
+    match checksum {
+        ChecksumAlgorithm::Crc32c => types::ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme => types::ChecksumAlgorithm::Crc64Nvme,
     }
 }
 
@@ -79,5 +85,160 @@ impl ObjectStore for S3Store {
             Ok(keys)
         }
         .boxed()
+    }
+
+    fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.client
+                .copy_object()
+                .bucket(bucket)
+                .key(to)
+                .copy_source(format!("{bucket}/{from}"))
+                .send()
+                .await
+                .map_err(|e| error("CopyObject", bucket, to, e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn create_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+        checksum: ChecksumAlgorithm,
+    ) -> BoxFuture<'a, Result<Upload, StoreError>> {
+        async move {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .checksum_algorithm(sdk_checksum(checksum))
+                .send()
+                .await
+                .map_err(|e| error("CreateMultipartUpload", bucket, key, e))?;
+            let id = created.upload_id().unwrap_or_default().to_owned();
+            Ok(Upload { bucket: bucket.to_owned(), key: key.to_owned(), id, checksum })
+        }
+        .boxed()
+    }
+
+    fn upload_part<'a>(
+        &'a self,
+        upload: &'a Upload,
+        number: i32,
+        body: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
+        async move {
+            let length: u64 = body.iter().map(|c| c.len() as u64).sum();
+            // The body is the chunks in order, rebuilt from them if the SDK retries the request.
+            let body = SdkBody::retryable(move || SdkBody::from_body_1_x(ChunkBody::new(body.clone())));
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&upload.bucket)
+                .key(&upload.key)
+                .upload_id(&upload.id)
+                .part_number(number)
+                .content_length(length as i64)
+                .checksum_algorithm(sdk_checksum(upload.checksum))
+                .body(ByteStream::new(body))
+                .send()
+                .await
+                .map_err(|e| error("UploadPart", &upload.bucket, &upload.key, e))?;
+            let checksum = match upload.checksum {
+                ChecksumAlgorithm::Crc32c => out.checksum_crc32_c(),
+                ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64_nvme(),
+            };
+            Ok(UploadedPart { number, etag: out.e_tag().map(str::to_owned), checksum: checksum.map(str::to_owned) })
+        }
+        .boxed()
+    }
+
+    fn complete_upload<'a>(
+        &'a self,
+        upload: &'a Upload,
+        parts: Vec<UploadedPart>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let parts = parts
+                .into_iter()
+                .map(|part| {
+                    let builder = CompletedPart::builder().part_number(part.number).set_e_tag(part.etag);
+                    match upload.checksum {
+                        ChecksumAlgorithm::Crc32c => builder.set_checksum_crc32_c(part.checksum),
+                        ChecksumAlgorithm::Crc64Nvme => builder.set_checksum_crc64_nvme(part.checksum),
+                    }
+                    .build()
+                })
+                .collect();
+            self.client
+                .complete_multipart_upload()
+                .bucket(&upload.bucket)
+                .key(&upload.key)
+                .upload_id(&upload.id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| error("CompleteMultipartUpload", &upload.bucket, &upload.key, e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            self.client
+                .abort_multipart_upload()
+                .bucket(&upload.bucket)
+                .key(&upload.key)
+                .upload_id(&upload.id)
+                .send()
+                .await
+                .map_err(|e| error("AbortMultipartUpload", &upload.bucket, &upload.key, e))?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// An HTTP body over a part's chunks, of exactly their length: the chunks are sent as they are, never copied
+/// into one buffer.
+struct ChunkBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunkBody {
+    fn new(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks: chunks.into(), remaining }
+    }
+}
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }

@@ -10,14 +10,11 @@ pub mod compress;
 pub mod part_size;
 pub mod pool;
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::{ByteStream, SdkBody};
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::csv_count::RecordCounter;
+use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
 use common::zuora::ZuoraError;
 use compress::Compression;
 use crc_fast::{CrcAlgorithm, Digest};
@@ -46,18 +43,9 @@ pub enum RelayError {
     /// Reading the file from Zuora failed (retryable: start the file again).
     #[error("reading the file: {0}")]
     Source(#[from] ZuoraError),
-    /// An S3 call failed.
-    #[error("{operation} s3://{bucket}/{key}: {message}")]
-    S3 {
-        /// The call.
-        operation: &'static str,
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// What S3 said.
-        message: String,
-    },
+    /// A storage call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Where an upload goes.
@@ -75,15 +63,15 @@ pub struct Destination {
 /// The service aborts them before the process exits; the bucket's lifecycle rule is the backstop for a kill.
 #[derive(Default)]
 pub struct UploadTracker {
-    orphans: std::sync::Mutex<Vec<(Client, Destination, String)>>,
+    orphans: std::sync::Mutex<Vec<(Arc<dyn ObjectStore>, Upload)>>,
 }
 
 impl UploadTracker {
     /// Aborts every abandoned upload; returns how many.
     pub async fn abort_orphans(&self) -> usize {
         let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
-        for (client, destination, upload_id) in &orphans {
-            if let Err(e) = abort(client, destination, upload_id).await {
+        for (store, upload) in &orphans {
+            if let Err(e) = store.abort_upload(upload).await {
                 tracing::warn!(error = %e, "could not abort an abandoned upload; the lifecycle rule will");
             }
         }
@@ -94,16 +82,15 @@ impl UploadTracker {
 /// An upload in progress: if dropped before it is settled, it is handed to the tracker.
 struct UploadGuard {
     tracker: Arc<UploadTracker>,
-    client: Client,
-    destination: Destination,
-    upload_id: String,
+    store: Arc<dyn ObjectStore>,
+    upload: Upload,
     settled: bool,
 }
 
 impl Drop for UploadGuard {
     fn drop(&mut self) {
         if !self.settled {
-            let orphan = (self.client.clone(), self.destination.clone(), self.upload_id.clone());
+            let orphan = (self.store.clone(), self.upload.clone());
             self.tracker.orphans.lock().unwrap_or_else(|e| e.into_inner()).push(orphan);
         }
     }
@@ -113,7 +100,7 @@ impl Drop for UploadGuard {
 #[must_use = "an upload left neither completed nor aborted keeps its parts (and their cost) in S3"]
 pub struct PendingUpload {
     guard: UploadGuard,
-    parts: Vec<CompletedPart>,
+    parts: Vec<UploadedPart>,
     /// Bytes uploaded.
     pub bytes: u64,
     /// What the counter saw.
@@ -139,23 +126,11 @@ impl PendingUpload {
     pub async fn complete(mut self) -> Result<Published, RelayError> {
         let parts = self.parts.len();
         let g = &self.guard;
-        let out = g
-            .client
-            .complete_multipart_upload()
-            .bucket(&g.destination.bucket)
-            .key(&g.destination.key)
-            .upload_id(&g.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
-            )
-            .send()
-            .await;
-        let result = match out {
-            Ok(_) => Ok(Published { bytes: self.bytes, parts, checksum: std::mem::take(&mut self.checksum_value) }),
-            Err(e) => {
-                let error = s3_error("CompleteMultipartUpload", &g.destination, e);
-                let _ = abort(&g.client, &g.destination, &g.upload_id).await;
-                Err(error)
+        let result = match g.store.complete_upload(&g.upload, std::mem::take(&mut self.parts)).await {
+            Ok(()) => Ok(Published { bytes: self.bytes, parts, checksum: std::mem::take(&mut self.checksum_value) }),
+            Err(error) => {
+                let _ = g.store.abort_upload(&g.upload).await;
+                Err(error.into())
             }
         };
         self.guard.settled = true;
@@ -165,31 +140,21 @@ impl PendingUpload {
     /// Throws every part away.
     pub async fn abort(mut self) -> Result<(), RelayError> {
         let g = &self.guard;
-        let result = abort(&g.client, &g.destination, &g.upload_id).await;
+        let result = g.store.abort_upload(&g.upload).await;
         self.guard.settled = true;
-        result
+        Ok(result?)
     }
 }
 
-fn s3_error(operation: &'static str, destination: &Destination, err: impl std::error::Error) -> RelayError {
-    RelayError::S3 {
+/// A failure of the relay's own machinery (a task that panicked, a compressor that failed), reported against
+/// the object it was writing.
+fn internal_error(operation: &'static str, destination: &Destination, err: impl std::fmt::Display) -> RelayError {
+    RelayError::Store(StoreError {
         operation,
         bucket: destination.bucket.clone(),
         key: destination.key.clone(),
-        message: DisplayErrorContext(err).to_string(),
-    }
-}
-
-async fn abort(client: &Client, destination: &Destination, upload_id: &str) -> Result<(), RelayError> {
-    client
-        .abort_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(&destination.key)
-        .upload_id(upload_id)
-        .send()
-        .await
-        .map_err(|e| s3_error("AbortMultipartUpload", destination, e))?;
-    Ok(())
+        message: err.to_string(),
+    })
 }
 
 /// Streams `source` into a multipart upload at `destination`, counting records. On any failure the upload is
@@ -197,7 +162,7 @@ async fn abort(client: &Client, destination: &Destination, upload_id: &str) -> R
 pub async fn relay<S>(
     source: S,
     content_length: Option<u64>,
-    client: &Client,
+    store: &Arc<dyn ObjectStore>,
     destination: &Destination,
     pool: &Arc<PartPool>,
     settings: &RelaySettings,
@@ -206,29 +171,23 @@ pub async fn relay<S>(
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    let created = client
-        .create_multipart_upload()
-        .bucket(&destination.bucket)
-        .key(&destination.key)
-        .content_type(&destination.content_type)
-        .checksum_algorithm(settings.checksum.clone())
-        .send()
-        .await
-        .map_err(|e| s3_error("CreateMultipartUpload", destination, e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
-    let mut guard = UploadGuard {
-        tracker: tracker.clone(),
-        client: client.clone(),
-        destination: destination.clone(),
-        upload_id: upload_id.clone(),
-        settled: false,
+    let upload = store
+        .create_upload(&destination.bucket, &destination.key, &destination.content_type, settings.checksum)
+        .await?;
+    let mut guard =
+        UploadGuard { tracker: tracker.clone(), store: store.clone(), upload: upload.clone(), settled: false };
+    let uploader = PartUploader { store: store.clone(), upload: Arc::new(upload), pool: pool.clone() };
+    let uploaded = if settings.compression == Compression::None {
+        upload_parts(source, content_length, &uploader, destination, settings).await
+    } else {
+        upload_compressed(source, &uploader, destination, settings).await
     };
-    match upload_parts(source, content_length, client, destination, &upload_id, pool, settings).await {
+    match uploaded {
         Ok((parts, bytes, counter, checksum_value)) => {
             Ok(PendingUpload { guard, parts, bytes, counter, checksum_value })
         }
         Err(error) => {
-            let _ = abort(client, destination, &upload_id).await;
+            let _ = store.abort_upload(&guard.upload).await;
             guard.settled = true;
             Err(error)
         }
@@ -238,27 +197,16 @@ where
 async fn upload_parts<S>(
     source: S,
     content_length: Option<u64>,
-    client: &Client,
+    uploader: &PartUploader,
     destination: &Destination,
-    upload_id: &str,
-    pool: &Arc<PartPool>,
     settings: &RelaySettings,
-) -> Result<(Vec<CompletedPart>, u64, RecordCounter, String), RelayError>
+) -> Result<Uploaded, RelayError>
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    let uploader = PartUploader {
-        client: client.clone(),
-        destination: destination.clone(),
-        upload_id: upload_id.to_owned(),
-        pool: pool.clone(),
-        checksum: settings.checksum.clone(),
-    };
-    if settings.compression != Compression::None {
-        return upload_compressed(source, &uploader, settings).await;
-    }
+    let pool = &uploader.pool;
     let mut input = Input::new(source);
-    let (mut digest, width) = digest_for(&settings.checksum);
+    let (mut digest, width) = digest_for(settings.checksum);
     let mut uploads = PartTasks::new();
     let mut parts = Vec::new();
     let mut total = 0u64;
@@ -285,7 +233,7 @@ where
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
     }
-    parts.sort_by_key(|p| p.part_number());
+    parts.sort_by_key(|p| p.number);
     Ok((parts, total, input.counter, encode_digest(&digest, width)))
 }
 
@@ -344,10 +292,10 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
 }
 
 /// A digest for the configured algorithm, and the width of its value in bytes.
-fn digest_for(checksum: &ChecksumAlgorithm) -> (Digest, usize) {
+fn digest_for(checksum: ChecksumAlgorithm) -> (Digest, usize) {
     match checksum {
         ChecksumAlgorithm::Crc64Nvme => (Digest::new(CrcAlgorithm::Crc64Nvme), 8),
-        _ => (Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
+        ChecksumAlgorithm::Crc32c => (Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
     }
 }
 
@@ -357,16 +305,17 @@ fn encode_digest(digest: &Digest, width: usize) -> String {
     STANDARD.encode(&value[8 - width..])
 }
 
+/// The parts, the bytes stored, what the counter saw, and the full-object checksum.
+type Uploaded = (Vec<UploadedPart>, u64, RecordCounter, String);
+
 /// Uploads parts of one multipart upload, each on its own task.
 struct PartUploader {
-    client: Client,
-    destination: Destination,
-    upload_id: String,
+    store: Arc<dyn ObjectStore>,
+    upload: Arc<Upload>,
     pool: Arc<PartPool>,
-    checksum: ChecksumAlgorithm,
 }
 
-type PartTasks = JoinSet<Result<CompletedPart, RelayError>>;
+type PartTasks = JoinSet<Result<UploadedPart, RelayError>>;
 
 impl PartUploader {
     /// Starts uploading the slot's bytes as part `part_number`; the slot's chunks go back to the pool when it is
@@ -374,69 +323,13 @@ impl PartUploader {
     fn spawn(&self, uploads: &mut PartTasks, part_number: i32, slot: pool::PartSlot) -> u64 {
         let part = slot.freeze();
         let size = part.len;
-        let chunks = part.chunks.clone();
-        // The body is the chunks in order, rebuilt from them if the SDK retries the request.
-        let body = SdkBody::retryable(move || SdkBody::from_body_1_x(ChunkBody::new(chunks.clone())));
-        let request = self
-            .client
-            .upload_part()
-            .bucket(&self.destination.bucket)
-            .key(&self.destination.key)
-            .upload_id(&self.upload_id)
-            .part_number(part_number)
-            .content_length(size as i64)
-            .checksum_algorithm(self.checksum.clone())
-            .body(ByteStream::new(body));
-        let (pool, destination) = (self.pool.clone(), self.destination.clone());
+        let (store, upload, pool) = (self.store.clone(), self.upload.clone(), self.pool.clone());
         uploads.spawn(async move {
-            let out = request.send().await.map_err(|e| s3_error("UploadPart", &destination, e));
+            let out = store.upload_part(&upload, part_number, part.chunks.clone()).await;
             part.release(&pool);
-            let out = out?;
-            Ok(CompletedPart::builder()
-                .part_number(part_number)
-                .set_e_tag(out.e_tag().map(str::to_owned))
-                .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
-                .set_checksum_crc64_nvme(out.checksum_crc64_nvme().map(str::to_owned))
-                .build())
+            Ok(out?)
         });
         size
-    }
-}
-
-/// An HTTP body over a part's chunks, of exactly their length.
-struct ChunkBody {
-    chunks: std::collections::VecDeque<Bytes>,
-    remaining: u64,
-}
-
-impl ChunkBody {
-    fn new(chunks: Vec<Bytes>) -> Self {
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self { chunks: chunks.into(), remaining }
-    }
-}
-
-impl http_body::Body for ChunkBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let next = self.chunks.pop_front();
-        if let Some(chunk) = &next {
-            self.remaining -= chunk.len() as u64;
-        }
-        std::task::Poll::Ready(next.map(|chunk| Ok(http_body::Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -445,15 +338,16 @@ impl http_body::Body for ChunkBody {
 async fn upload_compressed<S>(
     source: S,
     uploader: &PartUploader,
+    destination: &Destination,
     settings: &RelaySettings,
-) -> Result<(Vec<CompletedPart>, u64, RecordCounter, String), RelayError>
+) -> Result<Uploaded, RelayError>
 where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
-    let (pool, destination) = (&uploader.pool, &uploader.destination);
+    let pool = &uploader.pool;
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
-    let (mut digest, width) = digest_for(&settings.checksum);
+    let (mut digest, width) = digest_for(settings.checksum);
     let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut compressing = std::collections::VecDeque::new();
@@ -480,8 +374,8 @@ where
             let Some(task) = compressing.pop_front() else { break };
             let member = task
                 .await
-                .map_err(|e| s3_error("compress", destination, e))?
-                .map_err(|e| s3_error("compress", destination, e))?;
+                .map_err(|e| internal_error("compress", destination, e))?
+                .map_err(|e| internal_error("compress", destination, e))?;
             digest.update(&member);
             let target = part_size_for(part_number as u64, settings.part_size, settings.max_part_size, None);
             let slot = match out.as_mut() {
@@ -512,13 +406,13 @@ where
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
     }
-    parts.sort_by_key(|p| p.part_number());
+    parts.sort_by_key(|p| p.number);
     Ok((parts, total, input.counter, encode_digest(&digest, width)))
 }
 
 fn joined(
-    done: Result<Result<CompletedPart, RelayError>, tokio::task::JoinError>,
+    done: Result<Result<UploadedPart, RelayError>, tokio::task::JoinError>,
     destination: &Destination,
-) -> Result<CompletedPart, RelayError> {
-    done.map_err(|e| s3_error("UploadPart", destination, e))?
+) -> Result<UploadedPart, RelayError> {
+    done.map_err(|e| internal_error("UploadPart", destination, e))?
 }

@@ -1,0 +1,98 @@
+//! The outside services of one deployment, built once from its configuration: the six queues (SQS, or in memory
+//! for the one-process quick start) and the object store (S3, or a local directory).
+
+use crate::config::{Config, QueuesConfig};
+use crate::queue::{MemoryQueue, Queue, SqsQueue};
+use crate::store::{LocalStore, ObjectStore, S3Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A queue URL of this scheme names a queue in process memory, shared by everything built from one [`Services`].
+pub const MEMORY_SCHEME: &str = "memory://";
+
+/// In-memory queues dead-letter a message on its sixth receive, like the deployed queues' redrive policy.
+const MEMORY_MAX_RECEIVES: u32 = 5;
+
+/// SQS's default visibility timeout, kept by the in-memory queues.
+const MEMORY_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// The three queues and their dead-letter queues.
+#[derive(Clone)]
+pub struct Queues {
+    /// Export requests.
+    pub requests: Arc<dyn Queue>,
+    /// Requests that could not be served.
+    pub requests_dlq: Arc<dyn Queue>,
+    /// Submitted jobs.
+    pub jobs: Arc<dyn Queue>,
+    /// Jobs that failed.
+    pub jobs_dlq: Arc<dyn Queue>,
+    /// Completion messages (FIFO).
+    pub lake: Arc<dyn Queue>,
+    /// Completions the lake could not process.
+    pub lake_dlq: Arc<dyn Queue>,
+}
+
+/// Queues and store of one deployment.
+#[derive(Clone)]
+pub struct Services {
+    /// Where files, metadata and the ledger go.
+    pub store: Arc<dyn ObjectStore>,
+    /// The queues.
+    pub queues: Queues,
+    sqs: Option<aws_sdk_sqs::Client>,
+}
+
+impl Services {
+    /// Connects what the configuration names. AWS clients are built only for what is on AWS.
+    pub async fn connect(config: &Config) -> Self {
+        let in_memory = config.queues.in_memory();
+        let on_aws = !in_memory || config.aws.local_dir.is_none();
+        let sdk = if on_aws { Some(config.aws.load().await) } else { None };
+        let store: Arc<dyn ObjectStore> = match (&config.aws.local_dir, &sdk) {
+            (Some(dir), _) => Arc::new(LocalStore::new(dir)),
+            (None, Some(sdk)) => Arc::new(S3Store::new(config.aws.s3_client(sdk))),
+            (None, None) => unreachable!("an SDK configuration is loaded whenever S3 is used"),
+        };
+        let sqs = sdk.as_ref().filter(|_| !in_memory).map(|sdk| config.aws.sqs_client(sdk));
+        let queues = match &sqs {
+            Some(client) => sqs_queues(client, &config.queues),
+            None => memory_queues(&config.queues),
+        };
+        Self { store, queues, sqs }
+    }
+
+    /// The SQS queue at `url`, when the queues are on SQS (for SQS-only operations such as the native redrive).
+    pub fn sqs_queue(&self, url: &str) -> Option<SqsQueue> {
+        self.sqs.as_ref().map(|client| SqsQueue::new(client.clone(), url))
+    }
+}
+
+fn sqs_queues(client: &aws_sdk_sqs::Client, urls: &QueuesConfig) -> Queues {
+    let queue = |url: &str| -> Arc<dyn Queue> { Arc::new(SqsQueue::new(client.clone(), url)) };
+    Queues {
+        requests: queue(&urls.requests),
+        requests_dlq: queue(&urls.requests_dlq),
+        jobs: queue(&urls.jobs),
+        jobs_dlq: queue(&urls.jobs_dlq),
+        lake: queue(&urls.lake),
+        lake_dlq: queue(&urls.lake_dlq),
+    }
+}
+
+fn memory_queues(urls: &QueuesConfig) -> Queues {
+    let name = |url: &str| url.trim_start_matches(MEMORY_SCHEME).to_owned();
+    let dlq = |url: &str| Arc::new(MemoryQueue::new(name(url), MEMORY_VISIBILITY));
+    let (requests_dlq, jobs_dlq, lake_dlq) = (dlq(&urls.requests_dlq), dlq(&urls.jobs_dlq), dlq(&urls.lake_dlq));
+    let queue = |url: &str, dlq: &Arc<MemoryQueue>| -> Arc<dyn Queue> {
+        Arc::new(MemoryQueue::new(name(url), MEMORY_VISIBILITY).with_dead_letter(dlq.clone(), MEMORY_MAX_RECEIVES))
+    };
+    Queues {
+        requests: queue(&urls.requests, &requests_dlq),
+        jobs: queue(&urls.jobs, &jobs_dlq),
+        lake: queue(&urls.lake, &lake_dlq),
+        requests_dlq,
+        jobs_dlq,
+        lake_dlq,
+    }
+}
