@@ -242,6 +242,29 @@ impl CompletionMessage {
     pub fn deduplication_id(&self) -> String {
         format!("{}:{}:{}", self.job_id, self.batch_id, self.segment)
     }
+
+    /// The metadata JSON written next to the file: this message plus the old Lambda's `status` and `name` and
+    /// the export time.
+    pub fn metadata_json(&self, exported_at: DateTime<Utc>) -> Vec<u8> {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.insert("status".into(), "completed".into());
+            map.insert("name".into(), self.object.clone().into());
+            map.insert("exportedAt".into(), exported_at.to_rfc3339().into());
+        }
+        serde_json::to_vec_pretty(&value).unwrap_or_default()
+    }
+
+    /// The message a metadata JSON was written from.
+    pub fn from_metadata_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+        if let Some(map) = value.as_object_mut() {
+            for extra in ["status", "name", "exportedAt"] {
+                map.remove(extra);
+            }
+        }
+        serde_json::from_value(value)
+    }
 }
 
 #[cfg(test)]

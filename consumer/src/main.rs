@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::logging::init();
+    common::logging::init("info");
     match run(Cli::parse(), common::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

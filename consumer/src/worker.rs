@@ -11,7 +11,7 @@
 
 use crate::relay::pool::PartPool;
 use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::config::ConsumerSettings;
 use common::ledger::{Ledger, LedgerError, PublishedMark};
@@ -229,7 +229,7 @@ impl Worker {
             let key = format!("{plain}{}", self.relay.compression.extension());
             match self.store.get(&object.target.bucket, &metadata_key).await? {
                 Some(metadata) => {
-                    let completion = completion_from_metadata(&metadata)
+                    let completion = CompletionMessage::from_metadata_json(&metadata)
                         .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
                     announced += completion.record_count;
                     self.announce(&completion).await?;
@@ -303,7 +303,7 @@ impl Worker {
                     compression: self.relay.compression.name().to_owned(),
                 };
                 self.store
-                    .put(&object.target.bucket, metadata_key, metadata_json(&completion, Utc::now()).into())
+                    .put(&object.target.bucket, metadata_key, completion.metadata_json(Utc::now()).into())
                     .await?;
                 if self.announce(&completion).await? && segments == 1 {
                     self.copy_to_legacy_key(object, key).await?;
@@ -395,25 +395,4 @@ async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
 /// `Account/2026-11-24/job/batch-0.csv` -> `Account/2026-11-24/job/batch-0.metadata.json`.
 pub fn metadata_key(key: &str) -> String {
     format!("{}.metadata.json", key.strip_suffix(".csv").unwrap_or(key))
-}
-
-/// The metadata JSON: the completion message plus the old Lambda's `status` and `name` and the export time.
-pub fn metadata_json(completion: &CompletionMessage, exported_at: DateTime<Utc>) -> Vec<u8> {
-    let mut value = serde_json::to_value(completion).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.insert("status".into(), "completed".into());
-        map.insert("name".into(), completion.object.clone().into());
-        map.insert("exportedAt".into(), exported_at.to_rfc3339().into());
-    }
-    serde_json::to_vec_pretty(&value).unwrap_or_default()
-}
-
-fn completion_from_metadata(bytes: &[u8]) -> Result<CompletionMessage, serde_json::Error> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
-    if let Some(map) = value.as_object_mut() {
-        for extra in ["status", "name", "exportedAt"] {
-            map.remove(extra);
-        }
-    }
-    serde_json::from_value(value)
 }

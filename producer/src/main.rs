@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::logging::init();
+    common::logging::init("info");
     let cli = Cli::parse();
     match run(cli, common::shutdown::signal()).await {
         Ok(code) => code,
