@@ -376,7 +376,10 @@ mod tests {
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
             (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
             (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
-            (GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""), "queues.jobs: the queues are all"),
+            (
+                GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),
+                "queues.jobs: the queues are all",
+            ),
         ];
         for (text, expected) in cases {
             let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();

@@ -84,7 +84,7 @@ async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
     let status = sigterm_mid_stream(&d, 60).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(objects(&d).await, 2, "the CSV and its metadata");
-    assert_eq!(Deployment::drain(&d.lake.0).await.len(), 1);
+    assert_eq!(e2e_tests::AwsResources::drain(&d.lake.0).await.len(), 1);
     assert!(d.jobs.0.receive(1, Duration::from_secs(1)).await.unwrap().is_empty(), "the job message is deleted");
 }
 

@@ -65,8 +65,11 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
     producer.serve(daily, "day-3").await.unwrap();
     work_all(&worker, &d).await;
 
-    let mut completions: Vec<CompletionMessage> =
-        Deployment::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+    let mut completions: Vec<CompletionMessage> = e2e_tests::AwsResources::drain(&d.lake.0)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
     completions.sort_by_key(|c| (c.executed_at, c.job_id.clone()));
     for object in OBJECTS {
         let mut lake = MergedTable::default();

@@ -74,7 +74,8 @@ async fn relay_file(
     let stream = zuora.download(file_id).await.unwrap();
     let length = stream.content_length;
     let destination = Destination { bucket: bucket.into(), key: key.into(), content_type: "text/csv".into() };
-    relay(stream, length, &s3_store(aws), &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings(), &Arc::default()).await
+    relay(stream, length, &s3_store(aws), &destination, &PartPool::new(16 * MIB, 5 * MIB), &settings(), &Arc::default())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -184,7 +185,8 @@ async fn an_s3_failure_mid_upload_aborts_the_upload() {
     let destination =
         Destination { bucket: bucket.clone(), key: "Account/broken.csv".into(), content_type: "text/csv".into() };
     let pool = PartPool::new(16 * MIB, 5 * MIB);
-    let result = relay(Box::pin(sabotaged), None, &s3_store(&aws), &destination, &pool, &settings(), &Arc::default()).await;
+    let result =
+        relay(Box::pin(sabotaged), None, &s3_store(&aws), &destination, &pool, &settings(), &Arc::default()).await;
     let err = match result {
         Ok(pending) => pending.complete().await.expect_err("the upload is gone"),
         Err(err) => err,
@@ -214,7 +216,8 @@ async fn compressed_files_round_trip_to_the_exact_bytes_zuora_sent() {
         let settings = RelaySettings { compression, ..settings() };
         let stream = zuora.download(file_id).await.unwrap();
         let pool = PartPool::new(16 * MIB, 5 * MIB);
-        let pending = relay(stream, None, &s3_store(&aws), &destination, &pool, &settings, &Arc::default()).await.unwrap();
+        let pending =
+            relay(stream, None, &s3_store(&aws), &destination, &pool, &settings, &Arc::default()).await.unwrap();
         assert_eq!(Some(pending.counter.data_records()), job.batches[0].record_count, "counted before compression");
         let published = pending.complete().await.unwrap();
         assert!(published.parts >= 2, "{compression:?}: {} parts", published.parts);

@@ -63,7 +63,7 @@ async fn metadata(d: &Deployment, key: &str) -> serde_json::Value {
 }
 
 async fn completions(d: &Deployment) -> Vec<CompletionMessage> {
-    Deployment::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
+    e2e_tests::AwsResources::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
 }
 
 async fn open_uploads(d: &Deployment) -> usize {
@@ -168,7 +168,7 @@ async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload(
     assert!(keys(&d, "Invoice/").await.is_empty(), "nothing published");
     assert_eq!(open_uploads(&d).await, 0);
     assert!(completions(&d).await.is_empty());
-    let dead = Deployment::drain(&d.jobs.1).await;
+    let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("nothing published"));
 }
 
@@ -234,7 +234,7 @@ async fn a_job_zuora_aborted_goes_to_the_dlq_with_zuoras_message() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(Deployment::drain(&d.jobs.1).await.len(), 1);
+    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.1).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,7 +249,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-2").await.unwrap();
     d.sim.control().advance_clock(Duration::from_secs(73 * 3600));
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 0 });
-    let requests = Deployment::drain(&d.requests.0).await;
+    let requests = e2e_tests::AwsResources::drain(&d.requests.0).await;
     assert_eq!(requests.len(), 1);
     let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
     assert_eq!(request["objects"], serde_json::json!(["Account"]));

@@ -14,7 +14,9 @@ pub fn completions_from_lines(text: &str) -> anyhow::Result<Vec<CompletionMessag
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| serde_json::from_str(line).with_context(|| format!("line {}: not a completion message", n + 1)))
+        .map(|(n, line)| {
+            serde_json::from_str(line).with_context(|| format!("line {}: not a completion message", n + 1))
+        })
         .collect()
 }
 

@@ -236,8 +236,10 @@ impl Steps<'_> {
                 self.published.lock().unwrap_or_else(|e| e.into_inner())[shown..].to_vec();
             for completion in &done {
                 if !terminal {
-                    println!("  {:<20} {:>8} records  s3://{}/{}", completion.object, completion.record_count,
-                             completion.bucket, completion.key);
+                    println!(
+                        "  {:<20} {:>8} records  s3://{}/{}",
+                        completion.object, completion.record_count, completion.bucket, completion.key
+                    );
                 }
                 bar.inc(1);
                 bar.set_message(completion.object.clone());

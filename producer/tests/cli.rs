@@ -61,7 +61,7 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
         producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("jobs "), "{}", text(&out.stdout));
-    assert_eq!(Deployment::drain(&d.jobs.0).await.len(), 1);
+    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 1);
 
     let bad = producer(Some(&config), &["submit", r#"{"exportFromDate":"beginning"}"#]).await;
     assert_eq!(bad.status.code(), Some(2));
@@ -74,14 +74,14 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     let config = d.config_file(&temp_dir());
     let out = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Account,Invoice"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let messages = Deployment::drain(&d.requests.0).await;
+    let messages = e2e_tests::AwsResources::drain(&d.requests.0).await;
     assert_eq!(messages.len(), 1);
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["exportFromDate"], "2022-05-04");
     assert_eq!(body["objects"], serde_json::json!(["Account", "Invoice"]));
     let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(Deployment::drain(&d.requests.0).await.is_empty());
+    assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,8 +94,8 @@ async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     let out = producer(Some(&config), &["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("moved 3 messages"), "{}", text(&out.stdout));
-    assert_eq!(Deployment::drain(&d.jobs.0).await.len(), 3);
-    assert!(Deployment::drain(&d.jobs.1).await.is_empty());
+    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 3);
+    assert!(e2e_tests::AwsResources::drain(&d.jobs.1).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,7 +152,7 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let mut jobs = Vec::new();
     for _ in 0..30 {
-        jobs.extend(Deployment::drain(&d.jobs.0).await);
+        jobs.extend(e2e_tests::AwsResources::drain(&d.jobs.0).await);
         if !jobs.is_empty() {
             break;
         }

@@ -46,7 +46,11 @@ async fn serve_all(d: &Deployment, producer: &Producer) {
 }
 
 async fn job_messages(queue: &SqsQueue) -> Vec<JobMessage> {
-    Deployment::drain(queue).await.iter().map(|m| serde_json::from_str(&m.body).expect("a job message")).collect()
+    e2e_tests::AwsResources::drain(queue)
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("a job message"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,7 +71,7 @@ async fn every_bad_request_is_dead_lettered_with_its_reason_and_a_good_one_behin
     d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate": "afterLastIncrement"}"#)).await.unwrap();
     serve_all(&d, &producer(&d)).await;
 
-    let dead = Deployment::drain(&d.requests.1).await;
+    let dead = e2e_tests::AwsResources::drain(&d.requests.1).await;
     assert_eq!(dead.len(), bad.len(), "{dead:#?}");
     for (body, reason) in bad {
         let message = dead.iter().find(|m| m.body == body).unwrap_or_else(|| panic!("{body} not dead-lettered"));
@@ -98,7 +102,7 @@ async fn the_same_request_delivered_twice_submits_one_job() {
 
     assert_eq!(d.sim.control().jobs().len(), 2);
     assert_eq!(job_messages(&d.jobs.0).await.len(), 2);
-    assert!(Deployment::drain(&d.requests.1).await.is_empty());
+    assert!(e2e_tests::AwsResources::drain(&d.requests.1).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,6 +32,14 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// A binary of the workspace, built by `cargo test --workspace` next to the test executables.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target/PROFILE/deps").join(name);
+    assert!(path.exists(), "{}: not built; run the suite with ./tests/run.sh (cargo test --workspace)", path.display());
+    path
+}
+
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -97,11 +105,8 @@ impl Aws {
     }
 }
 
-/// A whole deployment on the test servers: the simulator, the six queues, a bucket, and the configuration file
-/// that points at them.
-pub struct Deployment {
-    /// The AQuA simulator.
-    pub sim: zuora_sim::RunningSim,
+/// Fresh queues, a bucket and the configuration pointing at them and at a simulator, on the moto server.
+pub struct AwsResources {
     /// AWS clients.
     pub aws: Aws,
     /// Requests queue and its DLQ.
@@ -116,13 +121,9 @@ pub struct Deployment {
     pub config_text: String,
 }
 
-impl Deployment {
-    /// Starts a simulator tuned by `tune` and creates fresh queues and a bucket.
-    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
-        let mut sim_config = zuora_sim::SimConfig::default();
-        sim_config.settings.job_execution_secs = 0.0;
-        tune(&mut sim_config);
-        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+impl AwsResources {
+    /// Creates them for a simulator at `base_url`.
+    pub async fn provision(base_url: &str) -> Self {
         let aws = Aws::connect().await;
         let requests = aws.queue_with_dlq("requests", 5, false).await;
         let jobs = aws.queue_with_dlq("jobs", 5, false).await;
@@ -189,7 +190,7 @@ file_attempts = 2
 shutdown_grace_secs = 5
 "#,
             catalogue = catalogue.display(),
-            base_url = sim.base_url(),
+            base_url = base_url,
             project = unique("project"),
             endpoint = aws_config().endpoint_url.unwrap_or_default(),
             requests = requests.0.url(),
@@ -199,9 +200,40 @@ shutdown_grace_secs = 5
             lake = lake.0.url(),
             lake_dlq = lake.1.url(),
         );
-        Self { sim, aws, requests, jobs, lake, bucket, config_text }
+        Self { aws, requests, jobs, lake, bucket, config_text }
     }
+}
 
+/// A whole deployment on the test servers: the simulator in-process, and the queues, bucket and configuration of
+/// [`AwsResources`] (reached through it: `d.jobs`, `d.config_text`).
+pub struct Deployment {
+    /// The AQuA simulator.
+    pub sim: zuora_sim::RunningSim,
+    /// Queues, bucket, configuration.
+    pub resources: AwsResources,
+}
+
+impl std::ops::Deref for Deployment {
+    type Target = AwsResources;
+
+    fn deref(&self) -> &AwsResources {
+        &self.resources
+    }
+}
+
+impl Deployment {
+    /// Starts a simulator tuned by `tune` and creates fresh queues and a bucket.
+    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
+        let mut sim_config = zuora_sim::SimConfig::default();
+        sim_config.settings.job_execution_secs = 0.0;
+        tune(&mut sim_config);
+        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+        let resources = AwsResources::provision(&sim.base_url()).await;
+        Self { sim, resources }
+    }
+}
+
+impl AwsResources {
     /// The configuration, parsed.
     pub fn config(&self) -> common::config::Config {
         common::config::Config::parse(&self.config_text, "test deployment", None).expect("test configuration is valid")

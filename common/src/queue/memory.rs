@@ -43,13 +43,7 @@ impl MemoryQueue {
     /// A queue whose received messages stay invisible for `visibility` (SQS's default is 30 seconds). A name
     /// ending in `.fifo` makes it deduplicate by deduplication id.
     pub fn new(name: impl Into<String>, visibility: Duration) -> Self {
-        Self {
-            name: name.into(),
-            visibility,
-            dead_letter: None,
-            state: Mutex::default(),
-            arrived: Notify::new(),
-        }
+        Self { name: name.into(), visibility, dead_letter: None, state: Mutex::default(), arrived: Notify::new() }
     }
 
     /// Messages received `max_receives` times without being deleted move to `dlq` (SQS's redrive policy).
