@@ -38,6 +38,10 @@ pub struct Config {
     /// The object catalogue; the built-in thirteen objects when absent.
     #[serde(default)]
     pub catalogue: Option<PathBuf>,
+    /// The bucket of the raw files when the built-in catalogue is used (its own default is `zuora-raw`); a
+    /// catalogue file names its buckets itself.
+    #[serde(default)]
+    pub raw_bucket: Option<String>,
     /// How full exports are split.
     #[serde(default)]
     pub full_export: FullExportConfig,
@@ -277,6 +281,12 @@ impl Config {
                 q.lake
             ));
         }
+        if self.raw_bucket.is_some() && self.catalogue.is_some() {
+            return Err("raw_bucket: only with the built-in catalogue (a catalogue file names its own buckets)".into());
+        }
+        if self.raw_bucket.as_deref().is_some_and(|b| b.trim().is_empty()) {
+            return Err("raw_bucket: must not be empty".to_owned());
+        }
         if self.ledger.bucket.trim().is_empty() {
             return Err("ledger.bucket: must not be empty".to_owned());
         }
@@ -321,10 +331,14 @@ impl Config {
 
     /// The catalogue this configuration names.
     pub fn catalogue(&self) -> Result<Catalogue, crate::catalogue::CatalogueError> {
-        match &self.catalogue {
-            Some(path) => Catalogue::load(path),
-            None => Ok(Catalogue::builtin()),
-        }
+        let Some(path) = &self.catalogue else {
+            let mut builtin = Catalogue::builtin();
+            if let Some(bucket) = &self.raw_bucket {
+                builtin.objects.iter_mut().for_each(|o| o.target.bucket = bucket.clone());
+            }
+            return Ok(builtin);
+        };
+        Catalogue::load(path)
     }
 }
 
@@ -361,6 +375,27 @@ mod tests {
     }
 
     #[test]
+    fn raw_bucket_moves_the_builtin_catalogue() {
+        let text = GOOD.replace("catalogue = \"objects.toml\"", "raw_bucket = \"acme-raw\"");
+        let config = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap();
+        let catalogue = config.catalogue().unwrap();
+        assert!(catalogue.objects.iter().all(|o| o.target.bucket == "acme-raw"));
+    }
+
+    #[test]
+    fn the_example_configurations_are_valid() {
+        let examples = [
+            ("local", include_str!("../../deploy/examples/local.toml")),
+            ("moto-sim", include_str!("../../deploy/examples/moto-sim.toml")),
+            ("production", include_str!("../../deploy/examples/production.toml")),
+        ];
+        for (name, text) in examples {
+            let config = Config::parse(text, name, Some(Secret::new("s"))).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(config.queues.in_memory(), name == "local", "{name}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let missing_secret = Config::parse(GOOD, "t", None).unwrap_err().to_string();
         assert!(
@@ -373,6 +408,7 @@ mod tests {
             (GOOD.replace("base_url = \"https://rest.zuora.com\"", "base_url = \"rest\""), "zuora.base_url"),
             (GOOD.replace("[ledger]", "[ledger]\ncolour = 1"), "unknown field `colour`"),
             (format!("{GOOD}\n[full_export]\nwindow_months = 0"), "full_export.window_months"),
+            (format!("raw_bucket = \"r\"\n{GOOD}"), "raw_bucket: only with the built-in catalogue"),
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
             (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
             (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
