@@ -8,6 +8,7 @@ use crate::aws::AwsConfig;
 use crate::catalogue::Catalogue;
 use crate::secret::Secret;
 use crate::services::MEMORY_SCHEME;
+use crate::store::ChecksumAlgorithm;
 use crate::zuora::ZuoraConfig;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -306,7 +307,7 @@ impl Config {
         if c.max_part_size_mib < c.part_size_mib {
             return Err("consumer.max_part_size_mib: must be at least consumer.part_size_mib".to_owned());
         }
-        if !matches!(c.checksum.as_str(), "CRC32C" | "CRC64NVME") {
+        if ChecksumAlgorithm::from_name(&c.checksum).is_none() {
             return Err(format!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", c.checksum));
         }
         if !matches!(c.compression.as_str(), "none" | "gzip" | "zstd") {

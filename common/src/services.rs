@@ -16,6 +16,11 @@ const MEMORY_MAX_RECEIVES: u32 = 5;
 /// SQS's default visibility timeout, kept by the in-memory queues.
 const MEMORY_VISIBILITY: Duration = Duration::from_secs(30);
 
+/// `memory://` queues given to a binary that runs beside others.
+#[derive(Debug, thiserror::Error)]
+#[error("queues: memory:// queues live inside one process; give SQS URLs, or run local-export")]
+pub struct ProcessLocalQueues;
+
 /// The three queues and their dead-letter queues.
 #[derive(Clone)]
 pub struct Queues {
@@ -60,6 +65,15 @@ impl Services {
             None => memory_queues(&config.queues),
         };
         Self { store, queues, sqs }
+    }
+
+    /// Connects for a binary that shares its queues with other processes (`producer`, `consumer`): queues in
+    /// memory would be the process's own, so they are refused.
+    pub async fn connect_shared(config: &Config) -> Result<Self, ProcessLocalQueues> {
+        if config.queues.in_memory() {
+            return Err(ProcessLocalQueues);
+        }
+        Ok(Self::connect(config).await)
     }
 
     /// The SQS queue at `url`, when the queues are on SQS (for SQS-only operations such as the native redrive).

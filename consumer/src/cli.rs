@@ -58,10 +58,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
-    if config.queues.in_memory() {
-        anyhow::bail!("queues: memory:// queues live inside one process; give SQS URLs, or run local-export");
-    }
-    let services = Services::connect(&config).await;
+    let services = Services::connect_shared(&config).await?;
     let worker = Arc::new(worker_from(&config, &services)?);
     crate::service::run(worker, shutdown).await;
     Ok(())

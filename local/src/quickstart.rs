@@ -136,9 +136,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         services_running.spawn(consumer::service::run(worker, shutdown()));
     }
     let published = Arc::new(Mutex::new(Vec::new()));
+    let completions_file =
+        std::fs::OpenOptions::new().create(true).append(true).open(options.lake_dir.join(COMPLETIONS_FILE))?;
     services_running.spawn(read_lake_queue(
         services.queues.lake.clone(),
-        options.lake_dir.join(COMPLETIONS_FILE),
+        completions_file,
         published.clone(),
         shutdown(),
     ));
@@ -179,10 +181,11 @@ fn change_every_object(control: &Control, catalogue: &Catalogue) -> anyhow::Resu
     Ok(())
 }
 
-/// Receives completion messages as the lake would, appends each to the completions file, and deletes it.
+/// Receives completion messages as the lake would, appends each to the completions file, and deletes it. A body
+/// that is not a completion message is left on the queue (its DLQ takes it after a few receives).
 async fn read_lake_queue(
     lake: Arc<dyn Queue>,
-    path: PathBuf,
+    mut completions_file: std::fs::File,
     published: Arc<Mutex<Vec<CompletionMessage>>>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -193,12 +196,8 @@ async fn read_lake_queue(
             received = lake.receive(10, Duration::from_secs(1)) => received,
         };
         for message in received.unwrap_or_default() {
-            let appended = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .and_then(|mut file| writeln!(file, "{}", message.body));
             let Ok(completion) = serde_json::from_str::<CompletionMessage>(&message.body) else { continue };
+            let appended = writeln!(completions_file, "{}", message.body);
             if appended.is_ok() && lake.delete(&message.receipt).await.is_ok() {
                 published.lock().unwrap_or_else(|e| e.into_inner()).push(completion);
             }

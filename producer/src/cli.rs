@@ -77,10 +77,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     let config = Config::from_file_or_env(cli.config.as_deref())?;
     info!(?config, "configuration");
     let catalogue = config.catalogue()?;
-    if config.queues.in_memory() {
-        bail!("queues: memory:// queues live inside one process; give SQS URLs, or run local-export");
-    }
-    let services = Services::connect(&config).await;
+    let services = Services::connect_shared(&config).await?;
     let queues = &services.queues;
     let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
 

@@ -202,38 +202,7 @@ shutdown_grace_secs = 5
         );
         Self { aws, requests, jobs, lake, bucket, config_text }
     }
-}
 
-/// A whole deployment on the test servers: the simulator in-process, and the queues, bucket and configuration of
-/// [`AwsResources`] (reached through it: `d.jobs`, `d.config_text`).
-pub struct Deployment {
-    /// The AQuA simulator.
-    pub sim: zuora_sim::RunningSim,
-    /// Queues, bucket, configuration.
-    pub resources: AwsResources,
-}
-
-impl std::ops::Deref for Deployment {
-    type Target = AwsResources;
-
-    fn deref(&self) -> &AwsResources {
-        &self.resources
-    }
-}
-
-impl Deployment {
-    /// Starts a simulator tuned by `tune` and creates fresh queues and a bucket.
-    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
-        let mut sim_config = zuora_sim::SimConfig::default();
-        sim_config.settings.job_execution_secs = 0.0;
-        tune(&mut sim_config);
-        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
-        let resources = AwsResources::provision(&sim.base_url()).await;
-        Self { sim, resources }
-    }
-}
-
-impl AwsResources {
     /// The configuration, parsed.
     pub fn config(&self) -> common::config::Config {
         common::config::Config::parse(&self.config_text, "test deployment", None).expect("test configuration is valid")
@@ -265,5 +234,34 @@ impl AwsResources {
                 all.push(message);
             }
         }
+    }
+}
+
+/// A whole deployment on the test servers: the simulator in-process, and the queues, bucket and configuration of
+/// [`AwsResources`] (reached through it: `d.jobs`, `d.config_text`).
+pub struct Deployment {
+    /// The AQuA simulator.
+    pub sim: zuora_sim::RunningSim,
+    /// Queues, bucket, configuration.
+    pub resources: AwsResources,
+}
+
+impl std::ops::Deref for Deployment {
+    type Target = AwsResources;
+
+    fn deref(&self) -> &AwsResources {
+        &self.resources
+    }
+}
+
+impl Deployment {
+    /// Starts a simulator tuned by `tune` and creates fresh queues and a bucket.
+    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
+        let mut sim_config = zuora_sim::SimConfig::default();
+        sim_config.settings.job_execution_secs = 0.0;
+        tune(&mut sim_config);
+        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+        let resources = AwsResources::provision(&sim.base_url()).await;
+        Self { sim, resources }
     }
 }

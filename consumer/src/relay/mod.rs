@@ -83,14 +83,23 @@ impl UploadTracker {
 struct UploadGuard {
     tracker: Arc<UploadTracker>,
     store: Arc<dyn ObjectStore>,
-    upload: Upload,
+    upload: Arc<Upload>,
     settled: bool,
+}
+
+impl UploadGuard {
+    /// Throws the upload's parts away; the upload is settled whatever the store answers (a part left behind is
+    /// the lifecycle rule's).
+    async fn abort(&mut self) -> Result<(), StoreError> {
+        self.settled = true;
+        self.store.abort_upload(&self.upload).await
+    }
 }
 
 impl Drop for UploadGuard {
     fn drop(&mut self) {
         if !self.settled {
-            let orphan = (self.store.clone(), self.upload.clone());
+            let orphan = (self.store.clone(), Upload::clone(&self.upload));
             self.tracker.orphans.lock().unwrap_or_else(|e| e.into_inner()).push(orphan);
         }
     }
@@ -126,23 +135,17 @@ impl PendingUpload {
     pub async fn complete(mut self) -> Result<Published, RelayError> {
         let parts = self.parts.len();
         let g = &self.guard;
-        let result = match g.store.complete_upload(&g.upload, std::mem::take(&mut self.parts)).await {
-            Ok(()) => Ok(Published { bytes: self.bytes, parts, checksum: std::mem::take(&mut self.checksum_value) }),
-            Err(error) => {
-                let _ = g.store.abort_upload(&g.upload).await;
-                Err(error.into())
-            }
-        };
+        if let Err(error) = g.store.complete_upload(&g.upload, std::mem::take(&mut self.parts)).await {
+            let _ = self.guard.abort().await;
+            return Err(error.into());
+        }
         self.guard.settled = true;
-        result
+        Ok(Published { bytes: self.bytes, parts, checksum: std::mem::take(&mut self.checksum_value) })
     }
 
     /// Throws every part away.
     pub async fn abort(mut self) -> Result<(), RelayError> {
-        let g = &self.guard;
-        let result = g.store.abort_upload(&g.upload).await;
-        self.guard.settled = true;
-        Ok(result?)
+        Ok(self.guard.abort().await?)
     }
 }
 
@@ -174,9 +177,10 @@ where
     let upload = store
         .create_upload(&destination.bucket, &destination.key, &destination.content_type, settings.checksum)
         .await?;
+    let upload = Arc::new(upload);
     let mut guard =
         UploadGuard { tracker: tracker.clone(), store: store.clone(), upload: upload.clone(), settled: false };
-    let uploader = PartUploader { store: store.clone(), upload: Arc::new(upload), pool: pool.clone() };
+    let uploader = PartUploader { store: store.clone(), upload, pool: pool.clone() };
     let uploaded = if settings.compression == Compression::None {
         upload_parts(source, content_length, &uploader, destination, settings).await
     } else {
@@ -187,8 +191,7 @@ where
             Ok(PendingUpload { guard, parts, bytes, counter, checksum_value })
         }
         Err(error) => {
-            let _ = store.abort_upload(&guard.upload).await;
-            guard.settled = true;
+            let _ = guard.abort().await;
             Err(error)
         }
     }
