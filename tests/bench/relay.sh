@@ -34,16 +34,19 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$bench/s3data"
+  if [[ -n "${s3data:-}" ]]; then rm -rf "$s3data"; fi
 }
 trap cleanup EXIT INT TERM
 
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 sqs_port=$(free_port); s3_port=$(free_port); sim_port=$(free_port)
 "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$bench/moto.log" 2>&1 & pids+=($!)
-rm -rf "$bench/s3data"; mkdir -p "$bench/s3data"
+# The S3 server keeps its data in memory (tmpfs) when it can, so that what is measured is the relays and not how
+# fast this machine's disk absorbs writes; each tool's object is deleted once measured (8 GiB at most at a time).
+if [[ -d /dev/shm && -w /dev/shm ]]; then s3data=$(mktemp -d /dev/shm/relay-bench.XXXXXX); else s3data="$bench/s3data"; fi
+rm -rf "$s3data"; mkdir -p "$s3data"
 env -u AWS_CA_BUNDLE "$bench/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" --access-key bench --secret-key benchsecret \
-  "$bench/s3data" >"$bench/s3s.log" 2>&1 & pids+=($!)
+  "$s3data" >"$bench/s3s.log" 2>&1 & pids+=($!)
 cat >"$bench/sim.toml" <<TOML
 listen = "127.0.0.1:$sim_port"
 [settings]
@@ -121,6 +124,8 @@ PY
   printf '%-8s %-10s %12s %10s %12s %12s %10.2f\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
     "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
 
+  rm -rf "${s3data:?}/$bucket"/*
+
   # The baseline: the same file, curl into `aws s3 cp -`.
   token=$(curl -sf -X POST "$sim/oauth/token" -d client_id=0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b \
           -d client_secret=sim-client-secret -d grant_type=client_credentials | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -135,5 +140,5 @@ PY
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")
   printf '%-8s %-10s %12s %10s %12.1f %12s %10.2f\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
     "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
-  rm -rf "$bench/s3data/$bucket"
+  rm -rf "${s3data:?}/$bucket"
 done

@@ -202,9 +202,8 @@ fn id_with_salt(salt: u64, key: u64, out: &mut Vec<u8>) {
 
 fn push_hex(out: &mut Vec<u8>, value: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(DIGITS[((value >> (shift * 4)) & 0xF) as usize]);
-    }
+    let digits: [u8; 16] = std::array::from_fn(|i| DIGITS[((value >> ((15 - i) * 4)) & 0xF) as usize]);
+    out.extend_from_slice(&digits);
 }
 
 /// Writes `value` in decimal, zero-padded to `width` digits.
@@ -400,7 +399,7 @@ fn write_text(out: &mut Vec<u8>, kind: TextKind, h: u64, row: &RowState) {
     if h.is_multiple_of(31) {
         return; // null
     }
-    let word = |list: &[&str]| pick(list, h).as_bytes().to_vec();
+    let word = |list: &[&'static str]| pick(list, h).as_bytes();
     match kind {
         TextKind::Number(prefix) => {
             out.push(prefix);
@@ -417,14 +416,14 @@ fn write_text(out: &mut Vec<u8>, kind: TextKind, h: u64, row: &RowState) {
             out.extend_from_slice(b"************");
             push_number(out, h % 10_000, 4);
         }
-        TextKind::Status => out.extend_from_slice(&word(STATUS)),
-        TextKind::Currency => out.extend_from_slice(&word(CURRENCY)),
-        TextKind::Kind => out.extend_from_slice(&word(KIND)),
-        TextKind::Country => out.extend_from_slice(&word(COUNTRY)),
-        TextKind::City => out.extend_from_slice(&word(CITY)),
-        TextKind::FirstName => out.extend_from_slice(&word(FIRST)),
-        TextKind::LastName => out.extend_from_slice(&word(LAST)),
-        TextKind::Unit => out.extend_from_slice(&word(&["Each", "GB", "Seat", "Hour"])),
+        TextKind::Status => out.extend_from_slice(word(STATUS)),
+        TextKind::Currency => out.extend_from_slice(word(CURRENCY)),
+        TextKind::Kind => out.extend_from_slice(word(KIND)),
+        TextKind::Country => out.extend_from_slice(word(COUNTRY)),
+        TextKind::City => out.extend_from_slice(word(CITY)),
+        TextKind::FirstName => out.extend_from_slice(word(FIRST)),
+        TextKind::LastName => out.extend_from_slice(word(LAST)),
+        TextKind::Unit => out.extend_from_slice(word(&["Each", "GB", "Seat", "Hour"])),
         TextKind::Company => {
             out.extend_from_slice(pick(LAST, h).as_bytes());
             out.push(b' ');

@@ -7,12 +7,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use futures::{Stream, StreamExt, stream};
 use std::io::Write;
 use std::sync::Arc;
 
 /// Deleted rows are kept 30 days.
 const DELETED_RETENTION_DAYS: i64 = 30;
-/// Size of the chunks a file is sent in.
+/// Largest chunk a file is sent in.
 const CHUNK: usize = 64 * 1024;
 
 /// Which rows a batch returns.
@@ -186,55 +187,125 @@ pub struct FileSpec {
     pub gzip: bool,
 }
 
-/// A file's bytes, produced chunk by chunk as they are sent.
-pub struct FileBody {
-    spec: FileSpec,
-    keys: Box<dyn Iterator<Item = u64> + Send>,
-    skipped: u64,
-    taken: u64,
-    header_done: bool,
-    finished: bool,
-    scratch: Vec<u8>,
+/// Keys rendered together: one unit of work for a rendering thread.
+const BLOCK_KEYS: u64 = 2048;
+
+/// Every key that may hold a row, in file order (generated ones, then inserted ones), by position.
+struct Keys {
+    base_rows: u64,
+    inserted: Vec<u64>,
+}
+
+impl Keys {
+    fn of(plan: &BatchPlan) -> Self {
+        let inserted = plan.snapshot.overlay.range(crate::data::INSERTED_KEYS..).map(|(k, _)| *k).collect();
+        Self { base_rows: plan.snapshot.base_rows, inserted }
+    }
+
+    fn blocks(&self) -> u64 {
+        (self.base_rows + self.inserted.len() as u64).div_ceil(BLOCK_KEYS)
+    }
+
+    /// The rows of the keys of block `index`, rendered, and the end offset of each row.
+    fn render(&self, plan: &BatchPlan, index: u64) -> Block {
+        let positions = index * BLOCK_KEYS..((index + 1) * BLOCK_KEYS).min(self.base_rows + self.inserted.len() as u64);
+        let mut block = Block { bytes: Vec::with_capacity(CHUNK), ends: Vec::new() };
+        let mut scratch = Vec::new();
+        for position in positions {
+            let key = match position.checked_sub(self.base_rows) {
+                None => position,
+                Some(i) => self.inserted[i as usize],
+            };
+            if let Some((row, deleted)) = plan.classify(key) {
+                plan.row(&row, deleted, &mut block.bytes, &mut scratch);
+                block.ends.push(block.bytes.len());
+            }
+        }
+        block
+    }
+}
+
+/// Rendered rows.
+struct Block {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// What turns the batch's rendered rows into one file's bytes: the rows of the segment (skip, take), gzipped
+/// when asked.
+struct Cutter {
+    skip: u64,
+    take: u64,
     gzip: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl Cutter {
+    /// The file's first bytes (the header) and its cutter.
+    fn start(spec: &FileSpec) -> (Self, Option<Bytes>) {
+        let mut cutter = Self {
+            skip: spec.skip,
+            take: spec.take,
+            gzip: spec.gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
+        };
+        let mut header = Vec::new();
+        spec.plan.header(&mut header);
+        let first = cutter.encode(header);
+        (cutter, first)
+    }
+
+    /// True once the segment has all its rows.
+    fn is_full(&self) -> bool {
+        self.take == 0
+    }
+
+    /// The bytes of the block's rows that belong to the file.
+    fn cut(&mut self, block: Block) -> Option<Bytes> {
+        let skipped = self.skip.min(block.ends.len() as u64) as usize;
+        self.skip -= skipped as u64;
+        let rows = &block.ends[skipped..];
+        let taken = self.take.min(rows.len() as u64) as usize;
+        self.take -= taken as u64;
+        let from = skipped.checked_sub(1).map_or(0, |i| block.ends[i]);
+        let to = if taken == 0 { from } else { rows[taken - 1] };
+        let mut bytes = block.bytes;
+        bytes.truncate(to);
+        bytes.drain(..from);
+        self.encode(bytes)
+    }
+
+    fn encode(&mut self, plain: Vec<u8>) -> Option<Bytes> {
+        let bytes = match self.gzip.as_mut() {
+            None => plain,
+            Some(encoder) => {
+                encoder.write_all(&plain).ok()?;
+                std::mem::take(encoder.get_mut())
+            }
+        };
+        (!bytes.is_empty()).then(|| Bytes::from(bytes))
+    }
+
+    /// The last bytes (the end of the gzip stream).
+    fn finish(&mut self) -> Option<Bytes> {
+        let rest = self.gzip.take()?.finish().ok()?;
+        (!rest.is_empty()).then(|| Bytes::from(rest))
+    }
+}
+
+/// A file's bytes, rendered block by block on the calling thread.
+pub struct FileBody {
+    plan: Arc<BatchPlan>,
+    keys: Keys,
+    next_block: u64,
+    cutter: Cutter,
+    pending: Option<Bytes>,
 }
 
 impl FileBody {
     /// Starts rendering a file.
     pub fn new(spec: FileSpec) -> Self {
-        let plan = spec.plan.clone();
-        let inserted: Vec<u64> = plan.snapshot.overlay.range(crate::data::INSERTED_KEYS..).map(|(k, _)| *k).collect();
-        let keys = Box::new((0..plan.snapshot.base_rows).chain(inserted));
-        let gzip = spec.gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast()));
-        Self { spec, keys, skipped: 0, taken: 0, header_done: false, finished: false, scratch: Vec::new(), gzip }
-    }
-
-    fn next_plain(&mut self) -> Option<Vec<u8>> {
-        if self.finished {
-            return None;
-        }
-        let plan = self.spec.plan.clone();
-        let mut out = Vec::with_capacity(CHUNK + 4096);
-        if !self.header_done {
-            plan.header(&mut out);
-            self.header_done = true;
-        }
-        while out.len() < CHUNK && self.taken < self.spec.take {
-            let Some(key) = self.keys.next() else {
-                self.finished = true;
-                break;
-            };
-            let Some((row, deleted)) = plan.classify(key) else { continue };
-            if self.skipped < self.spec.skip {
-                self.skipped += 1;
-                continue;
-            }
-            plan.row(&row, deleted, &mut out, &mut self.scratch);
-            self.taken += 1;
-        }
-        if self.taken >= self.spec.take {
-            self.finished = true;
-        }
-        Some(out)
+        let keys = Keys::of(&spec.plan);
+        let (cutter, header) = Cutter::start(&spec);
+        Self { plan: spec.plan, keys, next_block: 0, cutter, pending: header }
     }
 }
 
@@ -242,26 +313,57 @@ impl Iterator for FileBody {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        if self.gzip.is_none() {
-            return self.next_plain().filter(|c| !c.is_empty()).map(Bytes::from);
+        if let Some(bytes) = self.pending.take() {
+            return Some(bytes);
         }
-        loop {
-            match self.next_plain() {
-                Some(plain) => {
-                    let encoder = self.gzip.as_mut()?;
-                    encoder.write_all(&plain).ok()?;
-                    let produced = std::mem::take(encoder.get_mut());
-                    if !produced.is_empty() {
-                        return Some(Bytes::from(produced));
+        while self.next_block < self.keys.blocks() && !self.cutter.is_full() {
+            let block = self.keys.render(&self.plan, self.next_block);
+            self.next_block += 1;
+            if let Some(bytes) = self.cutter.cut(block) {
+                return Some(bytes);
+            }
+        }
+        self.cutter.finish()
+    }
+}
+
+/// A file's bytes as they are sent: blocks rendered ahead on `threads` blocking threads and sent in order, in
+/// chunks of at most 64 KiB. Rendering is the simulator's costliest work; spread over the cores it keeps up with a
+/// client reading at loopback speed. A rendering thread that fails ends the stream with an error (a reset).
+pub fn file_chunks(spec: FileSpec, threads: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    let keys = Arc::new(Keys::of(&spec.plan));
+    let (cutter, header) = Cutter::start(&spec);
+    let plan = spec.plan;
+    let blocks = stream::iter(0..keys.blocks())
+        .map(move |index| {
+            let (keys, plan) = (keys.clone(), plan.clone());
+            tokio::task::spawn_blocking(move || keys.render(&plan, index))
+        })
+        .buffered(threads.max(1) + 1);
+    let rows = stream::unfold(Some((blocks, cutter)), |state| async move {
+        let (mut blocks, mut cutter) = state?;
+        while !cutter.is_full() {
+            match blocks.next().await {
+                None => break,
+                Some(Err(e)) => return Some((Err(std::io::Error::other(e)), None)),
+                Some(Ok(block)) => {
+                    if let Some(bytes) = cutter.cut(block) {
+                        return Some((Ok(bytes), Some((blocks, cutter))));
                     }
-                }
-                None => {
-                    let encoder = self.gzip.take()?;
-                    return encoder.finish().ok().filter(|rest| !rest.is_empty()).map(Bytes::from);
                 }
             }
         }
-    }
+        cutter.finish().map(|rest| (Ok(rest), None))
+    });
+    stream::iter(header.map(Ok)).chain(rows).flat_map(|item| {
+        let chunks: Vec<std::io::Result<Bytes>> = match item {
+            Ok(bytes) => {
+                (0..bytes.len()).step_by(CHUNK).map(|at| Ok(bytes.slice(at..bytes.len().min(at + CHUNK)))).collect()
+            }
+            Err(e) => vec![Err(e)],
+        };
+        stream::iter(chunks)
+    })
 }
 
 #[cfg(test)]
@@ -301,6 +403,45 @@ mod tests {
     fn render(plan: BatchPlan) -> Vec<u8> {
         let spec = FileSpec { plan: Arc::new(plan), skip: 0, take: u64::MAX, gzip: false };
         FileBody::new(spec).flat_map(|chunk| chunk.to_vec()).collect()
+    }
+
+    /// The file as row-by-row rendering makes it: header, then the segment's rows.
+    fn oracle(plan: &BatchPlan, skip: u64, take: u64) -> Vec<u8> {
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        plan.header(&mut out);
+        for (row, deleted) in plan.rows().skip(skip as usize).take(take as usize) {
+            plan.row(&row, deleted, &mut out, &mut scratch);
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn files_rendered_in_parallel_blocks_are_the_rows_in_order_whatever_the_segment() {
+        let query = "select Id, AccountNumber, Balance, Notes from Account";
+        let rows = 3 * BLOCK_KEYS + 17;
+        let plan = Arc::new(plan("Account", query, rows, 3, true, None));
+        let segments =
+            [(0, u64::MAX), (0, 1), (5, BLOCK_KEYS), (BLOCK_KEYS - 1, 2), (2 * BLOCK_KEYS + 3, 100), (rows, 10)];
+        for (skip, take) in segments {
+            let expected = oracle(&plan, skip, take);
+            for gzip in [false, true] {
+                let spec = FileSpec { plan: plan.clone(), skip, take, gzip };
+                let sequential: Vec<u8> = FileBody::new(spec.clone()).flat_map(|chunk| chunk.to_vec()).collect();
+                let chunks: Vec<Bytes> = file_chunks(spec, 2).map(Result::unwrap).collect().await;
+                assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK), "chunks of 1 byte to 64 KiB");
+                let parallel = chunks.concat();
+                let plain = |bytes: Vec<u8>| {
+                    if !gzip {
+                        return bytes;
+                    }
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut out).unwrap();
+                    out
+                };
+                assert!(plain(sequential) == expected, "sequential, skip {skip} take {take} gzip {gzip}");
+                assert!(plain(parallel) == expected, "parallel, skip {skip} take {take} gzip {gzip}");
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The HTTP surface: Zuora's endpoints, the file downloads on all their paths, and the `/sim/` control API.
 
-use crate::files::FileBody;
+use crate::files::file_chunks;
 use crate::state::{ApiError, DownloadError, FaultRule, MALFORMED, Mutation, Sim};
 use axum::Router;
 use axum::body::Body;
@@ -326,7 +326,8 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
         let reset = faults.iter().find_map(|f| f.reset_after_bytes);
         let truncate = faults.iter().find_map(|f| f.truncate_after_bytes);
         let bandwidth = faults.iter().find_map(|f| f.bandwidth_bytes_per_sec);
-        let body = file_stream(FileBody::new(file.spec), reset, truncate, bandwidth);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let body = file_stream(file_chunks(file.spec, threads), reset, truncate, bandwidth);
         let mut response = Response::new(Body::from_stream(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(size) = file.size
@@ -341,43 +342,40 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
 
 /// A file body as a stream, with the injected faults applied.
 fn file_stream(
-    body: FileBody,
+    body: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send,
     reset_after: Option<u64>,
     truncate_after: Option<u64>,
     bandwidth: Option<u64>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let limit = reset_after.or(truncate_after);
-    futures::stream::iter(body)
-        .scan(0u64, move |sent, mut chunk| {
-            let item = match limit {
-                Some(limit) if *sent >= limit => None,
-                Some(limit) if *sent + chunk.len() as u64 > limit => {
-                    chunk.truncate((limit - *sent) as usize);
-                    Some(chunk)
-                }
-                _ => Some(chunk),
-            };
-            if let Some(c) = &item {
-                *sent += c.len() as u64;
+    body.scan(0u64, move |sent, item| {
+        let item = match (item, limit) {
+            (Ok(_), Some(limit)) if *sent >= limit => None,
+            (Ok(mut chunk), Some(limit)) if *sent + chunk.len() as u64 > limit => {
+                chunk.truncate((limit - *sent) as usize);
+                Some(Ok(chunk))
             }
-            std::future::ready(item)
-        })
-        .map(Ok)
-        .chain(futures::stream::iter(
-            reset_after
-                .map(|_| Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))),
-        ))
-        .then(move |item| async move {
-            match (&item, bandwidth) {
-                (Ok(chunk), Some(rate)) => {
-                    tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate.max(1) as f64)).await;
-                }
-                // Let the bytes before the reset reach the wire first, as a real mid-transfer reset does.
-                (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
-                _ => {}
+            (item, _) => Some(item),
+        };
+        if let Some(Ok(c)) = &item {
+            *sent += c.len() as u64;
+        }
+        std::future::ready(item)
+    })
+    .chain(futures::stream::iter(
+        reset_after.map(|_| Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))),
+    ))
+    .then(move |item| async move {
+        match (&item, bandwidth) {
+            (Ok(chunk), Some(rate)) => {
+                tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate.max(1) as f64)).await;
             }
-            item
-        })
+            // Let the bytes before the reset reach the wire first, as a real mid-transfer reset does.
+            (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => {}
+        }
+        item
+    })
 }
 
 // ---- control API

@@ -9,6 +9,7 @@ use common::merge::MergedTable;
 use common::services::Services;
 use common::store::{LocalStore, ObjectStore};
 use local_export::lake;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -74,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         None => lake::completions_from_metadata(&*store, &objects).await?,
     };
     let mut same = true;
+    let mut out = Lines::default();
     for object in objects {
         let files = completions.iter().filter(|c| c.object == object.name).count();
         let merged = lake::merge_object(&*store, object, &completions).await?;
@@ -81,7 +83,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             std::fs::create_dir_all(dir)?;
             let path = dir.join(format!("{}.csv", object.name));
             std::fs::write(&path, lake::to_csv(&merged)?)?;
-            println!("{:<22} {files:>4} files {:>9} rows -> {}", object.name, merged.rows.len(), path.display());
+            out.line(format_args!(
+                "{:<22} {files:>4} files {:>9} rows -> {}",
+                object.name,
+                merged.rows.len(),
+                path.display()
+            ))?;
         } else if let Some(dir) = &cli.compare {
             let path = dir.join(format!("{}.csv", object.name));
             let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -89,14 +96,36 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             expected.apply(&text, &lake::column(object, "Id"), None).with_context(|| path.display().to_string())?;
             let differences = lake::differences(&merged, &expected, 10);
             let verdict = if differences.is_empty() { "same" } else { "DIFFERENT" };
-            println!("{:<22} {files:>4} files {:>9} rows: {verdict}", object.name, merged.rows.len());
+            out.line(format_args!("{:<22} {files:>4} files {:>9} rows: {verdict}", object.name, merged.rows.len()))?;
             for difference in &differences {
-                println!("    {difference}");
+                out.line(format_args!("    {difference}"))?;
             }
             same &= differences.is_empty();
         } else {
-            println!("{:<22} {files:>4} files {:>9} rows", object.name, merged.rows.len());
+            out.line(format_args!("{:<22} {files:>4} files {:>9} rows", object.name, merged.rows.len()))?;
         }
     }
     Ok(same)
+}
+
+/// Standard output that a reader may close early (`lake-merge ... | head`): the lines it no longer wants are
+/// dropped and the work, and its exit status, go on.
+#[derive(Default)]
+struct Lines {
+    closed: bool,
+}
+
+impl Lines {
+    fn line(&mut self, line: std::fmt::Arguments) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match writeln!(std::io::stdout().lock(), "{line}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            written => written,
+        }
+    }
 }
