@@ -282,7 +282,10 @@ impl Worker {
             }
             for ((upload, elapsed), (segment, file_id, key, metadata_key)) in pending.into_iter().zip(&todo) {
                 let records = upload.counter.data_records();
+                let completing = Instant::now();
                 let published = upload.complete().await?;
+                // The file's own transfer time: its relay and its completion.
+                let elapsed = elapsed + completing.elapsed();
                 let completion = CompletionMessage {
                     version: MESSAGE_VERSION,
                     job_id: job.id.clone(),

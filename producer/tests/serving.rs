@@ -173,8 +173,9 @@ impl ObjectStore for FailOnce {
         upload: &'a Upload,
         number: i32,
         body: Vec<Bytes>,
+        checksum: u64,
     ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
-        self.inner.upload_part(upload, number, body)
+        self.inner.upload_part(upload, number, body, checksum)
     }
     fn complete_upload<'a>(
         &'a self,

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The consumer's streaming relay, measured: a synthetic InvoiceItem file of about 1 GiB and 8 GiB is exported from
-# the simulator and relayed by one `consumer` process into an S3 server (s3s-fs, on disk), and the same file is piped
-# through `curl ... | aws s3 cp - s3://...` into the same server. Prints throughput, peak RSS and CPU seconds per GB
+# the simulator and relayed by one `consumer` process into an S3 server (Garage), and the same file is piped through
+# `curl ... | aws s3 cp - s3://...` into the same kind of server. Prints throughput, peak RSS and CPU seconds per GB
 # for both. Results and how to read them: docs/benchmarks.md.
 #
 # Usage: tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
-# Needs: what tests/run.sh installs, plus (installed on first use into ./.bench) s3s-fs 0.14.1 and awscli 1.x.
+# Needs: what tests/run.sh installs, plus (installed on first use into ./.bench) Garage 2.5.0 and awscli 1.x.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,9 +18,9 @@ if [[ ! -x "$root/.venv/bin/moto_server" ]]; then
   echo "bench: run ./tests/run.sh once first (it installs moto into .venv)" >&2
   exit 1
 fi
-if [[ ! -x "$bench/bin/s3s-fs" ]]; then
-  echo "bench: installing s3s-fs 0.14.1 into $bench (about 2 minutes)" >&2
-  cargo install s3s-fs@0.14.1 --locked --features binary --root "$bench" --quiet
+if [[ ! -x "$bench/bin/garage" ]]; then
+  echo "bench: installing Garage 2.5.0 into $bench (about 10 minutes)" >&2
+  cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root "$bench" --quiet
 fi
 if [[ ! -x "$bench/venv/bin/aws" ]]; then
   echo "bench: installing awscli 1.x into $bench/venv" >&2
@@ -31,22 +31,56 @@ cargo build --release --quiet -p zuora-sim -p consumer -p producer
 
 free_port() { "$root/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
+s3_pid=""
+s3_dir=""
+# Each measurement gets a fresh S3 server whose data lives in memory (tmpfs) when the machine has one, so that what
+# is measured is the relays, not how fast this machine's disk absorbs writes, and at most one file is held at a time.
+if [[ -d /dev/shm && -w /dev/shm ]]; then s3_root=/dev/shm; else s3_root="$bench"; fi
+export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' {1..64})
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+garage() { "$bench/bin/garage" -c "$s3_dir/garage.toml" "$@"; }
+
+# Starts a single-node Garage (no replication, no compression) on a free port: sets s3_port.
+start_s3() {
+  s3_dir=$(mktemp -d "$s3_root/relay-bench-garage.XXXXXX")
+  s3_port=$(free_port)
+  local rpc_port
+  rpc_port=$(free_port)
+  cat >"$s3_dir/garage.toml" <<TOML
+metadata_dir = "$s3_dir/meta"
+data_dir = "$s3_dir/data"
+db_engine = "lmdb"
+replication_factor = 1
+compression_level = "none"
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(printf 'a%.0s' {1..64})"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.garage.localhost"
+TOML
+  "$bench/bin/garage" -c "$s3_dir/garage.toml" server >"$s3_dir/garage.log" 2>&1 & s3_pid=$!
+  for _ in $(seq 50); do garage status >/dev/null 2>&1 && break; sleep 0.2; done
+  garage layout assign -z dc1 -c 100G "$(garage node id -q | cut -d@ -f1)" >/dev/null
+  garage layout apply --version 1 >/dev/null
+  garage key import --yes -n bench "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+  garage key allow --create-bucket bench >/dev/null
+}
+stop_s3() {
+  if [[ -n "$s3_pid" ]]; then kill "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; fi
+  if [[ -n "$s3_dir" ]]; then rm -rf "$s3_dir"; fi
+  s3_pid="" s3_dir=""
+}
 cleanup() {
+  stop_s3
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [[ -n "${s3data:-}" ]]; then rm -rf "$s3data"; fi
 }
 trap cleanup EXIT INT TERM
 
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-sqs_port=$(free_port); s3_port=$(free_port); sim_port=$(free_port)
+sqs_port=$(free_port); sim_port=$(free_port)
 "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$bench/moto.log" 2>&1 & pids+=($!)
-# The S3 server keeps its data in memory (tmpfs) when it can, so that what is measured is the relays and not how
-# fast this machine's disk absorbs writes; each tool's object is deleted once measured (8 GiB at most at a time).
-if [[ -d /dev/shm && -w /dev/shm ]]; then s3data=$(mktemp -d /dev/shm/relay-bench.XXXXXX); else s3data="$bench/s3data"; fi
-rm -rf "$s3data"; mkdir -p "$s3data"
-env -u AWS_CA_BUNDLE "$bench/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" --access-key bench --secret-key benchsecret \
-  "$s3data" >"$bench/s3s.log" 2>&1 & pids+=($!)
 cat >"$bench/sim.toml" <<TOML
 listen = "127.0.0.1:$sim_port"
 [settings]
@@ -64,6 +98,7 @@ for gib in "${sizes[@]}"; do
   rows=$((gib * rows_per_gib))
   curl -sf -X PUT "$sim/sim/objects/InvoiceItem/rows" -d "{\"rows\": $rows}" >/dev/null
   run="$bench/run-$gib"; rm -rf "$run"; mkdir -p "$run"
+  start_s3
   "$root/.venv/bin/python" - "$sqs_port" "$s3_port" "$sim" "$run" <<'PY'
 import boto3, json, sys, time
 sqs_port, s3_port, sim, run = sys.argv[1:]
@@ -124,9 +159,11 @@ PY
   printf '%-8s %-10s %12s %10s %12s %12s %10.2f\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
     "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
 
-  rm -rf "${s3data:?}/$bucket"/*
+  stop_s3
 
-  # The baseline: the same file, curl into `aws s3 cp -`.
+  # The baseline: the same file, curl into `aws s3 cp -`, into a fresh server.
+  start_s3
+  env -u AWS_CA_BUNDLE "$bench/venv/bin/aws" s3 mb "s3://$bucket" --endpoint-url "http://127.0.0.1:$s3_port" >/dev/null
   token=$(curl -sf -X POST "$sim/oauth/token" -d client_id=0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b \
           -d client_secret=sim-client-secret -d grant_type=client_credentials | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   file=$(curl -sf "$sim/v1/batch-query/jobs/$job" -H "Authorization: Bearer $token" | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["fileId"])')
@@ -140,5 +177,5 @@ PY
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")
   printf '%-8s %-10s %12s %10s %12.1f %12s %10.2f\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
     "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
-  rm -rf "${s3data:?}/$bucket"
+  stop_s3
 done

@@ -182,6 +182,7 @@ impl ObjectStore for LocalStore {
         upload: &'a Upload,
         number: i32,
         body: Vec<Bytes>,
+        checksum: u64,
     ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
         async move {
             let fail = |e| failure("UploadPart", &upload.bucket, &upload.key, e);
@@ -189,8 +190,16 @@ impl ObjectStore for LocalStore {
             if !tokio::fs::try_exists(&dir).await.map_err(fail)? {
                 return Err(failure("UploadPart", &upload.bucket, &upload.key, "NoSuchUpload"));
             }
+            if upload.checksum.of(&body) != checksum {
+                return Err(failure(
+                    "UploadPart",
+                    &upload.bucket,
+                    &upload.key,
+                    "BadDigest: the part's checksum differs",
+                ));
+            }
             write_atomically(&dir.join(format!("{number:05}")), body).await.map_err(fail)?;
-            Ok(UploadedPart { number, etag: None, checksum: None })
+            Ok(UploadedPart { number, etag: None, checksum: upload.checksum.encode(checksum) })
         }
         .boxed()
     }
@@ -242,6 +251,13 @@ impl ObjectStore for LocalStore {
 mod tests {
     use super::*;
 
+    /// Uploads a part with its checksum, as the relay does.
+    async fn part(store: &LocalStore, upload: &Upload, number: i32, chunks: &[&'static [u8]]) -> UploadedPart {
+        let body: Vec<Bytes> = chunks.iter().map(|c| Bytes::from_static(c)).collect();
+        let checksum = upload.checksum.of(&body);
+        store.upload_part(upload, number, body, checksum).await.unwrap()
+    }
+
     fn store() -> LocalStore {
         LocalStore::new(std::env::temp_dir().join(format!("local-store-{:016x}", rand::random::<u64>())))
     }
@@ -254,9 +270,10 @@ mod tests {
         assert_eq!(store.get("raw", "missing").await.unwrap(), None);
 
         let upload = store.create_upload("raw", "Account/a.csv", "text/csv", ChecksumAlgorithm::Crc32c).await.unwrap();
-        let second = store.upload_part(&upload, 2, vec![Bytes::from_static(b"c\n")]).await.unwrap();
-        let first = store.upload_part(&upload, 1, vec![Bytes::from_static(b"a,"), Bytes::from_static(b"b\n")]);
-        let first = first.await.unwrap();
+        let second = part(&store, &upload, 2, &[b"c\n"]).await;
+        let first = part(&store, &upload, 1, &[b"a,", b"b\n"]).await;
+        let wrong = store.upload_part(&upload, 3, vec![Bytes::from_static(b"d\n")], 0).await.unwrap_err();
+        assert!(wrong.message.contains("BadDigest"), "{wrong}");
         assert_eq!(store.get("raw", "Account/a.csv").await.unwrap(), None, "invisible before completion");
         assert_eq!(store.list("raw", "Account/").await.unwrap(), ["Account/a.metadata.json"]);
         store.complete_upload(&upload, vec![first, second]).await.unwrap();
@@ -267,10 +284,10 @@ mod tests {
         assert_eq!(store.list("raw", "").await.unwrap(), ["Account.csv", "Account/a.csv", "Account/a.metadata.json"]);
 
         let aborted = store.create_upload("raw", "b.csv", "text/csv", ChecksumAlgorithm::Crc32c).await.unwrap();
-        store.upload_part(&aborted, 1, vec![Bytes::from_static(b"x")]).await.unwrap();
+        part(&store, &aborted, 1, &[b"x"]).await;
         store.abort_upload(&aborted).await.unwrap();
         assert_eq!(store.open_uploads(), 0);
-        assert!(store.upload_part(&aborted, 2, vec![Bytes::from_static(b"y")]).await.is_err(), "no such upload");
+        assert!(store.upload_part(&aborted, 2, vec![Bytes::from_static(b"y")], 0).await.is_err(), "no such upload");
         assert_eq!(store.get("raw", "b.csv").await.unwrap(), None);
         assert!(store.put("raw", "../escape", Bytes::new()).await.is_err());
         assert!(store.put(".uploads", "x", Bytes::new()).await.is_err());

@@ -10,7 +10,10 @@ mod s3;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use crc_fast::{CrcAlgorithm, Digest};
 use futures::future::BoxFuture;
 
 /// A storage operation that failed (after the SDK's own retries).
@@ -38,6 +41,37 @@ pub enum ChecksumAlgorithm {
 }
 
 impl ChecksumAlgorithm {
+    fn crc(self) -> CrcAlgorithm {
+        match self {
+            Self::Crc32c => CrcAlgorithm::Crc32Iscsi,
+            Self::Crc64Nvme => CrcAlgorithm::Crc64Nvme,
+        }
+    }
+
+    /// The checksum of bytes given in chunks, in order.
+    pub fn of(self, chunks: &[Bytes]) -> u64 {
+        let mut digest = Digest::new(self.crc());
+        for chunk in chunks {
+            digest.update(chunk);
+        }
+        digest.finalize()
+    }
+
+    /// The checksum of bytes whose first part has checksum `first` and whose second part, of `second_len` bytes,
+    /// has checksum `second`: a whole object's checksum from its parts' without reading them again.
+    pub fn combine(self, first: u64, second: u64, second_len: u64) -> u64 {
+        crc_fast::checksum_combine(self.crc(), first, second, second_len)
+    }
+
+    /// Base64 of the big-endian value, as S3 writes checksums.
+    pub fn encode(self, value: u64) -> String {
+        let width = match self {
+            Self::Crc32c => 4,
+            Self::Crc64Nvme => 8,
+        };
+        STANDARD.encode(&value.to_be_bytes()[8 - width..])
+    }
+
     /// The algorithm a configuration names (`CRC32C` or `CRC64NVME`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -68,8 +102,8 @@ pub struct UploadedPart {
     pub number: i32,
     /// The store's tag for the part, if it gives one.
     pub etag: Option<String>,
-    /// The part's checksum as the store computed it (base64), if it gives one.
-    pub checksum: Option<String>,
+    /// The part's checksum (base64), checked by the store against the bytes it received.
+    pub checksum: String,
 }
 
 /// Buckets of keyed objects.
@@ -90,12 +124,14 @@ pub trait ObjectStore: Send + Sync {
         content_type: &'a str,
         checksum: ChecksumAlgorithm,
     ) -> BoxFuture<'a, Result<Upload, StoreError>>;
-    /// Uploads part `number` (1-based), whose bytes are `body`'s chunks in order.
+    /// Uploads part `number` (1-based), whose bytes are `body`'s chunks in order and whose checksum in the
+    /// upload's algorithm is `checksum`: the store refuses the part if the bytes it received do not match.
     fn upload_part<'a>(
         &'a self,
         upload: &'a Upload,
         number: i32,
         body: Vec<Bytes>,
+        checksum: u64,
     ) -> BoxFuture<'a, Result<UploadedPart, StoreError>>;
     /// Makes the object visible: its bytes are the parts in order.
     fn complete_upload<'a>(
@@ -105,4 +141,24 @@ pub trait ObjectStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Throws the upload's parts away.
     fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_objects_checksum_combines_from_its_parts_and_is_written_as_s3_writes_it() {
+        let whole = [Bytes::from_static(b"Id,Name\n1,\"a\nb\"\n"), Bytes::from_static(b"2,c\n")];
+        for algorithm in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let (first, second) = (algorithm.of(&whole[..1]), algorithm.of(&whole[1..]));
+            assert_eq!(algorithm.combine(first, second, whole[1].len() as u64), algorithm.of(&whole));
+            assert_ne!(first, algorithm.of(&whole));
+        }
+        // "123456789", the CRC catalogue's check input: CRC32C 0xE3069283.
+        let check = [Bytes::from_static(b"123456789")];
+        assert_eq!(ChecksumAlgorithm::Crc32c.encode(ChecksumAlgorithm::Crc32c.of(&check)), "4waSgw==");
+        // CRC-64/NVME: 0xAE8B14860A799888.
+        assert_eq!(ChecksumAlgorithm::Crc64Nvme.encode(ChecksumAlgorithm::Crc64Nvme.of(&check)), "rosUhgp5mIg=");
+    }
 }

@@ -10,14 +10,11 @@ pub mod compress;
 pub mod part_size;
 pub mod pool;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::csv_count::RecordCounter;
 use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
 use common::zuora::ZuoraError;
 use compress::Compression;
-use crc_fast::{CrcAlgorithm, Digest};
 use futures::{Stream, StreamExt};
 use part_size::part_size_for;
 use pool::PartPool;
@@ -114,7 +111,7 @@ pub struct PendingUpload {
     pub bytes: u64,
     /// What the counter saw.
     pub counter: RecordCounter,
-    /// Full-object checksum computed on the way (base64, as S3 writes checksums).
+    /// Full-object checksum, combined from the parts' (base64, as S3 writes checksums).
     pub checksum_value: String,
 }
 
@@ -125,8 +122,8 @@ pub struct Published {
     pub bytes: u64,
     /// Parts.
     pub parts: usize,
-    /// Full-object checksum of the stored bytes, computed while they streamed (base64, big-endian, as S3 writes
-    /// them); each part was also checked by S3 against its own checksum on upload.
+    /// Full-object checksum of the stored bytes (base64, big-endian, as S3 writes them), combined from the
+    /// parts' checksums, each of which S3 checked against the bytes it received.
     pub checksum: String,
 }
 
@@ -209,7 +206,6 @@ where
 {
     let pool = &uploader.pool;
     let mut input = Input::new(source);
-    let (mut digest, width) = digest_for(settings.checksum);
     let mut uploads = PartTasks::new();
     let mut parts = Vec::new();
     let mut total = 0u64;
@@ -224,7 +220,7 @@ where
                 pool.slot(size).await
             }
         };
-        input.fill(&mut slot, size, Some(&mut digest)).await?;
+        input.fill(&mut slot, size).await?;
         if slot.is_empty() && index > 0 {
             break;
         }
@@ -236,8 +232,7 @@ where
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
     }
-    parts.sort_by_key(|p| p.number);
-    Ok((parts, total, input.counter, encode_digest(&digest, width)))
+    Ok(uploaded(parts, total, input.counter, settings.checksum))
 }
 
 /// The file being read: its stream, the bytes read past the last part, and the record count of everything read.
@@ -253,14 +248,8 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
         Self { stream, carry: None, ended: false, counter: RecordCounter::new() }
     }
 
-    /// Reads into `slot` until it holds `size` bytes or the file ends; every byte read is counted (and fed to
-    /// `digest`, when given) once.
-    async fn fill(
-        &mut self,
-        slot: &mut pool::PartSlot,
-        size: u64,
-        mut digest: Option<&mut Digest>,
-    ) -> Result<(), ZuoraError> {
+    /// Reads into `slot` until it holds `size` bytes or the file ends; every byte read is counted once.
+    async fn fill(&mut self, slot: &mut pool::PartSlot, size: u64) -> Result<(), ZuoraError> {
         while (slot.len() as u64) < size && !self.ended {
             let mut chunk = match self.carry.take() {
                 Some(chunk) => chunk,
@@ -268,9 +257,6 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
                     Some(chunk) => {
                         let chunk = chunk?;
                         self.counter.feed(&chunk);
-                        if let Some(digest) = digest.as_deref_mut() {
-                            digest.update(&chunk);
-                        }
                         chunk
                     }
                     None => {
@@ -294,22 +280,24 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
     }
 }
 
-/// A digest for the configured algorithm, and the width of its value in bytes.
-fn digest_for(checksum: ChecksumAlgorithm) -> (Digest, usize) {
-    match checksum {
-        ChecksumAlgorithm::Crc64Nvme => (Digest::new(CrcAlgorithm::Crc64Nvme), 8),
-        ChecksumAlgorithm::Crc32c => (Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
-    }
-}
-
-/// Base64 of the big-endian value, as S3 writes checksums.
-fn encode_digest(digest: &Digest, width: usize) -> String {
-    let value = digest.finalize().to_be_bytes();
-    STANDARD.encode(&value[8 - width..])
-}
-
 /// The parts, the bytes stored, what the counter saw, and the full-object checksum.
 type Uploaded = (Vec<UploadedPart>, u64, RecordCounter, String);
+
+/// A part S3 accepted, with its checksum and size.
+struct SentPart {
+    part: UploadedPart,
+    checksum: u64,
+    len: u64,
+}
+
+/// The parts in order and the whole object's checksum, combined from theirs.
+fn uploaded(mut sent: Vec<SentPart>, total: u64, counter: RecordCounter, algorithm: ChecksumAlgorithm) -> Uploaded {
+    sent.sort_by_key(|p| p.part.number);
+    let mut whole = sent.iter().map(|p| (p.checksum, p.len));
+    let first = whole.next().map_or(algorithm.of(&[]), |(checksum, _)| checksum);
+    let checksum = whole.fold(first, |acc, (checksum, len)| algorithm.combine(acc, checksum, len));
+    (sent.into_iter().map(|p| p.part).collect(), total, counter, algorithm.encode(checksum))
+}
 
 /// Uploads parts of one multipart upload, each on its own task.
 struct PartUploader {
@@ -318,21 +306,22 @@ struct PartUploader {
     pool: Arc<PartPool>,
 }
 
-type PartTasks = JoinSet<Result<UploadedPart, RelayError>>;
+type PartTasks = JoinSet<Result<SentPart, RelayError>>;
 
 impl PartUploader {
-    /// Starts uploading the slot's bytes as part `part_number`; the slot's chunks go back to the pool when it is
-    /// done. Returns the part's size.
+    /// Starts checksumming and uploading the slot's bytes as part `part_number`; the slot's chunks go back to the
+    /// pool when it is done. Returns the part's size.
     fn spawn(&self, uploads: &mut PartTasks, part_number: i32, slot: pool::PartSlot) -> u64 {
         let part = slot.freeze();
-        let size = part.len;
+        let len = part.len;
         let (store, upload, pool) = (self.store.clone(), self.upload.clone(), self.pool.clone());
         uploads.spawn(async move {
-            let out = store.upload_part(&upload, part_number, part.chunks.clone()).await;
+            let checksum = upload.checksum.of(&part.chunks);
+            let out = store.upload_part(&upload, part_number, part.chunks.clone(), checksum).await;
             part.release(&pool);
-            Ok(out?)
+            Ok(SentPart { part: out?, checksum, len })
         });
-        size
+        len
     }
 }
 
@@ -350,7 +339,6 @@ where
     let pool = &uploader.pool;
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
-    let (mut digest, width) = digest_for(settings.checksum);
     let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut compressing = std::collections::VecDeque::new();
@@ -360,7 +348,7 @@ where
     loop {
         if !input.is_done() {
             let mut raw = pool.slot(chunk_size).await;
-            input.fill(&mut raw, chunk_size, None).await?;
+            input.fill(&mut raw, chunk_size).await?;
             if !raw.is_empty() {
                 let compression = settings.compression;
                 compressing.push_back(tokio::task::spawn_blocking(move || {
@@ -379,7 +367,6 @@ where
                 .await
                 .map_err(|e| internal_error("compress", destination, e))?
                 .map_err(|e| internal_error("compress", destination, e))?;
-            digest.update(&member);
             let target = part_size_for(part_number as u64, settings.part_size, settings.max_part_size, None);
             let slot = match out.as_mut() {
                 Some(slot) => slot,
@@ -409,13 +396,12 @@ where
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
     }
-    parts.sort_by_key(|p| p.number);
-    Ok((parts, total, input.counter, encode_digest(&digest, width)))
+    Ok(uploaded(parts, total, input.counter, settings.checksum))
 }
 
 fn joined(
-    done: Result<Result<UploadedPart, RelayError>, tokio::task::JoinError>,
+    done: Result<Result<SentPart, RelayError>, tokio::task::JoinError>,
     destination: &Destination,
-) -> Result<UploadedPart, RelayError> {
+) -> Result<SentPart, RelayError> {
     done.map_err(|e| internal_error("UploadPart", destination, e))?
 }

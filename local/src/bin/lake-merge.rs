@@ -116,7 +116,7 @@ struct Lines {
 }
 
 impl Lines {
-    fn line(&mut self, line: std::fmt::Arguments) -> std::io::Result<()> {
+    fn line(&mut self, line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
         if self.closed {
             return Ok(());
         }
