@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what the tests need (moto server for SQS and S3, the official Zuora Python
-# SDK as a third-party AQuA client) into ./.venv, starts moto on a free loopback port, runs `cargo test
-# --workspace`, and stops the server whatever happens. Arguments, if any, replace `--workspace` (e.g. `-p consumer`).
+# Runs the whole test suite: installs what the tests need (moto server for SQS and S3 and the official Zuora Python
+# SDK as a third-party AQuA client into ./.venv; Garage, a stricter S3 server, into ./.tools), starts moto and a
+# single-node Garage on free loopback ports, runs `cargo test --workspace`, and stops the servers whatever happens.
+# Arguments, if any, replace `--workspace` (e.g. `-p consumer`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,15 +16,24 @@ if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$venv/.pins" 2>/dev/null)" != "${
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
   echo "${pins[*]}" > "$venv/.pins"
 fi
+# Garage 2.5.0 (built from crates.io, about 10 minutes the first time): S3 checks that moto does not (part
+# checksums, the checksum named on create, every part and complete).
+garage_bin="$root/.tools/bin/garage"
+if [[ ! -x "$garage_bin" ]] || [[ "$("$garage_bin" --version 2>/dev/null)" != *":2.5.0 "* ]]; then
+  echo "run.sh: installing garage 2.5.0 into $root/.tools (about 10 minutes, once)" >&2
+  cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root "$root/.tools" --quiet
+fi
 
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t moto.XXXXXX.log)
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
+garage_dir=$(mktemp -d -t garage.XXXXXX)
+garage_pid=""
 cleanup() {
-  kill "$moto_pid" 2>/dev/null || true
-  wait "$moto_pid" 2>/dev/null || true
-  rm -f "$log"
+  kill "$moto_pid" $garage_pid 2>/dev/null || true
+  wait "$moto_pid" $garage_pid 2>/dev/null || true
+  rm -rf "$log" "$garage_dir"
 }
 trap cleanup EXIT INT TERM
 
@@ -41,9 +51,45 @@ for _ in $(seq 1 100); do
 done
 echo "run.sh: moto server on $endpoint" >&2
 
+# Credentials Garage accepts (a GK key id, a 64-hex secret); moto accepts any.
+export AWS_ACCESS_KEY_ID=GK7e57c0de7e57c0de7e57c0de AWS_SECRET_ACCESS_KEY=$(printf '7e57%.0s' {1..16}) AWS_REGION=us-east-1
+free_port() { "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+garage_port=$(free_port)
+garage_rpc=$(free_port)
+cat >"$garage_dir/garage.toml" <<TOML
+metadata_dir = "$garage_dir/meta"
+data_dir = "$garage_dir/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$garage_rpc"
+rpc_public_addr = "127.0.0.1:$garage_rpc"
+rpc_secret = "$(printf 'c0de%.0s' {1..16})"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$garage_port"
+root_domain = ".s3.garage.localhost"
+TOML
+garage() { "$garage_bin" -c "$garage_dir/garage.toml" "$@"; }
+"$garage_bin" -c "$garage_dir/garage.toml" server >"$garage_dir/server.log" 2>&1 &
+garage_pid=$!
+for _ in $(seq 1 100); do
+  if garage status >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$garage_pid" 2>/dev/null; then
+    echo "run.sh: garage did not start:" >&2
+    cat "$garage_dir/server.log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+garage layout assign -z dc1 -c 10G "$(garage node id -q | cut -d@ -f1)" >/dev/null
+garage layout apply --version 1 >/dev/null
+garage key import --yes -n tests "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+garage key allow --create-bucket tests >/dev/null
+echo "run.sh: garage on http://127.0.0.1:$garage_port" >&2
+
 export ZLE_TEST_AWS_ENDPOINT="$endpoint"
+export ZLE_TEST_STRICT_S3_ENDPOINT="http://127.0.0.1:$garage_port"
 export ZLE_TEST_PYTHON="$venv/bin/python"
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 cd "$root"
 if [[ $# -gt 0 ]]; then

@@ -1,5 +1,6 @@
-//! The streaming relay against the simulator (source) and moto (S3): multi-part files of unknown and known length,
-//! records counted exactly despite quoted newlines, and every failure leaving no multipart upload behind.
+//! The streaming relay against the simulator (source) and moto (S3), and Garage as a stricter S3: multi-part files
+//! of unknown and known length, records counted exactly despite quoted newlines, and every failure leaving no
+//! multipart upload behind.
 
 use common::secret::Secret;
 use common::store::{ChecksumAlgorithm, ObjectStore, S3Store};
@@ -246,4 +247,45 @@ async fn compressed_files_round_trip_to_the_exact_bytes_zuora_sent() {
         assert!(restored == original, "{compression:?}: the decompressed object differs from the file");
     }
     assert_eq!(open_uploads(&aws, &bucket).await, 0);
+}
+
+/// Garage checks what moto lets through: every part must carry the checksum of the algorithm the upload was
+/// created with, and the completion must name the same one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stricter_s3_server_accepts_every_part_and_completion_for_both_checksums() {
+    let (sim, zuora) = sim_with_accounts(120_000, false).await;
+    let aws = Aws::connect_strict().await;
+    let store = s3_store(&aws);
+    let bucket = aws.bucket("relay-strict").await;
+    let job = account_job(&zuora).await;
+    let (file_id, expected) = (job.batches[0].file_ids()[0], job.batches[0].record_count);
+    for checksum in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+        let key = format!("Account/{checksum:?}.csv");
+        let destination = Destination { bucket: bucket.clone(), key: key.clone(), content_type: "text/csv".into() };
+        let settings = RelaySettings { checksum, ..settings() };
+        let stream = zuora.download(file_id).await.unwrap();
+        let pool = PartPool::new(16 * MIB, 5 * MIB);
+        let pending = relay(stream, None, &store, &destination, &pool, &settings, &Arc::default()).await.unwrap();
+        let published = pending.complete().await.unwrap();
+        assert!(published.parts > 3, "{} parts", published.parts);
+        let body = aws.s3.get_object().bucket(&bucket).key(&key).send().await.unwrap().body.collect().await.unwrap();
+        assert_eq!(published.checksum, checksum.encode(checksum.of(&[body.into_bytes()])), "{checksum:?}");
+        assert_eq!(Some(stored_records(&aws, &bucket, &key).await), expected);
+        store.copy(&bucket, &key, "Account.csv").await.unwrap();
+        assert_eq!(Some(stored_records(&aws, &bucket, "Account.csv").await), expected, "server-side copy");
+    }
+    sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        truncate_after_bytes: Some(7 * MIB),
+        times: Some(1),
+        ..FaultRule::default()
+    }]);
+    let destination =
+        Destination { bucket: bucket.clone(), key: "Account/cut.csv".into(), content_type: "text/csv".into() };
+    let stream = zuora.download(file_id).await.unwrap();
+    let pool = PartPool::new(16 * MIB, 5 * MIB);
+    let pending = relay(stream, None, &store, &destination, &pool, &settings(), &Arc::default()).await.unwrap();
+    assert!(Some(pending.counter.data_records()) < expected);
+    pending.abort().await.unwrap();
+    assert_eq!(open_uploads(&aws, &bucket).await, 0, "aborted on the strict server too");
 }

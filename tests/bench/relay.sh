@@ -5,7 +5,8 @@
 # for both. Results and how to read them: docs/benchmarks.md.
 #
 # Usage: tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
-# Needs: what tests/run.sh installs, plus (installed on first use into ./.bench) Garage 2.5.0 and awscli 1.x.
+# Needs: what tests/run.sh installs (moto for SQS, Garage 2.5.0 for S3), plus awscli 1.x (installed on first use
+# into ./.bench).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,13 +15,10 @@ if [[ $# -gt 0 ]]; then sizes=("$@"); else sizes=(1 8); fi
 mkdir -p "$bench"
 cd "$root"
 
-if [[ ! -x "$root/.venv/bin/moto_server" ]]; then
-  echo "bench: run ./tests/run.sh once first (it installs moto into .venv)" >&2
+garage_bin="$root/.tools/bin/garage"
+if [[ ! -x "$root/.venv/bin/moto_server" || ! -x "$garage_bin" ]]; then
+  echo "bench: run ./tests/run.sh once first (it installs moto into .venv and Garage into .tools)" >&2
   exit 1
-fi
-if [[ ! -x "$bench/bin/garage" ]]; then
-  echo "bench: installing Garage 2.5.0 into $bench (about 10 minutes)" >&2
-  cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root "$bench" --quiet
 fi
 if [[ ! -x "$bench/venv/bin/aws" ]]; then
   echo "bench: installing awscli 1.x into $bench/venv" >&2
@@ -38,7 +36,7 @@ s3_dir=""
 if [[ -d /dev/shm && -w /dev/shm ]]; then s3_root=/dev/shm; else s3_root="$bench"; fi
 export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' {1..64})
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-garage() { "$bench/bin/garage" -c "$s3_dir/garage.toml" "$@"; }
+garage() { "$garage_bin" -c "$s3_dir/garage.toml" "$@"; }
 
 # Starts a single-node Garage (no replication, no compression) on a free port: sets s3_port.
 start_s3() {
@@ -60,7 +58,7 @@ s3_region = "us-east-1"
 api_bind_addr = "127.0.0.1:$s3_port"
 root_domain = ".s3.garage.localhost"
 TOML
-  "$bench/bin/garage" -c "$s3_dir/garage.toml" server >"$s3_dir/garage.log" 2>&1 & s3_pid=$!
+  "$garage_bin" -c "$s3_dir/garage.toml" server >"$s3_dir/garage.log" 2>&1 & s3_pid=$!
   for _ in $(seq 50); do garage status >/dev/null 2>&1 && break; sleep 0.2; done
   garage layout assign -z dc1 -c 100G "$(garage node id -q | cut -d@ -f1)" >/dev/null
   garage layout apply --version 1 >/dev/null

@@ -26,6 +26,11 @@ pub fn aws_config() -> AwsConfig {
     }
 }
 
+/// The stricter S3 server (Garage) that `tests/run.sh` started: it checks part checksums, which moto does not.
+pub fn strict_s3_config() -> AwsConfig {
+    AwsConfig { endpoint_url: Some(required_env("ZLE_TEST_STRICT_S3_ENDPOINT")), ..aws_config() }
+}
+
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the suite with ./tests/run.sh, which installs and starts what these tests need")
@@ -58,7 +63,16 @@ pub struct Aws {
 impl Aws {
     /// Clients on the moto server of `tests/run.sh`.
     pub async fn connect() -> Self {
-        let config = aws_config();
+        Self::connect_to(&aws_config()).await
+    }
+
+    /// S3 on the stricter server of `tests/run.sh` (SQS stays on moto).
+    pub async fn connect_strict() -> Self {
+        let s3 = Self::connect_to(&strict_s3_config()).await.s3;
+        Self { s3, ..Self::connect().await }
+    }
+
+    async fn connect_to(config: &AwsConfig) -> Self {
         let sdk = config.load().await;
         Self { sqs: config.sqs_client(&sdk), s3: config.s3_client(&sdk) }
     }
