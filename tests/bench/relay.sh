@@ -74,6 +74,7 @@ cleanup() {
   stop_s3
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -f "$bench/file.csv"
 }
 trap cleanup EXIT INT TERM
 
@@ -139,6 +140,17 @@ PY
   bucket=$(cat "$run/bucket")
   job=$("$root/target/release/producer" --config "$run/config.toml" submit \
         '{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}' 2>"$run/producer.log" | sed 's/.*jobs //')
+  # The simulator writes the file out once, as Zuora keeps a finished job's files, and sends it from there to both
+  # tools: rendering millions of rows would otherwise take the CPU the relays are measured on.
+  token=$(curl -sf -X POST "$sim/oauth/token" -d client_id=0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b \
+          -d client_secret=sim-client-secret -d grant_type=client_credentials | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  file=""
+  until [[ -n "$file" ]]; do
+    sleep 1
+    file=$(curl -sf "$sim/v1/batch-query/jobs/$job" -H "Authorization: Bearer $token" | "$root/.venv/bin/python" -c \
+           'import json,sys; j = json.load(sys.stdin); print(j["batches"][0].get("fileId", "") if j["status"] == "completed" else "")')
+  done
+  curl -sf -X POST "$sim/sim/files/$file/store" -d "{\"path\": \"$bench/file.csv\"}" >/dev/null
   # The consumer, measured by /usr/bin/time; stopped (SIGTERM) once its completion message is on the lake queue.
   RUST_LOG=info /usr/bin/time -v -o "$run/consumer.time" "$root/target/release/consumer" --config "$run/config.toml" \
     2>"$run/consumer.log" & consumer_pid=$!
@@ -162,9 +174,6 @@ PY
   # The baseline: the same file, curl into `aws s3 cp -`, into a fresh server.
   start_s3
   env -u AWS_CA_BUNDLE "$bench/venv/bin/aws" s3 mb "s3://$bucket" --endpoint-url "http://127.0.0.1:$s3_port" >/dev/null
-  token=$(curl -sf -X POST "$sim/oauth/token" -d client_id=0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b \
-          -d client_secret=sim-client-secret -d grant_type=client_credentials | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  file=$(curl -sf "$sim/v1/batch-query/jobs/$job" -H "Authorization: Bearer $token" | "$root/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["batches"][0]["fileId"])')
   start=$(date +%s.%N)
   curl -sf "$sim/v1/file/$file" -H "Authorization: Bearer $token" | \
     env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$run/awscli.time" "$bench/venv/bin/aws" s3 cp - "s3://$bucket/baseline.csv" \
@@ -176,4 +185,5 @@ PY
   printf '%-8s %-10s %12s %10s %12.1f %12s %10.2f\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
     "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
   stop_s3
+  rm -f "$bench/file.csv"
 done

@@ -42,6 +42,7 @@ pub fn router(sim: Shared) -> Router {
         .route("/sim/faults", put(set_faults).delete(clear_faults))
         .route("/sim/abort-next", post(abort_next))
         .route("/sim/jobs", get(list_jobs))
+        .route("/sim/files/{id}/store", post(store_file))
         .route("/sim/settings", get(settings).patch(patch_settings))
         .layer(axum::middleware::from_fn_with_state(sim.clone(), request_ids))
         .with_state(sim)
@@ -326,8 +327,16 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
         let reset = faults.iter().find_map(|f| f.reset_after_bytes);
         let truncate = faults.iter().find_map(|f| f.truncate_after_bytes);
         let bandwidth = faults.iter().find_map(|f| f.bandwidth_bytes_per_sec);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let body = file_stream(file_chunks(file.spec, threads), reset, truncate, bandwidth);
+        let body = match file.stored {
+            Some(path) => match tokio::fs::File::open(&path).await {
+                Ok(stored) => file_stream(stored_chunks(stored), reset, truncate, bandwidth).boxed(),
+                Err(_) => return internal_error(),
+            },
+            None => {
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                file_stream(file_chunks(file.spec, threads), reset, truncate, bandwidth).boxed()
+            }
+        };
         let mut response = Response::new(Body::from_stream(body));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(size) = file.size
@@ -338,6 +347,19 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
         response
     }
     .await
+}
+
+/// A stored file's bytes, in chunks of at most 64 KiB.
+fn stored_chunks(file: tokio::fs::File) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut chunk = bytes::BytesMut::with_capacity(64 * 1024);
+        match tokio::io::AsyncReadExt::read_buf(&mut file, &mut chunk).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(chunk.freeze()), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
 }
 
 /// A file body as a stream, with the injected faults applied.
@@ -396,6 +418,17 @@ async fn list_objects(State(sim): State<Shared>) -> Response {
 
 fn control_error(message: impl std::fmt::Display) -> Response {
     json_response(StatusCode::BAD_REQUEST, json!({"error": message.to_string()}))
+}
+
+async fn store_file(State(sim): State<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+    let path = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("path")?.as_str().map(str::to_owned));
+    let Some(path) = path else { return control_error("expected {\"path\": \"/where/to/write/the/file\"}") };
+    let stored = blocking(&sim, move |sim| sim.store_file(&id, std::path::Path::new(&path))).await;
+    match stored {
+        Some(Ok(bytes)) => json_response(StatusCode::OK, json!({"bytes": bytes})),
+        Some(Err(e)) => control_error(e),
+        None => internal_error(),
+    }
 }
 
 async fn set_rows(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {

@@ -194,6 +194,8 @@ struct FileEntry {
     spec: FileSpec,
     job_end: DateTime<Utc>,
     size: Option<u64>,
+    /// Where the file's bytes were written, once `store_file` asked for it.
+    stored: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -229,6 +231,8 @@ pub struct Download {
     pub spec: FileSpec,
     /// Its size, when known.
     pub size: Option<u64>,
+    /// Its bytes on disk, when they were stored: sent from there instead of rendered.
+    pub stored: Option<std::path::PathBuf>,
 }
 
 /// Why a file cannot be sent.
@@ -760,7 +764,7 @@ impl Sim {
                 batch.file_ids.push(file_id.clone());
                 let spec =
                     FileSpec { plan: batch.plan.clone(), skip: segment.saturating_mul(per_file), take: per_file, gzip };
-                new_files.push((file_id, FileEntry { spec, job_end, size: None }));
+                new_files.push((file_id, FileEntry { spec, job_end, size: None, stored: None }));
             }
         }
         jobs.files.extend(new_files);
@@ -930,13 +934,13 @@ impl Sim {
     pub fn download(&self, file_id: &str) -> Result<Download, DownloadError> {
         let settings = self.settings();
         let now = self.clock.now();
-        let (spec, size) = {
+        let (spec, size, stored) = {
             let jobs = lock(&self.jobs);
             let file = jobs.files.get(file_id).ok_or(DownloadError::NotFound)?;
             if now > file.job_end + secs(settings.file_lifetime_hours * 3600.0) {
                 return Err(DownloadError::NotFound);
             }
-            (file.spec.clone(), file.size)
+            (file.spec.clone(), file.size, file.stored.clone())
         };
         let needs_size = settings.content_length || settings.max_file_bytes.is_some();
         let size = match size {
@@ -955,7 +959,24 @@ impl Sim {
         {
             return Err(DownloadError::TooLarge(limit));
         }
-        Ok(Download { spec, size: if settings.content_length { size } else { None } })
+        Ok(Download { spec, size: if settings.content_length { size } else { None }, stored })
+    }
+
+    /// Writes a file's bytes to `path`, as Zuora keeps a finished job's files, and sends them from there from now
+    /// on, so that a download costs no rendering (for benchmarks of the clients). Returns the file's size.
+    pub fn store_file(&self, file_id: &str, path: &std::path::Path) -> Result<u64, String> {
+        let spec = lock(&self.jobs).files.get(file_id).map(|f| f.spec.clone()).ok_or("no such file")?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| e.to_string())?);
+        let mut size = 0u64;
+        for chunk in crate::files::FileBody::new(spec) {
+            std::io::Write::write_all(&mut out, &chunk).map_err(|e| e.to_string())?;
+            size += chunk.len() as u64;
+        }
+        std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+        let mut jobs = lock(&self.jobs);
+        let file = jobs.files.get_mut(file_id).ok_or("no such file")?;
+        (file.size, file.stored) = (Some(size), Some(path.to_owned()));
+        Ok(size)
     }
 }
 

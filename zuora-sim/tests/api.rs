@@ -237,3 +237,26 @@ async fn faults_truncate_bodies_and_throttle_bandwidth_on_request() {
     assert_eq!(api.get(&format!("/v1/file/{file_id}")).await.bytes().await.unwrap(), whole);
     assert!(started.elapsed() >= Duration::from_millis(200), "a quarter of a second at that rate");
 }
+
+#[tokio::test]
+async fn a_stored_file_is_sent_from_disk_byte_for_byte_with_faults_still_applied() {
+    let api = Api::start(|_| {}).await;
+    let (job, _) = api.export(stateful("stored", QUERY)).await;
+    let file_id = job["batches"][0]["fileId"].as_str().unwrap().to_owned();
+    let rendered = api.get(&format!("/v1/file/{file_id}")).await.bytes().await.unwrap();
+    let path = std::env::temp_dir().join(format!("sim-stored-{file_id}.csv"));
+    let store = |id: &str| api.http.post(api.url(&format!("/sim/files/{id}/store"))).json(&json!({"path": path}));
+    let answer: Value = store(&file_id).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["bytes"], rendered.len() as u64);
+    assert_eq!(std::fs::read(&path).unwrap(), rendered);
+    // Sent from the file: what is on disk is what goes out.
+    let mut edited = std::fs::read(&path).unwrap();
+    edited[0] = b'#';
+    std::fs::write(&path, &edited).unwrap();
+    assert_eq!(api.get(&format!("/v1/file/{file_id}")).await.bytes().await.unwrap(), edited);
+    let rules = json!([{"endpoint": "file", "truncate_after_bytes": 100, "times": 1}]);
+    api.http.put(api.url("/sim/faults")).json(&rules).send().await.unwrap();
+    assert_eq!(api.get(&format!("/v1/file/{file_id}")).await.bytes().await.unwrap(), edited[..100]);
+    assert_eq!(store("nope").send().await.unwrap().status(), 400, "unknown file");
+    let _ = std::fs::remove_file(&path);
+}
