@@ -54,37 +54,9 @@ echo "run.sh: moto server on $endpoint" >&2
 # Credentials Garage accepts (a GK key id, a 64-hex secret); moto accepts any.
 export AWS_ACCESS_KEY_ID=GK7e57c0de7e57c0de7e57c0de AWS_SECRET_ACCESS_KEY=$(printf '7e57%.0s' {1..16}) AWS_REGION=us-east-1
 free_port() { "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-garage_port=$(free_port)
-garage_rpc=$(free_port)
-cat >"$garage_dir/garage.toml" <<TOML
-metadata_dir = "$garage_dir/meta"
-data_dir = "$garage_dir/data"
-db_engine = "lmdb"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:$garage_rpc"
-rpc_public_addr = "127.0.0.1:$garage_rpc"
-rpc_secret = "$(printf 'c0de%.0s' {1..16})"
-[s3_api]
-s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:$garage_port"
-root_domain = ".s3.garage.localhost"
-TOML
-garage() { "$garage_bin" -c "$garage_dir/garage.toml" "$@"; }
-"$garage_bin" -c "$garage_dir/garage.toml" server >"$garage_dir/server.log" 2>&1 &
-garage_pid=$!
-for _ in $(seq 1 100); do
-  if garage status >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$garage_pid" 2>/dev/null; then
-    echo "run.sh: garage did not start:" >&2
-    cat "$garage_dir/server.log" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
-garage layout assign -z dc1 -c 10G "$(garage node id -q | cut -d@ -f1)" >/dev/null
-garage layout apply --version 1 >/dev/null
-garage key import --yes -n tests "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
-garage key allow --create-bucket tests >/dev/null
+# shellcheck source=tests/garage.sh
+source "$root/tests/garage.sh"
+garage_start "$garage_dir"
 echo "run.sh: garage on http://127.0.0.1:$garage_port" >&2
 
 export ZLE_TEST_AWS_ENDPOINT="$endpoint"

@@ -36,34 +36,14 @@ s3_dir=""
 if [[ -d /dev/shm && -w /dev/shm ]]; then s3_root=/dev/shm; else s3_root="$bench"; fi
 export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' {1..64})
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-garage() { "$garage_bin" -c "$s3_dir/garage.toml" "$@"; }
+# shellcheck source=tests/garage.sh
+source "$root/tests/garage.sh"
 
-# Starts a single-node Garage (no replication, no compression) on a free port: sets s3_port.
+# A fresh single-node Garage (no replication, no compression): sets s3_port.
 start_s3() {
   s3_dir=$(mktemp -d "$s3_root/relay-bench-garage.XXXXXX")
-  s3_port=$(free_port)
-  local rpc_port
-  rpc_port=$(free_port)
-  cat >"$s3_dir/garage.toml" <<TOML
-metadata_dir = "$s3_dir/meta"
-data_dir = "$s3_dir/data"
-db_engine = "lmdb"
-replication_factor = 1
-compression_level = "none"
-rpc_bind_addr = "127.0.0.1:$rpc_port"
-rpc_public_addr = "127.0.0.1:$rpc_port"
-rpc_secret = "$(printf 'a%.0s' {1..64})"
-[s3_api]
-s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:$s3_port"
-root_domain = ".s3.garage.localhost"
-TOML
-  "$garage_bin" -c "$s3_dir/garage.toml" server >"$s3_dir/garage.log" 2>&1 & s3_pid=$!
-  for _ in $(seq 50); do garage status >/dev/null 2>&1 && break; sleep 0.2; done
-  garage layout assign -z dc1 -c 100G "$(garage node id -q | cut -d@ -f1)" >/dev/null
-  garage layout apply --version 1 >/dev/null
-  garage key import --yes -n bench "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
-  garage key allow --create-bucket bench >/dev/null
+  garage_start "$s3_dir" 'compression_level = "none"'
+  s3_port=$garage_port s3_pid=$garage_pid
 }
 stop_s3() {
   if [[ -n "$s3_pid" ]]; then kill "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; fi
