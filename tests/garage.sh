@@ -1,6 +1,9 @@
-# Sourced by tests/run.sh and tests/bench/relay.sh: a single-node Garage (an S3 server) on free loopback ports.
-# Needs `garage_bin`, a `free_port` function, and AWS_ACCESS_KEY_ID (GK and 24 hex digits) and
-# AWS_SECRET_ACCESS_KEY (64 hex digits) exported.
+# Sourced by tests/run.sh and tests/bench/relay.sh: free loopback ports, and a single-node Garage (an S3 server) on
+# them. Garage needs `garage_bin`, and AWS_ACCESS_KEY_ID (GK and 24 hex digits) and AWS_SECRET_ACCESS_KEY (64 hex
+# digits) exported.
+
+# A loopback TCP port nothing listens on.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # garage_start DIR [TOML]: starts Garage with its data under DIR (and TOML's top-level settings), with a key for the
 # AWS_* credentials that may create buckets; sets garage_port and garage_pid. Exits with the server's log if it

@@ -24,7 +24,9 @@ if [[ ! -x "$garage_bin" ]] || [[ "$("$garage_bin" --version 2>/dev/null)" != *"
   cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root "$root/.tools" --quiet
 fi
 
-port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=tests/garage.sh
+source "$root/tests/garage.sh"
+port=$(free_port)
 log=$(mktemp -t moto.XXXXXX.log)
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
@@ -53,9 +55,6 @@ echo "run.sh: moto server on $endpoint" >&2
 
 # Credentials Garage accepts (a GK key id, a 64-hex secret); moto accepts any.
 export AWS_ACCESS_KEY_ID=GK7e57c0de7e57c0de7e57c0de AWS_SECRET_ACCESS_KEY=$(printf '7e57%.0s' {1..16}) AWS_REGION=us-east-1
-free_port() { "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# shellcheck source=tests/garage.sh
-source "$root/tests/garage.sh"
 garage_start "$garage_dir"
 echo "run.sh: garage on http://127.0.0.1:$garage_port" >&2
 

@@ -95,29 +95,32 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             if let Command::Submit { request } = cli.command {
                 let key = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
                 let mut shutdown = std::pin::pin!(shutdown);
-                loop {
-                    return match producer.serve(&request, &key).await {
-                        Ok(served) => {
-                            println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
-                            Ok(ExitCode::SUCCESS)
-                        }
-                        Err(RequestError::Rejected(reason)) => {
-                            eprintln!("producer: request refused: {reason}");
-                            Ok(ExitCode::from(2))
-                        }
-                        // As `serve` does with a queued request: the same request (same key: what was submitted
-                        // stays submitted) resumes once Zuora has room.
+                // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was
+                // submitted stays submitted) is tried again.
+                let served = loop {
+                    match producer.serve(&request, &key).await {
                         Err(RequestError::Busy(e)) => {
                             let delay = std::time::Duration::from_secs(config.producer.busy_retry_secs);
                             eprintln!("producer: {e}; trying again in {} s (Ctrl-C to stop)", delay.as_secs());
                             tokio::select! {
-                                () = tokio::time::sleep(delay) => continue,
+                                () = tokio::time::sleep(delay) => {}
                                 () = &mut shutdown => bail!("request not served: stopped while Zuora was busy"),
                             }
                         }
-                        Err(e) => bail!("request not served: {e}"),
-                    };
-                }
+                        served => break served,
+                    }
+                };
+                return match served {
+                    Ok(served) => {
+                        println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(RequestError::Rejected(reason)) => {
+                        eprintln!("producer: request refused: {reason}");
+                        Ok(ExitCode::from(2))
+                    }
+                    Err(e) => bail!("request not served: {e}"),
+                };
             }
             service::run(&producer, &*queues.requests, &*queues.requests_dlq, &config.producer, shutdown).await;
             Ok(ExitCode::SUCCESS)

@@ -27,7 +27,6 @@ if [[ ! -x "$bench/venv/bin/aws" ]]; then
 fi
 cargo build --release --quiet -p zuora-sim -p consumer -p producer
 
-free_port() { "$root/.venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
 s3_pid=""
 s3_dir=""

@@ -202,13 +202,17 @@ impl Keys {
         Self { base_rows: plan.snapshot.base_rows, inserted }
     }
 
+    fn len(&self) -> u64 {
+        self.base_rows + self.inserted.len() as u64
+    }
+
     fn blocks(&self) -> u64 {
-        (self.base_rows + self.inserted.len() as u64).div_ceil(BLOCK_KEYS)
+        self.len().div_ceil(BLOCK_KEYS)
     }
 
     /// The rows of the keys of block `index`, rendered, and the end offset of each row.
     fn render(&self, plan: &BatchPlan, index: u64) -> Block {
-        let positions = index * BLOCK_KEYS..((index + 1) * BLOCK_KEYS).min(self.base_rows + self.inserted.len() as u64);
+        let positions = index * BLOCK_KEYS..((index + 1) * BLOCK_KEYS).min(self.len());
         let mut block = Block { bytes: Vec::with_capacity(CHUNK), ends: Vec::new() };
         let mut scratch = Vec::new();
         for position in positions {
