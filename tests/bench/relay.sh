@@ -28,6 +28,7 @@ fi
 cargo build --release --quiet -p zuora-sim -p consumer -p producer
 
 pids=()
+bounds=()
 s3_pid=""
 s3_dir=""
 # Each measurement gets a fresh S3 server whose data lives in memory (tmpfs) when the machine has one, so that what
@@ -64,14 +65,21 @@ listen = "127.0.0.1:$sim_port"
 [settings]
 job_execution_secs = 0.0
 TOML
-"$root/target/release/zuora-sim" --config "$bench/sim.toml" >"$bench/sim.log" 2>&1 & pids+=($!)
+"$root/target/release/zuora-sim" --config "$bench/sim.toml" >"$bench/sim.log" 2>&1 & sim_pid=$!; pids+=($sim_pid)
 sleep 2
 sim="http://127.0.0.1:$sim_port"
 curl -sf -X PATCH "$sim/sim/settings" -d '{"max_file_bytes": null}' >/dev/null
 
+# CPU seconds a running process has used so far (user + system, from /proc).
+ticks_per_s=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$ticks_per_s" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+# per_gb SECONDS BYTES: seconds per GB.
+per_gb() { awk -v c="$1" -v b="$2" 'BEGIN {printf "%.2f", c / (b / 1e9)}'; }
+
 # Rows per GiB of InvoiceItem as the built-in catalogue queries it (measured: about 226 bytes a row).
 rows_per_gib=4750000
-printf '%-8s %-10s %12s %10s %12s %12s %10s\n' size tool bytes seconds MB/s peak_RSS_MiB cpu_s/GB
+printf '%-8s %-10s %12s %10s %12s %12s %10s %10s %10s\n' size tool bytes seconds MB/s peak_RSS_MiB cpu_s/GB \
+  s3_cpu/GB sim_cpu/GB
 for gib in "${sizes[@]}"; do
   rows=$((gib * rows_per_gib))
   curl -sf -X PUT "$sim/sim/objects/InvoiceItem/rows" -d "{\"rows\": $rows}" >/dev/null
@@ -131,12 +139,15 @@ PY
   done
   curl -sf -X POST "$sim/sim/files/$file/store" -d "{\"path\": \"$bench/file.csv\"}" >/dev/null
   # The consumer, measured by /usr/bin/time; stopped (SIGTERM) once its completion message is on the lake queue.
+  s3_cpu=$(cpu_of "$s3_pid") sim_cpu=$(cpu_of "$sim_pid")
   RUST_LOG=info /usr/bin/time -v -o "$run/consumer.time" "$root/target/release/consumer" --config "$run/config.toml" \
     2>"$run/consumer.log" & consumer_pid=$!
   until grep -q "job done" "$run/consumer.log" 2>/dev/null; do
     if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/consumer.log" >&2; exit 1; fi
     sleep 1
   done
+  s3_cpu=$(awk -v a="$s3_cpu" -v b="$(cpu_of "$s3_pid")" 'BEGIN {print b - a}')
+  sim_cpu=$(awk -v a="$sim_cpu" -v b="$(cpu_of "$sim_pid")" 'BEGIN {print b - a}')
   pkill -TERM -P "$consumer_pid" 2>/dev/null || true
   wait "$consumer_pid" || true
   line=$(sed 's/\x1b\[[0-9;]*m//g' "$run/consumer.log" | grep ' published ')
@@ -145,24 +156,34 @@ PY
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/consumer.time")
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/consumer.time")
   secs=$(awk -v b="$bytes" -v m="$mbs" 'BEGIN {printf "%.1f", b / (m * 1e6)}')
-  printf '%-8s %-10s %12s %10s %12s %12s %10.2f\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
-    "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
+  printf '%-8s %-10s %12s %10s %12s %12s %10s %10s %10s\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
+    "$(per_gb "$cpu" "$bytes")" "$(per_gb "$s3_cpu" "$bytes")" "$(per_gb "$sim_cpu" "$bytes")"
+  # With every core busy, the S3 server and the simulator alone allow at most this many GB/s on this machine.
+  bound_gbs=$(awk -v n="$(nproc)" -v s="$s3_cpu" -v m="$sim_cpu" -v b="$bytes" 'BEGIN {print n / ((s + m) / (b / 1e9))}')
 
   stop_s3
 
   # The baseline: the same file, curl into `aws s3 cp -`, into a fresh server.
   start_s3
   env -u AWS_CA_BUNDLE "$bench/venv/bin/aws" s3 mb "s3://$bucket" --endpoint-url "http://127.0.0.1:$s3_port" >/dev/null
-  start=$(date +%s.%N)
-  curl -sf "$sim/v1/file/$file" -H "Authorization: Bearer $token" | \
+  start=$(date +%s.%N) s3_cpu=$(cpu_of "$s3_pid") sim_cpu=$(cpu_of "$sim_pid")
+  /usr/bin/time -f '%U %S' -o "$run/curl.time" curl -sf "$sim/v1/file/$file" -H "Authorization: Bearer $token" | \
     env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$run/awscli.time" "$bench/venv/bin/aws" s3 cp - "s3://$bucket/baseline.csv" \
       --endpoint-url "http://127.0.0.1:$s3_port" --only-show-errors
   end=$(date +%s.%N)
+  s3_cpu=$(awk -v a="$s3_cpu" -v b="$(cpu_of "$s3_pid")" 'BEGIN {print b - a}')
+  sim_cpu=$(awk -v a="$sim_cpu" -v b="$(cpu_of "$sim_pid")" 'BEGIN {print b - a}')
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/awscli.time")
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")
-  printf '%-8s %-10s %12s %10s %12.1f %12s %10.2f\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
-    "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(awk -v c="$cpu" -v b="$bytes" 'BEGIN {print c / (b / 1e9)}')"
+  printf '%-8s %-10s %12s %10s %12.1f %12s %10s %10s %10s\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
+    "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(per_gb "$cpu" "$bytes")" \
+    "$(per_gb "$s3_cpu" "$bytes")" "$(per_gb "$sim_cpu" "$bytes")"
+  printf '%-8s %-10s %12s %10s %12s %12s %10s\n' "${gib}GiB" "(its curl)" "" "" "" "" \
+    "$(per_gb "$(awk '{print $1 + $2}' "$run/curl.time")" "$bytes")"
+  bounds+=("$(awk -v g="$gib" -v c="$bound_gbs" -v b="$bytes" -v s="$secs" 'BEGIN {printf "%sGiB: a relay using no CPU at all could reach at most %.0f MB/s, %.2fx aws s3 cp", g, c * 1000, c / (b / s / 1e9)}')")
   stop_s3
   rm -f "$bench/file.csv"
 done
+# What the S3 server and the simulator leave of this machine's cores, from their CPU per GB in the consumer's run.
+printf '%s\n' "${bounds[@]}"
