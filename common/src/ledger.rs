@@ -175,11 +175,13 @@ impl Ledger {
         self.read(&format!("published/{object}.json")).await
     }
 
-    /// Records a published increment, unless a later one is already recorded (redeliveries come late).
+    /// Records a published increment, unless the recorded one is later: its data reach further (a later window
+    /// end), or it is the same window exported later. So late redeliveries, the windows of a full export published
+    /// in any order, and past windows exported again leave the mark on the newest data.
     /// Returns whether the mark moved to this one.
     pub async fn record_published(&self, mark: &PublishedMark) -> Result<bool, LedgerError> {
         if let Some(current) = self.published(&mark.object).await?
-            && current.executed_at > mark.executed_at
+            && (current.window.to, current.executed_at) > (mark.window.to, mark.executed_at)
         {
             return Ok(false);
         }
@@ -201,5 +203,51 @@ impl Ledger {
             .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
         self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+    use chrono::TimeZone;
+
+    fn at(year: i32, month: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or_default()
+    }
+
+    fn mark(from: DateTime<Utc>, to: DateTime<Utc>, executed_at: DateTime<Utc>) -> PublishedMark {
+        PublishedMark {
+            object: "Invoice".into(),
+            job_id: format!("job-{}-{}", to.timestamp(), executed_at.timestamp()),
+            window: Window { from: Some(from), to },
+            executed_at,
+            published_at: executed_at,
+            bucket: "lake".into(),
+            key: format!("Invoice/{}.csv", to.timestamp()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_published_mark_stays_on_the_newest_data_whatever_the_order_of_publication() {
+        let root = std::env::temp_dir().join(format!("ledger-{:016x}", rand::random::<u64>()));
+        let ledger = Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/");
+        let executed = at(2026, 11);
+        // The windows of one full export run at the same time; their files are published in any order.
+        let newest = mark(at(2026, 1), at(2026, 11), executed);
+        assert!(ledger.record_published(&newest).await.unwrap());
+        assert!(!ledger.record_published(&mark(at(2025, 1), at(2026, 1), executed)).await.unwrap());
+        assert_eq!(ledger.published("Invoice").await.unwrap(), Some(newest.clone()));
+        // A past window exported again later does not make the object look older than it is.
+        assert!(!ledger.record_published(&mark(at(2025, 1), at(2026, 1), at(2026, 12))).await.unwrap());
+        // The same window exported again later, and a redelivery of the newest, do move it (to the same data).
+        let again = mark(at(2026, 1), at(2026, 11), at(2026, 12));
+        assert!(ledger.record_published(&again).await.unwrap());
+        assert!(ledger.record_published(&again).await.unwrap());
+        // The next increment moves it on.
+        let next = mark(at(2026, 11), at(2026, 12), at(2026, 12));
+        assert!(ledger.record_published(&next).await.unwrap());
+        assert_eq!(ledger.published("Invoice").await.unwrap(), Some(next));
+        let _ = std::fs::remove_dir_all(root);
     }
 }
