@@ -73,6 +73,8 @@ curl -sf -X PATCH "$sim/sim/settings" -d '{"max_file_bytes": null}' >/dev/null
 # CPU seconds a running process has used so far (user + system, from /proc).
 ticks_per_s=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$ticks_per_s" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+# cpu_since PID SECONDS: CPU seconds the process has used since `cpu_of` gave SECONDS.
+cpu_since() { awk -v a="$2" -v b="$(cpu_of "$1")" 'BEGIN {print b - a}'; }
 # per_gb SECONDS BYTES: seconds per GB.
 per_gb() { awk -v c="$1" -v b="$2" 'BEGIN {printf "%.2f", c / (b / 1e9)}'; }
 
@@ -146,8 +148,7 @@ PY
     if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/consumer.log" >&2; exit 1; fi
     sleep 1
   done
-  s3_cpu=$(awk -v a="$s3_cpu" -v b="$(cpu_of "$s3_pid")" 'BEGIN {print b - a}')
-  sim_cpu=$(awk -v a="$sim_cpu" -v b="$(cpu_of "$sim_pid")" 'BEGIN {print b - a}')
+  s3_cpu=$(cpu_since "$s3_pid" "$s3_cpu") sim_cpu=$(cpu_since "$sim_pid" "$sim_cpu")
   pkill -TERM -P "$consumer_pid" 2>/dev/null || true
   wait "$consumer_pid" || true
   line=$(sed 's/\x1b\[[0-9;]*m//g' "$run/consumer.log" | grep ' published ')
@@ -171,8 +172,7 @@ PY
     env -u AWS_CA_BUNDLE /usr/bin/time -v -o "$run/awscli.time" "$bench/venv/bin/aws" s3 cp - "s3://$bucket/baseline.csv" \
       --endpoint-url "http://127.0.0.1:$s3_port" --only-show-errors
   end=$(date +%s.%N)
-  s3_cpu=$(awk -v a="$s3_cpu" -v b="$(cpu_of "$s3_pid")" 'BEGIN {print b - a}')
-  sim_cpu=$(awk -v a="$sim_cpu" -v b="$(cpu_of "$sim_pid")" 'BEGIN {print b - a}')
+  s3_cpu=$(cpu_since "$s3_pid" "$s3_cpu") sim_cpu=$(cpu_since "$sim_pid" "$sim_cpu")
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/awscli.time")
   cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")

@@ -63,18 +63,15 @@ pub struct Aws {
 impl Aws {
     /// Clients on the moto server of `tests/run.sh`.
     pub async fn connect() -> Self {
-        Self::connect_to(&aws_config()).await
+        let config = aws_config();
+        let sdk = config.load().await;
+        Self { sqs: config.sqs_client(&sdk), s3: config.s3_client(&sdk) }
     }
 
     /// S3 on the stricter server of `tests/run.sh` (SQS stays on moto).
     pub async fn connect_strict() -> Self {
-        let s3 = Self::connect_to(&strict_s3_config()).await.s3;
-        Self { s3, ..Self::connect().await }
-    }
-
-    async fn connect_to(config: &AwsConfig) -> Self {
-        let sdk = config.load().await;
-        Self { sqs: config.sqs_client(&sdk), s3: config.s3_client(&sdk) }
+        let strict = strict_s3_config();
+        Self { s3: strict.s3_client(&strict.load().await), ..Self::connect().await }
     }
 
     /// A new queue with a dead-letter queue that takes messages received `max_receives` times.
