@@ -75,6 +75,9 @@ ticks_per_s=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$ticks_per_s" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 # cpu_since PID SECONDS: CPU seconds the process has used since `cpu_of` gave SECONDS.
 cpu_since() { awk -v a="$2" -v b="$(cpu_of "$1")" 'BEGIN {print b - a}'; }
+# The peak RSS in MiB and the CPU seconds (user + system) that `/usr/bin/time -v` wrote to FILE.
+time_rss() { awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$1"; }
+time_cpu() { awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$1"; }
 # per_gb SECONDS BYTES: seconds per GB.
 per_gb() { awk -v c="$1" -v b="$2" 'BEGIN {printf "%.2f", c / (b / 1e9)}'; }
 
@@ -154,8 +157,7 @@ PY
   line=$(sed 's/\x1b\[[0-9;]*m//g' "$run/consumer.log" | grep ' published ')
   bytes=$(grep -oE 'bytes=[0-9]+' <<<"$line" | head -1 | cut -d= -f2)
   mbs=$(grep -oE 'throughput_mb_s="[0-9.]+"' <<<"$line" | grep -oE '[0-9.]+')
-  rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/consumer.time")
-  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/consumer.time")
+  rss=$(time_rss "$run/consumer.time") cpu=$(time_cpu "$run/consumer.time")
   secs=$(awk -v b="$bytes" -v m="$mbs" 'BEGIN {printf "%.1f", b / (m * 1e6)}')
   printf '%-8s %-10s %12s %10s %12s %12s %10s %10s %10s\n' "${gib}GiB" consumer "$bytes" "$secs" "$mbs" "$rss" \
     "$(per_gb "$cpu" "$bytes")" "$(per_gb "$s3_cpu" "$bytes")" "$(per_gb "$sim_cpu" "$bytes")"
@@ -174,8 +176,7 @@ PY
   end=$(date +%s.%N)
   s3_cpu=$(cpu_since "$s3_pid" "$s3_cpu") sim_cpu=$(cpu_since "$sim_pid" "$sim_cpu")
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
-  rss=$(awk -F': ' '/Maximum resident/ {printf "%.1f", $2/1024}' "$run/awscli.time")
-  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$run/awscli.time")
+  rss=$(time_rss "$run/awscli.time") cpu=$(time_cpu "$run/awscli.time")
   printf '%-8s %-10s %12s %10s %12.1f %12s %10s %10s %10s\n' "${gib}GiB" "aws s3 cp" "$bytes" "$secs" \
     "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {print b / s / 1e6}')" "$rss" "$(per_gb "$cpu" "$bytes")" \
     "$(per_gb "$s3_cpu" "$bytes")" "$(per_gb "$sim_cpu" "$bytes")"

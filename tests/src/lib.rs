@@ -70,8 +70,8 @@ impl Aws {
 
     /// S3 on the stricter server of `tests/run.sh` (SQS stays on moto).
     pub async fn connect_strict() -> Self {
-        let strict = strict_s3_config();
-        Self { s3: strict.s3_client(&strict.load().await), ..Self::connect().await }
+        let (moto, strict) = (aws_config(), strict_s3_config());
+        Self { sqs: moto.sqs_client(&moto.load().await), s3: strict.s3_client(&strict.load().await) }
     }
 
     /// A new queue with a dead-letter queue that takes messages received `max_receives` times.
