@@ -11,11 +11,13 @@
 //! - [`ledger`]: the producer's durable record of requests and jobs, and the published marks.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
-//! - [`secret`], [`shutdown`], [`logging`]: secrets that never print, the stop signal, the log set-up.
+//! - [`secret`], [`shutdown`], [`logging`], [`clock`]: secrets that never print, the stop signal, the log set-up,
+//!   and where "now" comes from.
 #![warn(missing_docs)]
 
 pub mod aws;
 pub mod catalogue;
+pub mod clock;
 pub mod config;
 pub mod csv_count;
 pub mod ledger;

@@ -67,6 +67,11 @@ impl Services {
         Self { store, queues, sqs }
     }
 
+    /// Services made of the given parts (no SQS client: SQS-only operations are unavailable).
+    pub fn from_parts(store: Arc<dyn ObjectStore>, queues: Queues) -> Self {
+        Self { store, queues, sqs: None }
+    }
+
     /// Connects for a binary that shares its queues with other processes (`producer`, `consumer`): queues in
     /// memory would be the process's own, so they are refused.
     pub async fn connect_shared(config: &Config) -> Result<Self, ProcessLocalQueues> {

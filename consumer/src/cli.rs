@@ -5,6 +5,7 @@ use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::worker::Worker;
 use clap::Parser;
+use common::clock::Clock;
 use common::config::Config;
 use common::ledger::Ledger;
 use common::services::Services;
@@ -51,6 +52,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         },
         uploads: Arc::default(),
         settings,
+        clock: Clock::System,
     })
 }
 

@@ -11,8 +11,8 @@
 
 use crate::relay::pool::PartPool;
 use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
-use chrono::Utc;
 use common::catalogue::{Catalogue, ObjectSpec};
+use common::clock::Clock;
 use common::config::ConsumerSettings;
 use common::ledger::{Ledger, LedgerError, PublishedMark};
 use common::messages::{Checksum, CompletionMessage, JobMessage, MESSAGE_VERSION};
@@ -49,6 +49,8 @@ pub struct Worker {
     pub uploads: Arc<UploadTracker>,
     /// Consumer settings.
     pub settings: ConsumerSettings,
+    /// Where "now" comes from.
+    pub clock: Clock,
 }
 
 /// How a message was settled.
@@ -168,7 +170,7 @@ impl Worker {
     }
 
     async fn wait(&self, message: &ReceivedMessage, job_message: &JobMessage, job: &Job) -> Result<Settled, WorkError> {
-        let age = Utc::now() - job_message.submitted_at;
+        let age = self.clock.now() - job_message.submitted_at;
         let deadline = chrono::Duration::hours(self.settings.job_deadline_hours as i64);
         if age > deadline {
             let reason = format!(
@@ -306,7 +308,7 @@ impl Worker {
                     compression: self.relay.compression.name().to_owned(),
                 };
                 self.store
-                    .put(&object.target.bucket, metadata_key, completion.metadata_json(Utc::now()).into())
+                    .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
                     .await?;
                 if self.announce(&completion).await? && segments == 1 {
                     self.copy_to_legacy_key(object, key).await?;
@@ -355,7 +357,7 @@ impl Worker {
             job_id: completion.job_id.clone(),
             window: completion.window,
             executed_at: completion.executed_at,
-            published_at: Utc::now(),
+            published_at: self.clock.now(),
             bucket: completion.bucket.clone(),
             key: completion.key.clone(),
         };

@@ -93,7 +93,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                 config.full_export.clone(),
             );
             if let Command::Submit { request } = cli.command {
-                let key = format!("cli-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+                let key = submit_key(Utc::now());
                 let mut shutdown = std::pin::pin!(shutdown);
                 // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was
                 // submitted stays submitted) is tried again.
@@ -170,4 +170,9 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The request key of a `producer submit` run: its own each run, like a queued request's message id.
+pub fn submit_key(now: chrono::DateTime<Utc>) -> String {
+    format!("cli-{}", now.format("%Y%m%dT%H%M%S%.6fZ"))
 }

@@ -8,8 +8,8 @@
 //! again (and dead-lettered by SQS after too many receives).
 
 use crate::plan::{plan, windowed_query};
-use chrono::Utc;
 use common::catalogue::Catalogue;
+use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
 use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
 use common::messages::{ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
@@ -87,6 +87,7 @@ pub struct Producer {
     catalogue: Catalogue,
     session: SessionConfig,
     full_export: FullExportConfig,
+    clock: Clock,
 }
 
 impl Producer {
@@ -99,7 +100,13 @@ impl Producer {
         session: SessionConfig,
         full_export: FullExportConfig,
     ) -> Self {
-        Self { zuora, ledger, jobs, catalogue, session, full_export }
+        Self { zuora, ledger, jobs, catalogue, session, full_export, clock: Clock::System }
+    }
+
+    /// The same producer reading `clock` for "now" (the chaos harness's simulated time).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn data_center(&self) -> DataCenter {
@@ -110,7 +117,7 @@ impl Producer {
     /// so a redelivery of the same message resumes the same record.
     pub async fn serve(&self, body: &str, fallback_key: &str) -> Result<Served, RequestError> {
         let names: Vec<&str> = self.catalogue.objects.iter().map(|o| o.name.as_str()).collect();
-        let now = Utc::now();
+        let now = self.clock.now();
         let request = ExportRequest::parse(body, &names, now.date_naive()).map_err(|e| RequestError::Rejected(e.0))?;
         let request_key = request.request_id.clone().unwrap_or_else(|| fallback_key.to_owned());
         let mut record = match self.ledger.request(&request_key).await? {
@@ -150,7 +157,7 @@ impl Producer {
             JobKind::Increment => self.ledger.last_increment_to().await?,
             JobKind::Backfill | JobKind::FullWindow => planned.from,
         };
-        let submitted_at = Utc::now();
+        let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
         let job = self.zuora.submit(&request, &planned.idempotency_key).await?;
         let window = Window { from, to: planned.to.unwrap_or(submitted_at) };
@@ -285,7 +292,7 @@ impl Producer {
 
     async fn adopted_record(&self, job: &Job) -> Result<JobRecord, LedgerError> {
         let dc = self.data_center();
-        let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).unwrap_or_else(Utc::now);
+        let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).unwrap_or_else(|| self.clock.now());
         let (kind, from) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
             Some(from) => (JobKind::Backfill, Some(from)),
             None => (JobKind::Increment, self.ledger.last_increment_to().await?),

@@ -1,8 +1,8 @@
-//! The simulated clock: real time plus whatever tests advanced it by.
+//! The simulated clock: Tokio's time (real time, or paused test time) plus whatever tests advanced it by.
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// `start + real elapsed + advanced`.
 pub struct SimClock {

@@ -84,7 +84,7 @@ pub struct BatchPlan {
 
 impl BatchPlan {
     /// The row with key `key` and its deleted flag, if the batch returns it.
-    fn classify(&self, key: u64) -> Option<(RowState, bool)> {
+    pub(crate) fn classify(&self, key: u64) -> Option<(RowState, bool)> {
         let upper = self.window.upper();
         let row = self.snapshot.state_at(key, upper - Duration::microseconds(1))?;
         let passes = |row: &RowState| self.query.filter.as_ref().is_none_or(|f| f.matches(&self.snapshot, row));

@@ -23,7 +23,7 @@ pub mod state;
 pub mod zoql;
 
 pub use config::{DataCenter, Settings, SimConfig};
-pub use state::{FaultRule, JobSummary, Mutation, MutationResult, SimError};
+pub use state::{DeletedRow, FaultRule, JobSummary, Mutation, MutationResult, SimError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,6 +148,11 @@ impl Control {
     /// The live rows of an object now, every field, sorted by Id.
     pub fn ground_truth_csv(&self, object: &str) -> Result<String, SimError> {
         self.sim.ground_truth_csv(object)
+    }
+
+    /// Every row of `object` deleted by now, with its creation and deletion instants.
+    pub fn deleted_rows(&self, object: &str) -> Result<Vec<DeletedRow>, SimError> {
+        self.sim.deleted_rows(object)
     }
 
     /// Makes the next batch on `object` end `aborted` with `message`.

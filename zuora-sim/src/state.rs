@@ -106,6 +106,20 @@ pub struct BatchSummary {
     pub to: DateTime<Utc>,
 }
 
+/// A row that was deleted, as the control API lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedRow {
+    /// Its Id.
+    pub id: String,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it was deleted.
+    pub deleted_at: DateTime<Utc>,
+    /// Whether a completed job returned it flagged deleted.
+    pub reported: bool,
+}
+
 /// A control operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -511,6 +525,35 @@ impl Sim {
         let header = if records.is_empty() { String::new() } else { records.remove(0) };
         records.sort();
         Ok(std::iter::once(header).chain(records).collect())
+    }
+
+    /// Every row of an object deleted by now: its id, when it was created and deleted, and whether any job
+    /// that completed returned it flagged deleted (a row created and deleted within one increment's interval is
+    /// never returned: Zuora cannot export it).
+    pub fn deleted_rows(&self, object: &str) -> Result<Vec<DeletedRow>, SimError> {
+        let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
+        let snapshot = self.snapshot(&schema);
+        let now = self.clock.now();
+        let jobs = lock(&self.jobs);
+        let completed: Vec<&Arc<BatchPlan>> = jobs
+            .list
+            .iter()
+            .filter(|job| job.status(now) == "completed")
+            .flat_map(|job| job.batches.iter())
+            .filter(|batch| batch.outcome == Outcome::Normal && batch.plan.snapshot.schema.name == schema.name)
+            .map(|batch| &batch.plan)
+            .collect();
+        let mut rows = Vec::new();
+        for key in snapshot.keys() {
+            let Some(state) = snapshot.state_at(key, now) else { continue };
+            let Some(deleted_at) = state.deleted_at else { continue };
+            let mut id = Vec::new();
+            snapshot.generator.id(schema.name, key, &mut id);
+            let reported = completed.iter().any(|plan| plan.classify(key).is_some_and(|(_, deleted)| deleted));
+            let id = String::from_utf8_lossy(&id).into_owned();
+            rows.push(DeletedRow { id, created: state.created, deleted_at, reported });
+        }
+        Ok(rows)
     }
 
     // ---- jobs

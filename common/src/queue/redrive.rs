@@ -52,13 +52,16 @@ pub async fn redrive(dlq: &SqsQueue, source: &SqsQueue) -> Result<RedriveReport,
     }
 }
 
-/// Moves messages one by one until the dead-letter queue answers empty.
+/// Moves, one by one, the messages the dead-letter queue holds when it starts (like SQS's move task): a message
+/// that fails again at once and comes back is left for the next redrive, so a redrive always ends.
 pub async fn redrive_manually(dlq: &dyn Queue, source: &dyn Queue) -> Result<u64, QueueError> {
+    let depth = dlq.depth().await?;
+    let limit = depth.visible + depth.in_flight;
     let mut moved = 0;
-    loop {
-        let batch = dlq.receive(10, Duration::from_secs(1)).await?;
+    while moved < limit {
+        let batch = dlq.receive((limit - moved).min(10) as u32, Duration::from_secs(1)).await?;
         if batch.is_empty() {
-            return Ok(moved);
+            break;
         }
         for message in batch {
             let mut outgoing = OutgoingMessage::new(message.body).deduplicated(format!("redrive-{}", message.id));
@@ -68,5 +71,59 @@ pub async fn redrive_manually(dlq: &dyn Queue, source: &dyn Queue) -> Result<u64
             dlq.delete(&message.receipt).await?;
             moved += 1;
         }
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{MemoryQueue, QueueDepth, ReceivedMessage};
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+    use std::sync::Arc;
+
+    /// A source queue whose consumer fails every message at once: what is sent to it lands in the DLQ again.
+    /// It refuses sends past 100, so a redrive that would never end fails instead.
+    struct FailingAtOnce {
+        dlq: Arc<MemoryQueue>,
+        sent: std::sync::atomic::AtomicU32,
+    }
+
+    impl Queue for FailingAtOnce {
+        fn name(&self) -> &str {
+            "jobs"
+        }
+        fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
+            if self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 100 {
+                let error = QueueError { operation: "SendMessage", queue: "jobs".into(), message: "endless".into() };
+                return async { Err(error) }.boxed();
+            }
+            self.dlq.send(message)
+        }
+        fn receive(&self, _: u32, _: Duration) -> BoxFuture<'_, Result<Vec<ReceivedMessage>, QueueError>> {
+            async { Ok(Vec::new()) }.boxed()
+        }
+        fn delete<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+            async { Ok(()) }.boxed()
+        }
+        fn set_visibility<'a>(&'a self, _: &'a str, _: Duration) -> BoxFuture<'a, Result<(), QueueError>> {
+            async { Ok(()) }.boxed()
+        }
+        fn depth(&self) -> BoxFuture<'_, Result<QueueDepth, QueueError>> {
+            async { Ok(QueueDepth::default()) }.boxed()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redrive_of_messages_that_fail_again_at_once_ends_after_moving_each_once() {
+        let dlq = Arc::new(MemoryQueue::new("jobs-dlq", Duration::from_secs(30)));
+        for body in ["a", "b", "c"] {
+            dlq.send(OutgoingMessage::new(body).attribute("reason", "Zuora job aborted")).await.unwrap();
+        }
+        let source = FailingAtOnce { dlq: dlq.clone(), sent: Default::default() };
+        let moved = redrive_manually(&*dlq, &source).await.expect("the redrive ends");
+        assert_eq!(moved, 3);
+        assert_eq!(dlq.depth().await.unwrap().visible, 3, "each message is back in the DLQ, for the next redrive");
     }
 }

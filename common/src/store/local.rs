@@ -128,9 +128,14 @@ impl ObjectStore for LocalStore {
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         async move {
             let base = self.root.join(bucket);
-            let mut keys = Vec::new();
-            let listed = tokio::task::block_in_place(|| walk(&base, &base, &mut keys));
-            listed.map_err(|e| failure("ListObjectsV2", bucket, prefix, e))?;
+            let listed = tokio::task::spawn_blocking(move || {
+                let mut keys = Vec::new();
+                walk(&base, &base, &mut keys).map(|()| keys)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|listed| listed);
+            let mut keys = listed.map_err(|e| failure("ListObjectsV2", bucket, prefix, e))?;
             keys.retain(|k| k.starts_with(prefix));
             keys.sort();
             Ok(keys)

@@ -63,12 +63,31 @@ pub struct UploadTracker {
     orphans: std::sync::Mutex<Vec<(Arc<dyn ObjectStore>, Upload)>>,
 }
 
+/// Attempts at aborting one upload before it is left to the bucket's lifecycle rule.
+const ABORT_ATTEMPTS: u32 = 4;
+
+/// Aborts an upload, trying again after a short pause when the store fails (the last error is returned).
+async fn abort_upload(store: &dyn ObjectStore, upload: &Upload) -> Result<(), StoreError> {
+    let mut pause = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match store.abort_upload(upload).await {
+            Err(_) if attempt < ABORT_ATTEMPTS => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            settled => return settled,
+        }
+    }
+}
+
 impl UploadTracker {
     /// Aborts every abandoned upload; returns how many.
     pub async fn abort_orphans(&self) -> usize {
         let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
         for (store, upload) in &orphans {
-            if let Err(e) = store.abort_upload(upload).await {
+            if let Err(e) = abort_upload(&**store, upload).await {
                 tracing::warn!(error = %e, "could not abort an abandoned upload; the lifecycle rule will");
             }
         }
@@ -85,11 +104,11 @@ struct UploadGuard {
 }
 
 impl UploadGuard {
-    /// Throws the upload's parts away; the upload is settled whatever the store answers (a part left behind is
-    /// the lifecycle rule's).
+    /// Throws the upload's parts away, trying a few times: an open upload costs storage until the lifecycle rule
+    /// ends it. The upload is settled whatever the store answers.
     async fn abort(&mut self) -> Result<(), StoreError> {
         self.settled = true;
-        self.store.abort_upload(&self.upload).await
+        abort_upload(&*self.store, &self.upload).await
     }
 }
 

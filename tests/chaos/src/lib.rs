@@ -1,0 +1,81 @@
+//! The chaos harness: thousands of seeded fault schedules through the real producer and consumer services, each
+//! checked by an oracle. docs/reliability.md describes it and reports its runs.
+//!
+//! # Layout
+//! - [`plan`]: a seed's world and schedule (faults, changes at Zuora, operator actions, kills).
+//! - [`faults`]: the faulty store and queues every service incarnation sees, and the count of what they injected.
+//! - [`world`]: the simulator, queues, store and services of one seed, and the driver that plays the plan.
+//! - [`oracle`]: the checks after every seed.
+//!
+//! A seed runs on Tokio's paused clock in a single-threaded runtime: simulated days pass in about a second, and
+//! the services, the simulator's clock and the queues' timers all follow it.
+
+pub mod faults;
+pub mod oracle;
+pub mod plan;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One seed's outcome.
+#[derive(Debug)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// Simulated days played.
+    pub days: u32,
+    /// What was injected: (site, kind) -> count.
+    pub injected: BTreeMap<(String, String), u64>,
+    /// The oracle's verdict.
+    pub verdict: oracle::Verdict,
+    /// Simulated time the drain took.
+    pub drain: Duration,
+    /// Messages redriven after the faults stopped.
+    pub redrives: u64,
+    /// Jobs Zuora ran.
+    pub zuora_jobs: usize,
+}
+
+impl SeedReport {
+    /// True when every check held.
+    pub fn passed(&self) -> bool {
+        self.verdict.failures.is_empty()
+    }
+}
+
+/// Runs one seed on its own paused-clock runtime.
+pub fn run_seed(seed: u64) -> anyhow::Result<SeedReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
+    runtime.block_on(async {
+        let plan = plan::Plan::from_seed(seed);
+        let days = plan.days;
+        let mut world = world::World::new(plan).await?;
+        let played = world.play().await;
+        let outcome = match played {
+            Ok(drain) => oracle::judge(&world, drain).await.map(|verdict| (drain, verdict)),
+            Err(e) => Err(e),
+        };
+        world.shut_down().await;
+        if std::env::var_os("CHAOS_KEEP").is_some() {
+            eprintln!("chaos: the store of seed {seed} is kept in {}", world.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&world.dir);
+        }
+        let (drain, verdict) = outcome?;
+        Ok(SeedReport {
+            seed,
+            days,
+            injected: world.injector.counts(),
+            verdict,
+            drain: drain.took,
+            redrives: drain.redrives,
+            zuora_jobs: world.control.jobs().len(),
+        })
+    })
+}
+
+/// The command that replays a seed.
+pub fn replay_command(seed: u64) -> String {
+    format!("tests/chaos.sh --seed {seed}")
+}

@@ -1,0 +1,79 @@
+//! `chaos`: runs seeds of the chaos harness and prints what was injected and what the oracle found.
+
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// Runs seeded fault schedules through the real producer and consumer and checks each against the oracle.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    /// Random seeds to run (drawn from the clock unless --first is given).
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// The first seed; the next ones follow it.
+    #[arg(long)]
+    first: Option<u64>,
+    /// Replays one seed with the services' logs on stderr.
+    #[arg(long, conflicts_with_all = ["seeds", "first"])]
+    seed: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let seeds: Vec<u64> = match (cli.seed, cli.first) {
+        (Some(seed), _) => {
+            tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
+            vec![seed]
+        }
+        (None, Some(first)) => (first..first + cli.seeds).collect(),
+        (None, None) => {
+            let first = rand::random::<u32>() as u64;
+            (first..first + cli.seeds).collect()
+        }
+    };
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut failed, mut files, mut completions, mut duplicates, mut jobs, mut ghosts) = (Vec::new(), 0, 0, 0, 0, 0);
+    let started = std::time::Instant::now();
+    for &seed in &seeds {
+        let report = match chaos::run_seed(seed) {
+            Ok(report) => report,
+            Err(e) => {
+                println!("seed {seed}: the harness failed: {e:#}\n  replay: {}", chaos::replay_command(seed));
+                failed.push(seed);
+                continue;
+            }
+        };
+        for ((_, kind), n) in &report.injected {
+            *totals.entry(kind.clone()).or_default() += n;
+        }
+        files += report.verdict.files;
+        completions += report.verdict.completions;
+        duplicates += report.verdict.duplicates;
+        jobs += report.zuora_jobs;
+        ghosts += report.verdict.unreportable_deletions;
+        if !report.passed() {
+            println!("seed {seed}: FAILED ({} days)", report.days);
+            for failure in &report.verdict.failures {
+                println!("  {failure}");
+            }
+            println!("  replay: {}", chaos::replay_command(seed));
+            failed.push(seed);
+        } else if cli.seed.is_some() {
+            println!("seed {seed}: passed: {report:#?}");
+        }
+    }
+    println!(
+        "\n{} seeds in {:.1} s: {} files published, {completions} completions received ({duplicates} duplicates), \
+         {jobs} Zuora jobs, {ghosts} rows deleted at Zuora that it could not report",
+        seeds.len(),
+        started.elapsed().as_secs_f64(),
+        files
+    );
+    println!("injected, by kind:");
+    for (kind, n) in &totals {
+        println!("  {kind:<24} {n}");
+    }
+    println!("{} passed, {} failed", seeds.len() - failed.len(), failed.len());
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

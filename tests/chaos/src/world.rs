@@ -1,0 +1,418 @@
+//! One seed's world: the simulator, the in-memory queues and a local-directory store, the real producer and
+//! consumer services on them (each incarnation behind its own faulty boundaries), the lake's reader, and the
+//! driver that plays the seed's days: changes at Zuora, the daily request, operator actions, kills and restarts.
+//! Then the faults stop, the system drains, and the oracle looks at what is left.
+
+use crate::faults::{FaultyQueue, FaultyStore, Injector, UploadBook};
+use crate::plan::{Action, Plan};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use common::catalogue::Catalogue;
+use common::clock::Clock;
+use common::config::Config;
+use common::ledger::Ledger;
+use common::messages::CompletionMessage;
+use common::queue::{Queue, QueueDepth, redrive_manually};
+use common::services::{Queues, Services};
+use common::store::{LocalStore, ObjectStore};
+use common::zuora::ZuoraClient;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zuora_sim::{Control, Mutation, RunningSim, SimConfig, Simulator};
+
+/// The simulated clock's start: every seed begins on the same morning.
+pub const START: &str = "2026-03-02T05:00:00Z";
+
+/// After the faults stop, everything must have settled within this much simulated time.
+pub const DRAIN_BOUND: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// How many times the operator redrives the dead-letter queues after the faults stopped.
+const REDRIVE_ROUNDS: usize = 3;
+
+/// A service incarnation: its task and its stop signal.
+struct Incarnation {
+    id: u64,
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+/// Everything a seed's run touches.
+pub struct World {
+    /// The seed's plan.
+    pub plan: Plan,
+    /// The simulator.
+    pub sim: RunningSim,
+    /// Its control handle.
+    pub control: Control,
+    /// The deployment's configuration.
+    pub config: Config,
+    /// The catalogue.
+    pub catalogue: Catalogue,
+    /// The raw queues (no faults): what the operator and the oracle see.
+    pub queues: Queues,
+    /// The raw store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Its directory, removed at the end.
+    pub dir: PathBuf,
+    /// The faults.
+    pub injector: Arc<Injector>,
+    /// Open multipart uploads and their owners.
+    pub uploads: Arc<UploadBook>,
+    /// The services' clock.
+    pub clock: Clock,
+    /// Every completion message the lake received, in order.
+    pub received: Arc<Mutex<Vec<CompletionMessage>>>,
+    producer: Option<Incarnation>,
+    consumers: Vec<Option<Incarnation>>,
+    next_incarnation: u64,
+    reader: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl World {
+    /// Builds the world for `plan`; nothing runs yet.
+    pub async fn new(plan: Plan) -> anyhow::Result<Self> {
+        let start: DateTime<Utc> = START.parse()?;
+        let mut sim_config = SimConfig { seed: plan.seed, clock_start: Some(start), ..SimConfig::default() };
+        // Every generated row lies inside every catalogue query's filter, so the whole table is the truth.
+        sim_config.genesis = "2024-01-01T00:00:00Z".parse()?;
+        sim_config.history_days = 700;
+        sim_config.rows = plan.rows.clone();
+        sim_config.settings.job_queue_secs = plan.job_queue_secs;
+        sim_config.settings.job_execution_secs = plan.job_execution_secs;
+        sim_config.settings.file_lifetime_hours = plan.file_lifetime_hours;
+        sim_config.settings.segment_rows = plan.segment_rows;
+        let sim = Simulator::start(sim_config).await?;
+        let control = sim.control();
+        control.set_faults(plan.zuora_faults.clone());
+        let dir = std::env::temp_dir().join(format!("chaos-{}-{:016x}", plan.seed, rand::random::<u64>()));
+        let mut config = Config::parse(local_export::quickstart::LOCAL_CONFIG, "chaos", None)?;
+        config.zuora.base_url = sim.base_url();
+        config.aws.local_dir = Some(dir.clone());
+        // No jitter: a seed replays the same schedule.
+        config.zuora.retry.base_delay_ms = 0;
+        config.zuora.retry.max_delay_ms = 0;
+        config.full_export.earliest = "2024-01-01".parse()?;
+        config.full_export.window_months = 6;
+        config.producer.wait_secs = 20;
+        config.producer.busy_retry_secs = 300;
+        config.consumer.wait_secs = 20;
+        config.consumer.poll_delay_secs = 30;
+        config.consumer.max_poll_delay_secs = 900;
+        config.consumer.shutdown_grace_secs = 30;
+        config.consumer.jobs_in_flight = plan.jobs_in_flight;
+        config.consumer.part_size_mib = 5;
+        config.consumer.part_pool_mib = 20;
+        let catalogue = config.catalogue()?;
+        let services = Services::connect(&config).await;
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
+        let injector = Injector::new(plan.seed, plan.fault_rate);
+        let consumers = (0..plan.consumers).map(|_| None).collect();
+        Ok(Self {
+            plan,
+            sim,
+            control,
+            config,
+            catalogue,
+            queues: services.queues,
+            store,
+            dir,
+            injector,
+            uploads: Arc::default(),
+            clock: Clock::following_tokio(start),
+            received: Arc::default(),
+            producer: None,
+            consumers,
+            next_incarnation: 0,
+            reader: None,
+        })
+    }
+
+    /// The services one incarnation sees: the shared queues and store behind its own faulty boundaries.
+    fn faulty_services(&self, owner: u64) -> Services {
+        let queue = |inner: &Arc<dyn Queue>| -> Arc<dyn Queue> {
+            Arc::new(FaultyQueue {
+                inner: inner.clone(),
+                injector: self.injector.clone(),
+                duplicate_rate: self.plan.duplicate_rate,
+            })
+        };
+        let q = &self.queues;
+        let store = FaultyStore {
+            inner: self.store.clone(),
+            injector: self.injector.clone(),
+            owner,
+            uploads: self.uploads.clone(),
+        };
+        Services::from_parts(
+            Arc::new(store),
+            Queues {
+                requests: queue(&q.requests),
+                requests_dlq: queue(&q.requests_dlq),
+                jobs: queue(&q.jobs),
+                jobs_dlq: queue(&q.jobs_dlq),
+                lake: queue(&q.lake),
+                lake_dlq: queue(&q.lake_dlq),
+            },
+        )
+    }
+
+    /// A producer as `producer serve` or `producer submit` builds it, on its own faulty boundaries.
+    pub fn producer(&mut self) -> anyhow::Result<(u64, producer::service::Producer, Services)> {
+        let owner = self.new_incarnation();
+        let services = self.faulty_services(owner);
+        let c = &self.config;
+        let producer = producer::service::Producer::new(
+            ZuoraClient::new(c.zuora.clone())?,
+            Ledger::new(services.store.clone(), &c.ledger.bucket, &c.ledger.prefix),
+            services.queues.jobs.clone(),
+            self.catalogue.clone(),
+            c.session.clone(),
+            c.full_export.clone(),
+        )
+        .with_clock(self.clock);
+        Ok((owner, producer, services))
+    }
+
+    fn new_incarnation(&mut self) -> u64 {
+        self.next_incarnation += 1;
+        self.next_incarnation
+    }
+
+    /// Starts the producer service if it is not running.
+    pub fn start_producer(&mut self) -> anyhow::Result<()> {
+        if self.producer.as_ref().is_some_and(|p| !p.task.is_finished()) {
+            return Ok(());
+        }
+        let (id, producer, services) = self.producer()?;
+        let settings = self.config.producer.clone();
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let q = &services.queues;
+            producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, signal(stopped)).await;
+        });
+        self.producer = Some(Incarnation { id, task, stop });
+        Ok(())
+    }
+
+    /// Starts consumer `index` if it is not running.
+    pub fn start_consumer(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.consumers[index].as_ref().is_some_and(|c| !c.task.is_finished()) {
+            return Ok(());
+        }
+        let id = self.new_incarnation();
+        let services = self.faulty_services(id);
+        let mut worker = consumer::cli::worker_from(&self.config, &services)?;
+        worker.clock = self.clock;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped)));
+        self.consumers[index] = Some(Incarnation { id, task, stop });
+        Ok(())
+    }
+
+    /// Starts every service that is not running, and the lake's reader.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        self.start_producer()?;
+        for index in 0..self.consumers.len() {
+            self.start_consumer(index)?;
+        }
+        if self.reader.is_none() {
+            self.reader = Some(tokio::spawn(read_lake(self.queues.lake.clone(), self.received.clone())));
+        }
+        Ok(())
+    }
+
+    /// Kills a service outright (its task dropped at whatever await it was at) or stops it with SIGTERM's grace.
+    async fn end(&mut self, which: Option<usize>, kill: bool) {
+        let slot = match which {
+            None => &mut self.producer,
+            Some(index) => &mut self.consumers[index],
+        };
+        let Some(incarnation) = slot.take() else { return };
+        let site = if which.is_none() { "producer" } else { "consumer" };
+        if kill {
+            incarnation.task.abort();
+            let _ = incarnation.task.await;
+            self.uploads.killed(incarnation.id);
+            self.injector.record(site, "kill");
+        } else {
+            let _ = incarnation.stop.send(true);
+            let _ = incarnation.task.await;
+            self.injector.record(site, "stop");
+        }
+    }
+
+    /// Plays the plan: its days of actions, then the drain. Returns when the system has settled or the drain
+    /// bound has passed.
+    pub async fn play(&mut self) -> anyhow::Result<Drain> {
+        self.start_all()?;
+        let actions = self.plan.actions.clone();
+        for (at, action) in actions {
+            let now = tokio::time::Instant::now();
+            let due = self.started_at() + at;
+            if due > now {
+                tokio::time::sleep_until(due).await;
+            }
+            self.act(action).await?;
+        }
+        // The faults stop; whatever is dead comes back; the system drains.
+        self.injector.disable();
+        self.control.clear_faults();
+        self.control.update_settings(|s| s.file_lifetime_hours = 72.0);
+        self.start_all()?;
+        let drain_started = tokio::time::Instant::now();
+        let deadline = drain_started + DRAIN_BOUND;
+        let mut redrives = 0;
+        // An operator redrives what the faults dead-lettered, and again what comes back, a few times at most.
+        for _ in 0..REDRIVE_ROUNDS {
+            if !self.settle(deadline).await? {
+                return Ok(Drain { settled: false, took: drain_started.elapsed(), redrives });
+            }
+            let moved = redrive_manually(&*self.queues.jobs_dlq, &*self.queues.jobs).await?
+                + redrive_manually(&*self.queues.requests_dlq, &*self.queues.requests).await?;
+            if moved == 0 {
+                break;
+            }
+            redrives += moved;
+            self.injector.record("operator", "redrive-after-faults");
+        }
+        // The last daily request: everything changed so far reaches the lake.
+        self.queues.requests.send(common::queue::OutgoingMessage::new(DAILY)).await?;
+        let settled = self.settle(deadline).await?;
+        Ok(Drain { settled, took: drain_started.elapsed(), redrives })
+    }
+
+    fn started_at(&self) -> tokio::time::Instant {
+        match self.clock {
+            Clock::Tokio { anchor, .. } => anchor,
+            Clock::System => tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until no queue holds anything (visible, in flight or delayed) twice a minute apart; false if the
+    /// deadline passes first.
+    async fn settle(&self, deadline: tokio::time::Instant) -> anyhow::Result<bool> {
+        let mut quiet = 0;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let mut empty = true;
+            for queue in [&self.queues.requests, &self.queues.jobs, &self.queues.lake] {
+                empty &= queue.depth().await? == QueueDepth::default();
+            }
+            quiet = if empty { quiet + 1 } else { 0 };
+            if quiet >= 2 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn act(&mut self, action: Action) -> anyhow::Result<()> {
+        self.injector.record("plan", action.name());
+        match action {
+            Action::Mutate { object, insert, update, delete } => {
+                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                self.control.mutate(name, Mutation { insert, update, delete })?;
+            }
+            Action::Daily => self.send(DAILY).await?,
+            Action::Backfill { days_back } => {
+                let date = (self.clock.now() - chrono::Duration::days(i64::from(days_back))).date_naive();
+                let id = format!("backfill-{date}-{}", self.clock.now().format("%Y%m%dT%H%M%SZ"));
+                self.send(&format!(r#"{{"exportFromDate":"{date}","requestId":"{id}"}}"#)).await?;
+            }
+            Action::FullExport { object } => {
+                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                self.send(&format!(r#"{{"exportFromDate":"beginning","fullExport":true,"objects":["{name}"]}}"#))
+                    .await?;
+            }
+            Action::Submit { killed_after } => self.submit(killed_after).await?,
+            Action::Redrive => {
+                redrive_manually(&*self.queues.jobs_dlq, &*self.queues.jobs).await?;
+                redrive_manually(&*self.queues.requests_dlq, &*self.queues.requests).await?;
+            }
+            Action::Kill { consumer } => self.end(consumer.map(|c| c % self.consumers.len()), true).await,
+            Action::Stop { consumer } => self.end(consumer.map(|c| c % self.consumers.len()), false).await,
+            Action::Restart => self.start_all()?,
+            Action::AbortNextBatch { object } => {
+                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                self.control.abort_next_batch(name, "java.lang.RuntimeException: injected by the chaos plan");
+            }
+            Action::SlowJobs { queue_secs } => self.control.update_settings(|s| s.job_queue_secs = queue_secs),
+        }
+        Ok(())
+    }
+
+    async fn send(&self, body: &str) -> anyhow::Result<()> {
+        self.queues.requests.send(common::queue::OutgoingMessage::new(body)).await.context("sending a request")?;
+        Ok(())
+    }
+
+    /// `producer submit` of the daily request, as an operator runs it: its own process (killed after
+    /// `killed_after` if set), a request key of its own.
+    async fn submit(&mut self, killed_after: Option<Duration>) -> anyhow::Result<()> {
+        let (owner, producer, _services) = self.producer()?;
+        let key = producer::cli::submit_key(self.clock.now());
+        let serve = producer.serve(DAILY, &key);
+        match killed_after {
+            Some(after) => {
+                if tokio::time::timeout(after, serve).await.is_err() {
+                    self.uploads.killed(owner);
+                    self.injector.record("producer-submit", "kill");
+                }
+            }
+            None => {
+                let _ = serve.await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every service with its grace period, then the reader.
+    pub async fn shut_down(&mut self) {
+        self.end(None, false).await;
+        for index in 0..self.consumers.len() {
+            self.end(Some(index), false).await;
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+            let _ = reader.await;
+        }
+    }
+}
+
+/// The daily schedule's request.
+pub const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
+
+/// How the drain went.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Everything settled within the bound.
+    pub settled: bool,
+    /// How long it took (simulated).
+    pub took: Duration,
+    /// Messages moved back from dead-letter queues after the faults stopped.
+    pub redrives: u64,
+}
+
+async fn signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// The lake: receives every completion message, keeps it, deletes it.
+async fn read_lake(lake: Arc<dyn Queue>, received: Arc<Mutex<Vec<CompletionMessage>>>) {
+    loop {
+        let Ok(batch) = lake.receive(10, Duration::from_secs(20)).await else { continue };
+        for message in batch {
+            if let Ok(completion) = serde_json::from_str::<CompletionMessage>(&message.body) {
+                lock(&received).push(completion);
+                let _ = lake.delete(&message.receipt).await;
+            }
+        }
+    }
+}
