@@ -73,6 +73,65 @@ pub struct ExportRequest {
     /// message id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// One exact window of a full export (only with `fullExport`): how a consumer asks again for a full-export
+    /// window whose files were purged or whose job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ExactWindow>,
+}
+
+/// A half-open window `[from, to)` of creation times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExactWindow {
+    /// Inclusive lower bound.
+    pub from: DateTime<Utc>,
+    /// Exclusive upper bound.
+    pub to: DateTime<Utc>,
+}
+
+/// How many times a window is asked for again (its files purged, its job failed at Zuora) before it is
+/// dead-lettered instead: a window that cannot heal must not turn into a stream of jobs.
+pub const MAX_REQUESTS_AGAIN: u32 = 3;
+
+/// Prefix of the request id of a window asked for again: `again-<n>-<jobId>-<what>`.
+const AGAIN_PREFIX: &str = "again-";
+
+/// How many times the window of the request `request_id` was already asked for again (0 for any other request).
+pub fn again_generation(request_id: &str) -> u32 {
+    request_id
+        .strip_prefix(AGAIN_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl JobMessage {
+    /// The request that asks again for this job's window of `objects` (`what` names the batch or the job in its
+    /// id, so one failure asks once however often it is seen), or `None` when the window was asked for again
+    /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; changes since the
+    /// window's start date (a superset) for an increment or a backfill; a full export for a session's first load.
+    pub fn request_again(&self, objects: &[String], what: &str) -> Option<ExportRequest> {
+        let generation = again_generation(&self.request_id) + 1;
+        if generation > MAX_REQUESTS_AGAIN {
+            return None;
+        }
+        let request_id = Some(format!("{AGAIN_PREFIX}{generation}-{}-{what}", self.job_id));
+        let (export_from_date, full_export, window) = match (self.kind, self.window.from) {
+            (JobKind::FullWindow, Some(from)) => {
+                (ExportFrom::Beginning, true, Some(ExactWindow { from, to: self.window.to }))
+            }
+            (_, Some(from)) => (ExportFrom::Date(from.date_naive()), false, None),
+            (_, None) => (ExportFrom::Beginning, true, None),
+        };
+        Some(ExportRequest {
+            version: MESSAGE_VERSION,
+            export_from_date,
+            objects: Some(objects.to_vec()),
+            full_export,
+            request_id,
+            window,
+        })
+    }
 }
 
 fn current_version() -> u32 {
@@ -130,6 +189,14 @@ impl ExportRequest {
                 .collect();
             if !unknown.is_empty() {
                 return fail(format!("objects: unknown {}; known: {}", unknown.join(", "), known_objects.join(", ")));
+            }
+        }
+        if let Some(window) = &self.window {
+            if !self.full_export {
+                return fail("window: only goes with a full export (\"fullExport\": true)".to_owned());
+            }
+            if window.from >= window.to {
+                return fail(format!("window: from {} is not before to {}", window.from, window.to));
             }
         }
         if let Some(id) = &self.request_id
@@ -308,11 +375,58 @@ mod tests {
             (r#"{"objects": ["Account"]}"#, "missing field `exportFromDate`"),
             (r#"{"exportFromDate": "afterLastIncrement", "requestId": "a b"}"#, "requestId:"),
             (r#"{"exportFromDate": "afterLastIncrement", "version": 2}"#, "version: 2 is not supported"),
+            (
+                r#"{"exportFromDate": "2022-05-04", "window": {"from": "2022-01-01T00:00:00Z", "to": "2022-02-01T00:00:00Z"}}"#,
+                "window: only goes with a full export",
+            ),
+            (
+                r#"{"exportFromDate": "beginning", "fullExport": true, "window": {"from": "2022-02-01T00:00:00Z", "to": "2022-01-01T00:00:00Z"}}"#,
+                "window: from 2022-02-01 00:00:00 UTC is not before",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err().0;
             assert!(err.contains(expected), "{body}: {err:?} should contain {expected:?}");
         }
+    }
+
+    fn job(kind: JobKind, request_id: &str, from: Option<&str>) -> JobMessage {
+        JobMessage {
+            version: MESSAGE_VERSION,
+            job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
+            request_id: request_id.into(),
+            kind,
+            objects: vec!["Account".into(), "Invoice".into()],
+            window: Window { from: from.map(|f| f.parse().unwrap()), to: "2022-07-01T00:00:00Z".parse().unwrap() },
+            submitted_at: "2022-07-01T00:00:01Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_window_is_asked_for_again_exactly_for_full_exports_and_a_bounded_number_of_times() {
+        let invoice = ["Invoice".to_owned()];
+        let window = job(JobKind::FullWindow, "r1", Some("2022-01-01T00:00:00Z"));
+        let again = window.request_again(&invoice, "b1").unwrap();
+        assert_eq!(
+            serde_json::to_string(&again).unwrap(),
+            r#"{"exportFromDate":"beginning","objects":["Invoice"],"fullExport":true,"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1","window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#
+        );
+        assert!(again.check(KNOWN, today()).is_ok());
+        let increment = job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1");
+        assert_eq!(
+            increment.unwrap().export_from_date,
+            ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 6, 30).unwrap())
+        );
+        let first_load = job(JobKind::Increment, "daily", None).request_again(&invoice, "job").unwrap();
+        assert_eq!((first_load.export_from_date, first_load.full_export), (ExportFrom::Beginning, true));
+
+        let id = |n: u32| format!("again-{n}-2c92c0f966cd4f580166ec0ac89d5bb7-b1");
+        assert_eq!(again_generation(&id(2)), 2);
+        assert_eq!(again_generation("daily"), 0);
+        let third = job(JobKind::FullWindow, &id(2), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9");
+        assert_eq!(third.unwrap().request_id.unwrap(), "again-3-2c92c0f966cd4f580166ec0ac89d5bb7-b9");
+        let fourth = job(JobKind::FullWindow, &id(3), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9");
+        assert_eq!(fourth, None, "a window that cannot heal is asked for again at most {MAX_REQUESTS_AGAIN} times");
     }
 
     #[test]
@@ -338,6 +452,7 @@ mod tests {
             objects: None,
             full_export: false,
             request_id: None,
+            window: None,
         };
         assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"exportFromDate":"2022-05-04"}"#);
     }

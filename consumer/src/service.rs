@@ -92,6 +92,7 @@ async fn work(worker: &Worker, message: &ReceivedMessage) {
         Ok(Settled::Published { files }) => info!(files, "job done"),
         Ok(Settled::Waiting { delay }) => info!(delay_secs = delay.as_secs(), "job not finished"),
         Ok(Settled::DeadLettered { reason }) => warn!(%reason, "job dead-lettered"),
+        Ok(Settled::AskedAgain { reason }) => warn!(%reason, "job failed at Zuora; its window was asked for again"),
         Err(e) => warn!(error = %e, "job failed for now; its message will be received again"),
     }
 }

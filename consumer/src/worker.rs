@@ -15,7 +15,7 @@ use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::ConsumerSettings;
 use common::ledger::{Ledger, LedgerError, PublishedMark};
-use common::messages::{Checksum, CompletionMessage, JobMessage, MESSAGE_VERSION};
+use common::messages::{Checksum, CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
@@ -71,7 +71,16 @@ pub enum Settled {
         /// Why.
         reason: String,
     },
+    /// The job failed at Zuora: its window was asked for again (a request on the requests queue).
+    AskedAgain {
+        /// Why.
+        reason: String,
+    },
 }
+
+/// A file missing (404) sooner than this after its job ran was not purged (Zuora keeps files about 72 hours):
+/// the path is wrong, and asking again would only fail again.
+const PURGED_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// A failure that may pass: the message is left to be received again.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +131,10 @@ impl Worker {
                 .dead_letter(message, format!("job message version {} is not supported", job_message.version))
                 .await;
         }
+        if !common::zuora::is_zuora_id(&job_message.job_id) {
+            let reason = format!("jobId {:?} is not a Zuora id (32 hexadecimal digits)", job_message.job_id);
+            return self.dead_letter(message, reason).await;
+        }
         let job = match self.zuora.job(&job_message.job_id).await {
             Ok(job) => job,
             Err(e) if !e.is_retryable() => return self.dead_letter(message, format!("reading the job: {e}")).await,
@@ -138,12 +151,33 @@ impl Worker {
                     })
                     .collect();
                 let reason = format!("Zuora job {} ended {} {}", job.id, job.status, details.join("; "));
-                return self.dead_letter(message, reason.trim_end().to_owned()).await;
+                let reason = reason.trim_end().to_owned();
+                if self.ask_again(&job_message, &job_message.objects, "job", &reason).await? {
+                    self.jobs.delete(&message.receipt).await?;
+                    return Ok(Settled::AskedAgain { reason });
+                }
+                let reason = format!("{reason}; its window was asked for again {MAX_REQUESTS_AGAIN} times already");
+                return self.dead_letter(message, reason).await;
             }
             Phase::Succeeded => {}
         }
         let mut files = 0;
         let mut failures = Vec::new();
+        // Every object the job was submitted for must come back: Zuora leaves out a query on an object the user
+        // cannot read (error 90018) without failing the job.
+        let missing: Vec<&str> = job_message
+            .objects
+            .iter()
+            .filter(|o| !job.batches.iter().any(|b| b.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(o))))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            failures.push(format!(
+                "Zuora's job {} has no batch for {} (a query Zuora left out: can the API user read the object?)",
+                job.id,
+                missing.join(", ")
+            ));
+        }
         for batch in &job.batches {
             if batch.status.phase() != Phase::Succeeded {
                 failures.push(format!(
@@ -221,6 +255,12 @@ impl Worker {
             .unwrap_or(job_message.submitted_at);
         let batch_id = batch.batch_id.clone().unwrap_or_default();
         let file_ids = batch.file_ids();
+        if file_ids.is_empty() {
+            return Err(BatchFailure::Fatal(format!("{name}: completed with neither a fileId nor segments")));
+        }
+        if let Some(bad) = file_ids.iter().find(|id| !common::zuora::is_zuora_id(id)) {
+            return Err(BatchFailure::Fatal(format!("{name}: file id {bad:?} is not a Zuora id")));
+        }
         let segments = file_ids.len() as u32;
         let mut announced = 0u64;
         let mut todo = Vec::new();
@@ -252,8 +292,20 @@ impl Worker {
                     Ok(upload) => pending.push((upload, started.elapsed())),
                     Err(RelayError::Source(ZuoraError::FilePurged { .. })) => {
                         abort_all(pending).await;
-                        self.request_again(job_message, object, &job.id, &batch_id).await?;
-                        return Ok(0);
+                        let age = self.clock.now() - executed_at;
+                        if age < PURGED_AFTER {
+                            return Err(BatchFailure::Fatal(format!(
+                                "{name}: file {file_id} not found (404) {} h after its job ran; Zuora keeps files about 72 h, so the download path is wrong (zuora.file_path?)",
+                                age.num_hours()
+                            )));
+                        }
+                        let reason = format!("{name}: file {file_id} purged by Zuora");
+                        if self.ask_again(job_message, std::slice::from_ref(&object.name), &batch_id, &reason).await? {
+                            return Ok(0);
+                        }
+                        return Err(BatchFailure::Fatal(format!(
+                            "{reason}, and its window was asked for again {MAX_REQUESTS_AGAIN} times already"
+                        )));
                     }
                     Err(RelayError::Source(ZuoraError::FileTooLarge { limit, .. })) => {
                         abort_all(pending).await;
@@ -364,24 +416,21 @@ impl Worker {
         Ok(self.ledger.record_published(&mark).await?)
     }
 
-    /// A purged file cannot be downloaded again: ask the producer for the same window instead.
-    async fn request_again(
+    /// Asks the producer for the job's window of `objects` again (its files purged, its job failed at Zuora).
+    /// Returns false when the window was asked for again too often already: it is not asked again.
+    async fn ask_again(
         &self,
         job: &JobMessage,
-        object: &ObjectSpec,
-        job_id: &str,
-        batch_id: &str,
-    ) -> Result<(), WorkError> {
-        let request_id = format!("purged-{job_id}-{batch_id}");
-        let body = match job.window.from {
-            Some(from) => serde_json::json!({"exportFromDate": from.date_naive().format("%Y-%m-%d").to_string(),
-                                             "objects": [object.name], "requestId": request_id}),
-            None => serde_json::json!({"exportFromDate": "beginning", "fullExport": true,
-                                       "objects": [object.name], "requestId": request_id}),
-        };
-        self.requests.send(OutgoingMessage::new(body.to_string())).await?;
-        warn!(object = %object.name, job_id, batch_id, request = %body, "file purged by Zuora; requested the same window again");
-        Ok(())
+        objects: &[String],
+        what: &str,
+        reason: &str,
+    ) -> Result<bool, WorkError> {
+        let Some(request) = job.request_again(objects, what) else { return Ok(false) };
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(&request).expect("a request serialises");
+        self.requests.send(OutgoingMessage::new(body.clone())).await?;
+        warn!(reason, request = %body, "asked for the same window again");
+        Ok(true)
     }
 }
 

@@ -132,6 +132,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                 objects: (!objects.is_empty()).then_some(objects),
                 full_export: false,
                 request_id: Some(format!("backfill-{from}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"))),
+                window: None,
             };
             let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
             let body = serde_json::to_string(&request)?;

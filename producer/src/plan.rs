@@ -14,7 +14,7 @@ pub fn backfill_start(date: NaiveDate) -> DateTime<Utc> {
 }
 
 /// The jobs a valid request needs, in submission order: one for an increment or a backfill; for a full export one
-/// per object and half-open `CreatedDate` window, from `full.earliest` to `now`.
+/// per object and half-open `CreatedDate` window, from `full.earliest` to `now` (or the request's one exact window).
 pub fn plan(
     request: &ExportRequest,
     request_key: &str,
@@ -37,7 +37,10 @@ pub fn plan(
         ExportFrom::AfterLastIncrement => vec![job(0, JobKind::Increment, names(), None, None)],
         ExportFrom::Date(date) => vec![job(0, JobKind::Backfill, names(), Some(backfill_start(date)), None)],
         ExportFrom::Beginning => {
-            let windows = windows(full, now);
+            let windows = match request.window {
+                Some(exact) => vec![(exact.from, exact.to)],
+                None => windows(full, now),
+            };
             objects
                 .iter()
                 .flat_map(|o| windows.iter().map(move |w| (o.name.clone(), *w)))
@@ -175,5 +178,15 @@ mod tests {
         let keys: std::collections::HashSet<_> = windows.iter().map(|j| &j.idempotency_key).collect();
         assert_eq!(keys.len(), 6, "every window job has its own idempotency key");
         assert_eq!(windows[2].to, Some(now));
+
+        let exact = r#"{"exportFromDate":"beginning","fullExport":true,"objects":["Invoice"],
+                        "window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#;
+        let invoice = catalogue.select(&["Invoice".into()]).unwrap();
+        let again = plan(&request(exact), "m4", &invoice, &full, now);
+        assert_eq!(again.len(), 1, "one exact window, not a full export from the beginning");
+        assert_eq!(
+            (again[0].kind, again[0].from, again[0].to),
+            (JobKind::FullWindow, Some(at("2022-01-01T00:00:00Z")), Some(at("2022-07-01T00:00:00Z")))
+        );
     }
 }

@@ -41,6 +41,9 @@ pub struct SimConfig {
     /// `objects` is accepted too (the name the design notes use).
     #[serde(alias = "objects")]
     pub rows: BTreeMap<String, u64>,
+    /// Render result files on the serving task instead of on blocking threads: for the chaos harness's
+    /// single-threaded runtime on Tokio's paused clock, where downloads stalled while blocking threads rendered.
+    pub render_inline: bool,
     /// The run-time tunable part.
     pub settings: Settings,
 }
@@ -58,6 +61,7 @@ impl Default for SimConfig {
             genesis: DateTime::from_timestamp(1_577_836_800, 0).unwrap_or_default(), // 2020-01-01T00:00:00Z
             history_days: 1461,
             rows: BTreeMap::new(),
+            render_inline: false,
             settings: Settings::default(),
         }
     }

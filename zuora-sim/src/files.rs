@@ -334,6 +334,7 @@ impl Iterator for FileBody {
 /// A file's bytes as they are sent: blocks rendered ahead on `threads` blocking threads and sent in order, in
 /// chunks of at most 64 KiB. Rendering is the simulator's costliest work; spread over the cores it keeps up with a
 /// client reading at loopback speed. A rendering thread that fails ends the stream with an error (a reset).
+/// With `threads` 0 the blocks are rendered on the serving task itself.
 pub fn file_chunks(spec: FileSpec, threads: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
     let keys = Arc::new(Keys::of(&spec.plan));
     let (cutter, header) = Cutter::start(&spec);
@@ -341,9 +342,10 @@ pub fn file_chunks(spec: FileSpec, threads: usize) -> impl Stream<Item = std::io
     let blocks = stream::iter(0..keys.blocks())
         .map(move |index| {
             let (keys, plan) = (keys.clone(), plan.clone());
-            tokio::task::spawn_blocking(move || keys.render(&plan, index))
+            let render = move || keys.render(&plan, index);
+            async move { if threads == 0 { Ok(render()) } else { tokio::task::spawn_blocking(render).await } }
         })
-        .buffered(threads.max(1) + 1);
+        .buffered(threads + 1);
     let rows = stream::unfold(Some((blocks, cutter)), |state| async move {
         let (mut blocks, mut cutter) = state?;
         while !cutter.is_full() {

@@ -333,7 +333,10 @@ async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<
                 Err(_) => return internal_error(),
             },
             None => {
-                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let threads = match sim.config.render_inline {
+                    true => 0,
+                    false => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                };
                 file_stream(file_chunks(file.spec, threads), reset, truncate, bandwidth).boxed()
             }
         };

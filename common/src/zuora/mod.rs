@@ -18,4 +18,5 @@ pub use error::ZuoraError;
 pub use time::{parse_incremental_time, render_incremental_time};
 pub use types::{
     Batch, BatchQueryRequest, BatchStatus, DeletedFormat, DeletedSpec, Job, JobStatus, Phase, Query, ZuoraTime,
+    is_zuora_id,
 };

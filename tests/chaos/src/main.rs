@@ -23,7 +23,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let seeds: Vec<u64> = match (cli.seed, cli.first) {
         (Some(seed), _) => {
-            tracing_subscriber::fmt().with_env_filter("info").with_writer(std::io::stderr).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .with_timer(SimulatedTime)
+                .with_ansi(false)
+                .init();
             vec![seed]
         }
         (None, Some(first)) => (first..first + cli.seeds).collect(),
@@ -76,4 +83,13 @@ fn main() -> ExitCode {
     }
     println!("{} passed, {} failed", seeds.len() - failed.len(), failed.len());
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Log lines stamped with the seed's simulated time (the services' clock), not the real one.
+struct SimulatedTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", chaos::world::simulated_now().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
 }

@@ -223,7 +223,8 @@ impl Plan {
             rows,
             job_queue_secs: rng.random_range(0.0..120.0),
             job_execution_secs: rng.random_range(1.0..600.0),
-            file_lifetime_hours: if rng.random_bool(0.2) { rng.random_range(1.0..12.0) } else { 72.0 },
+            // Zuora's own: files outlive a day, so a 404 within a day is a wrong path, not a purge.
+            file_lifetime_hours: 72.0,
             segment_rows: rng.random_bool(0.2).then(|| rng.random_range(5..50)),
             zuora_faults,
             actions,

@@ -79,7 +79,8 @@ impl World {
     /// Builds the world for `plan`; nothing runs yet.
     pub async fn new(plan: Plan) -> anyhow::Result<Self> {
         let start: DateTime<Utc> = START.parse()?;
-        let mut sim_config = SimConfig { seed: plan.seed, clock_start: Some(start), ..SimConfig::default() };
+        let mut sim_config =
+            SimConfig { seed: plan.seed, clock_start: Some(start), render_inline: true, ..SimConfig::default() };
         // Every generated row lies inside every catalogue query's filter, so the whole table is the truth.
         sim_config.genesis = "2024-01-01T00:00:00Z".parse()?;
         sim_config.history_days = 700;
@@ -114,6 +115,8 @@ impl World {
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
         let injector = Injector::new(plan.seed, plan.fault_rate);
         let consumers = (0..plan.consumers).map(|_| None).collect();
+        let clock = Clock::following_tokio(start);
+        let _ = SIMULATED.set(clock);
         Ok(Self {
             plan,
             sim,
@@ -125,7 +128,7 @@ impl World {
             dir,
             injector,
             uploads: Arc::default(),
-            clock: Clock::following_tokio(start),
+            clock,
             received: Arc::default(),
             producer: None,
             consumers,
@@ -384,6 +387,14 @@ impl World {
             let _ = reader.await;
         }
     }
+}
+
+/// The clock of the first seed the process runs (logs are on only for `--seed`, one seed a process).
+static SIMULATED: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+
+/// The simulated now of the seed being replayed, for log lines.
+pub fn simulated_now() -> DateTime<Utc> {
+    SIMULATED.get().map_or_else(Utc::now, Clock::now)
 }
 
 /// The daily schedule's request.
