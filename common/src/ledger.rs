@@ -101,10 +101,15 @@ pub struct PublishedMark {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The session's latest recorded increment: its upper bound, the next one's lower bound, and its job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SessionMark {
-    to: DateTime<Utc>,
+pub struct SessionMark {
+    /// The increment's upper bound.
+    pub to: DateTime<Utc>,
+    /// Its job (absent in marks written before it was recorded here).
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 /// A ledger record that could not be read or written.
@@ -157,17 +162,22 @@ impl Ledger {
         self.write(&format!("jobs/{}.json", record.job_id), record).await
     }
 
-    /// The upper bound of the session's latest increment.
-    pub async fn last_increment_to(&self) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(self.read::<SessionMark>("session/last-increment.json").await?.map(|m| m.to))
+    /// The session's latest recorded increment.
+    pub async fn session_mark(&self) -> Result<Option<SessionMark>, LedgerError> {
+        self.read::<SessionMark>("session/last-increment.json").await
     }
 
-    /// Moves the session's mark forward (never back).
-    pub async fn advance_increment_to(&self, to: DateTime<Utc>) -> Result<(), LedgerError> {
+    /// The upper bound of the session's latest increment.
+    pub async fn last_increment_to(&self) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        Ok(self.session_mark().await?.map(|m| m.to))
+    }
+
+    /// Moves the session's mark forward (never back) to the increment of `job_id`, ending at `to`.
+    pub async fn advance_increment_to(&self, to: DateTime<Utc>, job_id: &str) -> Result<(), LedgerError> {
         if self.last_increment_to().await?.is_some_and(|current| current >= to) {
             return Ok(());
         }
-        self.write("session/last-increment.json", &SessionMark { to }).await
+        self.write("session/last-increment.json", &SessionMark { to, job_id: Some(job_id.to_owned()) }).await
     }
 
     /// The latest published increment of an object.

@@ -8,6 +8,7 @@
 //! again (and dead-lettered by SQS after too many receives).
 
 use crate::plan::{plan, windowed_query};
+use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
@@ -159,8 +160,19 @@ impl Producer {
         };
         let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
-        let job = self.zuora.submit(&request, &planned.idempotency_key).await?;
-        let window = Window { from, to: planned.to.unwrap_or(submitted_at) };
+        let idempotency_key = match planned.kind {
+            JobKind::Increment => increment_key(&self.session, from),
+            JobKind::Backfill | JobKind::FullWindow => planned.idempotency_key.clone(),
+        };
+        let mut job = self.zuora.submit(&request, &idempotency_key).await?;
+        if planned.kind == JobKind::Increment {
+            // The key may name an increment submitted earlier (by another request, or before a crash; the answer
+            // shows it as just submitted either way): if it has started, its window ends when it started, not now.
+            job = self.zuora.job(&job.id).await?;
+        }
+        let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
+        let window =
+            Window { from, to: planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at)) };
         info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
               to = %window.to, "submitted AQuA job");
         let slot = &mut record.jobs[index];
@@ -181,7 +193,7 @@ impl Producer {
             self.ledger.put_job(&job_record).await?;
         }
         if planned.kind == JobKind::Increment {
-            self.ledger.advance_increment_to(window.to).await?;
+            self.ledger.advance_increment_to(window.to, &job.id).await?;
         }
         Ok(())
     }
@@ -232,8 +244,10 @@ impl Producer {
         let (session, from) = (&self.session, planned.from);
         Ok(match planned.kind {
             JobKind::Increment => {
+                // The same body whichever request submits it: its idempotency key is the session's, not the
+                // request's (see `increment_key`).
                 let queries = objects.iter().map(|o| o.to_query()).collect();
-                BatchQueryRequest::stateful(&name, &session.partner, &session.project, queries)
+                BatchQueryRequest::stateful(INCREMENT_JOB_NAME, &session.partner, &session.project, queries)
             }
             JobKind::Backfill => {
                 let queries = objects.iter().map(|o| o.to_query()).collect();
@@ -269,6 +283,7 @@ impl Producer {
     /// record of it (a crash between submit and record, or a job submitted from outside): recorded, enqueued once.
     /// Returns the adopted job's id.
     pub async fn reconcile(&self) -> Result<Option<String>, RequestError> {
+        self.enqueue_job_at_mark().await?;
         let Some(job) = self.zuora.last_completed_job(&self.session.partner, &self.session.project).await? else {
             return Ok(None);
         };
@@ -285,9 +300,26 @@ impl Producer {
         self.enqueue(&record).await?;
         self.ledger.put_job(&JobRecord { enqueued: true, ..record.clone() }).await?;
         if record.kind == JobKind::Increment {
-            self.ledger.advance_increment_to(record.window.to).await?;
+            self.ledger.advance_increment_to(record.window.to, &job.id).await?;
         }
         Ok(Some(job.id))
+    }
+
+    /// Enqueues the session's latest recorded increment if it is not on the jobs queue yet: a `producer submit`
+    /// killed between recording its job and enqueuing it leaves a request nobody resumes (its key was its own),
+    /// and Zuora's "last completed job" soon names another job (the next increment, or a backfill, which runs in
+    /// the same session). Each increment starts where the one at the mark ends, so this one check before every
+    /// increment keeps them all enqueued.
+    async fn enqueue_job_at_mark(&self) -> Result<(), RequestError> {
+        let Some(job_id) = self.ledger.session_mark().await?.and_then(|m| m.job_id) else { return Ok(()) };
+        if let Some(job) = self.ledger.job(&job_id).await?
+            && !job.enqueued
+        {
+            warn!(job_id = %job.job_id, request_key = %job.request_key, "the latest increment was never enqueued: enqueuing it");
+            self.enqueue(&job).await?;
+            self.ledger.put_job(&JobRecord { enqueued: true, ..job }).await?;
+        }
+        Ok(())
     }
 
     async fn adopted_record(&self, job: &Job) -> Result<JobRecord, LedgerError> {
@@ -308,6 +340,21 @@ impl Producer {
             enqueued: false,
         })
     }
+}
+
+/// The job name of every increment.
+const INCREMENT_JOB_NAME: &str = "zle-increment";
+
+/// The `Idempotency-Key` of the session's next increment: the session and the upper bound of its last recorded
+/// increment, not the request. Whatever request submits the next increment (a redelivery, the schedule's next
+/// message, a redriven copy with a new message id, a `producer submit` run again after a crash), it submits it
+/// with the same key until the job is recorded and the mark moves, so Zuora runs one job, and no increment is
+/// submitted that the ledger does not come to know of (a second job would hide the first from reconciliation,
+/// which sees only the last completed one).
+pub fn increment_key(session: &SessionConfig, after: Option<DateTime<Utc>>) -> String {
+    let clip = |s: &str| s.chars().take(64).collect::<String>();
+    let after = after.map_or_else(|| "start".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+    format!("zle:{}:{}:increment-after:{after}", clip(&session.partner), clip(&session.project))
 }
 
 /// Long-polls the requests queue until `shutdown` resolves; the message being served is finished first.
