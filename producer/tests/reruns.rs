@@ -1,0 +1,206 @@
+//! A request run again at any point, under another key, loses no increment: the producer on the simulator, an
+//! in-memory jobs queue and a local-directory ledger (no servers), with the ledger or the queue failing at the
+//! moment a `producer submit` process would have been killed.
+
+use bytes::Bytes;
+use common::config::Config;
+use common::ledger::Ledger;
+use common::messages::JobMessage;
+use common::queue::{MemoryQueue, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
+use common::store::{ChecksumAlgorithm, LocalStore, ObjectStore, StoreError, Upload, UploadedPart};
+use common::zuora::ZuoraClient;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use producer::service::Producer;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+use zuora_sim::{RunningSim, SimConfig, Simulator};
+
+const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
+
+/// A local store whose writes of keys containing `fails` fail once `allowed` of them have landed (a process that
+/// dies there).
+struct DyingStore {
+    inner: LocalStore,
+    fails: &'static str,
+    allowed: AtomicU32,
+}
+
+impl ObjectStore for DyingStore {
+    fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
+        if key.contains(self.fails)
+            && self.allowed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err()
+        {
+            let error =
+                StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "killed".into() };
+            return async { Err(error) }.boxed();
+        }
+        self.inner.put(bucket, key, body)
+    }
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        self.inner.get(bucket, key)
+    }
+    fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        self.inner.list(bucket, prefix)
+    }
+    fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.copy(bucket, from, to)
+    }
+    fn create_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: &'a str,
+        checksum: ChecksumAlgorithm,
+    ) -> BoxFuture<'a, Result<Upload, StoreError>> {
+        self.inner.create_upload(bucket, key, content_type, checksum)
+    }
+    fn upload_part<'a>(
+        &'a self,
+        upload: &'a Upload,
+        number: i32,
+        body: Vec<Bytes>,
+        checksum: u64,
+    ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
+        self.inner.upload_part(upload, number, body, checksum)
+    }
+    fn complete_upload<'a>(
+        &'a self,
+        upload: &'a Upload,
+        parts: Vec<UploadedPart>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.complete_upload(upload, parts)
+    }
+    fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.abort_upload(upload)
+    }
+}
+
+/// An in-memory queue whose sends fail while `failing` is set.
+struct DyingQueue {
+    inner: MemoryQueue,
+    failing: AtomicBool,
+}
+
+impl Queue for DyingQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
+        if self.failing.load(Ordering::SeqCst) {
+            let error = QueueError { operation: "SendMessage", queue: "jobs".into(), message: "killed".into() };
+            return async { Err(error) }.boxed();
+        }
+        self.inner.send(message)
+    }
+    fn receive(&self, max: u32, wait: Duration) -> BoxFuture<'_, Result<Vec<ReceivedMessage>, QueueError>> {
+        self.inner.receive(max, wait)
+    }
+    fn delete<'a>(&'a self, receipt: &'a str) -> BoxFuture<'a, Result<(), QueueError>> {
+        self.inner.delete(receipt)
+    }
+    fn set_visibility<'a>(&'a self, receipt: &'a str, timeout: Duration) -> BoxFuture<'a, Result<(), QueueError>> {
+        self.inner.set_visibility(receipt, timeout)
+    }
+    fn depth(&self) -> BoxFuture<'_, Result<QueueDepth, QueueError>> {
+        self.inner.depth()
+    }
+}
+
+struct World {
+    sim: RunningSim,
+    config: Config,
+    store: Arc<DyingStore>,
+    jobs: Arc<DyingQueue>,
+}
+
+impl World {
+    async fn start(fails: &'static str, job_execution_secs: f64) -> Self {
+        let mut sim_config = SimConfig::default();
+        sim_config.settings.job_execution_secs = job_execution_secs;
+        let sim = Simulator::start(sim_config).await.unwrap();
+        let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
+        config.zuora.base_url = sim.base_url();
+        let root = std::env::temp_dir().join(format!("reruns-{:016x}", rand_id()));
+        let store = Arc::new(DyingStore { inner: LocalStore::new(root), fails, allowed: AtomicU32::new(1) });
+        let jobs = Arc::new(DyingQueue {
+            inner: MemoryQueue::new("jobs", Duration::from_secs(30)),
+            failing: AtomicBool::new(false),
+        });
+        Self { sim, config, store, jobs }
+    }
+
+    /// A producer process: its own client and ledger handle on the shared store and queue.
+    fn producer(&self) -> Producer {
+        let c = &self.config;
+        let ledger = Ledger::new(self.store.clone(), &c.ledger.bucket, &c.ledger.prefix);
+        let zuora = ZuoraClient::new(c.zuora.clone()).unwrap();
+        Producer::new(
+            zuora,
+            ledger,
+            self.jobs.clone(),
+            c.catalogue().unwrap(),
+            c.session.clone(),
+            c.full_export.clone(),
+        )
+    }
+
+    /// The jobs on the jobs queue.
+    async fn enqueued(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for message in self.jobs.inner.receive(10, Duration::ZERO).await.unwrap() {
+            ids.push(serde_json::from_str::<JobMessage>(&message.body).unwrap().job_id);
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The stateful session's jobs Zuora ran, with or without `incrementalTime`.
+    fn session_jobs(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.sim.control().jobs().into_iter().filter(|j| j.partner.is_some()).map(|j| j.id).collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn rand_id() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[tokio::test]
+async fn a_submit_killed_after_zuora_took_the_job_and_run_again_under_a_new_key_exports_that_job() {
+    // The job runs long: when the second run comes, the first job is still running at Zuora.
+    let w = World::start("requests/cli-1", 30.0).await;
+    // The write-ahead record lands; the process dies before it records the job Zuora accepted.
+    assert!(w.producer().serve(DAILY, "cli-1").await.is_err(), "the first run dies after Zuora accepted its job");
+    assert_eq!(w.session_jobs().len(), 1);
+
+    // `producer submit` again: a new process, a new request key.
+    w.producer().serve(DAILY, "cli-2").await.unwrap();
+    assert_eq!(w.enqueued().await, w.session_jobs(), "every job Zuora runs in the session is on the jobs queue");
+    assert_eq!(w.session_jobs().len(), 1, "the second run resumed the first job instead of submitting a second");
+}
+
+#[tokio::test]
+async fn an_increment_recorded_but_never_enqueued_is_enqueued_before_the_next_even_after_a_backfill_ran() {
+    let w = World::start("nothing", 0.2).await;
+    // The first run records its job and the session mark, then dies before the job message is sent.
+    w.jobs.failing.store(true, Ordering::SeqCst);
+    assert!(w.producer().serve(DAILY, "cli-1").await.is_err());
+    w.jobs.failing.store(false, Ordering::SeqCst);
+    assert_eq!(w.enqueued().await, Vec::<String>::new());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A backfill runs in the same session and completes: Zuora's "last completed job" is now the backfill.
+    let today = w.sim.control().now().date_naive();
+    w.producer().serve(&format!(r#"{{"exportFromDate":"{today}"}}"#), "backfill-1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The next daily increment.
+    w.producer().serve(DAILY, "daily-2").await.unwrap();
+    assert_eq!(w.session_jobs().len(), 3);
+    assert_eq!(w.enqueued().await, w.session_jobs(), "the first increment is not forgotten");
+}
