@@ -334,42 +334,56 @@ impl Worker {
                 warn!(object = %name, attempt, counted = announced + counted, expected, "record count differs from Zuora's; nothing published");
                 continue;
             }
-            for ((upload, elapsed), (segment, file_id, key, metadata_key)) in pending.into_iter().zip(&todo) {
-                let records = upload.counter.data_records();
-                let completing = Instant::now();
-                let published = upload.complete().await?;
-                // The file's own transfer time: its relay and its completion.
-                let elapsed = elapsed + completing.elapsed();
-                let completion = CompletionMessage {
-                    version: MESSAGE_VERSION,
-                    job_id: job.id.clone(),
-                    batch_id: batch_id.clone(),
-                    file_id: file_id.clone(),
-                    object: object.name.clone(),
-                    segment: *segment,
-                    segments,
-                    bucket: object.target.bucket.clone(),
-                    key: key.clone(),
-                    metadata_key: metadata_key.clone(),
-                    record_count: records,
-                    bytes: published.bytes,
-                    full,
-                    window: job_message.window,
-                    executed_at,
-                    checksum: Checksum { algorithm: self.settings.checksum.clone(), value: published.checksum.clone() },
-                    compression: self.relay.compression.name().to_owned(),
-                };
-                self.store
-                    .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
-                    .await?;
-                if self.announce(&completion).await? && segments == 1 {
-                    self.copy_to_legacy_key(object, key).await?;
+            let mut files = pending.into_iter().zip(&todo);
+            while let Some(((upload, elapsed), (segment, file_id, key, metadata_key))) = files.next() {
+                let published = async {
+                    let records = upload.counter.data_records();
+                    let completing = Instant::now();
+                    let published = upload.complete().await?;
+                    // The file's own transfer time: its relay and its completion.
+                    let elapsed = elapsed + completing.elapsed();
+                    let completion = CompletionMessage {
+                        version: MESSAGE_VERSION,
+                        job_id: job.id.clone(),
+                        batch_id: batch_id.clone(),
+                        file_id: file_id.clone(),
+                        object: object.name.clone(),
+                        segment: *segment,
+                        segments,
+                        bucket: object.target.bucket.clone(),
+                        key: key.clone(),
+                        metadata_key: metadata_key.clone(),
+                        record_count: records,
+                        bytes: published.bytes,
+                        full,
+                        window: job_message.window,
+                        executed_at,
+                        checksum: Checksum {
+                            algorithm: self.settings.checksum.clone(),
+                            value: published.checksum.clone(),
+                        },
+                        compression: self.relay.compression.name().to_owned(),
+                    };
+                    self.store
+                        .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
+                        .await?;
+                    if self.announce(&completion).await? && segments == 1 {
+                        self.copy_to_legacy_key(object, key).await?;
+                    }
+                    let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
+                    info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
+                          window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
+                          job_id = %job.id, file_id = %file_id, batch_id = %batch_id, bytes = published.bytes,
+                          parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
+                    Ok::<(), WorkError>(())
                 }
-                let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
-                info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
-                      window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
-                      job_id = %job.id, file_id = %file_id, batch_id = %batch_id, bytes = published.bytes,
-                      parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
+                .await;
+                if let Err(e) = published {
+                    // The segments after this one are uploaded but not completed: abort them now, not at shutdown
+                    // (the next delivery uploads them again).
+                    abort_all(files.map(|(pending, _)| pending).collect()).await;
+                    return Err(e.into());
+                }
             }
             return Ok(file_ids.len());
         }

@@ -137,8 +137,13 @@ impl Producer {
             }
         };
         for index in 0..record.jobs.len() {
-            if record.jobs[index].job_id.is_none() {
-                self.submit_planned(&mut record, index).await?;
+            match (&record.jobs[index].job_id, record.jobs[index].window) {
+                (None, _) => self.submit_planned(&mut record, index).await?,
+                // A resumed increment: the run that recorded it may have stopped before moving the mark.
+                (Some(job_id), Some(window)) if record.jobs[index].kind == JobKind::Increment => {
+                    self.ledger.advance_increment_to(window.to, job_id).await?;
+                }
+                _ => {}
             }
             if !record.jobs[index].enqueued {
                 self.enqueue_planned(&mut record, index).await?;
@@ -154,22 +159,37 @@ impl Producer {
             // A job Zuora ran that we do not know of holds the window before ours: adopt it first.
             self.reconcile().await?;
         }
-        let from = match planned.kind {
-            JobKind::Increment => self.ledger.last_increment_to().await?,
-            JobKind::Backfill | JobKind::FullWindow => planned.from,
-        };
         let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
-        let idempotency_key = match planned.kind {
-            JobKind::Increment => increment_key(&self.session, from),
-            JobKind::Backfill | JobKind::FullWindow => planned.idempotency_key.clone(),
+        let mut attempts = 0;
+        let (job, from) = loop {
+            attempts += 1;
+            let from = match planned.kind {
+                JobKind::Increment => self.ledger.last_increment_to().await?,
+                JobKind::Backfill | JobKind::FullWindow => planned.from,
+            };
+            let idempotency_key = match planned.kind {
+                JobKind::Increment => increment_key(&self.session, from),
+                JobKind::Backfill | JobKind::FullWindow => planned.idempotency_key.clone(),
+            };
+            let mut job = self.zuora.submit(&request, &idempotency_key).await?;
+            if planned.kind == JobKind::Increment {
+                // The key may name an increment submitted earlier (by another request, or before a crash; the
+                // answer shows it as just submitted either way): if it has started, its window ends when it
+                // started, not now.
+                job = self.zuora.job(&job.id).await?;
+                if let Some(known) = self.ledger.job(&job.id).await?
+                    && known.request_key != record.request_key
+                    && attempts < 3
+                {
+                    // Another request recorded that increment and stopped before moving the mark past it: move
+                    // the mark, then submit this request's own increment after it.
+                    self.ledger.advance_increment_to(known.window.to, &job.id).await?;
+                    continue;
+                }
+            }
+            break (job, from);
         };
-        let mut job = self.zuora.submit(&request, &idempotency_key).await?;
-        if planned.kind == JobKind::Increment {
-            // The key may name an increment submitted earlier (by another request, or before a crash; the answer
-            // shows it as just submitted either way): if it has started, its window ends when it started, not now.
-            job = self.zuora.job(&job.id).await?;
-        }
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
         let window =
             Window { from, to: planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at)) };

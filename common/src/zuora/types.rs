@@ -433,6 +433,12 @@ fn opt_bool_from_bool_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> R
     }
 }
 
+/// True for a Zuora job, batch or file id: 32 hexadecimal digits. Ids from messages go into URL paths only once
+/// checked.
+pub fn is_zuora_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,10 +529,4 @@ mod tests {
         assert_eq!(json["queries"][0]["type"], "zoqlexport");
         assert_eq!(json["queries"][0]["deleted"], serde_json::json!({"column": "IsDeleted", "format": "Boolean"}));
     }
-}
-
-/// True for a Zuora job, batch or file id: 32 hexadecimal digits. Ids from messages go into URL paths only once
-/// checked.
-pub fn is_zuora_id(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
