@@ -108,9 +108,10 @@ pub fn again_generation(request_id: &str) -> u32 {
 impl JobMessage {
     /// The request that asks again for this job's window of `objects` (`what` names the batch or the job in its
     /// id, so one failure asks once however often it is seen), or `None` when the window was asked for again
-    /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; changes since the
-    /// window's start date (a superset) for an increment or a backfill; a full export for a session's first load.
-    pub fn request_again(&self, objects: &[String], what: &str) -> Option<ExportRequest> {
+    /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; a full export for a
+    /// full load (`full`: Zuora's flag on the batch); changes since the window's start date (a superset) for an
+    /// increment or a backfill.
+    pub fn request_again(&self, objects: &[String], what: &str, full: bool) -> Option<ExportRequest> {
         let generation = again_generation(&self.request_id) + 1;
         if generation > MAX_REQUESTS_AGAIN {
             return None;
@@ -120,6 +121,8 @@ impl JobMessage {
             (JobKind::FullWindow, Some(from)) => {
                 (ExportFrom::Beginning, true, Some(ExactWindow { from, to: self.window.to }))
             }
+            // A full load's rows are not changes since any date.
+            (_, None) | (JobKind::Increment, Some(_)) if full => (ExportFrom::Beginning, true, None),
             (_, Some(from)) => (ExportFrom::Date(from.date_naive()), false, None),
             (_, None) => (ExportFrom::Beginning, true, None),
         };
@@ -406,26 +409,31 @@ mod tests {
     fn a_window_is_asked_for_again_exactly_for_full_exports_and_a_bounded_number_of_times() {
         let invoice = ["Invoice".to_owned()];
         let window = job(JobKind::FullWindow, "r1", Some("2022-01-01T00:00:00Z"));
-        let again = window.request_again(&invoice, "b1").unwrap();
+        let again = window.request_again(&invoice, "b1", true).unwrap();
         assert_eq!(
             serde_json::to_string(&again).unwrap(),
             r#"{"exportFromDate":"beginning","objects":["Invoice"],"fullExport":true,"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1","window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#
         );
         assert!(again.check(KNOWN, today()).is_ok());
-        let increment = job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1");
+        let increment =
+            job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", false);
         assert_eq!(
             increment.unwrap().export_from_date,
             ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 6, 30).unwrap())
         );
-        let first_load = job(JobKind::Increment, "daily", None).request_again(&invoice, "job").unwrap();
+        let first_load = job(JobKind::Increment, "daily", None).request_again(&invoice, "job", true).unwrap();
         assert_eq!((first_load.export_from_date, first_load.full_export), (ExportFrom::Beginning, true));
+        // A full load whose job message carries a lower bound (an adopted job) is still asked for in full.
+        let adopted =
+            job(JobKind::Increment, "adopted:x", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", true);
+        assert_eq!(adopted.map(|r| (r.export_from_date, r.full_export)), Some((ExportFrom::Beginning, true)));
 
         let id = |n: u32| format!("again-{n}-2c92c0f966cd4f580166ec0ac89d5bb7-b1");
         assert_eq!(again_generation(&id(2)), 2);
         assert_eq!(again_generation("daily"), 0);
-        let third = job(JobKind::FullWindow, &id(2), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9");
+        let third = job(JobKind::FullWindow, &id(2), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9", true);
         assert_eq!(third.unwrap().request_id.unwrap(), "again-3-2c92c0f966cd4f580166ec0ac89d5bb7-b9");
-        let fourth = job(JobKind::FullWindow, &id(3), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9");
+        let fourth = job(JobKind::FullWindow, &id(3), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9", true);
         assert_eq!(fourth, None, "a window that cannot heal is asked for again at most {MAX_REQUESTS_AGAIN} times");
     }
 

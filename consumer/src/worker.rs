@@ -152,7 +152,8 @@ impl Worker {
                     .collect();
                 let reason = format!("Zuora job {} ended {} {}", job.id, job.status, details.join("; "));
                 let reason = reason.trim_end().to_owned();
-                if self.ask_again(&job_message, &job_message.objects, "job", &reason).await? {
+                let full = job_message.window.from.is_none() || job.batches.iter().any(|b| b.full == Some(true));
+                if self.ask_again(&job_message, &job_message.objects, "job", full, &reason).await? {
                     self.jobs.delete(&message.receipt).await?;
                     return Ok(Settled::AskedAgain { reason });
                 }
@@ -300,7 +301,8 @@ impl Worker {
                             )));
                         }
                         let reason = format!("{name}: file {file_id} purged by Zuora");
-                        if self.ask_again(job_message, std::slice::from_ref(&object.name), &batch_id, &reason).await? {
+                        let objects = std::slice::from_ref(&object.name);
+                        if self.ask_again(job_message, objects, &batch_id, full, &reason).await? {
                             return Ok(0);
                         }
                         return Err(BatchFailure::Fatal(format!(
@@ -437,9 +439,10 @@ impl Worker {
         job: &JobMessage,
         objects: &[String],
         what: &str,
+        full: bool,
         reason: &str,
     ) -> Result<bool, WorkError> {
-        let Some(request) = job.request_again(objects, what) else { return Ok(false) };
+        let Some(request) = job.request_again(objects, what, full) else { return Ok(false) };
         #[allow(clippy::expect_used)]
         let body = serde_json::to_string(&request).expect("a request serialises");
         self.requests.send(OutgoingMessage::new(body.clone())).await?;

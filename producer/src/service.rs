@@ -195,10 +195,7 @@ impl Producer {
             Window { from, to: planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at)) };
         info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
               to = %window.to, "submitted AQuA job");
-        let slot = &mut record.jobs[index];
-        slot.job_id = Some(job.id.clone());
-        slot.window = Some(window);
-        self.ledger.put_request(record).await?;
+        // The job's record first: a request that names a job always finds its record.
         if self.ledger.job(&job.id).await?.is_none() {
             let job_record = JobRecord {
                 job_id: job.id.clone(),
@@ -212,6 +209,10 @@ impl Producer {
             };
             self.ledger.put_job(&job_record).await?;
         }
+        let slot = &mut record.jobs[index];
+        slot.job_id = Some(job.id.clone());
+        slot.window = Some(window);
+        self.ledger.put_request(record).await?;
         if planned.kind == JobKind::Increment {
             self.ledger.advance_increment_to(window.to, &job.id).await?;
         }
@@ -222,11 +223,26 @@ impl Producer {
         let Some(job_id) = record.jobs[index].job_id.clone() else {
             return Ok(());
         };
-        let Some(mut job_record) = self.ledger.job(&job_id).await? else {
-            return Err(RequestError::Transient(TransientError::Ledger(LedgerError::Corrupt {
-                key: format!("jobs/{job_id}.json"),
-                detail: "the request names a job with no record".to_owned(),
-            })));
+        let planned = &record.jobs[index];
+        let mut job_record = match (self.ledger.job(&job_id).await?, planned.window) {
+            (Some(job_record), _) => job_record,
+            // Written by a build that recorded the request before the job: the request has all it needs.
+            (None, Some(window)) => JobRecord {
+                job_id: job_id.clone(),
+                request_key: record.request_key.clone(),
+                kind: planned.kind,
+                objects: planned.objects.clone(),
+                window,
+                submitted_at: window.to,
+                adopted: false,
+                enqueued: false,
+            },
+            (None, None) => {
+                return Err(RequestError::Transient(TransientError::Ledger(LedgerError::Corrupt {
+                    key: format!("jobs/{job_id}.json"),
+                    detail: "the request names a job with no record and no window".to_owned(),
+                })));
+            }
         };
         // Reconciliation may have adopted and enqueued this very job after a crash: enqueue it once.
         if !job_record.enqueued {
