@@ -223,24 +223,30 @@ async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_job_zuora_aborted_goes_to_the_dlq_with_zuoras_message() {
+async fn a_job_zuora_aborted_asks_for_its_window_again_with_zuoras_message() {
     let d = Deployment::start(|_| {}).await;
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
     d.sim.control().abort_next_batch("Account", "java.lang.RuntimeException: query timed out");
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     match work_until_settled(&worker, &d).await {
-        Settled::DeadLettered { reason } => {
+        Settled::AskedAgain { reason } => {
             assert!(reason.contains("query timed out") && reason.contains("aborted"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.1).await.len(), 1);
+    let requests = e2e_tests::AwsResources::drain(&d.requests.0).await;
+    assert_eq!(requests.len(), 1);
+    let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert!(request["requestId"].as_str().unwrap().starts_with("again-1-"), "{request}");
+    assert_eq!(request["objects"], serde_json::json!(["Account"]));
+    assert_eq!(request["fullExport"], true, "the session's first load is asked for in full: {request}");
+    assert!(e2e_tests::AwsResources::drain(&d.jobs.1).await.is_empty(), "nothing dead-lettered");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purged_file_is_requested_again_for_the_same_window() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services().await).unwrap();
+    let mut worker = worker_from(&d.config(), &d.services().await).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -248,6 +254,8 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     d.sim.control().advance_clock(Duration::from_secs(60));
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-2").await.unwrap();
     d.sim.control().advance_clock(Duration::from_secs(73 * 3600));
+    // The consumer's clock agrees with Zuora's: the job ran 73 hours ago, so a 404 is a purge.
+    worker.clock = common::clock::Clock::following_tokio(d.sim.control().now());
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 0 });
     let requests = e2e_tests::AwsResources::drain(&d.requests.0).await;
     assert_eq!(requests.len(), 1);

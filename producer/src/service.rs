@@ -182,9 +182,10 @@ impl Producer {
                     && known.request_key != record.request_key
                     && attempts < 3
                 {
-                    // Another request recorded that increment and stopped before moving the mark past it: move
-                    // the mark, then submit this request's own increment after it.
+                    // Another request recorded that increment and stopped before moving the mark past it (and
+                    // perhaps before enqueuing it): enqueue it, move the mark, then submit this request's own.
                     self.ledger.advance_increment_to(known.window.to, &job.id).await?;
+                    self.enqueue_job_at_mark().await?;
                     continue;
                 }
             }
