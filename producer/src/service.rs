@@ -162,7 +162,7 @@ impl Producer {
         let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
         let mut attempts = 0;
-        let (job, from) = loop {
+        let (job, from, known) = loop {
             attempts += 1;
             let from = match planned.kind {
                 JobKind::Increment => self.ledger.last_increment_to().await?,
@@ -178,18 +178,20 @@ impl Producer {
                 // answer shows it as just submitted either way): if it has started, its window ends when it
                 // started, not now.
                 job = self.zuora.job(&job.id).await?;
-                if let Some(known) = self.ledger.job(&job.id).await?
-                    && known.request_key != record.request_key
-                    && attempts < 3
-                {
-                    // Another request recorded that increment and stopped before moving the mark past it (and
-                    // perhaps before enqueuing it): enqueue it, move the mark, then submit this request's own.
-                    self.ledger.advance_increment_to(known.window.to, &job.id).await?;
-                    self.enqueue_job_at_mark().await?;
-                    continue;
-                }
             }
-            break (job, from);
+            let known = self.ledger.job(&job.id).await?;
+            if planned.kind == JobKind::Increment
+                && let Some(known) = &known
+                && known.request_key != record.request_key
+                && attempts < 3
+            {
+                // Another request recorded that increment and stopped before moving the mark past it (and perhaps
+                // before enqueuing it): enqueue it, move the mark, then submit this request's own.
+                self.ledger.advance_increment_to(known.window.to, &job.id).await?;
+                self.enqueue_job_at_mark().await?;
+                continue;
+            }
+            break (job, from, known);
         };
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
         let window =
@@ -197,7 +199,7 @@ impl Producer {
         info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
               to = %window.to, "submitted AQuA job");
         // The job's record first: a request that names a job always finds its record.
-        if self.ledger.job(&job.id).await?.is_none() {
+        if known.is_none() {
             let job_record = JobRecord {
                 job_id: job.id.clone(),
                 request_key: record.request_key.clone(),

@@ -320,7 +320,7 @@ impl World {
         self.injector.record("plan", action.name());
         match action {
             Action::Mutate { object, insert, update, delete } => {
-                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                let name = self.object_name(object);
                 self.control.mutate(name, Mutation { insert, update, delete })?;
             }
             Action::Daily => self.send(DAILY).await?,
@@ -330,7 +330,7 @@ impl World {
                 self.send(&format!(r#"{{"exportFromDate":"{date}","requestId":"{id}"}}"#)).await?;
             }
             Action::FullExport { object } => {
-                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                let name = self.object_name(object);
                 self.send(&format!(r#"{{"exportFromDate":"beginning","fullExport":true,"objects":["{name}"]}}"#))
                     .await?;
             }
@@ -343,12 +343,17 @@ impl World {
             Action::Stop { consumer } => self.end(consumer.map(|c| c % self.consumers.len()), false).await,
             Action::Restart => self.start_all()?,
             Action::AbortNextBatch { object } => {
-                let name = &self.catalogue.objects[object % self.catalogue.objects.len()].name;
+                let name = self.object_name(object);
                 self.control.abort_next_batch(name, "java.lang.RuntimeException: injected by the chaos plan");
             }
             Action::SlowJobs { queue_secs } => self.control.update_settings(|s| s.job_queue_secs = queue_secs),
         }
         Ok(())
+    }
+
+    /// The catalogue's object at `index`, counted round the catalogue (plans draw indexes blind to its size).
+    fn object_name(&self, index: usize) -> &str {
+        &self.catalogue.objects[index % self.catalogue.objects.len()].name
     }
 
     async fn send(&self, body: &str) -> anyhow::Result<()> {
