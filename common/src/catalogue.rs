@@ -200,7 +200,9 @@ impl Catalogue {
     }
 }
 
-/// A key template's placeholders must all be known, and braces balanced.
+/// A key template's placeholders must all be known, braces balanced, and every file must get a key of its own:
+/// `{segment}` (a segmented full load has several files per batch) and `{batch_id}` or `{job_id}` with `{object}`.
+/// A key reused by a later file would make the worker take that file for one already published and drop it.
 fn check_key_template(template: &str) -> Result<(), String> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -217,6 +219,12 @@ fn check_key_template(template: &str) -> Result<(), String> {
     }
     if template.starts_with('/') || template.is_empty() {
         return Err("must be a non-empty key that does not start with /".to_owned());
+    }
+    let has = |placeholder: &str| template.contains(placeholder);
+    if !has("{segment}") || !(has("{batch_id}") || has("{job_id}") && has("{object}")) {
+        return Err(format!(
+            "{template:?} would give two files the same key: it needs {{segment}} and {{batch_id}} (or {{job_id}} and {{object}}), e.g. \"{{object}}/{{date}}/{{job_id}}/{{batch_id}}-{{segment}}.csv\""
+        ));
     }
     Ok(())
 }
@@ -258,11 +266,21 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let base = "[defaults]\nbucket = \"b\"\nkey = \"{object}/{job_id}.csv\"\ndeleted_column = \"IsDeleted\"\n";
+        let base =
+            "[defaults]\nbucket = \"b\"\nkey = \"{object}/{job_id}-{segment}.csv\"\ndeleted_column = \"IsDeleted\"\n";
         let cases = [
             ("[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\ncolour = 1\n", "unknown field"),
             ("[[object]]\nname = \"A\"\nquery = \"DROP A\"\n", "object[0] (A).query"),
             ("[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nkey = \"{obj}.csv\"\n", "object[0] (A).key"),
+            (
+                "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nkey = \"{object}/{date}.csv\"\n",
+                "object[0] (A).key: \"{object}/{date}.csv\" would give two files the same key",
+            ),
+            (
+                "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nkey = \"{object}/{job_id}.csv\"\n",
+                "needs {segment}",
+            ),
+            ("[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nkey = \"{job_id}/{segment}.csv\"\n", "same key"),
             (
                 "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\n[[object]]\nname = \"a\"\nquery = \"SELECT Id FROM A\"\n",
                 "object[1] (a).name: listed twice",
@@ -277,14 +295,14 @@ mod tests {
     #[test]
     fn objects_may_opt_out_of_deleted_rows_and_override_targets() {
         let text = "[[object]]\nname = \"AccountingPeriod\"\nquery = \"SELECT Id FROM AccountingPeriod\"\n\
-                    export_deleted = false\nbucket = \"periods\"\nkey = \"{object}/{date}.csv\"\n";
+                    export_deleted = false\nbucket = \"periods\"\nkey = \"{date}/{batch_id}-{segment}.csv\"\n";
         let catalogue = Catalogue::parse(text, "t").unwrap();
         let object = &catalogue.objects[0];
         assert_eq!(object.deleted_column, None);
         assert!(object.to_query().deleted.is_none());
         assert_eq!(
             object.target,
-            Target { bucket: "periods".into(), key: "{object}/{date}.csv".into(), legacy_key: None }
+            Target { bucket: "periods".into(), key: "{date}/{batch_id}-{segment}.csv".into(), legacy_key: None }
         );
     }
 

@@ -161,6 +161,12 @@ impl ExportRequest {
         Ok(request)
     }
 
+    /// True when `other` asks for the same export, whatever its `requestId`: a request id names one export, and
+    /// a body sent again under it must not change what it asks for.
+    pub fn same_export(&self, other: &ExportRequest) -> bool {
+        Self { request_id: None, ..self.clone() } == Self { request_id: None, ..other.clone() }
+    }
+
     fn check(&self, known_objects: &[&str], today: NaiveDate) -> Result<(), InvalidRequest> {
         let fail = |text: String| Err(InvalidRequest(text));
         if self.version != MESSAGE_VERSION {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`relay`]: the streaming relay (HTTP body -> record count -> S3 multipart) and its part pool.
+//! - [`verify`]: what a downloaded file must look like before it is published.
 //! - [`worker`]: one job message start to finish: wait, relay, verify, publish in order.
 //! - [`service`]: the loop: jobs in flight, visibility heartbeats, graceful shutdown.
 //! - [`cli`]: the command line and the wiring of real services.
@@ -9,4 +10,5 @@
 pub mod cli;
 pub mod relay;
 pub mod service;
+pub mod verify;
 pub mod worker;

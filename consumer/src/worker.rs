@@ -11,6 +11,7 @@
 
 use crate::relay::pool::PartPool;
 use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
+use crate::verify;
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::ConsumerSettings;
@@ -109,8 +110,23 @@ enum BatchFailure {
 }
 
 impl<E: Into<WorkError>> From<E> for BatchFailure {
+    /// A failure that cannot pass (S3 access denied, no such bucket) dead-letters the job at once with its reason
+    /// instead of downloading the files again on every delivery.
     fn from(e: E) -> Self {
-        Self::Retry(e.into())
+        let e = e.into();
+        if e.is_permanent() { Self::Fatal(e.to_string()) } else { Self::Retry(e) }
+    }
+}
+
+impl WorkError {
+    /// True when doing the work again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Store(e) | Self::Relay(RelayError::Store(e)) | Self::Ledger(LedgerError::Store(e)) => {
+                e.is_permanent()
+            }
+            Self::Zuora(_) | Self::Relay(RelayError::Source(_)) | Self::Queue(_) | Self::Ledger(_) => false,
+        }
     }
 }
 
@@ -284,13 +300,23 @@ impl Worker {
             return Ok(file_ids.len());
         }
         let full = batch.full.unwrap_or(job_message.window.from.is_none());
-        for attempt in 1..=self.settings.file_attempts {
+        let mut rejected = String::new();
+        'attempts: for attempt in 1..=self.settings.file_attempts {
             let mut pending = Vec::with_capacity(todo.len());
             let mut broken = None;
             for (segment, file_id, key, _) in &todo {
                 let started = Instant::now();
                 match self.relay_file(object, file_id, key).await {
-                    Ok(upload) => pending.push((upload, started.elapsed())),
+                    Ok((upload, content_type)) => {
+                        let verdict = verify::check_file(object, content_type.as_deref(), &upload.counter);
+                        pending.push((upload, started.elapsed()));
+                        if let Err(reason) = verdict {
+                            abort_all(pending).await;
+                            warn!(object = %name, attempt, file_id = %file_id, %reason, "file is not the export it should be; nothing published");
+                            rejected = format!("file {file_id}: {reason}");
+                            continue 'attempts;
+                        }
+                    }
                     Err(RelayError::Source(ZuoraError::FilePurged { .. })) => {
                         abort_all(pending).await;
                         let age = self.clock.now() - executed_at;
@@ -315,6 +341,10 @@ impl Worker {
                             "{name}: file {file_id} (segment {segment}) is over Zuora's {limit} download limit; export the object in smaller windows"
                         )));
                     }
+                    Err(RelayError::Store(e)) if e.is_permanent() => {
+                        abort_all(pending).await;
+                        return Err(BatchFailure::Fatal(format!("{name}: {e}")));
+                    }
                     Err(e) => {
                         broken = Some(e);
                         break;
@@ -325,15 +355,15 @@ impl Worker {
                 abort_all(pending).await;
                 warn!(object = %name, attempt, error = %e, "file transfer broke; starting it again");
                 if attempt == self.settings.file_attempts {
-                    return Err(BatchFailure::Retry(e.into()));
+                    return Err(e.into());
                 }
                 continue;
             }
             let counted: u64 = pending.iter().map(|(p, _)| p.counter.data_records()).sum();
-            let cut = pending.iter().any(|(p, _)| p.counter.ends_inside_quotes());
-            if announced + counted != expected || cut {
+            if announced + counted != expected {
                 abort_all(pending).await;
                 warn!(object = %name, attempt, counted = announced + counted, expected, "record count differs from Zuora's; nothing published");
+                rejected = format!("{} records counted, Zuora's recordCount is {expected}", announced + counted);
                 continue;
             }
             let mut files = pending.into_iter().zip(&todo);
@@ -390,20 +420,28 @@ impl Worker {
             return Ok(file_ids.len());
         }
         Err(BatchFailure::Fatal(format!(
-            "{name}: the records counted differed from Zuora's recordCount {expected} in {} attempts; nothing published",
+            "{name}: verification failed in {} attempts ({rejected}); nothing published",
             self.settings.file_attempts
         )))
     }
 
-    async fn relay_file(&self, object: &ObjectSpec, file_id: &str, key: &str) -> Result<PendingUpload, RelayError> {
+    /// The file relayed into a pending upload, and the content type Zuora served it with.
+    async fn relay_file(
+        &self,
+        object: &ObjectSpec,
+        file_id: &str,
+        key: &str,
+    ) -> Result<(PendingUpload, Option<String>), RelayError> {
         let stream = self.zuora.download(file_id).await?;
         let length = stream.content_length;
+        let content_type = stream.content_type.clone();
         let destination = Destination {
             bucket: object.target.bucket.clone(),
             key: key.to_owned(),
             content_type: self.relay.compression.content_type().to_owned(),
         };
-        relay(stream, length, &self.store, &destination, &self.pool, &self.relay, &self.uploads).await
+        let upload = relay(stream, length, &self.store, &destination, &self.pool, &self.relay, &self.uploads).await?;
+        Ok((upload, content_type))
     }
 
     /// Keeps the object's fixed legacy key (if it has one) a copy of the file just published, server-side.

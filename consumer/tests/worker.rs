@@ -6,6 +6,7 @@ use common::queue::{Queue, ReceivedMessage};
 use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
 use e2e_tests::Deployment;
+use futures::StreamExt;
 use producer::service::Producer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,7 +153,7 @@ async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload() {
+async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
@@ -162,7 +163,7 @@ async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload(
         ..FaultRule::default()
     }]);
     match work_until_settled(&worker, &d).await {
-        Settled::DeadLettered { reason } => assert!(reason.contains("recordCount"), "{reason}"),
+        Settled::DeadLettered { reason } => assert!(reason.contains("verification failed"), "{reason}"),
         other => panic!("expected the DLQ, got {other:?}"),
     }
     assert!(keys(&d, "Invoice/").await.is_empty(), "nothing published");
@@ -170,6 +171,33 @@ async fn a_file_whose_count_never_matches_is_not_published_and_leaves_no_upload(
     assert!(completions(&d).await.is_empty());
     let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("nothing published"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_cut_inside_its_last_record_is_not_published_although_its_count_matches() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    let message = next_job_message(&d).await;
+    let job_id = serde_json::from_str::<common::messages::JobMessage>(&message.body).unwrap().job_id;
+    let zuora = common::zuora::ZuoraClient::new(d.config().zuora.clone()).unwrap();
+    let job = zuora.wait_for_job(&job_id, Duration::from_millis(50), Duration::from_secs(30)).await.unwrap();
+    let file_id = job.batches[0].file_ids()[0].to_owned();
+    let whole: Vec<u8> = zuora.download(&file_id).await.unwrap().map(|chunk| chunk.unwrap().to_vec()).concat().await;
+    assert!(whole.ends_with(b"\n"));
+    // The cut drops the last value's final byte and the newline: the record count is unchanged.
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        truncate_after_bytes: Some(whole.len() as u64 - 2),
+        ..FaultRule::default()
+    }]);
+    match worker.handle(&message).await.unwrap() {
+        Settled::DeadLettered { reason } => assert!(reason.contains("cut inside its last record"), "{reason}"),
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    assert!(keys(&d, "Account/").await.is_empty(), "nothing published");
+    assert_eq!(open_uploads(&d).await, 0);
+    assert!(completions(&d).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,4 +464,24 @@ async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
     let copy = legacy().await;
     assert_eq!(csv::Reader::from_reader(copy.as_ref()).records().count(), 2, "now the increment");
     assert!(keys(&d, "Refund/").await.contains(&first.key), "the earlier increment is still there");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code() {
+    let d = Deployment::start(|_| {}).await;
+    let catalogue_path =
+        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
+    let catalogue = std::fs::read_to_string(&catalogue_path)
+        .unwrap()
+        .replace("name = \"Refund\"\n", "name = \"Refund\"\nbucket = \"no-such-bucket-for-refund\"\n");
+    std::fs::write(&catalogue_path, catalogue).unwrap();
+    let worker = worker_from(&d.config(), &d.services().await).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
+    // Not retried delivery after delivery (each one downloading the file again): the first settles it.
+    match work_until_settled(&worker, &d).await {
+        Settled::DeadLettered { reason } => assert!(reason.contains("NoSuchBucket"), "{reason}"),
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
+    assert!(dead[0].attributes["reason"].contains("no-such-bucket-for-refund"));
 }

@@ -122,6 +122,12 @@ impl Producer {
         let request = ExportRequest::parse(body, &names, now.date_naive()).map_err(|e| RequestError::Rejected(e.0))?;
         let request_key = request.request_id.clone().unwrap_or_else(|| fallback_key.to_owned());
         let mut record = match self.ledger.request(&request_key).await? {
+            Some(record) if !record.request.same_export(&request) => {
+                let recorded = serde_json::to_string(&record.request).unwrap_or_default();
+                return Err(RequestError::Rejected(format!(
+                    "requestId {request_key:?} already names another request ({recorded}); send this one under a new requestId"
+                )));
+            }
             Some(record) => record,
             None => {
                 let objects = match &request.objects {

@@ -32,8 +32,7 @@ impl ObjectStore for DyingStore {
         if key.contains(self.fails)
             && self.allowed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err()
         {
-            let error =
-                StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "killed".into() };
+            let error = StoreError::transient("PutObject", bucket, key, "killed");
             return async { Err(error) }.boxed();
         }
         self.inner.put(bucket, key, body)
@@ -204,4 +203,22 @@ async fn an_increment_recorded_but_never_enqueued_is_enqueued_before_the_next_ev
     w.producer().serve(DAILY, "daily-2").await.unwrap();
     assert_eq!(w.session_jobs().len(), 3);
     assert_eq!(w.enqueued().await, w.session_jobs(), "the first increment is not forgotten");
+}
+
+#[tokio::test]
+async fn a_request_id_sent_again_with_another_body_is_rejected_not_taken_for_the_first() {
+    let w = World::start("nothing", 0.2).await;
+    let account = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"],"requestId":"r1"}"#;
+    let served = w.producer().serve(account, "m1").await.unwrap();
+    // The same body again resumes the same record: nothing new is submitted.
+    assert_eq!(w.producer().serve(account, "m2").await.unwrap().job_ids, served.job_ids);
+    let invoice = r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"],"requestId":"r1"}"#;
+    match w.producer().serve(invoice, "m3").await {
+        Err(producer::service::RequestError::Rejected(reason)) => {
+            assert!(reason.contains("requestId \"r1\" already names another request"), "{reason}");
+            assert!(reason.contains("Account"), "the reason shows the recorded request: {reason}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(w.session_jobs().len(), 1);
 }

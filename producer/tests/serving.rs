@@ -144,8 +144,7 @@ struct FailOnce {
 impl ObjectStore for FailOnce {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
         if key.contains(self.key_part) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            let err =
-                StoreError { operation: "PutObject", bucket: bucket.into(), key: key.into(), message: "crash".into() };
+            let err = StoreError::transient("PutObject", bucket, key, "crash");
             return Box::pin(async move { Err(err) });
         }
         self.inner.put(bucket, key, body)

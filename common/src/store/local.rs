@@ -51,7 +51,7 @@ impl LocalStore {
 }
 
 fn failure(operation: &'static str, bucket: &str, key: &str, message: impl ToString) -> StoreError {
-    StoreError { operation, bucket: bucket.to_owned(), key: key.to_owned(), message: message.to_string() }
+    StoreError::transient(operation, bucket, key, message)
 }
 
 /// A hidden sibling of `path` to write before renaming onto it.

@@ -28,6 +28,31 @@ pub struct StoreError {
     pub key: String,
     /// What went wrong.
     pub message: String,
+    /// Whether trying again can help.
+    pub kind: StoreErrorKind,
+}
+
+/// Whether a storage failure may pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// A time-out, a throttle, a server error: the same call may succeed later.
+    Transient,
+    /// The call can never succeed as configured (access denied, no such bucket, bad credentials): doing the work
+    /// again only repeats the downloads before it.
+    Permanent,
+}
+
+impl StoreError {
+    /// A failure that may pass.
+    pub fn transient(operation: &'static str, bucket: &str, key: &str, message: impl ToString) -> Self {
+        let (bucket, key, message) = (bucket.to_owned(), key.to_owned(), message.to_string());
+        Self { operation, bucket, key, message, kind: StoreErrorKind::Transient }
+    }
+
+    /// True when trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.kind == StoreErrorKind::Permanent
+    }
 }
 
 /// The checksum the store computes and checks on every part of an upload and on its completion. The same

@@ -1,8 +1,8 @@
 //! [`ObjectStore`] on Amazon S3 (or any server speaking its protocol, such as moto).
 
-use super::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
+use super::{ChecksumAlgorithm, ObjectStore, StoreError, StoreErrorKind, Upload, UploadedPart};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{self, CompletedMultipartUpload, CompletedPart};
@@ -26,13 +26,29 @@ impl S3Store {
     }
 }
 
-fn error(operation: &'static str, bucket: &str, key: &str, err: impl std::error::Error) -> StoreError {
-    StoreError {
-        operation,
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+/// S3's error codes for calls that can never succeed as configured.
+const PERMANENT_CODES: [&str; 7] = [
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidAccessKeyId",
+    "InvalidBucketName",
+    "NoSuchBucket",
+    "SignatureDoesNotMatch",
+];
+
+fn error(
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    err: impl std::error::Error + ProvideErrorMetadata,
+) -> StoreError {
+    let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code));
+    let mut error = StoreError::transient(operation, bucket, key, DisplayErrorContext(&err));
+    if permanent {
+        error.kind = StoreErrorKind::Permanent;
     }
+    error
 }
 
 fn sdk_checksum(checksum: ChecksumAlgorithm) -> types::ChecksumAlgorithm {
@@ -67,7 +83,11 @@ impl ObjectStore for S3Store {
                 Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
                 Err(e) => return Err(error("GetObject", bucket, key, e)),
             };
-            let body = out.body.collect().await.map_err(|e| error("GetObject", bucket, key, e))?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| StoreError::transient("GetObject", bucket, key, DisplayErrorContext(e)))?;
             Ok(Some(body.into_bytes()))
         }
         .boxed()

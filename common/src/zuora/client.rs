@@ -18,6 +18,8 @@ use tracing::{debug, warn};
 
 /// How much of an error body is kept in an error message.
 const ERROR_BODY_SNIPPET: usize = 512;
+/// The largest JSON answer read: a job of 50 batches with thousands of segments is well under 1 MiB.
+const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 
 /// A client for one tenant. Cheap to clone; clones share the connection pool and the token.
 #[derive(Clone)]
@@ -287,7 +289,7 @@ async fn decode_json<T: DeserializeOwned>(endpoint: &'static str, response: Resp
         let body = read_snippet(endpoint, response).await?;
         return Err(ZuoraError::Http { endpoint, status: status.as_u16(), code: error_code(&body), body });
     }
-    let bytes = response.bytes().await.map_err(|source| ZuoraError::Transport { endpoint, source })?;
+    let bytes = read_at_most(endpoint, response, MAX_JSON_BODY).await?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ZuoraError::Decode { endpoint, detail: format!("not JSON ({e}): {}", snippet(&bytes)) })?;
     if let Some((code, message)) = api_error(&value) {
@@ -325,8 +327,24 @@ fn max_object_size(body: &str) -> String {
 }
 
 async fn read_snippet(endpoint: &'static str, response: Response) -> Result<String, ZuoraError> {
-    let bytes = response.bytes().await.map_err(|source| ZuoraError::Transport { endpoint, source })?;
+    let bytes = read_at_most(endpoint, response, MAX_JSON_BODY).await?;
     Ok(snippet(&bytes))
+}
+
+/// The body, refused once it grows past `limit` bytes: a server (or a proxy before it) that answers without end
+/// cannot exhaust the memory a task is sized for.
+async fn read_at_most(endpoint: &'static str, mut response: Response, limit: usize) -> Result<Vec<u8>, ZuoraError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|source| ZuoraError::Transport { endpoint, source })? {
+        if body.len() + chunk.len() > limit {
+            return Err(ZuoraError::Decode {
+                endpoint,
+                detail: format!("the response is over {limit} bytes: {}", snippet(&body)),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn snippet(bytes: &[u8]) -> String {
@@ -337,6 +355,17 @@ fn snippet(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_json_answer_without_end_is_refused_not_read_into_memory() {
+        let huge = Response::from(http::Response::new(vec![b' '; MAX_JSON_BODY + 1]));
+        match decode_json::<serde_json::Value>("job", huge).await {
+            Err(ZuoraError::Decode { detail, .. }) => assert!(detail.contains("over 8388608 bytes"), "{detail}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let fine = Response::from(http::Response::new(br#"{"id":"1"}"#.to_vec()));
+        assert_eq!(decode_json::<serde_json::Value>("job", fine).await.unwrap()["id"], "1");
+    }
 
     #[test]
     fn finds_the_code_in_every_error_shape() {

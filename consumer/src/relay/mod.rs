@@ -168,12 +168,7 @@ impl PendingUpload {
 /// A failure of the relay's own machinery (a task that panicked, a compressor that failed), reported against
 /// the object it was writing.
 fn internal_error(operation: &'static str, destination: &Destination, err: impl std::fmt::Display) -> RelayError {
-    RelayError::Store(StoreError {
-        operation,
-        bucket: destination.bucket.clone(),
-        key: destination.key.clone(),
-        message: err.to_string(),
-    })
+    RelayError::Store(StoreError::transient(operation, &destination.bucket, &destination.key, err))
 }
 
 /// Streams `source` into a multipart upload at `destination`, counting records. On any failure the upload is

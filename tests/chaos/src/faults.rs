@@ -178,7 +178,7 @@ pub struct FaultyStore {
 
 fn store_error(operation: &'static str, bucket: &str, key: &str) -> impl FnOnce(&str) -> StoreError {
     let (bucket, key) = (bucket.to_owned(), key.to_owned());
-    move |message| StoreError { operation, bucket, key, message: message.to_owned() }
+    move |message| StoreError::transient(operation, &bucket, &key, message)
 }
 
 impl ObjectStore for FaultyStore {
