@@ -173,6 +173,9 @@ pub struct ConsumerSettings {
     pub visibility_secs: u64,
     /// Times a file is downloaded again after a broken transfer or a count mismatch before the job fails.
     pub file_attempts: u32,
+    /// A file's transfer (download, upload, verification) that has not ended after this long is abandoned and
+    /// started again, as a broken one is, seconds: a stalled connection or store cannot hold a job forever.
+    pub file_deadline_secs: u64,
     /// On SIGTERM, in-flight files get this long to finish before their uploads are aborted, seconds.
     pub shutdown_grace_secs: u64,
 }
@@ -193,6 +196,7 @@ impl Default for ConsumerSettings {
             job_deadline_hours: 12,
             visibility_secs: 300,
             file_attempts: 3,
+            file_deadline_secs: 3600,
             shutdown_grace_secs: 100,
         }
     }
@@ -315,6 +319,9 @@ impl Config {
         }
         if c.compression != "none" && c.part_pool_mib < 2 * c.part_size_mib {
             return Err("consumer.part_pool_mib: compression needs room for at least two parts".to_owned());
+        }
+        if c.file_deadline_secs == 0 {
+            return Err("consumer.file_deadline_secs: must be at least 1".to_owned());
         }
         if c.jobs_in_flight == 0 || c.file_attempts == 0 {
             return Err("consumer.jobs_in_flight and consumer.file_attempts: must be at least 1".to_owned());

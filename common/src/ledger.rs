@@ -10,11 +10,13 @@
 //!   last completed job of the session with these and adopts any job that has none.
 //! - `session/last-increment.json`: the upper bound of the session's latest increment, the lower bound of the
 //!   next one.
-//! - `published/<object>.json`: the latest increment of each object that reached the lake, written by the
-//!   consumer after it publishes; `producer status` reads it.
+//! - `published/<object>/...`: a mark of every file published, written once by the consumer
+//!   ([`crate::marks`]); `producer status` reads the latest.
 //!
-//! One producer writes the ledger at a time (the producer service runs one task).
+//! One producer writes the ledger's requests, jobs and session records at a time (the producer service runs one
+//! task); the marks are written by every consumer, each file's mark once.
 
+use crate::marks::Marks;
 use crate::messages::{ExportRequest, JobKind, Window};
 use crate::store::{ObjectStore, StoreError};
 use bytes::Bytes;
@@ -79,26 +81,6 @@ pub struct JobRecord {
     pub adopted: bool,
     /// True once its job message is on the jobs queue.
     pub enqueued: bool,
-}
-
-/// The latest increment of one object that reached the lake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedMark {
-    /// The object.
-    pub object: String,
-    /// The job.
-    pub job_id: String,
-    /// The window.
-    pub window: Window,
-    /// When Zuora produced the data.
-    pub executed_at: DateTime<Utc>,
-    /// When the consumer published it.
-    pub published_at: DateTime<Utc>,
-    /// Where the data file is.
-    pub bucket: String,
-    /// Its key.
-    pub key: String,
 }
 
 /// The session's latest recorded increment: its upper bound, the next one's lower bound, and its job.
@@ -180,26 +162,18 @@ impl Ledger {
         self.write("session/last-increment.json", &SessionMark { to, job_id: Some(job_id.to_owned()) }).await
     }
 
-    /// The latest published increment of an object.
-    pub async fn published(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
-        self.read(&format!("published/{object}.json")).await
+    /// The published marks kept beside this ledger.
+    pub fn marks(&self) -> Marks {
+        Marks::new(self.clone())
     }
 
-    /// Records a published increment, unless the recorded one is later: its data reach further (a later window
-    /// end), or it is the same window exported later. So late redeliveries, the windows of a full export published
-    /// in any order, and past windows exported again leave the mark on the newest data.
-    /// Returns whether the mark moved to this one.
-    pub async fn record_published(&self, mark: &PublishedMark) -> Result<bool, LedgerError> {
-        if let Some(current) = self.published(&mark.object).await?
-            && (current.window.to, current.executed_at) > (mark.window.to, mark.executed_at)
-        {
-            return Ok(false);
-        }
-        self.write(&format!("published/{}.json", mark.object), mark).await?;
-        Ok(true)
+    /// Names (relative to the prefix) of the records under `under`.
+    pub(crate) async fn list(&self, under: &str) -> Result<Vec<String>, LedgerError> {
+        let keys = self.store.list(&self.bucket, &format!("{}{under}", self.prefix)).await?;
+        Ok(keys.into_iter().filter_map(|key| key.strip_prefix(&self.prefix).map(str::to_owned)).collect())
     }
 
-    async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {
+    pub(crate) async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {
         let key = format!("{}{name}", self.prefix);
         let Some(body) = self.store.get(&self.bucket, &key).await? else {
             return Ok(None);
@@ -207,57 +181,11 @@ impl Ledger {
         serde_json::from_slice(&body).map(Some).map_err(|e| LedgerError::Corrupt { key, detail: e.to_string() })
     }
 
-    async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
+    pub(crate) async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
         let key = format!("{}{name}", self.prefix);
         let body = serde_json::to_vec_pretty(record)
             .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
         self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::LocalStore;
-    use chrono::TimeZone;
-
-    fn at(year: i32, month: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or_default()
-    }
-
-    fn mark(from: DateTime<Utc>, to: DateTime<Utc>, executed_at: DateTime<Utc>) -> PublishedMark {
-        PublishedMark {
-            object: "Invoice".into(),
-            job_id: format!("job-{}-{}", to.timestamp(), executed_at.timestamp()),
-            window: Window { from: Some(from), to },
-            executed_at,
-            published_at: executed_at,
-            bucket: "lake".into(),
-            key: format!("Invoice/{}.csv", to.timestamp()),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_published_mark_stays_on_the_newest_data_whatever_the_order_of_publication() {
-        let root = std::env::temp_dir().join(format!("ledger-{:016x}", rand::random::<u64>()));
-        let ledger = Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/");
-        let executed = at(2026, 11);
-        // The windows of one full export run at the same time; their files are published in any order.
-        let newest = mark(at(2026, 1), at(2026, 11), executed);
-        assert!(ledger.record_published(&newest).await.unwrap());
-        assert!(!ledger.record_published(&mark(at(2025, 1), at(2026, 1), executed)).await.unwrap());
-        assert_eq!(ledger.published("Invoice").await.unwrap(), Some(newest.clone()));
-        // A past window exported again later does not make the object look older than it is.
-        assert!(!ledger.record_published(&mark(at(2025, 1), at(2026, 1), at(2026, 12))).await.unwrap());
-        // The same window exported again later, and a redelivery of the newest, do move it (to the same data).
-        let again = mark(at(2026, 1), at(2026, 11), at(2026, 12));
-        assert!(ledger.record_published(&again).await.unwrap());
-        assert!(ledger.record_published(&again).await.unwrap());
-        // The next increment moves it on.
-        let next = mark(at(2026, 11), at(2026, 12), at(2026, 12));
-        assert!(ledger.record_published(&next).await.unwrap());
-        assert_eq!(ledger.published("Invoice").await.unwrap(), Some(next));
-        let _ = std::fs::remove_dir_all(root);
     }
 }

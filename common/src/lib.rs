@@ -8,7 +8,8 @@
 //! - [`messages`]: the three message contracts (export request, job, completion).
 //! - [`queue`], [`store`], [`aws`]: SQS and S3 behind small traits (with in-memory and local-directory twins),
 //!   and the SDK set-up; [`services`]: the ones a configuration names, built once.
-//! - [`ledger`]: the producer's durable record of requests and jobs, and the published marks.
+//! - [`ledger`]: the producer's durable record of requests and jobs.
+//! - [`marks`]: the published marks, one per file, written once by the consumer; the latest per object.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
 //! - [`secret`], [`shutdown`], [`logging`], [`clock`]: secrets that never print, the stop signal, the log set-up,
@@ -22,6 +23,7 @@ pub mod config;
 pub mod csv_count;
 pub mod ledger;
 pub mod logging;
+pub mod marks;
 pub mod merge;
 pub mod messages;
 pub mod queue;

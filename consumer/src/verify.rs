@@ -33,10 +33,10 @@ pub fn check_file(object: &ObjectSpec, content_type: Option<&str>, counter: &Rec
         let start: String = header.join(",").chars().take(120).collect();
         return Err(format!("the header has no {id} column: {start:?}"));
     }
-    if let Some(deleted) = object.deleted_column.as_deref().map(column) {
-        if !header[0].eq_ignore_ascii_case(&deleted) {
-            return Err(format!("the header's first column is {:?}, not the deleted flag {deleted}", header[0]));
-        }
+    if let Some(deleted) = object.deleted_column.as_deref().map(column)
+        && !header[0].eq_ignore_ascii_case(&deleted)
+    {
+        return Err(format!("the header's first column is {:?}, not the deleted flag {deleted}", header[0]));
     }
     if let Some((record, fields)) = counter.first_ragged() {
         let expected = counter.header_fields().unwrap_or_default();

@@ -15,7 +15,8 @@ use crate::verify;
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::ConsumerSettings;
-use common::ledger::{Ledger, LedgerError, PublishedMark};
+use common::ledger::{Ledger, LedgerError};
+use common::marks::PublishedMark;
 use common::messages::{Checksum, CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ObjectStore, StoreError};
@@ -125,7 +126,7 @@ impl WorkError {
             Self::Store(e) | Self::Relay(RelayError::Store(e)) | Self::Ledger(LedgerError::Store(e)) => {
                 e.is_permanent()
             }
-            Self::Zuora(_) | Self::Relay(RelayError::Source(_)) | Self::Queue(_) | Self::Ledger(_) => false,
+            Self::Zuora(_) | Self::Relay(_) | Self::Queue(_) | Self::Ledger(_) => false,
         }
     }
 }
@@ -292,6 +293,7 @@ impl Worker {
                         .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
                     announced += completion.record_count;
                     self.announce(&completion).await?;
+                    self.sync_legacy_key(object).await?;
                 }
                 None => todo.push((segment as u32, file_id.to_string(), key, metadata_key)),
             }
@@ -399,9 +401,8 @@ impl Worker {
                     self.store
                         .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
                         .await?;
-                    if self.announce(&completion).await? && segments == 1 {
-                        self.copy_to_legacy_key(object, key).await?;
-                    }
+                    self.announce(&completion).await?;
+                    self.sync_legacy_key(object).await?;
                     let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
                     info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
                           window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
@@ -432,6 +433,23 @@ impl Worker {
         file_id: &str,
         key: &str,
     ) -> Result<(PendingUpload, Option<String>), RelayError> {
+        let deadline = Duration::from_secs(self.settings.file_deadline_secs);
+        match tokio::time::timeout(deadline, self.transfer_file(object, file_id, key)).await {
+            Ok(transferred) => transferred,
+            Err(_) => {
+                // The abandoned relay's upload was handed to the tracker when its future was dropped.
+                self.uploads.abort_orphans().await;
+                Err(RelayError::Deadline(deadline))
+            }
+        }
+    }
+
+    async fn transfer_file(
+        &self,
+        object: &ObjectSpec,
+        file_id: &str,
+        key: &str,
+    ) -> Result<(PendingUpload, Option<String>), RelayError> {
         let stream = self.zuora.download(file_id).await?;
         let length = stream.content_length;
         let content_type = stream.content_type.clone();
@@ -444,20 +462,37 @@ impl Worker {
         Ok((upload, content_type))
     }
 
-    /// Keeps the object's fixed legacy key (if it has one) a copy of the file just published, server-side.
-    async fn copy_to_legacy_key(&self, object: &ObjectSpec, key: &str) -> Result<(), WorkError> {
+    /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published file.
+    ///
+    /// Run after every announcement, a redelivered one too (a crash or a failed copy before is mended). Consumers
+    /// publishing at once may each copy what was latest when they looked, so each looks again after copying and
+    /// stops only when the latest is what it copied last: the last copy made is then of the latest file, since a
+    /// file published after that look is copied by its own publisher, later. A latest file of several segments
+    /// is not copied (one fixed key holds one file).
+    async fn sync_legacy_key(&self, object: &ObjectSpec) -> Result<(), WorkError> {
         let Some(legacy) = &object.target.legacy_key else { return Ok(()) };
-        self.store.copy(&object.target.bucket, key, legacy).await?;
-        info!(object = %object.name, legacy_key = %legacy, source = %key, "legacy key updated");
+        let marks = self.ledger.marks();
+        let mut copied: Option<String> = None;
+        while let Some(latest) = marks.latest(&object.name).await? {
+            if latest.segments != 1 || copied.as_ref() == Some(&latest.key) {
+                break;
+            }
+            self.store.copy(&latest.bucket, &latest.key, legacy).await?;
+            info!(object = %object.name, legacy_key = %legacy, source = %latest.key, "legacy key updated");
+            copied = Some(latest.key);
+        }
         Ok(())
     }
 
-    /// Completion message on the lake queue, and the ledger's mark. Idempotent: same deduplication id each time.
-    /// Returns whether this file is now the object's latest.
-    async fn announce(&self, completion: &CompletionMessage) -> Result<bool, WorkError> {
+    /// Completion message on the lake queue, and the file's published mark. Idempotent: same deduplication id and
+    /// mark each time.
+    async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
         #[allow(clippy::expect_used)]
         let body = serde_json::to_string(completion).expect("a completion message serialises");
-        self.lake.send(OutgoingMessage::new(body).deduplicated(completion.deduplication_id())).await?;
+        // One group per object: a completion the lake cannot take holds back its object's later files, not others'.
+        let message =
+            OutgoingMessage::new(body).deduplicated(completion.deduplication_id()).grouped(&completion.object);
+        self.lake.send(message).await?;
         let mark = PublishedMark {
             object: completion.object.clone(),
             job_id: completion.job_id.clone(),
@@ -466,8 +501,10 @@ impl Worker {
             published_at: self.clock.now(),
             bucket: completion.bucket.clone(),
             key: completion.key.clone(),
+            segment: completion.segment,
+            segments: completion.segments,
         };
-        Ok(self.ledger.record_published(&mark).await?)
+        Ok(self.ledger.marks().record(&mark).await?)
     }
 
     /// Asks the producer for the job's window of `objects` again (its files purged, its job failed at Zuora).

@@ -114,7 +114,7 @@ async fn every_object_of_an_export_is_published_with_metadata_and_one_completion
             completion.object
         );
         assert!(completion.full);
-        let mark = worker.ledger.published(&completion.object).await.unwrap().unwrap();
+        let mark = worker.ledger.marks().latest(&completion.object).await.unwrap().unwrap();
         assert_eq!(mark.job_id, completion.job_id);
     }
     let items = lake.iter().find(|c| c.object == "InvoiceItem").unwrap();
@@ -484,4 +484,65 @@ async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code
     }
     let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("no-such-bucket-for-refund"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() {
+    let d = Deployment::start(|_| {}).await;
+    // The first delivery publishes and announces, and its consumer stops before the legacy copy (here: a consumer
+    // without the legacy key configured yet, which is the same state).
+    let first = worker_from(&d.config(), &d.services().await).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
+    let message = next_job_message(&d).await;
+    let body = message.body.clone();
+    assert!(matches!(first.handle(&message).await.unwrap(), Settled::Waiting { .. } | Settled::Published { .. }));
+    let published = loop {
+        if let Some(c) = completions(&d).await.pop() {
+            break c;
+        }
+        let again = next_job_message(&d).await;
+        first.handle(&again).await.unwrap();
+    };
+    let catalogue_path =
+        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
+    let catalogue = std::fs::read_to_string(&catalogue_path)
+        .unwrap()
+        .replace("name = \"Refund\"\n", "name = \"Refund\"\nlegacy_key = \"Refund.csv\"\n");
+    std::fs::write(&catalogue_path, catalogue).unwrap();
+    let second = worker_from(&d.config(), &d.services().await).unwrap();
+    d.jobs.0.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
+    assert_eq!(work_until_settled(&second, &d).await, Settled::Published { files: 1 });
+    let legacy = d.aws.s3.get_object().bucket(&d.bucket).key("Refund.csv").send().await;
+    let legacy = legacy.expect("the redelivery copied the latest file to the legacy key").body.collect().await.unwrap();
+    let file = d.aws.s3.get_object().bucket(&d.bucket).key(&published.key).send().await.unwrap();
+    assert_eq!(legacy.into_bytes(), file.body.collect().await.unwrap().into_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_transfer_is_abandoned_at_its_deadline_and_leaves_no_upload() {
+    let d = Deployment::start(|_| {}).await;
+    let mut worker = worker_from(&d.config(), &d.services().await).unwrap();
+    worker.settings.file_deadline_secs = 1;
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    // A connection that trickles: the file would take hours.
+    d.sim.control().set_faults(vec![FaultRule {
+        endpoint: "file".into(),
+        bandwidth_bytes_per_sec: Some(64),
+        ..FaultRule::default()
+    }]);
+    // Every attempt is abandoned at the deadline; the message is left to be received again (and to reach the DLQ
+    // after its receives), like a broken transfer's.
+    let message = next_job_message(&d).await;
+    let mut settled = worker.handle(&message).await;
+    while let Ok(Settled::Waiting { .. }) = settled {
+        settled = worker.handle(&next_job_message(&d).await).await;
+    }
+    match settled {
+        Err(consumer::worker::WorkError::Relay(consumer::relay::RelayError::Deadline(after))) => {
+            assert_eq!(after, Duration::from_secs(1));
+        }
+        other => panic!("expected the deadline, got {other:?}"),
+    }
+    assert_eq!(open_uploads(&d).await, 0);
+    assert!(keys(&d, "Account/").await.is_empty());
 }

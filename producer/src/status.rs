@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
-use common::ledger::{Ledger, LedgerError, PublishedMark};
+use common::ledger::{Ledger, LedgerError};
+use common::marks::PublishedMark;
 use std::fmt::Write;
 
 /// One object's freshness.
@@ -25,7 +26,7 @@ pub async fn object_statuses(
 ) -> Result<Vec<ObjectStatus>, LedgerError> {
     let mut statuses = Vec::with_capacity(catalogue.objects.len());
     for object in &catalogue.objects {
-        let last = ledger.published(&object.name).await?;
+        let last = ledger.marks().latest(&object.name).await?;
         let stale = last.as_ref().is_none_or(|mark| now - mark.window.to > stale_after);
         statuses.push(ObjectStatus { object: object.name.clone(), last, stale });
     }

@@ -1,7 +1,8 @@
 //! The `producer` binary: its commands, its exit codes, and its errors for bad configuration and bad input.
 
 use chrono::Utc;
-use common::ledger::{Ledger, PublishedMark};
+use common::ledger::Ledger;
+use common::marks::PublishedMark;
 use common::messages::Window;
 use common::queue::{OutgoingMessage, Queue};
 use common::store::S3Store;
@@ -113,11 +114,13 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
         published_at: now,
         bucket: d.bucket.clone(),
         key: format!("{object}/x.csv"),
+        segment: 0,
+        segments: 1,
     };
     let catalogue = config.catalogue().unwrap();
     for object in &catalogue.objects {
         let age = if object.name == "Invoice" { 48 } else { 2 };
-        ledger.record_published(&mark(&object.name, age)).await.unwrap();
+        ledger.marks().record(&mark(&object.name, age)).await.unwrap();
     }
     let stale = producer(Some(&config_path), &["status"]).await;
     assert_eq!(stale.status.code(), Some(1), "{}", text(&stale.stderr));
@@ -126,7 +129,7 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
     assert!(invoice_line.contains("STALE"), "{table}");
     assert!(!table.lines().find(|l| l.starts_with("Account ")).unwrap().contains("STALE"), "{table}");
 
-    ledger.record_published(&mark("Invoice", 1)).await.unwrap();
+    ledger.marks().record(&mark("Invoice", 1)).await.unwrap();
     let fresh = producer(Some(&config_path), &["status"]).await;
     assert!(fresh.status.success(), "{}", text(&fresh.stdout));
     let lenient = producer(Some(&config_path), &["status", "--stale-after-hours", "100"]).await;

@@ -58,6 +58,20 @@ async fn fifo_queues_drop_a_second_message_with_the_same_deduplication_id() {
 }
 
 #[tokio::test]
+async fn a_fifo_group_in_flight_holds_back_only_its_own_messages() {
+    let aws = Aws::connect().await;
+    let (queue, _dlq) = aws.queue_with_dlq("groups", 5, true).await;
+    for (body, group) in [("account-1", "Account"), ("account-2", "Account"), ("invoice-1", "Invoice")] {
+        queue.send(OutgoingMessage::new(body).deduplicated(body).grouped(group)).await.unwrap();
+    }
+    let first = queue.receive(1, WAIT).await.unwrap();
+    assert_eq!(first[0].body, "account-1");
+    // account-1 is in flight and not deleted (a lake that cannot take it): Invoice's message still arrives.
+    let next = queue.receive(10, WAIT).await.unwrap();
+    assert_eq!(next.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["invoice-1"]);
+}
+
+#[tokio::test]
 async fn dead_lettered_messages_are_redriven_to_their_source_queue() {
     let aws = Aws::connect().await;
     let (queue, dlq) = aws.queue_with_dlq("redrive", 1, false).await;

@@ -40,6 +40,8 @@ pub struct OutgoingMessage {
     pub delay: Duration,
     /// FIFO queues drop a second message with the same id within five minutes.
     pub deduplication_id: Option<String>,
+    /// FIFO queues deliver a group's messages in order, one in flight at a time; groups do not wait for each other.
+    pub group: Option<String>,
     /// String attributes.
     pub attributes: BTreeMap<String, String>,
 }
@@ -59,6 +61,12 @@ impl OutgoingMessage {
     /// With a deduplication id (FIFO queues).
     pub fn deduplicated(mut self, id: impl Into<String>) -> Self {
         self.deduplication_id = Some(id.into());
+        self
+    }
+
+    /// In this message group (FIFO queues); without one, in the queue's single default group.
+    pub fn grouped(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 const MAX_WAIT: Duration = Duration::from_secs(20);
 /// SQS caps a receive at 10 messages.
 const MAX_BATCH: u32 = 10;
-/// All messages of a FIFO queue share one group: order matters less than exactly-once for completions, and one
-/// group keeps them in the order they were published.
+/// The group of a FIFO message sent without one (completions are grouped per object).
 const FIFO_GROUP: &str = "zuora-lake-export";
 
 /// One SQS queue, by URL.
@@ -81,7 +80,8 @@ impl Queue for SqsQueue {
                 request = request.message_attributes(name, value);
             }
             if self.fifo {
-                request = request.message_group_id(FIFO_GROUP).set_message_deduplication_id(message.deduplication_id);
+                let group = message.group.unwrap_or_else(|| FIFO_GROUP.to_owned());
+                request = request.message_group_id(group).set_message_deduplication_id(message.deduplication_id);
             } else if !message.delay.is_zero() {
                 request = request.delay_seconds(message.delay.as_secs().min(900) as i32);
             }

@@ -43,6 +43,9 @@ pub enum RelayError {
     /// A storage call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The transfer had not ended by its deadline; it was abandoned and its upload aborted.
+    #[error("the transfer had not ended after {0:?}")]
+    Deadline(std::time::Duration),
 }
 
 /// Where an upload goes.
@@ -238,7 +241,7 @@ where
         if slot.is_empty() && index > 0 {
             break;
         }
-        total += uploader.spawn(&mut uploads, index as i32 + 1, slot);
+        total += uploader.spawn(&mut uploads, index as i32 + 1, slot.freeze());
         if input.is_done() {
             break;
         }
@@ -323,10 +326,9 @@ struct PartUploader {
 type PartTasks = JoinSet<Result<SentPart, RelayError>>;
 
 impl PartUploader {
-    /// Starts checksumming and uploading the slot's bytes as part `part_number`; the slot's chunks go back to the
+    /// Starts checksumming and uploading the part's bytes as part `part_number`; pooled chunks go back to the
     /// pool when it is done. Returns the part's size.
-    fn spawn(&self, uploads: &mut PartTasks, part_number: i32, slot: pool::PartSlot) -> u64 {
-        let part = slot.freeze();
+    fn spawn(&self, uploads: &mut PartTasks, part_number: i32, part: pool::FrozenPart) -> u64 {
         let len = part.len;
         let (store, upload, pool) = (self.store.clone(), self.upload.clone(), self.pool.clone());
         uploads.spawn(async move {
@@ -339,8 +341,14 @@ impl PartUploader {
     }
 }
 
-/// The compressed path: raw chunks of `part_size` are counted, compressed in parallel on blocking threads (each an
-/// independent member), and the members, in order, fill parts of at least `part_size` stored bytes.
+/// Compressed parts uploading at once per file. Compressed members are not in the pool (raw chunks are): the part
+/// being filled and these keep a compressed file's memory outside the pool to about three parts.
+const COMPRESSED_PARTS_IN_FLIGHT: usize = 2;
+
+/// The compressed path: raw chunks of `part_size` (from the pool) are counted, compressed in parallel on blocking
+/// threads (each an independent member) and given back; the members, in order, fill parts of at least `part_size`
+/// stored bytes. A part being filled holds no pool room, so a file waiting for raw room never holds room another
+/// file (or its own next chunk) needs: files compressing at once cannot stall each other.
 async fn upload_compressed<S>(
     source: S,
     uploader: &PartUploader,
@@ -356,7 +364,7 @@ where
     let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut compressing = std::collections::VecDeque::new();
-    let mut out: Option<pool::PartSlot> = None;
+    let (mut out, mut out_len) = (Vec::new(), 0u64);
     let (mut part_number, mut total) = (0i32, 0u64);
     let mut parts = Vec::new();
     loop {
@@ -381,31 +389,29 @@ where
                 .await
                 .map_err(|e| internal_error("compress", destination, e))?
                 .map_err(|e| internal_error("compress", destination, e))?;
+            out_len += member.len() as u64;
+            out.push(Bytes::from(member));
             let target = part_size_for(part_number as u64, settings.part_size, settings.max_part_size, None);
-            let slot = match out.as_mut() {
-                Some(slot) => slot,
-                None => out.insert(pool.slot(target).await),
-            };
-            slot.extend_from_slice(&member);
-            if slot.len() as u64 >= target
-                && let Some(full) = out.take()
-            {
+            if out_len >= target {
+                while uploads.len() >= COMPRESSED_PARTS_IN_FLIGHT {
+                    if let Some(done) = uploads.join_next().await {
+                        parts.push(joined(done, destination)?);
+                    }
+                }
                 part_number += 1;
-                total += uploader.spawn(&mut uploads, part_number, full);
-            }
-            while let Some(done) = uploads.try_join_next() {
-                parts.push(joined(done, destination)?);
+                total +=
+                    uploader.spawn(&mut uploads, part_number, pool::FrozenPart::unpooled(std::mem::take(&mut out)));
+                out_len = 0;
             }
         }
         if input.is_done() && compressing.is_empty() {
             break;
         }
     }
-    if let Some(last) = out.take().filter(|slot| !slot.is_empty() || part_number == 0) {
+    if !out.is_empty() || part_number == 0 {
+        // The last part (an empty file still gets one, empty, part).
         part_number += 1;
-        total += uploader.spawn(&mut uploads, part_number, last);
-    } else if part_number == 0 {
-        total += uploader.spawn(&mut uploads, 1, pool.slot(1).await);
+        total += uploader.spawn(&mut uploads, part_number, pool::FrozenPart::unpooled(out));
     }
     while let Some(done) = uploads.join_next().await {
         parts.push(joined(done, destination)?);
@@ -418,4 +424,66 @@ fn joined(
     destination: &Destination,
 ) -> Result<SentPart, RelayError> {
     done.map_err(|e| internal_error("UploadPart", destination, e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::store::LocalStore;
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// Bytes gzip shrinks to about a third: a part takes several compressed members to fill.
+    fn noise(len: usize, mut state: u64) -> Bytes {
+        let mut bytes = Vec::with_capacity(len);
+        while bytes.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            bytes.extend_from_slice(&state.to_le_bytes());
+            bytes.extend_from_slice(&[b'a'; 24]);
+        }
+        bytes.truncate(len);
+        Bytes::from(bytes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compressed_files_at_once_through_the_smallest_pool_all_finish() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("relay-{nanos:x}"));
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&root));
+        let settings = RelaySettings {
+            part_size: 5 * MIB,
+            max_part_size: 64 * MIB,
+            checksum: ChecksumAlgorithm::Crc32c,
+            compression: Compression::Gzip(1),
+        };
+        // The smallest pool compression accepts: two parts.
+        let pool = PartPool::new(10 * MIB, 5 * MIB);
+        let tracker = Arc::new(UploadTracker::default());
+        let relay_one = |seed: u64| {
+            let (store, pool, tracker, settings) = (store.clone(), pool.clone(), tracker.clone(), settings.clone());
+            async move {
+                let body = noise(24 * MIB as usize, seed);
+                let source = futures::stream::iter(
+                    body.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
+                );
+                let destination = Destination {
+                    bucket: "lake".into(),
+                    key: format!("f{seed}.csv.gz"),
+                    content_type: "application/gzip".into(),
+                };
+                let pending = relay(source, None, &store, &destination, &pool, &settings, &tracker).await?;
+                pending.complete().await
+            }
+        };
+        // A hang detector, not a time limit: they finish in seconds, or never (each holding part of the pool while
+        // waiting for more).
+        let all = futures::future::join_all((1..=4).map(relay_one));
+        let published = tokio::time::timeout(std::time::Duration::from_secs(120), all).await;
+        for file in published.expect("the compressed relays deadlocked on the pool") {
+            assert!(file.unwrap().bytes > 5 * MIB);
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
 }

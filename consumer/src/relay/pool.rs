@@ -25,20 +25,28 @@ pub struct PartSlot {
     _permits: OwnedSemaphorePermit,
 }
 
-/// A filled part, ready to upload: its chunks, frozen, and its permits (held until the upload ends).
+/// A filled part, ready to upload: its chunks, frozen, and its permits if it came from the pool (held until the
+/// upload ends).
 pub struct FrozenPart {
     /// The bytes, in order.
     pub chunks: Vec<Bytes>,
     /// Total bytes.
     pub len: u64,
-    permits: OwnedSemaphorePermit,
+    permits: Option<OwnedSemaphorePermit>,
 }
 
 impl FrozenPart {
-    /// Gives the chunks back to the pool (and the permits with them).
+    /// A part of bytes the pool does not own (compressed members).
+    pub fn unpooled(chunks: Vec<Bytes>) -> Self {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks, len, permits: None }
+    }
+
+    /// Gives pooled chunks back to the pool, with their permits.
     pub fn release(self, pool: &PartPool) {
-        pool.give_back(self.chunks);
-        drop(self.permits);
+        if self.permits.is_some() {
+            pool.give_back(self.chunks);
+        }
     }
 }
 
@@ -78,7 +86,7 @@ impl PartSlot {
     pub fn freeze(self) -> FrozenPart {
         let len = self.len as u64;
         let chunks = self.chunks.into_iter().filter(|c| !c.is_empty()).map(BytesMut::freeze).collect();
-        FrozenPart { chunks, len, permits: self._permits }
+        FrozenPart { chunks, len, permits: Some(self._permits) }
     }
 }
 

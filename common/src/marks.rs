@@ -1,0 +1,163 @@
+//! Published marks: every increment of each object that reached the lake, and which of them is the latest.
+//!
+//! The consumer writes one mark per published file, once, under `published/<object>/` in the ledger's prefix,
+//! named so that names sort as the data's age: `<window end>_<executed at>_<job id>_<segment>.json` (UTC, fixed
+//! width). No mark is ever rewritten: consumers publishing at once (the windows of a full export, a late
+//! redelivery) cannot lose each other's marks or move the latest back to older data, and the latest is the last
+//! name listed. A deployment that ran an earlier build has one mutable `published/<object>.json` instead; it is
+//! read while no mark of the new kind exists.
+
+use crate::ledger::{Ledger, LedgerError};
+use crate::messages::Window;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One published increment of one object (one file of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedMark {
+    /// The object.
+    pub object: String,
+    /// The job.
+    pub job_id: String,
+    /// The window.
+    pub window: Window,
+    /// When Zuora produced the data.
+    pub executed_at: DateTime<Utc>,
+    /// When the consumer published it.
+    pub published_at: DateTime<Utc>,
+    /// Where the data file is.
+    pub bucket: String,
+    /// Its key.
+    pub key: String,
+    /// The file's place among its batch's files (0-based).
+    #[serde(default)]
+    pub segment: u32,
+    /// How many files its batch has.
+    #[serde(default = "one")]
+    pub segments: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl PublishedMark {
+    /// The mark's name: names sort as (window end, executed at, job, segment), the order of the data's age.
+    fn name(&self) -> String {
+        const AT: &str = "%Y%m%dT%H%M%S%.6fZ";
+        let (to, executed) = (self.window.to.format(AT), self.executed_at.format(AT));
+        format!("published/{}/{to}_{executed}_{}_{:05}.json", self.object, self.job_id, self.segment)
+    }
+}
+
+/// The published marks, in the ledger's bucket and prefix.
+#[derive(Clone)]
+pub struct Marks {
+    ledger: Ledger,
+}
+
+impl Marks {
+    /// The marks kept beside `ledger`'s records.
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger }
+    }
+
+    /// Records a published file; recording the same file again writes the same name.
+    pub async fn record(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
+        self.ledger.write(&mark.name(), mark).await
+    }
+
+    /// The object's latest published increment: the newest data (the latest window end, then the latest run of
+    /// it), whatever order the files were published in.
+    pub async fn latest(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
+        let names = self.ledger.list(&format!("published/{object}/")).await?;
+        match names.iter().filter(|name| name.ends_with(".json")).max() {
+            Some(name) => self.ledger.read(name).await,
+            None => self.ledger.read(&format!("published/{object}.json")).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+    use chrono::TimeZone;
+    use std::sync::Arc;
+
+    fn at(year: i32, month: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().unwrap_or_default()
+    }
+
+    fn mark(from: DateTime<Utc>, to: DateTime<Utc>, executed_at: DateTime<Utc>) -> PublishedMark {
+        PublishedMark {
+            object: "Invoice".into(),
+            job_id: format!("job-{}-{}", to.timestamp(), executed_at.timestamp()),
+            window: Window { from: Some(from), to },
+            executed_at,
+            published_at: executed_at,
+            bucket: "lake".into(),
+            key: format!("Invoice/{}.csv", to.timestamp()),
+            segment: 0,
+            segments: 1,
+        }
+    }
+
+    fn marks() -> (Marks, std::path::PathBuf) {
+        let root = std::env::temp_dir().join(format!("marks-{:016x}", rand::random::<u64>()));
+        (Marks::new(Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/")), root)
+    }
+
+    #[tokio::test]
+    async fn the_latest_mark_is_the_newest_data_whatever_the_order_of_publication() {
+        let (marks, root) = marks();
+        let executed = at(2026, 11);
+        // The windows of one full export run at the same time; their files are published in any order.
+        let newest = mark(at(2026, 1), at(2026, 11), executed);
+        marks.record(&newest).await.unwrap();
+        marks.record(&mark(at(2025, 1), at(2026, 1), executed)).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(newest.clone()));
+        // A past window exported again later does not make the object look older than it is.
+        marks.record(&mark(at(2025, 1), at(2026, 1), at(2026, 12))).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(newest.clone()));
+        // The same window exported again later is the latest (the same data, newer), and stays so when recorded
+        // again.
+        let again = mark(at(2026, 1), at(2026, 11), at(2026, 12));
+        marks.record(&again).await.unwrap();
+        marks.record(&newest).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(again));
+        // The next increment moves it on; another object's marks are apart.
+        let next = mark(at(2026, 11), at(2026, 12), at(2026, 12));
+        marks.record(&next).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(next));
+        assert_eq!(marks.latest("InvoiceItem").await.unwrap(), None);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn marks_recorded_at_once_by_many_publishers_are_all_kept() {
+        let (marks, root) = marks();
+        let months: Vec<PublishedMark> =
+            (1..=12).map(|m| mark(at(2025, m), at(2025, m) + chrono::Days::new(27), at(2026, 1))).collect();
+        let writes = months.iter().map(|m| marks.record(m));
+        for written in futures::future::join_all(writes).await {
+            written.unwrap();
+        }
+        assert_eq!(marks.latest("Invoice").await.unwrap(), months.last().cloned());
+        assert_eq!(marks.ledger.list("published/Invoice/").await.unwrap().len(), 12);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn a_mark_of_an_earlier_build_is_read_until_the_first_new_one() {
+        let (marks, root) = marks();
+        let old = mark(at(2026, 1), at(2026, 2), at(2026, 2));
+        marks.ledger.write("published/Invoice.json", &old).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(old));
+        let new = mark(at(2026, 2), at(2026, 3), at(2026, 3));
+        marks.record(&new).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(new));
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
