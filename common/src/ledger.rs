@@ -10,6 +10,8 @@
 //!   last completed job of the session with these and adopts any job that has none.
 //! - `session/last-increment.json`: the upper bound of the session's latest increment, the lower bound of the
 //!   next one.
+//! - `session/claims/<idempotencyKey>.json`: which request is submitting the increment under that key, written
+//!   before it submits (a request that died after submitting leaves its claim, and its job, to the next).
 //! - `published/<object>/...`: a mark of every file published, written once by the consumer
 //!   ([`crate::marks`]); `producer status` reads the latest.
 //!
@@ -94,6 +96,15 @@ pub struct SessionMark {
     pub job_id: Option<String>,
 }
 
+/// Who is submitting the session's next increment under its key: written before the submission, so that a
+/// request finding another request's claim knows a job Zuora returns for that key may be the other's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementClaim {
+    /// The claiming request's key.
+    pub request_key: String,
+}
+
 /// A ledger record that could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -160,6 +171,17 @@ impl Ledger {
             return Ok(());
         }
         self.write("session/last-increment.json", &SessionMark { to, job_id: Some(job_id.to_owned()) }).await
+    }
+
+    /// The claim on the increment submitted under `idempotency_key`, if a request made one.
+    pub async fn increment_claim(&self, idempotency_key: &str) -> Result<Option<IncrementClaim>, LedgerError> {
+        self.read(&format!("session/claims/{idempotency_key}.json")).await
+    }
+
+    /// Claims the increment submitted under `idempotency_key` for a request, before submitting it.
+    pub async fn claim_increment(&self, idempotency_key: &str, request_key: &str) -> Result<(), LedgerError> {
+        let claim = IncrementClaim { request_key: request_key.to_owned() };
+        self.write(&format!("session/claims/{idempotency_key}.json"), &claim).await
     }
 
     /// The published marks kept beside this ledger.

@@ -45,7 +45,7 @@ fn one() -> u32 {
 impl PublishedMark {
     /// The mark's name: names sort as (window end, executed at, job, segment), the order of the data's age.
     fn name(&self) -> String {
-        const AT: &str = "%Y%m%dT%H%M%S%.6fZ";
+        const AT: &str = "%Y%m%dT%H%M%S%.9fZ";
         let (to, executed) = (self.window.to.format(AT), self.executed_at.format(AT));
         format!("published/{}/{to}_{executed}_{}_{:05}.json", self.object, self.job_id, self.segment)
     }

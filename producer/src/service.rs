@@ -178,6 +178,18 @@ impl Producer {
                 JobKind::Increment => increment_key(&self.session, from),
                 JobKind::Backfill | JobKind::FullWindow => planned.idempotency_key.clone(),
             };
+            // Whose increment Zuora returns for the key: a claim of another request means that request submitted
+            // (or was about to submit) under it and may have died before recording the job.
+            let claimed_by_another = match planned.kind {
+                JobKind::Increment => match self.ledger.increment_claim(&idempotency_key).await? {
+                    Some(claim) => claim.request_key != record.request_key,
+                    None => {
+                        self.ledger.claim_increment(&idempotency_key, &record.request_key).await?;
+                        false
+                    }
+                },
+                JobKind::Backfill | JobKind::FullWindow => false,
+            };
             let mut job = self.zuora.submit(&request, &idempotency_key).await?;
             if planned.kind == JobKind::Increment {
                 // The key may name an increment submitted earlier (by another request, or before a crash; the
@@ -186,16 +198,29 @@ impl Producer {
                 job = self.zuora.job(&job.id).await?;
             }
             let known = self.ledger.job(&job.id).await?;
-            if planned.kind == JobKind::Increment
-                && let Some(known) = &known
-                && known.request_key != record.request_key
-                && attempts < 3
-            {
-                // Another request recorded that increment and stopped before moving the mark past it (and perhaps
-                // before enqueuing it): enqueue it, move the mark, then submit this request's own.
-                self.ledger.advance_increment_to(known.window.to, &job.id).await?;
-                self.enqueue_job_at_mark().await?;
-                continue;
+            if planned.kind == JobKind::Increment && attempts < 3 {
+                match &known {
+                    // Another request recorded that increment and stopped before moving the mark past it (and
+                    // perhaps before enqueuing it): enqueue it, move the mark, then submit this request's own.
+                    Some(known) if known.request_key != record.request_key => {
+                        self.ledger.advance_increment_to(known.window.to, &job.id).await?;
+                        self.enqueue_job_at_mark().await?;
+                        continue;
+                    }
+                    // A job nobody recorded, under a key another request claimed: that request submitted it and
+                    // died (a killed `producer submit`). Its window ends when it started, perhaps long before now:
+                    // adopt it, then submit this request's own increment from there. (Had the other request died
+                    // before submitting, the job is this request's, and adopting it costs one small increment.)
+                    None if claimed_by_another => {
+                        let orphan = self.adopted_record(&job).await?;
+                        warn!(job_id = %job.id, to = %orphan.window.to, "the session's key names an increment nobody recorded: adopting it");
+                        self.ledger.put_job(&orphan).await?;
+                        self.ledger.advance_increment_to(orphan.window.to, &job.id).await?;
+                        self.enqueue_job_at_mark().await?;
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             break (job, from, known);
         };

@@ -222,3 +222,22 @@ async fn a_request_id_sent_again_with_another_body_is_rejected_not_taken_for_the
     }
     assert_eq!(w.session_jobs().len(), 1);
 }
+
+#[tokio::test]
+async fn an_increment_a_killed_submit_left_unrecorded_is_adopted_and_the_next_request_still_exports_up_to_now() {
+    // Every job record fails to land: the first run dies after Zuora took its job, before recording it anywhere.
+    let w = World::start("jobs/", 0.2).await;
+    w.store.allowed.store(0, Ordering::SeqCst);
+    assert!(w.producer().serve(DAILY, "cli-1").await.is_err());
+    assert_eq!(w.session_jobs().len(), 1);
+    w.store.allowed.store(u32::MAX, Ordering::SeqCst);
+    // The orphan runs; changes keep coming; the next day's request arrives.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    w.sim.control().mutate("Account", zuora_sim::Mutation { insert: 2, update: 1, delete: 0 }).unwrap();
+    let served = w.producer().serve(DAILY, "day-2").await.unwrap();
+    let orphan = w.session_jobs().into_iter().find(|id| !served.job_ids.contains(id));
+    // The orphan is exported, and this request's own increment covers from the orphan's start to now.
+    assert_eq!(w.session_jobs().len(), 2, "the request submitted its own increment after adopting the orphan");
+    assert!(orphan.is_some());
+    assert_eq!(w.enqueued().await, w.session_jobs(), "every job Zuora runs in the session is on the jobs queue");
+}

@@ -6,7 +6,9 @@
 //! - (d) every queue is empty and every dead-letter queue too, once its messages were redriven after the faults;
 //! - (e) the completions received describe exactly the published files: each file announced at least once, each
 //!   announcement equal to its metadata, duplicates counted;
-//! - (f) nothing is stuck: the drain ended within its bound.
+//! - (f) nothing is stuck: the drain ended within its bound;
+//! - (g) each object's legacy fixed key holds a copy of its latest published file (the latest window end, then the
+//!   latest export of it), however many consumers published at once.
 
 use crate::world::{Drain, World};
 use common::messages::CompletionMessage;
@@ -128,6 +130,23 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
             fail(
                 &mut verdict,
                 format!("(a) {}: the merged lake differs from Zuora: {}", object.name, differences.join("; ")),
+            );
+        }
+    }
+
+    // (g)
+    for object in &objects {
+        let Some(legacy) = &object.target.legacy_key else { continue };
+        let latest = published.iter().filter(|f| f.object == object.name).max_by(|a, b| {
+            (a.window.to, a.executed_at, &a.job_id, a.segment).cmp(&(b.window.to, b.executed_at, &b.job_id, b.segment))
+        });
+        let Some(latest) = latest.filter(|f| f.segments == 1) else { continue };
+        let copy = world.store.get(&object.target.bucket, legacy).await?;
+        let file = world.store.get(&latest.bucket, &latest.key).await?;
+        if copy.is_none() || copy != file {
+            fail(
+                &mut verdict,
+                format!("(g) {legacy} is not a copy of {}, the latest file of {}", latest.key, object.name),
             );
         }
     }

@@ -110,7 +110,11 @@ impl World {
         config.consumer.jobs_in_flight = plan.jobs_in_flight;
         config.consumer.part_size_mib = 5;
         config.consumer.part_pool_mib = 20;
-        let catalogue = config.catalogue()?;
+        let mut catalogue = config.catalogue()?;
+        // Every object keeps a legacy fixed key too: check (g) follows it through parallel publishing.
+        for object in &mut catalogue.objects {
+            object.target.legacy_key = Some(format!("legacy/{}.csv", object.name));
+        }
         let services = Services::connect(&config).await;
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
         let injector = Injector::new(plan.seed, plan.fault_rate);
