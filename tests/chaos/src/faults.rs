@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How long an injected time-out keeps the caller waiting (simulated time).
+/// How long an injected time-out keeps the caller waiting (planned time).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What an injected fault does to one call.
@@ -42,6 +42,8 @@ impl Fault {
 pub struct Injector {
     rng: Mutex<StdRng>,
     rate: f64,
+    /// Real seconds per planned second (see `Plan::pace`).
+    pace: f64,
     enabled: AtomicBool,
     counts: Mutex<BTreeMap<(String, String), u64>>,
 }
@@ -52,10 +54,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Injector {
     /// Faults on a share `rate` of the calls.
-    pub fn new(seed: u64, rate: f64) -> Arc<Self> {
+    pub fn new(seed: u64, rate: f64, pace: f64) -> Arc<Self> {
         Arc::new(Self {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             rate,
+            pace,
             enabled: AtomicBool::new(true),
             counts: Mutex::default(),
         })
@@ -96,6 +99,11 @@ impl Injector {
         Some(fault)
     }
 
+    /// How long an injected time-out keeps its caller waiting.
+    fn timeout(&self) -> Duration {
+        TIMEOUT.mul_f64(self.pace)
+    }
+
     /// Everything injected: (site, kind) -> count.
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
         lock(&self.counts).clone()
@@ -115,11 +123,12 @@ where
     F: FnOnce(&str) -> E,
 {
     let fault = injector.draw(site);
-    under(fault, call, failure)
+    under(fault, injector.timeout(), call, failure)
 }
 
 async fn under<T, E>(
     fault: Option<Fault>,
+    timeout: Duration,
     call: impl Future<Output = Result<T, E>>,
     failure: impl FnOnce(&str) -> E,
 ) -> Result<T, E> {
@@ -127,7 +136,7 @@ async fn under<T, E>(
         None => call.await,
         Some(Fault::Fail) => Err(failure("injected failure")),
         Some(Fault::Timeout) => {
-            tokio::time::sleep(TIMEOUT).await;
+            tokio::time::sleep(timeout).await;
             Err(failure("injected time-out"))
         }
         Some(Fault::Lost) => {
@@ -216,7 +225,7 @@ impl ObjectStore for FaultyStore {
             lock(&self.uploads.open).insert(upload.id.clone(), (owner, key.to_owned()));
             Ok(upload)
         };
-        under(fault, create, store_error("CreateMultipartUpload", bucket, key)).boxed()
+        under(fault, self.injector.timeout(), create, store_error("CreateMultipartUpload", bucket, key)).boxed()
     }
 
     fn upload_part<'a>(
@@ -288,7 +297,8 @@ impl Queue for FaultyQueue {
             let standard = !self.inner.name().ends_with(".fifo");
             if standard && self.injector.enabled() && self.injector.uniform() < self.duplicate_rate {
                 // Between six minutes and two hours later: past the five-minute deduplication window.
-                let late = Duration::from_secs(360 + (self.injector.uniform() * 6840.0) as u64);
+                let late =
+                    Duration::from_secs(360 + (self.injector.uniform() * 6840.0) as u64).mul_f64(self.injector.pace);
                 let copy = OutgoingMessage { delay: message.delay + late, ..message.clone() };
                 self.inner.send(copy).await?;
                 self.injector.record(&self.site("send"), "late-duplicate");

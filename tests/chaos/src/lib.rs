@@ -44,34 +44,38 @@ impl SeedReport {
     }
 }
 
-/// Runs one seed on its own paused-clock runtime.
+/// Runs one seed on its own paused-clock runtime, on in-memory queues and a local store.
 pub fn run_seed(seed: u64) -> anyhow::Result<SeedReport> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
-    runtime.block_on(async {
-        let plan = plan::Plan::from_seed(seed);
-        let days = plan.days;
-        let mut world = world::World::new(plan).await?;
-        let played = world.play().await;
-        let outcome = match played {
-            Ok(drain) => oracle::judge(&world, drain).await.map(|verdict| (drain, verdict)),
-            Err(e) => Err(e),
-        };
-        world.shut_down().await;
-        if std::env::var_os("CHAOS_KEEP").is_some() {
-            eprintln!("chaos: the store of seed {seed} is kept in {}", world.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&world.dir);
-        }
-        let (drain, verdict) = outcome?;
-        Ok(SeedReport {
-            seed,
-            days,
-            injected: world.injector.counts(),
-            verdict,
-            drain: drain.took,
-            redrives: drain.redrives,
-            zuora_jobs: world.control.jobs().len(),
-        })
+    runtime.block_on(play_seed(plan::Plan::from_seed(seed), world::Backend::Memory))
+}
+
+/// Plays one seed's plan on `backend` (on the runtime the caller chose: paused for the in-memory backend, real
+/// time for servers) and judges it.
+pub async fn play_seed(plan: plan::Plan, backend: world::Backend) -> anyhow::Result<SeedReport> {
+    let seed = plan.seed;
+    let days = plan.days;
+    let mut world = world::World::new(plan, backend).await?;
+    let played = world.play().await;
+    let outcome = match played {
+        Ok(drain) => oracle::judge(&world, drain).await.map(|verdict| (drain, verdict)),
+        Err(e) => Err(e),
+    };
+    world.shut_down().await;
+    if std::env::var_os("CHAOS_KEEP").is_some() {
+        eprintln!("chaos: the store of seed {seed} is kept in {}", world.dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&world.dir);
+    }
+    let (drain, verdict) = outcome?;
+    Ok(SeedReport {
+        seed,
+        days,
+        injected: world.injector.counts(),
+        verdict,
+        drain: drain.took,
+        redrives: drain.redrives,
+        zuora_jobs: world.control.jobs().len(),
     })
 }
 

@@ -116,6 +116,9 @@ pub struct Plan {
     pub zuora_faults: Vec<FaultRule>,
     /// What happens, at offsets from the start, in order.
     pub actions: Vec<(Duration, Action)>,
+    /// Real seconds per planned second: 1 on the paused clock (simulated time costs nothing), a small fraction
+    /// against real servers, which keep real time.
+    pub pace: f64,
 }
 
 impl Plan {
@@ -228,6 +231,32 @@ impl Plan {
             segment_rows: rng.random_bool(0.2).then(|| rng.random_range(5..50)),
             zuora_faults,
             actions,
+            pace: 1.0,
         }
+    }
+
+    /// The same plan played `pace` times as fast, in real time: every planned moment and Zuora's timings shrink;
+    /// files are never purged (a day lasts seconds, and a 404 within a day reads as a wrong path).
+    pub fn at_pace(mut self, pace: f64) -> Self {
+        let shrink = |d: Duration| d.mul_f64(pace);
+        self.actions = self
+            .actions
+            .into_iter()
+            .map(|(at, action)| {
+                let action = match action {
+                    Action::SlowJobs { queue_secs } => Action::SlowJobs { queue_secs: queue_secs * pace },
+                    other => other,
+                };
+                (shrink(at), action)
+            })
+            .collect();
+        self.job_queue_secs *= pace;
+        self.job_execution_secs *= pace;
+        self.file_lifetime_hours = 24.0 * 365.0;
+        for rule in &mut self.zuora_faults {
+            rule.latency_ms = rule.latency_ms.map(|ms| ((ms as f64 * pace) as u64).max(1));
+        }
+        self.pace = pace;
+        self
     }
 }

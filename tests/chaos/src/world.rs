@@ -32,6 +32,22 @@ pub const DRAIN_BOUND: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How many times the operator redrives the dead-letter queues after the faults stopped.
 const REDRIVE_ROUNDS: usize = 3;
 
+/// Where a seed's queues and store are.
+pub enum Backend {
+    /// In-memory queues and a local directory, on the paused clock.
+    Memory,
+    /// Real servers over their protocols (SQS, S3), which keep real time: the plan must be played at a pace
+    /// (`Plan::at_pace`). Every object's files and the ledger go to `bucket`.
+    Servers {
+        /// The six queues.
+        queues: Queues,
+        /// The store.
+        store: Arc<dyn ObjectStore>,
+        /// Its bucket.
+        bucket: String,
+    },
+}
+
 /// A service incarnation: its task and its stop signal.
 struct Incarnation {
     id: u64,
@@ -65,6 +81,8 @@ pub struct World {
     pub clock: Clock,
     /// Every completion message the lake received, in order.
     pub received: Arc<Mutex<Vec<CompletionMessage>>>,
+    /// Everything must settle within this long after the faults stop.
+    drain_bound: Duration,
     producer: Option<Incarnation>,
     consumers: Vec<Option<Incarnation>>,
     next_incarnation: u64,
@@ -76,8 +94,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl World {
-    /// Builds the world for `plan`; nothing runs yet.
-    pub async fn new(plan: Plan) -> anyhow::Result<Self> {
+    /// Builds the world for `plan` on `backend`; nothing runs yet.
+    pub async fn new(plan: Plan, backend: Backend) -> anyhow::Result<Self> {
         let start: DateTime<Utc> = START.parse()?;
         let mut sim_config =
             SimConfig { seed: plan.seed, clock_start: Some(start), render_inline: true, ..SimConfig::default() };
@@ -101,23 +119,39 @@ impl World {
         config.zuora.retry.max_delay_ms = 0;
         config.full_export.earliest = "2024-01-01".parse()?;
         config.full_export.window_months = 6;
-        config.producer.wait_secs = 20;
-        config.producer.busy_retry_secs = 300;
-        config.consumer.wait_secs = 20;
-        config.consumer.poll_delay_secs = 30;
-        config.consumer.max_poll_delay_secs = 900;
-        config.consumer.shutdown_grace_secs = 30;
+        // The services' timings, at the plan's pace (whole seconds, as SQS takes them).
+        let secs = |planned: f64| ((planned * plan.pace).round() as u64).max(1);
+        config.producer.wait_secs = secs(20.0);
+        config.producer.busy_retry_secs = secs(300.0);
+        config.consumer.wait_secs = secs(20.0);
+        config.consumer.poll_delay_secs = secs(30.0);
+        config.consumer.max_poll_delay_secs = secs(900.0);
+        config.consumer.shutdown_grace_secs = secs(30.0);
+        config.consumer.visibility_secs = secs(300.0).max(6);
         config.consumer.jobs_in_flight = plan.jobs_in_flight;
         config.consumer.part_size_mib = 5;
         config.consumer.part_pool_mib = 20;
-        let mut catalogue = config.catalogue()?;
-        // Every object keeps a legacy fixed key too: check (g) follows it through parallel publishing.
-        for object in &mut catalogue.objects {
-            object.target.legacy_key = Some(format!("legacy/{}.csv", object.name));
+        let (queues, store, bucket) = match backend {
+            Backend::Memory => {
+                let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
+                (Services::connect(&config).await.queues, store, None)
+            }
+            Backend::Servers { queues, store, bucket } => (queues, store, Some(bucket)),
+        };
+        if let Some(bucket) = &bucket {
+            config.ledger.bucket = bucket.clone();
         }
-        let services = Services::connect(&config).await;
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
-        let injector = Injector::new(plan.seed, plan.fault_rate);
+        let mut catalogue = config.catalogue()?;
+        for object in &mut catalogue.objects {
+            // Every object keeps a legacy fixed key too: check (g) follows it through parallel publishing.
+            object.target.legacy_key = Some(format!("legacy/{}.csv", object.name));
+            if let Some(bucket) = &bucket {
+                object.target.bucket = bucket.clone();
+            }
+        }
+        let injector = Injector::new(plan.seed, plan.fault_rate, plan.pace);
+        let drain_bound =
+            if plan.pace < 1.0 { DRAIN_BOUND.mul_f64(plan.pace).max(Duration::from_secs(180)) } else { DRAIN_BOUND };
         let consumers = (0..plan.consumers).map(|_| None).collect();
         let clock = Clock::following_tokio(start);
         let _ = SIMULATED.set(clock);
@@ -127,8 +161,9 @@ impl World {
             control,
             config,
             catalogue,
-            queues: services.queues,
+            queues,
             store,
+            drain_bound,
             dir,
             injector,
             uploads: Arc::default(),
@@ -217,6 +252,7 @@ impl World {
         let services = self.faulty_services(id);
         let mut worker = consumer::cli::worker_from(&self.config, &services)?;
         worker.clock = self.clock;
+        worker.catalogue = self.catalogue.clone();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped)));
         self.consumers[index] = Some(Incarnation { id, task, stop });
@@ -274,7 +310,7 @@ impl World {
         self.control.update_settings(|s| s.file_lifetime_hours = 72.0);
         self.start_all()?;
         let drain_started = tokio::time::Instant::now();
-        let deadline = drain_started + DRAIN_BOUND;
+        let deadline = drain_started + self.drain_bound;
         let mut redrives = 0;
         // An operator redrives what the faults dead-lettered, and again what comes back, a few times at most.
         for _ in 0..REDRIVE_ROUNDS {
@@ -302,12 +338,13 @@ impl World {
         }
     }
 
-    /// Waits until no queue holds anything (visible, in flight or delayed) twice a minute apart; false if the
-    /// deadline passes first.
+    /// Waits until no queue holds anything (visible, in flight or delayed) twice a minute apart (planned time);
+    /// false if the deadline passes first.
     async fn settle(&self, deadline: tokio::time::Instant) -> anyhow::Result<bool> {
         let mut quiet = 0;
+        let apart = Duration::from_secs(60).mul_f64(self.plan.pace).max(Duration::from_secs(1));
         while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+            tokio::time::sleep(apart).await;
             let mut empty = true;
             for queue in [&self.queues.requests, &self.queues.jobs, &self.queues.lake] {
                 empty &= queue.depth().await? == QueueDepth::default();
