@@ -67,6 +67,14 @@ async fn completions(d: &Deployment) -> Vec<CompletionMessage> {
     e2e_tests::AwsResources::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
 }
 
+/// Sets `field = "value"` on `object` in the deployment's catalogue file (read by workers built after it).
+fn set_in_catalogue(d: &Deployment, object: &str, field: &str, value: &str) {
+    let path = d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
+    let name = format!("name = \"{object}\"\n");
+    let catalogue = std::fs::read_to_string(&path).unwrap().replace(&name, &format!("{name}{field} = \"{value}\"\n"));
+    std::fs::write(&path, catalogue).unwrap();
+}
+
 async fn open_uploads(d: &Deployment) -> usize {
     d.aws.s3.list_multipart_uploads().bucket(&d.bucket).send().await.unwrap().uploads().len()
 }
@@ -424,12 +432,7 @@ async fn compressed_exports_are_named_described_and_counted_as_such() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
     let d = Deployment::start(|_| {}).await;
-    let catalogue_path =
-        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
-    let catalogue = std::fs::read_to_string(&catalogue_path)
-        .unwrap()
-        .replace("name = \"Refund\"\n", "name = \"Refund\"\nlegacy_key = \"Refund.csv\"\n");
-    std::fs::write(&catalogue_path, catalogue).unwrap();
+    set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
     let producer = producer(&d).await;
     let legacy = || async {
@@ -469,12 +472,7 @@ async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code() {
     let d = Deployment::start(|_| {}).await;
-    let catalogue_path =
-        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
-    let catalogue = std::fs::read_to_string(&catalogue_path)
-        .unwrap()
-        .replace("name = \"Refund\"\n", "name = \"Refund\"\nbucket = \"no-such-bucket-for-refund\"\n");
-    std::fs::write(&catalogue_path, catalogue).unwrap();
+    set_in_catalogue(&d, "Refund", "bucket", "no-such-bucket-for-refund");
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
     // Not retried delivery after delivery (each one downloading the file again): the first settles it.
@@ -503,12 +501,7 @@ async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() 
         let again = next_job_message(&d).await;
         first.handle(&again).await.unwrap();
     };
-    let catalogue_path =
-        d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
-    let catalogue = std::fs::read_to_string(&catalogue_path)
-        .unwrap()
-        .replace("name = \"Refund\"\n", "name = \"Refund\"\nlegacy_key = \"Refund.csv\"\n");
-    std::fs::write(&catalogue_path, catalogue).unwrap();
+    set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
     let second = worker_from(&d.config(), &d.services().await).unwrap();
     d.jobs.0.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
     assert_eq!(work_until_settled(&second, &d).await, Settled::Published { files: 1 });
