@@ -10,6 +10,11 @@ use std::path::Path;
 
 /// The catalogue that ships with the project.
 const BUILTIN: &str = include_str!("../catalogue.toml");
+/// The old export's thirteen queries, verbatim (docs/old-export.md).
+const OLD_EXPORT: &str = include_str!("../catalogue-old-export.toml");
+
+/// The catalogues that ship in the binaries, by the name a configuration gives them (`builtin:<name>`).
+pub const NAMED: [&str; 2] = ["default", "old-export"];
 
 /// Zuora refuses jobs with more queries than this (error 90004).
 pub const MAX_QUERIES_PER_JOB: usize = 50;
@@ -123,6 +128,18 @@ impl Catalogue {
     pub fn builtin() -> Self {
         #[allow(clippy::expect_used)]
         Self::parse(BUILTIN, "built-in").expect("the built-in catalogue is checked by a unit test")
+    }
+
+    /// A catalogue that ships in the binaries, by name (see [`NAMED`]).
+    pub fn named(name: &str) -> Result<Self, CatalogueError> {
+        match name {
+            "default" => Ok(Self::builtin()),
+            "old-export" => Self::parse(OLD_EXPORT, "builtin:old-export"),
+            other => Err(CatalogueError {
+                origin: format!("builtin:{other}"),
+                detail: format!("no such built-in catalogue; there are {}", NAMED.join(", ")),
+            }),
+        }
     }
 
     /// Reads a catalogue file.
@@ -320,5 +337,32 @@ mod tests {
         let picked = catalogue.select(&["invoice".into(), "Account".into()]).unwrap();
         assert_eq!(picked.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["Account", "Invoice"]);
         assert_eq!(catalogue.select(&["Nope".into()]).unwrap_err(), vec!["Nope".to_owned()]);
+    }
+
+    #[test]
+    fn the_old_export_profile_sends_the_old_queries_to_the_character() {
+        let documented = include_str!("../../docs/old-export.md");
+        let mut blocks = Vec::new();
+        let mut rest = documented;
+        while let Some(at) = rest.find("\n### ") {
+            let section = &rest[at + 5..];
+            let name = section.lines().next().unwrap_or_default().to_owned();
+            let Some(start) = section.find("```sql\n") else { break };
+            let query = &section[start + 7..];
+            let query = &query[..query.find("\n```").unwrap_or(query.len())];
+            blocks.push((name, query.to_owned()));
+            rest = &section[start..];
+        }
+        assert_eq!(blocks.len(), 13, "docs/old-export.md documents the thirteen queries");
+        let catalogue = Catalogue::named("old-export").unwrap();
+        let profile: Vec<(String, String)> =
+            catalogue.objects.iter().map(|o| (o.name.clone(), o.query.clone())).collect();
+        assert_eq!(profile, blocks);
+        for object in &catalogue.objects {
+            assert_eq!(object.deleted_column.as_deref(), Some("IsDeleted"));
+            assert_eq!(object.target.bucket, format!("ophan-raw-zuora-increment-{}", object.name.to_lowercase()));
+            assert_eq!(object.target.legacy_key.as_deref(), Some(format!("{}.csv", object.name).as_str()));
+        }
+        assert!(Catalogue::named("nope").unwrap_err().to_string().contains("default, old-export"));
     }
 }

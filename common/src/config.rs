@@ -36,7 +36,8 @@ pub struct Config {
     pub queues: QueuesConfig,
     /// Where the producer records submitted jobs.
     pub ledger: LedgerConfig,
-    /// The object catalogue; the built-in thirteen objects when absent.
+    /// The object catalogue: a file, or `builtin:<name>` for one that ships in the binaries (`builtin:old-export`:
+    /// the old export's queries, verbatim); the built-in default when absent.
     #[serde(default)]
     pub catalogue: Option<PathBuf>,
     /// The bucket of the raw files when the built-in catalogue is used (its own default is `zuora-raw`); a
@@ -62,6 +63,20 @@ pub struct SessionConfig {
     pub partner: String,
     /// Project; changing it makes Zuora reload every object in full.
     pub project: String,
+    /// The AQuA request's `version`: `1.1` or `1.2` (both stateful; the old export sent `1.2`).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The `name` of every increment job (the old export's was `zuora-datalake-export`).
+    #[serde(default = "default_increment_job_name")]
+    pub increment_job_name: String,
+}
+
+fn default_version() -> String {
+    "1.1".to_owned()
+}
+
+fn default_increment_job_name() -> String {
+    "zle-increment".to_owned()
 }
 
 /// Queue URLs.
@@ -256,10 +271,18 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         self.zuora.validate()?;
-        for (field, value) in [("session.partner", &self.session.partner), ("session.project", &self.session.project)] {
+        let session = &self.session;
+        for (field, value) in [
+            ("session.partner", &session.partner),
+            ("session.project", &session.project),
+            ("session.increment_job_name", &session.increment_job_name),
+        ] {
             if value.trim().is_empty() {
                 return Err(format!("{field}: must not be empty"));
             }
+        }
+        if !["1.1", "1.2"].contains(&session.version.as_str()) {
+            return Err(format!("session.version: {:?} is not a stateful AQuA version (1.1 or 1.2)", session.version));
         }
         let q = &self.queues;
         for (field, url) in [
@@ -339,6 +362,9 @@ impl Config {
 
     /// The catalogue this configuration names.
     pub fn catalogue(&self) -> Result<Catalogue, crate::catalogue::CatalogueError> {
+        if let Some(name) = self.catalogue.as_ref().and_then(|p| p.to_str()).and_then(|p| p.strip_prefix("builtin:")) {
+            return Catalogue::named(name);
+        }
         let Some(path) = &self.catalogue else {
             let mut builtin = Catalogue::builtin();
             if let Some(bucket) = &self.raw_bucket {
@@ -388,6 +414,16 @@ mod tests {
         let config = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap();
         let catalogue = config.catalogue().unwrap();
         assert!(catalogue.objects.iter().all(|o| o.target.bucket == "acme-raw"));
+    }
+
+    #[test]
+    fn a_builtin_catalogue_is_named_with_its_prefix() {
+        let text = GOOD.replace("catalogue = \"objects.toml\"", "catalogue = \"builtin:old-export\"");
+        let config = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap();
+        assert_eq!(config.catalogue().unwrap().objects.len(), 13);
+        let text = GOOD.replace("catalogue = \"objects.toml\"", "catalogue = \"builtin:newest\"");
+        let error = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap().catalogue().unwrap_err();
+        assert!(error.to_string().contains("builtin:newest: no such built-in catalogue"), "{error}");
     }
 
     #[test]

@@ -317,11 +317,13 @@ impl Producer {
                 // The same body whichever request submits it: its idempotency key is the session's, not the
                 // request's (see `increment_key`).
                 let queries = objects.iter().map(|o| o.to_query()).collect();
-                BatchQueryRequest::stateful(INCREMENT_JOB_NAME, &session.partner, &session.project, queries)
+                BatchQueryRequest::stateful(&session.increment_job_name, &session.partner, &session.project, queries)
+                    .with_version(&session.version)
             }
             JobKind::Backfill => {
                 let queries = objects.iter().map(|o| o.to_query()).collect();
-                let request = BatchQueryRequest::stateful(&name, &session.partner, &session.project, queries);
+                let request = BatchQueryRequest::stateful(&name, &session.partner, &session.project, queries)
+                    .with_version(&session.version);
                 match from {
                     Some(from) => request.with_incremental_time(from, self.data_center()),
                     None => request,
@@ -411,9 +413,6 @@ impl Producer {
         })
     }
 }
-
-/// The job name of every increment.
-const INCREMENT_JOB_NAME: &str = "zle-increment";
 
 /// The `Idempotency-Key` of the session's next increment: the session and the upper bound of its last recorded
 /// increment, not the request. Whatever request submits the next increment (a redelivery, the schedule's next

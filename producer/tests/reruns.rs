@@ -241,3 +241,16 @@ async fn an_increment_a_killed_submit_left_unrecorded_is_adopted_and_the_next_re
     assert!(orphan.is_some());
     assert_eq!(w.enqueued().await, w.session_jobs(), "every job Zuora runs in the session is on the jobs queue");
 }
+
+#[tokio::test]
+async fn increments_go_out_with_the_sessions_version_and_job_name() {
+    let mut w = World::start("nothing", 0.2).await;
+    w.config.session.version = "1.2".into();
+    w.config.session.increment_job_name = "zuora-datalake-export".into();
+    let served = w.producer().serve(DAILY, "m1").await.unwrap();
+    let zuora = ZuoraClient::new(w.config.zuora.clone()).unwrap();
+    let job = zuora.job(&served.job_ids[0]).await.unwrap();
+    assert_eq!(job.name.as_deref(), Some("zuora-datalake-export"));
+    assert_eq!(job.version.as_deref(), Some("1.2"));
+    assert_eq!(job.partner.as_deref(), Some(w.config.session.partner.as_str()));
+}

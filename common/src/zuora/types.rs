@@ -58,6 +58,12 @@ impl BatchQueryRequest {
         }
     }
 
+    /// Sent as `version` (`1.1` and `1.2` are both stateful).
+    pub fn with_version(mut self, version: &str) -> Self {
+        self.version = version.to_owned();
+        self
+    }
+
     /// Sets the window's lower bound, rendered for the tenant's data centre.
     pub fn with_incremental_time(mut self, from: DateTime<Utc>, data_center: DataCenter) -> Self {
         self.incremental_time = Some(super::render_incremental_time(from, data_center));
