@@ -54,6 +54,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// Where the old layout keeps the metadata of the file at the legacy key: `metadata/<name>.json` beside it
+    /// (`Account.csv` -> `metadata/Account.json`).
+    pub fn legacy_metadata_key(&self) -> Option<String> {
+        let legacy = self.legacy_key.as_deref()?;
+        let (dir, file) = legacy.rsplit_once('/').map_or(("", legacy), |(dir, file)| (dir, file));
+        let stem = file.strip_suffix(".csv").unwrap_or(file);
+        Some(if dir.is_empty() { format!("metadata/{stem}.json") } else { format!("{dir}/metadata/{stem}.json") })
+    }
+
     /// The key of one file: the template with `{object}`, `{date}` (yyyy-mm-dd), `{job_id}`, `{batch_id}` and
     /// `{segment}` filled in.
     pub fn key_for(&self, object: &str, date: chrono::NaiveDate, job_id: &str, batch_id: &str, segment: u32) -> String {
@@ -364,5 +373,13 @@ mod tests {
             assert_eq!(object.target.legacy_key.as_deref(), Some(format!("{}.csv", object.name).as_str()));
         }
         assert!(Catalogue::named("nope").unwrap_err().to_string().contains("default, old-export"));
+    }
+
+    #[test]
+    fn the_old_layouts_metadata_sits_in_metadata_beside_the_fixed_key() {
+        let target = |legacy: &str| Target { bucket: "b".into(), key: "k".into(), legacy_key: Some(legacy.into()) };
+        assert_eq!(target("Account.csv").legacy_metadata_key().as_deref(), Some("metadata/Account.json"));
+        assert_eq!(target("old/Account.csv").legacy_metadata_key().as_deref(), Some("old/metadata/Account.json"));
+        assert_eq!(Target { legacy_key: None, ..target("x") }.legacy_metadata_key(), None);
     }
 }

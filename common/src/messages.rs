@@ -331,6 +331,30 @@ impl CompletionMessage {
         serde_json::to_vec_pretty(&value).unwrap_or_default()
     }
 
+    /// The old export's metadata of this file, for its fixed keys' readers: its six fields, in its order,
+    /// pretty-printed with two spaces (docs/old-export.md).
+    pub fn old_metadata_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct OldMetadata<'a> {
+            job_id: &'a str,
+            file_id: &'a str,
+            batch_id: &'a str,
+            status: &'a str,
+            name: &'a str,
+            record_count: u64,
+        }
+        let old = OldMetadata {
+            job_id: &self.job_id,
+            file_id: &self.file_id,
+            batch_id: &self.batch_id,
+            status: "completed",
+            name: &self.object,
+            record_count: self.record_count,
+        };
+        serde_json::to_vec_pretty(&old).unwrap_or_default()
+    }
+
     /// The message a metadata JSON was written from.
     pub fn from_metadata_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let mut value: serde_json::Value = serde_json::from_slice(bytes)?;

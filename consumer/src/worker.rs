@@ -478,6 +478,17 @@ impl Worker {
                 break;
             }
             self.store.copy(&latest.bucket, &latest.key, legacy).await?;
+            // The old layout's metadata, after the CSV it describes (as the old export wrote them).
+            if let Some(metadata_at) = object.target.legacy_metadata_key() {
+                let key = metadata_key(&latest.key);
+                let corrupt = |detail: String| LedgerError::Corrupt { key: key.clone(), detail };
+                let Some(metadata) = self.store.get(&latest.bucket, &key).await? else {
+                    return Err(corrupt("a published mark names a file without metadata".to_owned()).into());
+                };
+                let completion =
+                    CompletionMessage::from_metadata_json(&metadata).map_err(|e| corrupt(e.to_string()))?;
+                self.store.put(&object.target.bucket, &metadata_at, completion.old_metadata_json().into()).await?;
+            }
             info!(object = %object.name, legacy_key = %legacy, source = %latest.key, "legacy key updated");
             copied = Some(latest.key);
         }

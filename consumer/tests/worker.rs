@@ -430,7 +430,7 @@ async fn compressed_exports_are_named_described_and_counted_as_such() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
+async fn a_legacy_fixed_key_and_its_old_metadata_are_kept_for_the_latest_increment() {
     let d = Deployment::start(|_| {}).await;
     set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
@@ -467,6 +467,20 @@ async fn a_legacy_fixed_key_is_kept_a_copy_of_the_latest_increment() {
     let copy = legacy().await;
     assert_eq!(csv::Reader::from_reader(copy.as_ref()).records().count(), 2, "now the increment");
     assert!(keys(&d, "Refund/").await.contains(&first.key), "the earlier increment is still there");
+    // Read back by the old readers' rules: the fixed key's records number the metadata's recordCount, and the
+    // metadata is the old export's six fields, pretty-printed with two spaces.
+    let old = d.aws.s3.get_object().bucket(&d.bucket).key("metadata/Refund.json").send().await.unwrap();
+    let old = old.body.collect().await.unwrap().into_bytes();
+    let text = std::str::from_utf8(&old).unwrap();
+    assert!(text.starts_with("{\n  \"jobId\": "), "{text}");
+    let old: serde_json::Value = serde_json::from_slice(&old).unwrap();
+    let fields: Vec<&str> = old.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields.len(), 6, "{old}");
+    assert_eq!(old["jobId"], second.job_id.as_str());
+    assert_eq!(old["fileId"], second.file_id.as_str());
+    assert_eq!(old["batchId"], second.batch_id.as_str());
+    assert_eq!((old["status"].as_str(), old["name"].as_str()), (Some("completed"), Some("Refund")));
+    assert_eq!(old["recordCount"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

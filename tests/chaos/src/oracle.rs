@@ -8,7 +8,8 @@
 //!   announcement equal to its metadata, duplicates counted;
 //! - (f) nothing is stuck: the drain ended within its bound;
 //! - (g) each object's legacy fixed key holds a copy of its latest published file (the latest window end, then the
-//!   latest export of it), however many consumers published at once.
+//!   latest export of it), and the old layout's metadata beside it describes that file, however many consumers
+//!   published at once.
 
 use crate::world::{Drain, World};
 use common::messages::CompletionMessage;
@@ -148,6 +149,19 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
                 &mut verdict,
                 format!("(g) {legacy} is not a copy of {}, the latest file of {}", latest.key, object.name),
             );
+        }
+        let metadata_at = object.target.legacy_metadata_key().unwrap_or_default();
+        let old = world.store.get(&object.target.bucket, &metadata_at).await?;
+        let old: Option<serde_json::Value> = old.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let describes = old.as_ref().is_some_and(|old| {
+            old["jobId"] == latest.job_id.as_str()
+                && old["fileId"] == latest.file_id.as_str()
+                && old["recordCount"] == latest.record_count
+        });
+        if !describes {
+            let what =
+                format!("(g) {metadata_at} does not describe {}, the latest file of {}", latest.key, object.name);
+            fail(&mut verdict, what);
         }
     }
 
