@@ -139,6 +139,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             ExportRequest::parse(&body, &names, Utc::now().date_naive()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = queues.requests.send(OutgoingMessage::new(body.clone())).await?;
             println!("queued {body} as message {id}");
+            println!("it exports {}", crate::plan::backfill_explained(from, config.zuora.data_center));
             Ok(ExitCode::SUCCESS)
         }
         Command::Redrive { queue: name } => {

@@ -5,12 +5,31 @@ use common::catalogue::ObjectSpec;
 use common::config::FullExportConfig;
 use common::ledger::PlannedJob;
 use common::messages::{ExportFrom, ExportRequest, JobKind};
+use common::zuora::DataCenter;
 
 /// The instant a backfill date stands for: 00:00:00 UTC of that day. The old Lambda sent the date's midnight
 /// unconverted, which a US tenant reads as Pacific midnight, 7 or 8 hours later, missing the first hours of the
 /// day; UTC midnight starts earlier, so a backfill never misses what the old one caught.
 pub fn backfill_start(date: NaiveDate) -> DateTime<Utc> {
     date.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// What a backfill of `date` exports, said so that an operator following the old runbook cannot miss the
+/// difference: the exact instant, and the instant the old export started at for the same date.
+pub fn backfill_explained(date: NaiveDate, data_center: DataCenter) -> String {
+    let ours = backfill_start(date);
+    let old = common::zuora::parse_incremental_time(&format!("{date} 00:00:00"), data_center).unwrap_or(ours);
+    let instant = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ");
+    if old == ours {
+        format!("changes since {} (00:00 UTC of {date}, as the old export read it)", instant(ours))
+    } else {
+        format!(
+            "changes since {} (00:00 UTC of {date}); the old export read {date} as US Pacific midnight, {}, {} h later",
+            instant(ours),
+            instant(old),
+            (old - ours).num_hours()
+        )
+    }
 }
 
 /// The jobs a valid request needs, in submission order: one for an increment or a backfill; for a full export one
@@ -187,6 +206,21 @@ mod tests {
         assert_eq!(
             (again[0].kind, again[0].from, again[0].to),
             (JobKind::FullWindow, Some(at("2022-01-01T00:00:00Z")), Some(at("2022-07-01T00:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn a_backfill_says_the_instant_it_starts_at_and_the_old_exports() {
+        let date = NaiveDate::from_ymd_opt(2022, 5, 4).unwrap();
+        assert_eq!(
+            backfill_explained(date, DataCenter::Us),
+            "changes since 2022-05-04T00:00:00Z (00:00 UTC of 2022-05-04); the old export read 2022-05-04 as US Pacific midnight, 2022-05-04T07:00:00Z, 7 h later"
+        );
+        let winter = NaiveDate::from_ymd_opt(2022, 1, 4).unwrap();
+        assert!(backfill_explained(winter, DataCenter::Us).ends_with("2022-01-04T08:00:00Z, 8 h later"));
+        assert_eq!(
+            backfill_explained(date, DataCenter::Eu),
+            "changes since 2022-05-04T00:00:00Z (00:00 UTC of 2022-05-04, as the old export read it)"
         );
     }
 }

@@ -7,13 +7,13 @@
 //! and its request id pinned, so it resumes from its record; any other failure leaves the message to be received
 //! again (and dead-lettered by SQS after too many receives).
 
-use crate::plan::{plan, windowed_query};
+use crate::plan::{backfill_explained, plan, windowed_query};
 use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
 use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
-use common::messages::{ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
+use common::messages::{ExportFrom, ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
 use std::sync::Arc;
@@ -137,6 +137,9 @@ impl Producer {
                     None => self.catalogue.objects.iter().collect(),
                 };
                 let jobs = plan(&request, &request_key, &objects, &self.full_export, now);
+                if let ExportFrom::Date(date) = request.export_from_date {
+                    info!(%request_key, "a backfill of {date}: it exports {}", backfill_explained(date, self.data_center()));
+                }
                 let record = RequestRecord { request_key: request_key.clone(), request, received_at: now, jobs };
                 self.ledger.put_request(&record).await?;
                 record

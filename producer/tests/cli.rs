@@ -80,6 +80,9 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["exportFromDate"], "2022-05-04");
     assert_eq!(body["objects"], serde_json::json!(["Account", "Invoice"]));
+    let said = text(&out.stdout);
+    assert!(said.contains("it exports changes since 2022-05-04T00:00:00Z"), "{said}");
+    assert!(said.contains("the old export read 2022-05-04 as US Pacific midnight, 2022-05-04T07:00:00Z"), "{said}");
     let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty());
