@@ -486,3 +486,26 @@ pub enum Value {
     /// An instant.
     DateTime(DateTime<Utc>),
 }
+
+impl Value {
+    /// The order `ORDER BY` sorts values in: nulls first, then by value (values of different kinds by kind).
+    pub fn sort_order(&self, other: &Value) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let rank = |v: &Value| match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::Date(_) => 3,
+            Value::DateTime(_) => 4,
+            Value::Text(_) => 5,
+        };
+        match (self, other) {
+            (Value::Text(a), Value::Text(b)) => a.cmp(b),
+            (Value::Number(a), Value::Number(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Date(a), Value::Date(b)) => a.cmp(b),
+            (Value::DateTime(a), Value::DateTime(b)) => a.cmp(b),
+            (a, b) => rank(a).cmp(&rank(b)),
+        }
+    }
+}

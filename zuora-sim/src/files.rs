@@ -109,6 +109,30 @@ impl BatchPlan {
         self.snapshot.keys().filter_map(|key| self.classify(key))
     }
 
+    /// Every key, sorted by the query's ORDER BY on the rows' values at the window's end (then by key: a stable
+    /// order); keys the batch does not return sort anywhere and are skipped when rendering.
+    fn ordered_keys(&self) -> Vec<u64> {
+        let at = self.window.upper() - Duration::microseconds(1);
+        let mut keyed: Vec<(Vec<crate::data::Value>, u64)> = self
+            .snapshot
+            .keys()
+            .map(|key| {
+                let values = self.snapshot.state_at(key, at).map_or_else(Vec::new, |row| {
+                    self.query.order.iter().map(|(field, _)| self.snapshot.value(*field, &row)).collect()
+                });
+                (values, key)
+            })
+            .collect();
+        keyed.sort_by(|(a, ka), (b, kb)| {
+            let by_fields = a.iter().zip(b).zip(&self.query.order).map(|((a, b), (_, descending))| {
+                let ordering = a.sort_order(b);
+                if *descending { ordering.reverse() } else { ordering }
+            });
+            by_fields.fold(std::cmp::Ordering::Equal, std::cmp::Ordering::then).then(ka.cmp(kb))
+        });
+        keyed.into_iter().map(|(_, key)| key).collect()
+    }
+
     /// Records in the batch.
     pub fn count(&self) -> u64 {
         self.rows().count() as u64
@@ -190,16 +214,31 @@ pub struct FileSpec {
 /// Keys rendered together: one unit of work for a rendering thread.
 const BLOCK_KEYS: u64 = 2048;
 
-/// Every key that may hold a row, in file order (generated ones, then inserted ones), by position.
+/// Every key that may hold a row, in file order (generated ones, then inserted ones; or the query's ORDER BY), by
+/// position.
 struct Keys {
     base_rows: u64,
     inserted: Vec<u64>,
+    /// Every key in ORDER BY order, when the query has one.
+    ordered: Option<Vec<u64>>,
 }
 
 impl Keys {
     fn of(plan: &BatchPlan) -> Self {
         let inserted = plan.snapshot.overlay.range(crate::data::INSERTED_KEYS..).map(|(k, _)| *k).collect();
-        Self { base_rows: plan.snapshot.base_rows, inserted }
+        let ordered = (!plan.query.order.is_empty()).then(|| plan.ordered_keys());
+        Self { base_rows: plan.snapshot.base_rows, inserted, ordered }
+    }
+
+    /// The key at `position` in file order.
+    fn at(&self, position: u64) -> u64 {
+        if let Some(ordered) = &self.ordered {
+            return ordered[position as usize];
+        }
+        match position.checked_sub(self.base_rows) {
+            None => position,
+            Some(i) => self.inserted[i as usize],
+        }
     }
 
     fn len(&self) -> u64 {
@@ -216,11 +255,7 @@ impl Keys {
         let mut block = Block { bytes: Vec::with_capacity(CHUNK), ends: Vec::new() };
         let mut scratch = Vec::new();
         for position in positions {
-            let key = match position.checked_sub(self.base_rows) {
-                None => position,
-                Some(i) => self.inserted[i as usize],
-            };
-            if let Some((row, deleted)) = plan.classify(key) {
+            if let Some((row, deleted)) = plan.classify(self.at(position)) {
                 plan.row(&row, deleted, &mut block.bytes, &mut scratch);
                 block.ends.push(block.bytes.len());
             }

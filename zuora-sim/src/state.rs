@@ -511,7 +511,7 @@ impl Sim {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let plan = BatchPlan {
             snapshot: self.snapshot(&schema),
-            query: zoql::Query { fields: (0..schema.fields.len()).collect(), filter: None },
+            query: zoql::Query { fields: (0..schema.fields.len()).collect(), filter: None, order: Vec::new() },
             deleted: None,
             window: Window::Full { upper: self.clock.now() + Duration::microseconds(1) },
             api_names: true,

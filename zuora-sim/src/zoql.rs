@@ -1,4 +1,6 @@
-//! The subset of Export ZOQL the simulator understands: `SELECT f, ... FROM Object [WHERE condition]`.
+//! The subset of Export ZOQL the simulator understands:
+//! `SELECT f, ... FROM Object [WHERE condition] [ORDER BY f [ASC|DESC], ...]`, conditions being comparisons with a
+//! literal, `f IS [NOT] NULL`, `AND`, `OR` and parentheses.
 
 use crate::data::{RowState, Snapshot, Value};
 use crate::schema::{FieldType, ObjectSchema};
@@ -11,6 +13,8 @@ pub struct Query {
     pub fields: Vec<usize>,
     /// The filter.
     pub filter: Option<Condition>,
+    /// `ORDER BY`: fields (indexes into the schema), each descending or not; empty for the natural order.
+    pub order: Vec<(usize, bool)>,
 }
 
 /// A WHERE condition.
@@ -175,10 +179,33 @@ pub fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
     } else {
         None
     };
+    let mut order = Vec::new();
+    if is_keyword(tokens.get(pos), "order") {
+        if !is_keyword(tokens.get(pos + 1), "by") {
+            return Err("expected BY after ORDER".into());
+        }
+        pos += 2;
+        loop {
+            let Some(Token::Word(name)) = tokens.get(pos) else {
+                return Err(format!("expected a field to order by, found {:?}", tokens.get(pos)));
+            };
+            let field = resolve(name, schema)?;
+            pos += 1;
+            let descending = is_keyword(tokens.get(pos), "desc");
+            if descending || is_keyword(tokens.get(pos), "asc") {
+                pos += 1;
+            }
+            order.push((field, descending));
+            if tokens.get(pos) != Some(&Token::Comma) {
+                break;
+            }
+            pos += 1;
+        }
+    }
     if pos != tokens.len() {
         return Err(format!("unexpected {:?} after the query", tokens[pos]));
     }
-    Ok(Query { fields, filter })
+    Ok(Query { fields, filter, order })
 }
 
 fn resolve(name: &str, schema: &ObjectSchema) -> Result<usize, String> {
@@ -222,6 +249,15 @@ fn parse_atom(tokens: &[Token], pos: &mut usize, schema: &ObjectSchema) -> Resul
         return Err(format!("expected a condition, found {:?}", tokens.get(*pos)));
     };
     let field = resolve(name, schema)?;
+    if is_keyword(tokens.get(*pos + 1), "is") {
+        let negated = is_keyword(tokens.get(*pos + 2), "not");
+        let null_at = *pos + 2 + usize::from(negated);
+        if !is_keyword(tokens.get(null_at), "null") {
+            return Err(format!("expected NULL after {name} IS"));
+        }
+        *pos = null_at + 1;
+        return Ok(Condition::Compare(field, if negated { Op::Ne } else { Op::Eq }, Literal::Null));
+    }
     let Some(Token::Op(op)) = tokens.get(*pos + 1) else {
         return Err(format!("expected an operator after {name}"));
     };

@@ -260,3 +260,24 @@ async fn a_stored_file_is_sent_from_disk_byte_for_byte_with_faults_still_applied
     assert_eq!(store("nope").send().await.unwrap().status(), 400, "unknown file");
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn order_by_sorts_the_file_and_is_null_filters_as_zoql_does() {
+    let api = Api::start(|_| {}).await;
+    let (job, files) =
+        api.export(stateful("ordered", "select Id, Balance from Account order by Balance desc, Id")).await;
+    assert_eq!(job["batches"][0]["status"], "completed");
+    // Nulls sort first (the simulator's choice), so last when descending.
+    let balances: Vec<Option<f64>> = files[0][1..].iter().map(|r| r[2].parse().ok()).collect();
+    assert_eq!(balances.len(), 200);
+    assert!(balances.windows(2).all(|pair| pair[0] >= pair[1]), "descending");
+    assert!(balances.iter().filter(|b| b.is_some()).count() > 100);
+
+    // Notes is free text, sometimes null (an empty value): IS NULL and IS NOT NULL split the table.
+    let (_, nulls) = api.export(stateful("nulls", "SELECT Id, Notes FROM Account WHERE Notes IS NULL")).await;
+    let (_, filled) = api.export(stateful("filled", "SELECT Id, Notes FROM Account WHERE Notes is not null")).await;
+    let (nulls, filled) = (&nulls[0][1..], &filled[0][1..]);
+    assert!(!nulls.is_empty() && !filled.is_empty());
+    assert_eq!(nulls.len() + filled.len(), 200);
+    assert!(nulls.iter().all(|r| r[2].is_empty()) && filled.iter().all(|r| !r[2].is_empty()));
+}

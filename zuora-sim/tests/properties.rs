@@ -1,5 +1,6 @@
-//! The simulator's ZOQL parser on generated queries (proptest): every query of the grammar it documents parses to
-//! the fields selected, in order, whatever the case of names and keywords; an unknown field is refused with its
+//! The simulator's ZOQL parser on generated queries (proptest): every query of the grammar it documents (filters
+//! with comparisons, `IS [NOT] NULL`, `AND`, `OR`, parentheses; `ORDER BY`) parses to the fields selected and the
+//! order asked for, whatever the case of names and keywords; an unknown field is refused with its
 //! name; and no input, however broken, panics it.
 
 use proptest::prelude::*;
@@ -21,7 +22,7 @@ fn recase(name: &str, cases: &[bool]) -> String {
 /// A condition over the object's fields, rendered.
 fn condition(fields: Vec<&'static str>) -> impl Strategy<Value = String> {
     let atom = (
-        proptest::sample::select(fields),
+        proptest::sample::select(fields.clone()),
         proptest::sample::select(vec!["=", "!=", "<>", "<", "<=", ">", ">="]),
         prop_oneof![
             "[a-z' ]{0,8}".prop_map(|s| format!("'{}'", s.replace('\'', "''"))),
@@ -34,6 +35,11 @@ fn condition(fields: Vec<&'static str>) -> impl Strategy<Value = String> {
         ],
     )
         .prop_map(|(field, op, literal)| format!("{field} {op} {literal}"));
+    let atom = prop_oneof![
+        4 => atom,
+        1 => (proptest::sample::select(fields.clone()), any::<bool>())
+            .prop_map(|(field, not)| format!("{field} IS {}NULL", if not { "not " } else { "" })),
+    ];
     atom.prop_recursive(3, 12, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} AND {b}")),
@@ -43,7 +49,7 @@ fn condition(fields: Vec<&'static str>) -> impl Strategy<Value = String> {
     })
 }
 
-fn query() -> impl Strategy<Value = (ObjectSchema, Vec<usize>, String)> {
+fn query() -> impl Strategy<Value = (ObjectSchema, Vec<usize>, Vec<(usize, bool)>, String)> {
     schema().prop_flat_map(|schema| {
         let width = schema.fields.len();
         (
@@ -51,9 +57,10 @@ fn query() -> impl Strategy<Value = (ObjectSchema, Vec<usize>, String)> {
             proptest::collection::vec(any::<bool>(), 1..5),
             any::<bool>(),
             proptest::option::of(condition(schema.fields.iter().map(|f| f.name).collect())),
+            proptest::collection::vec((0..width, proptest::option::of(any::<bool>())), 0..3),
             Just(schema),
         )
-            .prop_map(|(picked, cases, dotted, filter, schema)| {
+            .prop_map(|(picked, cases, dotted, filter, order, schema)| {
                 let names: Vec<String> = picked
                     .iter()
                     .map(|&i| {
@@ -71,23 +78,39 @@ fn query() -> impl Strategy<Value = (ObjectSchema, Vec<usize>, String)> {
                 if let Some(filter) = filter {
                     text.push_str(&format!(" {} {filter}", recase("where", &cases)));
                 }
-                (schema, picked, text)
+                if !order.is_empty() {
+                    let by: Vec<String> = order
+                        .iter()
+                        .map(|(i, direction)| {
+                            let name = schema.fields[*i].name;
+                            match direction {
+                                None => name.to_owned(),
+                                Some(true) => format!("{name} DESC"),
+                                Some(false) => format!("{name} asc"),
+                            }
+                        })
+                        .collect();
+                    text.push_str(&format!(" ORDER BY {}", by.join(", ")));
+                }
+                let order = order.into_iter().map(|(i, direction)| (i, direction == Some(true))).collect();
+                (schema, picked, order, text)
             })
     })
 }
 
 proptest! {
     #[test]
-    fn generated_queries_parse_to_the_fields_selected((schema, picked, text) in query()) {
+    fn generated_queries_parse_to_the_fields_selected((schema, picked, order, text) in query()) {
         let parsed = parse(&text, &schema).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
         prop_assert_eq!(parsed.fields, picked);
+        prop_assert_eq!(parsed.order, order);
         if !text.to_ascii_lowercase().contains(" where ") {
             prop_assert!(parsed.filter.is_none());
         }
     }
 
     #[test]
-    fn an_unknown_field_is_refused_with_its_name((schema, _picked, text) in query()) {
+    fn an_unknown_field_is_refused_with_its_name((schema, _picked, _order, text) in query()) {
         let broken = text.replacen(' ', " NoSuchField__x,", 1);
         let error = parse(&broken, &schema).expect_err("an unknown field");
         prop_assert!(error.contains("NoSuchField__x"), "{}", error);
