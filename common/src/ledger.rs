@@ -166,8 +166,13 @@ impl Ledger {
     }
 
     /// Moves the session's mark forward (never back) to the increment of `job_id`, ending at `to`.
+    ///
+    /// Two increments can end at the same instant (one adopted, the next submitted at once): the mark then moves to
+    /// the one recorded last, so that the next increment's key (named after the mark's job) is a new one.
     pub async fn advance_increment_to(&self, to: DateTime<Utc>, job_id: &str) -> Result<(), LedgerError> {
-        if self.last_increment_to().await?.is_some_and(|current| current >= to) {
+        if let Some(current) = self.session_mark().await?
+            && (current.to > to || current.to == to && current.job_id.as_deref() == Some(job_id))
+        {
             return Ok(());
         }
         self.write("session/last-increment.json", &SessionMark { to, job_id: Some(job_id.to_owned()) }).await
@@ -209,5 +214,25 @@ impl Ledger {
             .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
         self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    #[tokio::test]
+    async fn the_mark_moves_to_a_later_increment_ending_at_the_same_instant_never_back() {
+        let root = std::env::temp_dir().join(format!("ledger-{:016x}", rand::random::<u64>()));
+        let ledger = Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/");
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "adopted").await.unwrap();
+        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "next").await.unwrap();
+        assert_eq!(ledger.session_mark().await.unwrap().and_then(|m| m.job_id).as_deref(), Some("next"));
+        ledger.advance_increment_to(at("2026-03-03T05:00:00Z"), "older").await.unwrap();
+        let mark = ledger.session_mark().await.unwrap().unwrap();
+        assert_eq!((mark.to, mark.job_id.as_deref()), (at("2026-03-03T05:32:50Z"), Some("next")));
+        let _ = std::fs::remove_dir_all(root);
     }
 }

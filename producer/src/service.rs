@@ -8,11 +8,10 @@
 //! again (and dead-lettered by SQS after too many receives).
 
 use crate::plan::{backfill_explained, plan, windowed_query};
-use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
-use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
+use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord, SessionMark};
 use common::messages::{ExportFrom, ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
@@ -173,13 +172,12 @@ impl Producer {
         let mut attempts = 0;
         let (job, from, known) = loop {
             attempts += 1;
-            let from = match planned.kind {
-                JobKind::Increment => self.ledger.last_increment_to().await?,
-                JobKind::Backfill | JobKind::FullWindow => planned.from,
-            };
-            let idempotency_key = match planned.kind {
-                JobKind::Increment => increment_key(&self.session, from),
-                JobKind::Backfill | JobKind::FullWindow => planned.idempotency_key.clone(),
+            let (from, idempotency_key) = match planned.kind {
+                JobKind::Increment => {
+                    let mark = self.ledger.session_mark().await?;
+                    (mark.as_ref().map(|m| m.to), increment_key(&self.session, mark.as_ref()))
+                }
+                JobKind::Backfill | JobKind::FullWindow => (planned.from, planned.idempotency_key.clone()),
             };
             // Whose increment Zuora returns for the key: a claim of another request means that request submitted
             // (or was about to submit) under it and may have died before recording the job.
@@ -423,9 +421,17 @@ impl Producer {
 /// with the same key until the job is recorded and the mark moves, so Zuora runs one job, and no increment is
 /// submitted that the ledger does not come to know of (a second job would hide the first from reconciliation,
 /// which sees only the last completed one).
-pub fn increment_key(session: &SessionConfig, after: Option<DateTime<Utc>>) -> String {
+///
+/// The key names the increment after the mark's job, not after its end: two increments can end at the same instant
+/// (an adopted one, and the one submitted at once after it, queued at Zuora), and a key named after the time would
+/// name the second again. A mark written before it named its job falls back to its end.
+pub fn increment_key(session: &SessionConfig, mark: Option<&SessionMark>) -> String {
     let clip = |s: &str| s.chars().take(64).collect::<String>();
-    let after = after.map_or_else(|| "start".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+    let after = match mark {
+        None => "start".to_owned(),
+        Some(SessionMark { job_id: Some(job_id), .. }) => format!("job-{job_id}"),
+        Some(SessionMark { to, job_id: None }) => to.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    };
     format!("zle:{}:{}:increment-after:{after}", clip(&session.partner), clip(&session.project))
 }
 
@@ -511,5 +517,27 @@ fn pin_request_id(body: &str, message_id: &str) -> String {
             serde_json::Value::Object(map).to_string()
         }
         _ => body.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increments_ending_at_the_same_instant_get_keys_of_their_own() {
+        let session = SessionConfig {
+            partner: "p".into(),
+            project: "q".into(),
+            version: "1.1".into(),
+            increment_job_name: "zle-increment".into(),
+        };
+        let to: chrono::DateTime<chrono::Utc> = "2026-03-03T05:32:50Z".parse().unwrap();
+        let after = |job: &str| increment_key(&session, Some(&SessionMark { to, job_id: Some(job.into()) }));
+        assert_ne!(after("adopted"), after("next"), "the key after the adopted job is not the key after the next");
+        assert_eq!(after("next"), after("next"), "the same mark, the same key: retries get the same job");
+        assert_eq!(increment_key(&session, None), "zle:p:q:increment-after:start");
+        let legacy = increment_key(&session, Some(&SessionMark { to, job_id: None }));
+        assert_eq!(legacy, "zle:p:q:increment-after:2026-03-03T05:32:50.000000Z");
     }
 }
