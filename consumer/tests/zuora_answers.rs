@@ -1,0 +1,65 @@
+//! The worker against answers the simulator never gives: a completed batch with neither a file nor segments, and a
+//! job without the batch of an object it was submitted for (Zuora leaves out a query on an object the API user
+//! cannot read, without failing the job). A stub Zuora (axum) serves the canned job; the queues are in memory and
+//! the store a local directory, so no server is needed.
+
+use axum::Json;
+use axum::routing::{get, post};
+use common::config::Config;
+use common::messages::{JobKind, JobMessage, MESSAGE_VERSION, Window};
+use common::queue::OutgoingMessage;
+use common::services::Services;
+use consumer::worker::Settled;
+use serde_json::json;
+use std::time::Duration;
+
+const JOB_ID: &str = "2c92c0f966cd4f580166ec0ac89d5bb7";
+
+/// A Zuora that hands out tokens and answers every job read with `job`.
+async fn stub_zuora(job: serde_json::Value) -> String {
+    let app = axum::Router::new()
+        .route("/oauth/token", post(|| async { Json(json!({"access_token": "t", "expires_in": 3600})) }))
+        .route("/v1/batch-query/jobs/{id}", get(move || async move { Json(job) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job_with_both_reasons() {
+    let job = json!({"id": JOB_ID, "status": "completed", "batches": [
+        {"name": "Account", "batchId": "2c92c0f966cd4f580166ec0ac8a75bb8", "status": "completed", "recordCount": 3, "full": true}
+    ]});
+    let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
+    config.zuora.base_url = stub_zuora(job).await;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("zuora-answers-{nanos:x}"));
+    config.aws.local_dir = Some(dir.clone());
+    let services = Services::connect(&config).await;
+    let worker = consumer::cli::worker_from(&config, &services).unwrap();
+    let message = JobMessage {
+        version: MESSAGE_VERSION,
+        job_id: JOB_ID.into(),
+        request_id: "r1".into(),
+        kind: JobKind::Increment,
+        objects: vec!["Account".into(), "Invoice".into()],
+        window: Window { from: None, to: chrono::Utc::now() },
+        submitted_at: chrono::Utc::now(),
+    };
+    let jobs = &services.queues.jobs;
+    jobs.send(OutgoingMessage::new(serde_json::to_string(&message).unwrap())).await.unwrap();
+    let received = jobs.receive(1, Duration::ZERO).await.unwrap().pop().unwrap();
+    match worker.handle(&received).await.unwrap() {
+        Settled::DeadLettered { reason } => {
+            assert!(reason.contains("has no batch for Invoice"), "{reason}");
+            assert!(reason.contains("Account: completed with neither a fileId nor segments"), "{reason}");
+        }
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    let dead = services.queues.jobs_dlq.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].attributes["reason"].contains("has no batch for Invoice"));
+    assert_eq!(jobs.depth().await.unwrap(), Default::default(), "settled: nothing left to receive again");
+    let _ = std::fs::remove_dir_all(dir);
+}
