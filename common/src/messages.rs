@@ -110,7 +110,8 @@ impl JobMessage {
     /// id, so one failure asks once however often it is seen), or `None` when the window was asked for again
     /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; a full export for a
     /// full load (`full`: Zuora's flag on the batch); changes since the window's start date (a superset) for an
-    /// increment or a backfill.
+    /// increment or a backfill; and for an increment whose start is unknown (a job adopted from another system,
+    /// the old export at a cutover), changes since the date it ran: never a full export.
     pub fn request_again(&self, objects: &[String], what: &str, full: bool) -> Option<ExportRequest> {
         let generation = again_generation(&self.request_id) + 1;
         if generation > MAX_REQUESTS_AGAIN {
@@ -124,7 +125,7 @@ impl JobMessage {
             // A full load's rows are not changes since any date.
             (_, None) | (JobKind::Increment, Some(_)) if full => (ExportFrom::Beginning, true, None),
             (_, Some(from)) => (ExportFrom::Date(from.date_naive()), false, None),
-            (_, None) => (ExportFrom::Beginning, true, None),
+            (_, None) => (ExportFrom::Date(self.window.to.date_naive()), false, None),
         };
         Some(ExportRequest {
             version: MESSAGE_VERSION,
@@ -457,6 +458,11 @@ mod tests {
         let adopted =
             job(JobKind::Increment, "adopted:x", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", true);
         assert_eq!(adopted.map(|r| (r.export_from_date, r.full_export)), Some((ExportFrom::Beginning, true)));
+        // An increment adopted with no known start (the old export's last job, taken over with an empty ledger),
+        // purged: changes since the day it ran, never a full export from the tenant's beginning.
+        let taken_over = job(JobKind::Increment, "adopted:x", None).request_again(&invoice, "b1", false).unwrap();
+        let ran = job(JobKind::Increment, "adopted:x", None).window.to.date_naive();
+        assert_eq!((taken_over.export_from_date, taken_over.full_export), (ExportFrom::Date(ran), false));
 
         let id = |n: u32| format!("again-{n}-2c92c0f966cd4f580166ec0ac89d5bb7-b1");
         assert_eq!(again_generation(&id(2)), 2);

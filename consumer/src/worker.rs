@@ -108,6 +108,11 @@ pub enum WorkError {
 enum BatchFailure {
     Retry(WorkError),
     Fatal(String),
+    /// Zuora purged its files: the job asks for its window again, once for all such batches.
+    Purged {
+        object: String,
+        full: bool,
+    },
 }
 
 impl<E: Into<WorkError>> From<E> for BatchFailure {
@@ -169,7 +174,10 @@ impl Worker {
                     .collect();
                 let reason = format!("Zuora job {} ended {} {}", job.id, job.status, details.join("; "));
                 let reason = reason.trim_end().to_owned();
-                let full = job_message.window.from.is_none() || job.batches.iter().any(|b| b.full == Some(true));
+                // Zuora's flag decides; without one, a job with no lower bound was a first load.
+                let flagged = job.batches.iter().any(|b| b.full.is_some());
+                let full =
+                    job.batches.iter().any(|b| b.full == Some(true)) || !flagged && job_message.window.from.is_none();
                 if self.ask_again(&job_message, &job_message.objects, "job", full, &reason).await? {
                     self.jobs.delete(&message.receipt).await?;
                     return Ok(Settled::AskedAgain { reason });
@@ -181,6 +189,7 @@ impl Worker {
         }
         let mut files = 0;
         let mut failures = Vec::new();
+        let mut purged: Vec<(String, bool)> = Vec::new();
         // Every object the job was submitted for must come back: Zuora leaves out a query on an object the user
         // cannot read (error 90018) without failing the job.
         let missing: Vec<&str> = job_message
@@ -212,6 +221,20 @@ impl Worker {
                 Ok(n) => files += n,
                 Err(BatchFailure::Retry(e)) => return Err(e),
                 Err(BatchFailure::Fatal(reason)) => failures.push(reason),
+                Err(BatchFailure::Purged { object, full }) => purged.push((object, full)),
+            }
+        }
+        // One request for the purged objects (two if full loads and increments are mixed), however many they are.
+        for full in [true, false] {
+            let objects: Vec<String> = purged.iter().filter(|(_, f)| *f == full).map(|(o, _)| o.clone()).collect();
+            if objects.is_empty() {
+                continue;
+            }
+            let reason = format!("files of {} purged by Zuora", objects.join(", "));
+            let what = if full { "purged-full" } else { "purged" };
+            if !self.ask_again(&job_message, &objects, what, full, &reason).await? {
+                failures
+                    .push(format!("{reason}, and the window was asked for again {MAX_REQUESTS_AGAIN} times already"));
             }
         }
         if !failures.is_empty() {
@@ -328,14 +351,8 @@ impl Worker {
                                 age.num_hours()
                             )));
                         }
-                        let reason = format!("{name}: file {file_id} purged by Zuora");
-                        let objects = std::slice::from_ref(&object.name);
-                        if self.ask_again(job_message, objects, &batch_id, full, &reason).await? {
-                            return Ok(0);
-                        }
-                        return Err(BatchFailure::Fatal(format!(
-                            "{reason}, and its window was asked for again {MAX_REQUESTS_AGAIN} times already"
-                        )));
+                        warn!(object = %name, file_id = %file_id, "file purged by Zuora");
+                        return Err(BatchFailure::Purged { object: object.name.clone(), full });
                     }
                     Err(RelayError::Source(ZuoraError::FileTooLarge { limit, .. })) => {
                         abort_all(pending).await;
