@@ -553,3 +553,19 @@ async fn a_stalled_transfer_is_abandoned_at_its_deadline_and_leaves_no_upload() 
     assert_eq!(open_uploads(&d).await, 0);
     assert!(keys(&d, "Account/").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_download_path_dead_letters_the_job_instead_of_asking_again() {
+    let d = Deployment::start(|_| {}).await;
+    let mut config = d.config();
+    config.zuora.file_path = "/v1/no-such-files/{fileId}".into();
+    let worker = worker_from(&config, &d.services().await).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    // Every download answers 404 minutes after the job ran: not a purge (Zuora keeps files about 72 h).
+    match work_until_settled(&worker, &d).await {
+        Settled::DeadLettered { reason } => assert!(reason.contains("the download path is wrong"), "{reason}"),
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+    assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty(), "nothing asked for again");
+    assert_eq!(open_uploads(&d).await, 0);
+}
