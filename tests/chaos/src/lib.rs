@@ -57,11 +57,14 @@ pub async fn play_seed(plan: plan::Plan, backend: world::Backend) -> anyhow::Res
     let days = plan.days;
     let mut world = world::World::new(plan, backend).await?;
     let played = world.play().await;
+    // The services stop (SIGTERM and its grace) before the oracle looks: a consumer still relaying a file whose
+    // message another consumer finished and deleted (visibility expired while both worked on it) completes or
+    // aborts its upload on the way out, as it would in production; what is open after that is a leak.
+    world.shut_down().await;
     let outcome = match played {
         Ok(drain) => oracle::judge(&world, drain).await.map(|verdict| (drain, verdict)),
         Err(e) => Err(e),
     };
-    world.shut_down().await;
     if std::env::var_os("CHAOS_KEEP").is_some() {
         eprintln!("chaos: the store of seed {seed} is kept in {}", world.dir.display());
     } else {

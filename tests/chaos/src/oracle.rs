@@ -2,7 +2,8 @@
 //! - (a) each object's lake, merged from the completions the lake received (duplicates included, as a lake that
 //!   does not deduplicate would apply them), equals Zuora's live rows;
 //! - (b) every metadata file's data file exists and its RFC 4180 record count equals the metadata's `recordCount`;
-//! - (c) no multipart upload is left open, except by a process that was killed (the lifecycle rule's share);
+//! - (c) once the services have stopped, no multipart upload is left open, except by a process that was killed
+//!   (the lifecycle rule's share);
 //! - (d) every queue is empty and every dead-letter queue too, once its messages were redriven after the faults;
 //! - (e) the completions received describe exactly the published files: each file announced at least once, each
 //!   announcement equal to its metadata, duplicates counted;
