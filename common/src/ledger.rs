@@ -105,6 +105,11 @@ pub struct IncrementClaim {
     pub request_key: String,
 }
 
+/// The ledger name of the claim on the increment submitted under `idempotency_key`.
+fn claim_name(idempotency_key: &str) -> String {
+    format!("session/claims/{idempotency_key}.json")
+}
+
 /// A ledger record that could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -180,13 +185,13 @@ impl Ledger {
 
     /// The claim on the increment submitted under `idempotency_key`, if a request made one.
     pub async fn increment_claim(&self, idempotency_key: &str) -> Result<Option<IncrementClaim>, LedgerError> {
-        self.read(&format!("session/claims/{idempotency_key}.json")).await
+        self.read(&claim_name(idempotency_key)).await
     }
 
     /// Claims the increment submitted under `idempotency_key` for a request, before submitting it.
     pub async fn claim_increment(&self, idempotency_key: &str, request_key: &str) -> Result<(), LedgerError> {
         let claim = IncrementClaim { request_key: request_key.to_owned() };
-        self.write(&format!("session/claims/{idempotency_key}.json"), &claim).await
+        self.write(&claim_name(idempotency_key), &claim).await
     }
 
     /// The published marks kept beside this ledger.

@@ -316,12 +316,12 @@ impl Worker {
                         .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
                     announced += completion.record_count;
                     self.announce(&completion).await?;
-                    self.sync_legacy_key(object).await?;
                 }
                 None => todo.push((segment as u32, file_id.to_string(), key, metadata_key)),
             }
         }
         if todo.is_empty() {
+            self.sync_legacy_key(object).await?;
             return Ok(file_ids.len());
         }
         let full = batch.full.unwrap_or(job_message.window.from.is_none());
@@ -419,7 +419,6 @@ impl Worker {
                         .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
                         .await?;
                     self.announce(&completion).await?;
-                    self.sync_legacy_key(object).await?;
                     let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
                     info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
                           window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
@@ -435,6 +434,7 @@ impl Worker {
                     return Err(e.into());
                 }
             }
+            self.sync_legacy_key(object).await?;
             return Ok(file_ids.len());
         }
         Err(BatchFailure::Fatal(format!(
@@ -481,7 +481,7 @@ impl Worker {
 
     /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published file.
     ///
-    /// Run after every announcement, a redelivered one too (a crash or a failed copy before is mended). Consumers
+    /// Run once a batch's files are announced, on a redelivery too (a crash or a failed copy before is mended). Consumers
     /// publishing at once may each copy what was latest when they looked, so each looks again after copying and
     /// stops only when the latest is what it copied last: the last copy made is then of the latest file, since a
     /// file published after that look is copied by its own publisher, later. A latest file of several segments

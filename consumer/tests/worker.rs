@@ -48,6 +48,14 @@ async fn work_until_settled(worker: &Worker, d: &Deployment) -> Settled {
     panic!("the job never finished");
 }
 
+/// The reason of a job settled in the DLQ.
+fn dead_letter_reason(settled: Settled) -> String {
+    match settled {
+        Settled::DeadLettered { reason } => reason,
+        other => panic!("expected the DLQ, got {other:?}"),
+    }
+}
+
 async fn keys(d: &Deployment, prefix: &str) -> Vec<String> {
     let out = d.aws.s3.list_objects_v2().bucket(&d.bucket).prefix(prefix).send().await.unwrap();
     out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
@@ -170,10 +178,8 @@ async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_uploa
         truncate_after_bytes: Some(20_000),
         ..FaultRule::default()
     }]);
-    match work_until_settled(&worker, &d).await {
-        Settled::DeadLettered { reason } => assert!(reason.contains("verification failed"), "{reason}"),
-        other => panic!("expected the DLQ, got {other:?}"),
-    }
+    let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
+    assert!(reason.contains("verification failed"), "{reason}");
     assert!(keys(&d, "Invoice/").await.is_empty(), "nothing published");
     assert_eq!(open_uploads(&d).await, 0);
     assert!(completions(&d).await.is_empty());
@@ -199,10 +205,8 @@ async fn a_file_cut_inside_its_last_record_is_not_published_although_its_count_m
         truncate_after_bytes: Some(whole.len() as u64 - 2),
         ..FaultRule::default()
     }]);
-    match worker.handle(&message).await.unwrap() {
-        Settled::DeadLettered { reason } => assert!(reason.contains("cut inside its last record"), "{reason}"),
-        other => panic!("expected the DLQ, got {other:?}"),
-    }
+    let reason = dead_letter_reason(worker.handle(&message).await.unwrap());
+    assert!(reason.contains("cut inside its last record"), "{reason}");
     assert!(keys(&d, "Account/").await.is_empty(), "nothing published");
     assert_eq!(open_uploads(&d).await, 0);
     assert!(completions(&d).await.is_empty());
@@ -490,10 +494,8 @@ async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code
     let worker = worker_from(&d.config(), &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
     // Not retried delivery after delivery (each one downloading the file again): the first settles it.
-    match work_until_settled(&worker, &d).await {
-        Settled::DeadLettered { reason } => assert!(reason.contains("NoSuchBucket"), "{reason}"),
-        other => panic!("expected the DLQ, got {other:?}"),
-    }
+    let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
+    assert!(reason.contains("NoSuchBucket"), "{reason}");
     let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("no-such-bucket-for-refund"));
 }
@@ -562,10 +564,8 @@ async fn a_wrong_download_path_dead_letters_the_job_instead_of_asking_again() {
     let worker = worker_from(&config, &d.services().await).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     // Every download answers 404 minutes after the job ran: not a purge (Zuora keeps files about 72 h).
-    match work_until_settled(&worker, &d).await {
-        Settled::DeadLettered { reason } => assert!(reason.contains("the download path is wrong"), "{reason}"),
-        other => panic!("expected the DLQ, got {other:?}"),
-    }
+    let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
+    assert!(reason.contains("the download path is wrong"), "{reason}");
     assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty(), "nothing asked for again");
     assert_eq!(open_uploads(&d).await, 0);
 }
