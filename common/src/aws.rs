@@ -24,7 +24,15 @@ pub struct AwsConfig {
     /// lake). Absent for S3.
     #[serde(default)]
     pub local_dir: Option<std::path::PathBuf>,
+    /// A canned ACL set on every object written: `bucket-owner-full-control` when the buckets belong to another
+    /// account (the old export's per-object buckets may), so that their owner can read what is written. Absent:
+    /// no ACL (buckets with ACLs disabled).
+    #[serde(default)]
+    pub object_acl: Option<String>,
 }
+
+/// The only canned ACL that makes sense for files written into another account's bucket.
+pub const BUCKET_OWNER_FULL_CONTROL: &str = "bucket-owner-full-control";
 
 impl AwsConfig {
     /// The SDK configuration: credentials and region from the SDK's default chain.
@@ -51,6 +59,15 @@ impl AwsConfig {
             config = config.endpoint_url(url);
         }
         aws_sdk_s3::Client::from_conf(config.build())
+    }
+
+    /// The S3 store of this configuration.
+    pub fn s3_store(&self, sdk: &SdkConfig) -> crate::store::S3Store {
+        let store = crate::store::S3Store::new(self.s3_client(sdk));
+        match self.object_acl.as_deref() {
+            Some(acl) => store.with_acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl)),
+            None => store,
+        }
     }
 
     /// An SQS client.

@@ -284,6 +284,12 @@ impl Config {
         if !["1.1", "1.2"].contains(&session.version.as_str()) {
             return Err(format!("session.version: {:?} is not a stateful AQuA version (1.1 or 1.2)", session.version));
         }
+        if let Some(acl) = self.aws.object_acl.as_deref().filter(|acl| *acl != crate::aws::BUCKET_OWNER_FULL_CONTROL) {
+            return Err(format!(
+                "aws.object_acl: {acl:?}: the only ACL written is {:?} (or none)",
+                crate::aws::BUCKET_OWNER_FULL_CONTROL
+            ));
+        }
         let q = &self.queues;
         for (field, url) in [
             ("queues.requests", &q.requests),
@@ -439,6 +445,68 @@ mod tests {
         }
     }
 
+    /// The configuration the deployment template writes into the tasks, as CloudFormation renders it: the first
+    /// `ZLE_CONFIG_TOML` block, its variables substituted, the old export's drop-in on or off.
+    fn template_configuration(old_export: bool, other_account: bool) -> String {
+        let template = include_str!("../../deploy/template.yaml");
+        let start = template.find("ZLE_CONFIG_TOML").unwrap();
+        let body = &template[start..];
+        let body = &body[body.find("- |\n").unwrap() + 4..body.find("- Catalogue:").unwrap()];
+        let mut text: String = body.lines().map(|l| format!("{}\n", l.trim())).collect();
+        let variables = [
+            (
+                "${Catalogue}",
+                if old_export { "catalogue = \"builtin:old-export\"" } else { "raw_bucket = \"${RawBucketName}\"" },
+            ),
+            (
+                "${OldSession}",
+                if old_export { "version = \"1.2\"\nincrement_job_name = \"zuora-datalake-export\"" } else { "" },
+            ),
+            ("${ObjectAcl}", if other_account { "object_acl = \"bucket-owner-full-control\"" } else { "" }),
+        ];
+        for (name, value) in variables {
+            text = text.replace(name, value);
+        }
+        let queue = "https://sqs.eu-west-1.amazonaws.com/1/q";
+        for (name, value) in [
+            ("${RawBucketName}", "acme-zuora-raw"),
+            ("${ZuoraBaseUrl}", "https://rest.zuora.com"),
+            ("${ZuoraClientId}", "id"),
+            ("${ZuoraDataCenter}", "eu"),
+            ("${ZuoraPartner}", "p"),
+            ("${ZuoraProject}", "zuora-datalake-export-2"),
+            ("${AWS::Region}", "eu-west-1"),
+            ("${StaleAfterHours}", "36"),
+            ("${JobsPerConsumerTask}", "2"),
+            ("${LakeQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"),
+            ("${LakeDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"),
+            ("${RequestsQueue}", queue),
+            ("${RequestsDeadLetterQueue}", queue),
+            ("${JobsQueue}", queue),
+            ("${JobsDeadLetterQueue}", queue),
+        ] {
+            text = text.replace(name, value);
+        }
+        assert!(!text.contains("${"), "a variable left: {text}");
+        text
+    }
+
+    #[test]
+    fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in() {
+        let secret = || Some(Secret::new("s"));
+        let plain = Config::parse(&template_configuration(false, false), "template", secret()).unwrap();
+        assert_eq!((plain.raw_bucket.as_deref(), plain.catalogue.clone()), (Some("acme-zuora-raw"), None));
+        assert_eq!((plain.session.version.as_str(), plain.aws.object_acl.clone()), ("1.1", None));
+        let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
+        assert_eq!(old.catalogue().unwrap().objects.len(), 13);
+        assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
+        assert_eq!(
+            (old.session.version.as_str(), old.session.increment_job_name.as_str()),
+            ("1.2", "zuora-datalake-export")
+        );
+        assert_eq!(old.aws.object_acl.as_deref(), Some("bucket-owner-full-control"));
+    }
+
     #[test]
     fn errors_name_the_field() {
         let missing_secret = Config::parse(GOOD, "t", None).unwrap_err().to_string();
@@ -456,6 +524,7 @@ mod tests {
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
             (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
             (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
+            (format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""), "aws.object_acl: \"public-read\""),
             (
                 GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),
                 "queues.jobs: the queues are all",

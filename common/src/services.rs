@@ -3,7 +3,7 @@
 
 use crate::config::{Config, QueuesConfig};
 use crate::queue::{MemoryQueue, Queue, SqsQueue};
-use crate::store::{LocalStore, ObjectStore, S3Store};
+use crate::store::{LocalStore, ObjectStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ impl Services {
         let sdk = if on_aws { Some(config.aws.load().await) } else { None };
         let store: Arc<dyn ObjectStore> = match (&config.aws.local_dir, &sdk) {
             (Some(dir), _) => Arc::new(LocalStore::new(dir)),
-            (None, Some(sdk)) => Arc::new(S3Store::new(config.aws.s3_client(sdk))),
+            (None, Some(sdk)) => Arc::new(config.aws.s3_store(sdk)),
             (None, None) => unreachable!("an SDK configuration is loaded whenever S3 is used"),
         };
         let sqs = sdk.as_ref().filter(|_| !in_memory).map(|sdk| config.aws.sqs_client(sdk));

@@ -52,17 +52,21 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
     }
     info!(in_flight = tasks.len(), "stopping: no new job messages");
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
-    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+    let finished = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
         warn!(jobs = tasks.len(), "grace period over: abandoning the jobs in flight");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        let aborted = worker.uploads.abort_orphans().await;
+    }
+    // The abandoned jobs' uploads, and any whose abort failed earlier.
+    let aborted = worker.uploads.abort_orphans().await;
+    if aborted > 0 {
         info!(aborted, "aborted the abandoned multipart uploads");
-        let receipts = std::mem::take(&mut *lock(&in_flight));
-        for receipt in receipts {
-            if let Err(e) = worker.jobs.set_visibility(&receipt, Duration::ZERO).await {
-                warn!(error = %e, "could not release a job message; it comes back after its visibility timeout");
-            }
+    }
+    let receipts = std::mem::take(&mut *lock(&in_flight));
+    for receipt in receipts {
+        if let Err(e) = worker.jobs.set_visibility(&receipt, Duration::ZERO).await {
+            warn!(error = %e, "could not release a job message; it comes back after its visibility timeout");
         }
     }
     info!("consumer stopped");

@@ -17,6 +17,10 @@ struct Cli {
     /// A configuration in place of the embedded deploy/examples/local.toml (memory:// queues).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A catalogue in place of the configuration's: a file, or builtin:old-export (the old export's thirteen
+    /// queries, its per-object buckets and its fixed keys).
+    #[arg(long)]
+    catalogue: Option<PathBuf>,
     /// Consumer services in the process (each with its own part pool).
     #[arg(long, default_value_t = 2)]
     consumers: usize,
@@ -26,7 +30,8 @@ struct Cli {
 async fn main() -> ExitCode {
     common::logging::init("warn");
     let cli = Cli::parse();
-    let options = Options { lake_dir: cli.lake_dir, config: cli.config, consumers: cli.consumers };
+    let options =
+        Options { lake_dir: cli.lake_dir, config: cli.config, catalogue: cli.catalogue, consumers: cli.consumers };
     match quickstart::run(&options).await {
         Ok(report) => {
             print!("{}", quickstart::summary(&report));

@@ -112,3 +112,39 @@ async fn objects_are_written_read_and_listed_and_a_missing_one_is_none() {
     let err = store.get("no-such-bucket-here", "k").await.unwrap_err();
     assert_eq!(err.bucket, "no-such-bucket-here");
 }
+
+#[tokio::test]
+async fn aborting_an_upload_again_or_after_it_completed_succeeds_on_both_servers() {
+    for aws in [Aws::connect().await, Aws::connect_strict().await] {
+        let bucket = aws.bucket("aborts").await;
+        let store = S3Store::new(aws.s3.clone());
+        let checksum = common::store::ChecksumAlgorithm::Crc32c;
+        let aborted = store.create_upload(&bucket, "a.csv", "text/csv", checksum).await.unwrap();
+        store.abort_upload(&aborted).await.unwrap();
+        // An abort tried again after its answer was lost finds the upload gone.
+        store.abort_upload(&aborted).await.unwrap();
+        let completed = store.create_upload(&bucket, "b.csv", "text/csv", checksum).await.unwrap();
+        let body = vec![Bytes::from_static(b"Id\n1\n")];
+        let part = store.upload_part(&completed, 1, body.clone(), checksum.of(&body)).await.unwrap();
+        store.complete_upload(&completed, vec![part]).await.unwrap();
+        store.abort_upload(&completed).await.unwrap();
+        assert_eq!(store.get(&bucket, "b.csv").await.unwrap().unwrap(), Bytes::from_static(b"Id\n1\n"));
+    }
+}
+
+#[tokio::test]
+async fn writes_with_the_bucket_owners_full_control_are_accepted_by_both_servers() {
+    for aws in [Aws::connect().await, Aws::connect_strict().await] {
+        let bucket = aws.bucket("acl").await;
+        let acl = aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl;
+        let store = S3Store::new(aws.s3.clone()).with_acl(acl);
+        let checksum = common::store::ChecksumAlgorithm::Crc32c;
+        let upload = store.create_upload(&bucket, "Account/1.csv", "text/csv", checksum).await.unwrap();
+        let body = vec![Bytes::from_static(b"Account.Id\n1\n")];
+        let part = store.upload_part(&upload, 1, body.clone(), checksum.of(&body)).await.unwrap();
+        store.complete_upload(&upload, vec![part]).await.unwrap();
+        store.copy(&bucket, "Account/1.csv", "Account.csv").await.unwrap();
+        store.put(&bucket, "metadata/Account.json", Bytes::from_static(b"{}")).await.unwrap();
+        assert_eq!(store.get(&bucket, "Account.csv").await.unwrap().unwrap(), body[0]);
+    }
+}

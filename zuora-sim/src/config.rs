@@ -41,6 +41,9 @@ pub struct SimConfig {
     /// `objects` is accepted too (the name the design notes use).
     #[serde(alias = "objects")]
     pub rows: BTreeMap<String, u64>,
+    /// The tenant's custom fields (`Name__c`, text), per object; by default the ones the old export's queries
+    /// read, so that `builtin:old-export` runs here.
+    pub custom_fields: BTreeMap<String, Vec<String>>,
     /// Render result files on the serving task instead of on blocking threads: for the chaos harness's
     /// single-threaded runtime on Tokio's paused clock, where downloads stalled while blocking threads rendered.
     pub render_inline: bool,
@@ -61,9 +64,39 @@ impl Default for SimConfig {
             genesis: DateTime::from_timestamp(1_577_836_800, 0).unwrap_or_default(), // 2020-01-01T00:00:00Z
             history_days: 1461,
             rows: BTreeMap::new(),
+            custom_fields: crate::schema::default_custom_fields(),
             render_inline: false,
             settings: Settings::default(),
         }
+    }
+}
+
+impl SimConfig {
+    /// Refuses what cannot be simulated, naming the key: rows or custom fields of an unknown object, a custom
+    /// field whose name does not end in `__c` or is taken.
+    pub fn check(&self) -> Result<(), String> {
+        let objects = crate::schema::objects();
+        let find = |name: &str| objects.iter().find(|o| o.name.eq_ignore_ascii_case(name));
+        if let Some(unknown) = self.rows.keys().find(|name| find(name).is_none()) {
+            return Err(format!("rows.{unknown}: no such simulated object"));
+        }
+        for (object, names) in &self.custom_fields {
+            let schema = find(object).ok_or_else(|| format!("custom_fields.{object}: no such simulated object"))?;
+            let mut seen = std::collections::BTreeSet::new();
+            for name in names {
+                let well_formed = name.len() > 3
+                    && name.ends_with("__c")
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && name.starts_with(|c: char| c.is_ascii_alphabetic());
+                if !well_formed {
+                    return Err(format!("custom_fields.{object}: {name:?} is not a custom field name (Name__c)"));
+                }
+                if schema.field(name).is_some() || !seen.insert(name.to_ascii_lowercase()) {
+                    return Err(format!("custom_fields.{object}: {name} is there twice"));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,5 +154,18 @@ mod tests {
         assert_eq!(example.settings.job_execution_secs, defaults.settings.job_execution_secs);
         assert_eq!(example.genesis, defaults.genesis);
         assert_eq!(example.rows.get("Account"), Some(&200));
+        assert_eq!(example.custom_fields, defaults.custom_fields);
+        assert_eq!(example.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_configuration_the_simulator_cannot_honour_is_refused_naming_the_key() {
+        let with = |toml_text: &str| toml::from_str::<SimConfig>(toml_text).unwrap().check().unwrap_err();
+        assert!(with("[rows]\nWidget = 3").starts_with("rows.Widget"));
+        assert!(with("[custom_fields]\nWidget = [\"A__c\"]").starts_with("custom_fields.Widget"));
+        assert!(with("[custom_fields]\nAccount = [\"Region\"]").contains("\"Region\" is not a custom field"));
+        assert!(with("[custom_fields]\nAccount = [\"A__c\", \"a__c\"]").contains("twice"));
+        let none: SimConfig = toml::from_str("[custom_fields]").unwrap();
+        assert_eq!((none.check(), none.custom_fields.len()), (Ok(()), 0));
     }
 }

@@ -6,7 +6,8 @@
 //! window, however the table changes afterwards. The overlay is copy-on-write behind an `Arc`: a job keeps a
 //! snapshot for the price of a reference count.
 
-use crate::schema::{FieldType, ObjectSchema};
+use crate::schema::{FieldType, ObjectSchema, Step};
+use crate::zoql::Join;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono::{Datelike, Timelike};
 use std::collections::BTreeMap;
@@ -171,9 +172,34 @@ pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3))
 }
 
+/// Rows an object Zuora keeps only ids of here (a journal entry) is taken to have, for the links to it.
+const UNSIMULATED_ROWS: u64 = 1000;
+
+/// The row of the referenced object that reference field `index` of row `key` points at: fixed for the row's
+/// life (a charge never moves to another rate plan), so joined ids never change under a row.
+fn referenced(object_salt: u64, index: usize, key: u64, rows: u64) -> u64 {
+    mix(object_salt ^ key.wrapping_mul(0x9E37_79B9) ^ ((index as u64) << 48)) % rows.max(1)
+}
+
 impl Generator {
     fn salt(&self, object: &str) -> u64 {
         mix(self.seed ^ name_hash(object))
+    }
+
+    /// Generated rows of `object`, for references to it.
+    fn rows_of(&self, object: &str) -> u64 {
+        self.base_rows.get(object).copied().unwrap_or(UNSIMULATED_ROWS).max(1)
+    }
+
+    /// The key of the row reached from row `key` by `steps`.
+    pub fn follow(&self, steps: &[Step], key: u64) -> u64 {
+        steps.iter().fold(key, |key, step| match *step {
+            Step::Ref { object, field, target } => referenced(self.salt(object), field, key, self.rows_of(target)),
+            Step::Link { object, relation, target } => {
+                mix(self.salt(object) ^ name_hash(relation).rotate_left(23) ^ key.wrapping_mul(0x2545_F491))
+                    % self.rows_of(target)
+            }
+        })
     }
 
     /// The 32-hex id of row `key` of `object`; distinct keys give distinct ids (`mix` is a bijection).
@@ -231,9 +257,7 @@ impl Snapshot {
             .iter()
             .map(|f| {
                 let (ref_salt, ref_rows) = match f.ty {
-                    FieldType::Ref(target) => {
-                        (generator.salt(target), generator.base_rows.get(target).copied().unwrap_or(1).max(1))
-                    }
+                    FieldType::Ref(target) => (generator.salt(target), generator.rows_of(target)),
                     FieldType::User => (generator.salt("User"), 25),
                     _ => (0, 1),
                 };
@@ -324,7 +348,8 @@ impl Snapshot {
             FieldType::Id => id_with_salt(self.salt, row.key, out),
             FieldType::Created => write_datetime(out, row.created),
             FieldType::Updated => write_datetime(out, row.updated),
-            FieldType::User | FieldType::Ref(_) => id_with_salt(plan.ref_salt, h % plan.ref_rows, out),
+            FieldType::Ref(_) => id_with_salt(plan.ref_salt, referenced(self.salt, index, row.key, plan.ref_rows), out),
+            FieldType::User => id_with_salt(plan.ref_salt, h % plan.ref_rows, out),
             FieldType::Text => write_text(out, plan.text, h, row),
             FieldType::Free => write_free_text(out, h, row),
             FieldType::Decimal => {
@@ -353,6 +378,30 @@ impl Snapshot {
                 }
             }
         }
+    }
+}
+
+/// The snapshots joined fields are read from, by object.
+pub type Related = HashMap<&'static str, Snapshot>;
+
+/// Writes a field read through a relation from row `key`, as the related row stood at `at`: its id whatever
+/// became of it, any other field only while it lives (empty otherwise).
+pub fn write_joined(
+    generator: &Generator,
+    related: &Related,
+    join: &Join,
+    key: u64,
+    at: DateTime<Utc>,
+    out: &mut Vec<u8>,
+) {
+    let target_key = generator.follow(&join.path.steps, key);
+    let Some(field) = join.field else {
+        id_with_salt(generator.salt(join.path.target), target_key, out);
+        return;
+    };
+    let Some(snapshot) = related.get(join.path.target) else { return };
+    if let Some(row) = snapshot.state_at(target_key, at).filter(|row| row.deleted_at.is_none()) {
+        snapshot.write_value(field, &row, out);
     }
 }
 

@@ -1,8 +1,8 @@
 //! A batch's result: which rows, in which shape, rendered as CSV chunk by chunk.
 
-use crate::data::{RowState, Snapshot};
+use crate::data::{Related, RowState, Snapshot, write_joined};
 use crate::schema::label;
-use crate::zoql::Query;
+use crate::zoql::{Column, Query};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use flate2::Compression;
@@ -80,6 +80,11 @@ pub struct BatchPlan {
     pub api_names: bool,
     /// Line ending.
     pub line_ending: String,
+    /// The related objects joined fields are read from, as of the same instant.
+    pub related: Arc<Related>,
+    /// When a row's joined fields are read: the window's end unless given per row (the ground truth gives the
+    /// instant of the last batch that returned the row).
+    pub joined_at: Option<Arc<std::collections::HashMap<u64, DateTime<Utc>>>>,
 }
 
 impl BatchPlan {
@@ -141,12 +146,15 @@ impl BatchPlan {
     fn header(&self, out: &mut Vec<u8>) {
         let object = self.snapshot.schema.name;
         let mut names: Vec<String> = self.deleted.iter().map(|d| d.header.clone()).collect();
-        for &index in &self.query.fields {
-            let field = self.snapshot.schema.fields[index].name;
+        for column in &self.query.fields {
+            let (prefix, field) = match column {
+                Column::Own(index) => (object, self.snapshot.schema.fields[*index].name),
+                Column::Joined(join) => (join.path.relation, join.field_name),
+            };
             names.push(if self.api_names {
-                format!("{object}.{field}")
+                format!("{prefix}.{field}")
             } else {
-                format!("{}: {}", label(object), label(field))
+                format!("{}: {}", label(prefix), label(field))
             });
         }
         for (i, name) in names.iter().enumerate() {
@@ -169,13 +177,24 @@ impl BatchPlan {
             });
             first = false;
         }
-        for &index in &self.query.fields {
+        let at = || {
+            let at = self.joined_at.as_ref().and_then(|at| at.get(&row.key).copied());
+            at.unwrap_or(self.window.upper() - Duration::microseconds(1))
+        };
+        for column in &self.query.fields {
             if !first {
                 out.push(b',');
             }
             first = false;
             scratch.clear();
-            self.snapshot.write_value(index, row, scratch);
+            match column {
+                Column::Own(index) => self.snapshot.write_value(*index, row, scratch),
+                // A deleted row's joined fields are empty (reference §5).
+                Column::Joined(_) if deleted => {}
+                Column::Joined(join) => {
+                    write_joined(&self.snapshot.generator, &self.related, join, row.key, at(), scratch);
+                }
+            }
             write_field(out, scratch);
         }
         out.extend_from_slice(self.line_ending.as_bytes());
@@ -411,7 +430,7 @@ pub fn file_chunks(spec: FileSpec, threads: usize) -> impl Stream<Item = std::io
 mod tests {
     use super::*;
     use crate::data::Generator;
-    use crate::schema::objects;
+    use crate::schema::{ObjectSchema, objects};
     use std::collections::HashMap;
 
     fn plan(
@@ -422,7 +441,8 @@ mod tests {
         api_names: bool,
         deleted: Option<DeletedColumn>,
     ) -> BatchPlan {
-        let schema = Arc::new(objects().into_iter().find(|o| o.name == object).unwrap());
+        let all: Vec<Arc<ObjectSchema>> = objects().into_iter().map(Arc::new).collect();
+        let schema = all.iter().find(|o| o.name == object).unwrap().clone();
         let base_rows: HashMap<&'static str, u64> = objects().iter().map(|o| (o.name, o.default_rows)).collect();
         let generator = Generator {
             seed,
@@ -430,7 +450,11 @@ mod tests {
             history: Duration::days(1461),
             base_rows: Arc::new(base_rows),
         };
-        let query = crate::zoql::parse(query, &schema).unwrap();
+        let query = crate::zoql::parse(query, &schema, &all).unwrap();
+        let related = all
+            .iter()
+            .map(|o| (o.name, Snapshot::new(o.clone(), o.default_rows, Default::default(), generator.clone())))
+            .collect();
         BatchPlan {
             snapshot: Snapshot::new(schema, rows, Default::default(), generator),
             query,
@@ -438,6 +462,8 @@ mod tests {
             window: Window::Full { upper: "2026-01-01T00:00:00Z".parse().unwrap() },
             api_names,
             line_ending: "\n".to_owned(),
+            related: Arc::new(related),
+            joined_at: None,
         }
     }
 

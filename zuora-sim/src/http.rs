@@ -1,16 +1,18 @@
 //! The HTTP surface: Zuora's endpoints, the file downloads on all their paths, and the `/sim/` control API.
 
 use crate::files::file_chunks;
-use crate::state::{ApiError, DownloadError, FaultRule, MALFORMED, Mutation, Sim};
+use crate::state::{ApiError, DownloadError, FaultRule, MALFORMED, Mutation, Sim, SimError};
+use crate::zoql;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -454,8 +456,21 @@ async fn mutate(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes
     }
 }
 
-async fn truth(State(sim): State<Shared>, Path(name): Path<String>) -> Response {
-    let Some(truth) = blocking(&sim, move |sim| sim.ground_truth_csv(&name)).await else { return internal_error() };
+/// `?query=<ZOQL>`: the query's columns, joined ones included; otherwise every field of the object.
+async fn truth(
+    State(sim): State<Shared>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let query = params.get("query").cloned();
+    let truth = blocking(&sim, move |sim| match query {
+        Some(query) if zoql::from_object(&query).is_some_and(|o| o.eq_ignore_ascii_case(&name)) => {
+            sim.ground_truth_of(&query)
+        }
+        Some(query) => Err(SimError::BadQuery(format!("the query is not on {name}: {query}"))),
+        None => sim.ground_truth_csv(&name),
+    });
+    let Some(truth) = truth.await else { return internal_error() };
     match truth {
         Ok(csv) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/csv;charset=UTF-8")], csv).into_response(),
         Err(e) => control_error(e),

@@ -37,6 +37,7 @@ pub struct Simulator;
 impl Simulator {
     /// Binds `config.listen` and serves until the returned handle is shut down or dropped.
     pub async fn start(config: SimConfig) -> anyhow::Result<RunningSim> {
+        config.check().map_err(|e| anyhow::anyhow!("simulator configuration: {e}"))?;
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
         let sim = Arc::new(state::Sim::new(config));
@@ -148,6 +149,12 @@ impl Control {
     /// The live rows of an object now, every field, sorted by Id.
     pub fn ground_truth_csv(&self, object: &str) -> Result<String, SimError> {
         self.sim.ground_truth_csv(object)
+    }
+
+    /// What a lake fed with every completed job of `query` should hold now: its columns (joined ones as the
+    /// last batch that returned each row read them), live rows, sorted by Id.
+    pub fn ground_truth_of(&self, query: &str) -> Result<String, SimError> {
+        self.sim.ground_truth_of(query)
     }
 
     /// Every row of `object` deleted by now, with its creation and deletion instants.

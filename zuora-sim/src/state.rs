@@ -2,9 +2,9 @@
 
 use crate::clock::SimClock;
 use crate::config::{DataCenter, Settings, SimConfig};
-use crate::data::{Event, EventKind, Generator, Snapshot, Table, mix};
+use crate::data::{Event, EventKind, Generator, Related, Snapshot, Table, mix};
 use crate::files::{BatchPlan, DeletedColumn, FileSpec, Window};
-use crate::schema::{ObjectSchema, objects};
+use crate::schema::{ObjectSchema, objects_with};
 use crate::zoql;
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::America::Los_Angeles;
@@ -126,6 +126,9 @@ pub enum SimError {
     /// No such object.
     #[error("unknown object {0}")]
     UnknownObject(String),
+    /// A query the simulator cannot read.
+    #[error("{0}")]
+    BadQuery(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +283,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sim {
     /// A tenant as configured.
     pub fn new(config: SimConfig) -> Self {
-        let schemas: Vec<Arc<ObjectSchema>> = objects().into_iter().map(Arc::new).collect();
+        let schemas: Vec<Arc<ObjectSchema>> = objects_with(&config.custom_fields).into_iter().map(Arc::new).collect();
         let tables = schemas
             .iter()
             .map(|s| {
@@ -352,6 +355,15 @@ impl Sim {
         let tables = lock(&self.tables);
         let table = &tables[schema.name];
         Snapshot::new(schema.clone(), table.base_rows, table.overlay.clone(), self.generator(&tables))
+    }
+
+    /// Snapshots, now, of the objects a query reads joined fields (other than ids) from.
+    fn related(&self, query: &zoql::Query) -> Related {
+        let targets = query.fields.iter().filter_map(|column| match column {
+            zoql::Column::Joined(join) if join.field.is_some() => Some(join.path.target),
+            _ => None,
+        });
+        targets.filter_map(|name| Some((name, self.snapshot(&self.schema(name)?)))).collect()
     }
 
     // ---- tokens
@@ -509,13 +521,35 @@ impl Sim {
     /// The live rows of an object now, every field, `Object.Field` headers, sorted by Id.
     pub fn ground_truth_csv(&self, object: &str) -> Result<String, SimError> {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
+        let fields = (0..schema.fields.len()).map(zoql::Column::Own).collect();
+        self.truth(&schema, zoql::Query { fields, filter: None, order: Vec::new() })
+    }
+
+    /// What a lake fed with every completed job of this query should hold now: the live rows that pass its
+    /// filter, its columns (API names), sorted by Id. A joined field is read as the related row stood when the
+    /// last completed batch on the object returned the row (Zuora exports a row again only when the row itself
+    /// changes, not when a row it joins does), or now for a row no batch returned yet.
+    pub fn ground_truth_of(&self, query: &str) -> Result<String, SimError> {
+        let object = zoql::from_object(query).ok_or_else(|| SimError::BadQuery(format!("no FROM object: {query}")))?;
+        let schema = self.schema(&object).ok_or(SimError::UnknownObject(object))?;
+        let parsed = zoql::parse(query, &schema, &self.schemas).map_err(SimError::BadQuery)?;
+        self.truth(&schema, parsed)
+    }
+
+    fn truth(&self, schema: &Arc<ObjectSchema>, query: zoql::Query) -> Result<String, SimError> {
+        let related = self.related(&query);
+        let joins = query.fields.iter().any(|c| matches!(c, zoql::Column::Joined(_)));
+        let snapshot = self.snapshot(schema);
+        let joined_at = joins.then(|| Arc::new(self.last_returned(&snapshot)));
         let plan = BatchPlan {
-            snapshot: self.snapshot(&schema),
-            query: zoql::Query { fields: (0..schema.fields.len()).collect(), filter: None, order: Vec::new() },
+            snapshot,
+            query,
             deleted: None,
             window: Window::Full { upper: self.clock.now() + Duration::microseconds(1) },
             api_names: true,
             line_ending: "\n".to_owned(),
+            related: Arc::new(related),
+            joined_at,
         };
         let spec = FileSpec { plan: Arc::new(plan), skip: 0, take: u64::MAX, gzip: false };
         let body: Vec<u8> = crate::files::FileBody::new(spec).flat_map(|chunk| chunk.to_vec()).collect();
@@ -527,6 +561,36 @@ impl Sim {
         Ok(std::iter::once(header).chain(records).collect())
     }
 
+    /// The batches on an object that completed (normally) by now.
+    fn completed_batches(&self, object: &str) -> Vec<Arc<BatchPlan>> {
+        let now = self.clock.now();
+        let jobs = lock(&self.jobs);
+        jobs.list
+            .iter()
+            .filter(|job| job.status(now) == "completed")
+            .flat_map(|job| job.batches.iter())
+            .filter(|batch| batch.outcome == Outcome::Normal && batch.plan.snapshot.schema.name == object)
+            .map(|batch| batch.plan.clone())
+            .collect()
+    }
+
+    /// For each row some completed batch returned alive, the instant the last such batch read it at.
+    fn last_returned(&self, snapshot: &Snapshot) -> HashMap<u64, DateTime<Utc>> {
+        let completed = self.completed_batches(snapshot.schema.name);
+        let mut at = HashMap::new();
+        for key in snapshot.keys() {
+            let read = completed
+                .iter()
+                .filter(|plan| plan.classify(key).is_some_and(|(_, deleted)| !deleted))
+                .map(|plan| plan.window.upper() - Duration::microseconds(1))
+                .max();
+            if let Some(read) = read {
+                at.insert(key, read);
+            }
+        }
+        at
+    }
+
     /// Every row of an object deleted by now: its id, when it was created and deleted, and whether any job
     /// that completed returned it flagged deleted (a row created and deleted within one increment's interval is
     /// never returned: Zuora cannot export it).
@@ -534,15 +598,7 @@ impl Sim {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let snapshot = self.snapshot(&schema);
         let now = self.clock.now();
-        let jobs = lock(&self.jobs);
-        let completed: Vec<&Arc<BatchPlan>> = jobs
-            .list
-            .iter()
-            .filter(|job| job.status(now) == "completed")
-            .flat_map(|job| job.batches.iter())
-            .filter(|batch| batch.outcome == Outcome::Normal && batch.plan.snapshot.schema.name == schema.name)
-            .map(|batch| &batch.plan)
-            .collect();
+        let completed = self.completed_batches(schema.name);
         let mut rows = Vec::new();
         for key in snapshot.keys() {
             let Some(state) = snapshot.state_at(key, now) else { continue };
@@ -644,7 +700,7 @@ impl Sim {
                     ),
                 )
             })?;
-            let parsed_query = zoql::parse(&zoql_text, &schema).map_err(|e| {
+            let parsed_query = zoql::parse(&zoql_text, &schema, &self.schemas).map_err(|e| {
                 api_error("90005", format!("There is a syntax error in one of the queries in the AQuA input: {e}"))
             })?;
             let deleted = query.get("deleted").filter(|d| d.is_object()).cloned();
@@ -701,11 +757,13 @@ impl Sim {
             }
             let plan = BatchPlan {
                 snapshot: self.snapshot(&schema),
+                related: Arc::new(self.related(&parsed_query)),
                 query: parsed_query,
                 deleted: deleted_column,
                 window,
                 api_names,
                 line_ending: settings.line_ending.clone(),
+                joined_at: None,
             };
             batches.push(BatchEntry {
                 batch_id: self.new_id(),

@@ -1,20 +1,42 @@
 //! The subset of Export ZOQL the simulator understands:
 //! `SELECT f, ... FROM Object [WHERE condition] [ORDER BY f [ASC|DESC], ...]`, conditions being comparisons with a
-//! literal, `f IS [NOT] NULL`, `AND`, `OR` and parentheses.
+//! literal, `f IS [NOT] NULL`, `AND`, `OR` and parentheses. Selected fields may be joined through a relation of
+//! the FROM object (`Account.Id`, `Product.Name`); conditions and `ORDER BY` take the object's own fields.
 
 use crate::data::{RowState, Snapshot, Value};
-use crate::schema::{FieldType, ObjectSchema};
+use crate::schema::{FieldType, ObjectSchema, Path};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use std::sync::Arc;
 
 /// A parsed query.
 #[derive(Debug, Clone)]
 pub struct Query {
-    /// Selected fields (indexes into the schema), in order.
-    pub fields: Vec<usize>,
+    /// Selected columns, in order.
+    pub fields: Vec<Column>,
     /// The filter.
     pub filter: Option<Condition>,
     /// `ORDER BY`: fields (indexes into the schema), each descending or not; empty for the natural order.
     pub order: Vec<(usize, bool)>,
+}
+
+/// A selected column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    /// A field of the FROM object (an index into its schema).
+    Own(usize),
+    /// A field of a related row.
+    Joined(Join),
+}
+
+/// A field read through a relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// How the related row is reached.
+    pub path: Path,
+    /// The field read there (an index into the related object's schema), or `None` for its id.
+    pub field: Option<usize>,
+    /// The field's canonical name.
+    pub field_name: &'static str,
 }
 
 /// A WHERE condition.
@@ -145,8 +167,8 @@ pub fn from_object(text: &str) -> Option<String> {
     }
 }
 
-/// Parses a query against an object's schema.
-pub fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
+/// Parses a query against an object's schema; `schemas` (every object) resolve joined fields.
+pub fn parse(text: &str, schema: &ObjectSchema, schemas: &[Arc<ObjectSchema>]) -> Result<Query, String> {
     let tokens = tokens(text)?;
     let mut pos = 0;
     if !is_keyword(tokens.first(), "select") {
@@ -158,7 +180,7 @@ pub fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
         match tokens.get(pos) {
             Some(Token::Star) => return Err("'*' is not supported in Export ZOQL".into()),
             Some(Token::Word(w)) => {
-                fields.push(resolve(w, schema)?);
+                fields.push(column(w, schema, schemas)?);
                 pos += 1;
             }
             other => return Err(format!("expected a field name, found {other:?}")),
@@ -208,10 +230,32 @@ pub fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
     Ok(Query { fields, filter, order })
 }
 
+/// A selected column: a field of the object (bare or prefixed with the object's name), or `Relation.Field`.
+fn column(name: &str, schema: &ObjectSchema, schemas: &[Arc<ObjectSchema>]) -> Result<Column, String> {
+    let Some((relation, field)) = name.split_once('.').filter(|(r, _)| !r.eq_ignore_ascii_case(schema.name)) else {
+        return resolve(name, schema).map(Column::Own);
+    };
+    let invalid = || format!("invalid field for {}: {name}", schema.name);
+    let path = crate::schema::path(schemas, schema, relation).ok_or_else(invalid)?;
+    let target = schemas.iter().find(|s| s.name == path.target);
+    let (field, field_name) = if field.eq_ignore_ascii_case("Id") {
+        (None, "Id")
+    } else {
+        // Of an object Zuora keeps only ids of here (a journal entry), nothing else can be read.
+        let target = target.ok_or_else(invalid)?;
+        let index = target.field(field).ok_or_else(invalid)?;
+        (Some(index), target.fields[index].name)
+    };
+    Ok(Column::Joined(Join { path, field, field_name }))
+}
+
+/// A field of the object itself, bare or prefixed with the object's name (conditions and `ORDER BY`).
 fn resolve(name: &str, schema: &ObjectSchema) -> Result<usize, String> {
     let bare = match name.split_once('.') {
         Some((object, field)) if object.eq_ignore_ascii_case(schema.name) => field,
-        Some((object, _)) => return Err(format!("joined object {object} is not supported by the simulator")),
+        Some((object, _)) => {
+            return Err(format!("{name}: the simulator takes joined fields ({object}) in SELECT only"));
+        }
         None => name,
     };
     schema.field(bare).ok_or_else(|| format!("invalid field for {}: {name}", schema.name))
@@ -336,20 +380,49 @@ mod tests {
     use super::*;
     use crate::schema::objects;
 
+    fn all() -> Vec<Arc<ObjectSchema>> {
+        objects().into_iter().map(Arc::new).collect()
+    }
+
     fn account() -> ObjectSchema {
         objects().into_iter().find(|o| o.name == "Account").unwrap()
+    }
+
+    fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
+        super::parse(text, schema, &all())
     }
 
     #[test]
     fn parses_fields_with_or_without_the_object_prefix_in_any_case() {
         let q = parse("select id, Account.Name, BALANCE from account", &account()).unwrap();
         let schema = account();
-        assert_eq!(
-            q.fields,
-            [schema.field("Id").unwrap(), schema.field("Name").unwrap(), schema.field("Balance").unwrap()]
-        );
+        let own = |name| Column::Own(schema.field(name).unwrap());
+        assert_eq!(q.fields, [own("Id"), own("Name"), own("Balance")]);
         assert!(q.filter.is_none());
         assert_eq!(from_object("select id from account"), Some("account".into()));
+    }
+
+    #[test]
+    fn joined_fields_follow_a_relation_of_the_from_object_in_any_case() {
+        let all = all();
+        let charge = all.iter().find(|o| o.name == "RatePlanCharge").unwrap();
+        let q = parse("SELECT ID, account.ID, Product.name, journalentry.Id FROM RatePlanCharge", charge);
+        assert!(q.unwrap_err().contains("journalentry.Id"), "a charge has no journal entry");
+        let q = parse("SELECT ID, account.ID, Product.name, BillToContact.Id FROM RatePlanCharge", charge).unwrap();
+        let Column::Joined(account) = &q.fields[1] else { panic!("{:?}", q.fields[1]) };
+        assert_eq!((account.path.relation, account.path.target, account.field), ("Account", "Account", None));
+        let Column::Joined(product) = &q.fields[2] else { panic!("{:?}", q.fields[2]) };
+        assert_eq!((product.path.relation, product.field_name), ("Product", "Name"));
+        let Column::Joined(bill_to) = &q.fields[3] else { panic!("{:?}", q.fields[3]) };
+        assert_eq!(bill_to.path.target, "Contact");
+        let item = all.iter().find(|o| o.name == "InvoiceItem").unwrap();
+        // Only ids of objects Zuora keeps no rows of here: a journal run's name is unknown.
+        assert!(parse("SELECT Id, JournalRun.Id FROM InvoiceItem", item).is_ok());
+        assert!(parse("SELECT Id, JournalRun.Name FROM InvoiceItem", item).unwrap_err().contains("JournalRun.Name"));
+        assert!(parse("SELECT Id, Product.Nope FROM InvoiceItem", item).is_err());
+        assert!(
+            parse("SELECT Id FROM InvoiceItem WHERE Product.Name = 'x'", item).unwrap_err().contains("SELECT only")
+        );
     }
 
     #[test]
@@ -386,10 +459,12 @@ mod window_tests {
 
     #[test]
     fn datetime_predicates_filter_generated_rows() {
-        let schema = std::sync::Arc::new(objects().into_iter().find(|o| o.name == "InvoiceItem").unwrap());
+        let all: Vec<Arc<ObjectSchema>> = objects().into_iter().map(Arc::new).collect();
+        let schema = all.iter().find(|o| o.name == "InvoiceItem").unwrap().clone();
         let q = parse(
             "select Id from InvoiceItem where (CreatedDate >= '2020-04-01T00:00:00') AND (CreatedDate <= '2099-01-01T00:00:00')",
             &schema,
+            &all,
         )
         .unwrap();
         let generator = crate::data::Generator {

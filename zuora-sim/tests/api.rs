@@ -214,7 +214,7 @@ async fn the_control_api_mutates_reads_truth_and_is_deterministic_per_seed() {
     assert!(ids.contains(&changed["inserted"][0].as_str().unwrap().to_owned()));
     assert!(!ids.contains(&changed["deleted"][0].as_str().unwrap().to_owned()));
     let objects: Value = a.http.get(a.url("/sim/objects")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(objects.as_array().unwrap().len(), 14);
+    assert_eq!(objects.as_array().unwrap().len(), 17);
     let bad = a.http.post(a.url("/sim/objects/Nope/mutations")).json(&json!({"insert": 1})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }

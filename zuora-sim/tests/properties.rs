@@ -4,8 +4,21 @@
 //! name; and no input, however broken, panics it.
 
 use proptest::prelude::*;
-use zuora_sim::schema::{ObjectSchema, objects};
-use zuora_sim::zoql::{Condition, parse};
+use std::sync::Arc;
+use zuora_sim::schema::{FieldType, ObjectSchema, objects};
+use zuora_sim::zoql::{Column, Condition, Query};
+
+fn parse(text: &str, schema: &ObjectSchema) -> Result<Query, String> {
+    let all: Vec<Arc<ObjectSchema>> = objects().into_iter().map(Arc::new).collect();
+    zuora_sim::zoql::parse(text, schema, &all)
+}
+
+/// Every relation of an object: the declared ones and a reference field `<Name>Id`'s `<Name>`.
+fn relations(schema: &ObjectSchema) -> Vec<&'static str> {
+    let implicit =
+        schema.fields.iter().filter(|f| matches!(f.ty, FieldType::Ref(_))).filter_map(|f| f.name.strip_suffix("Id"));
+    schema.relations.iter().map(|r| r.name).chain(implicit).collect()
+}
 
 fn schema() -> impl Strategy<Value = ObjectSchema> {
     proptest::sample::select(objects())
@@ -102,11 +115,22 @@ proptest! {
     #[test]
     fn generated_queries_parse_to_the_fields_selected((schema, picked, order, text) in query()) {
         let parsed = parse(&text, &schema).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
-        prop_assert_eq!(parsed.fields, picked);
+        prop_assert_eq!(parsed.fields, picked.into_iter().map(Column::Own).collect::<Vec<_>>());
         prop_assert_eq!(parsed.order, order);
         if !text.to_ascii_lowercase().contains(" where ") {
             prop_assert!(parsed.filter.is_none());
         }
+    }
+
+    #[test]
+    fn every_relation_in_any_case_reads_the_related_id(schema in schema(), cases in proptest::collection::vec(any::<bool>(), 1..5), pick in any::<proptest::sample::Index>()) {
+        let relations = relations(&schema);
+        prop_assume!(!relations.is_empty());
+        let relation = relations[pick.index(relations.len())];
+        let text = format!("SELECT Id, {}.{} FROM {}", recase(relation, &cases), recase("id", &cases), schema.name);
+        let parsed = parse(&text, &schema).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        let Column::Joined(join) = &parsed.fields[1] else { return Err(TestCaseError::fail(format!("{text}: not joined"))) };
+        prop_assert_eq!((join.path.relation, join.field, join.field_name), (relation, None, "Id"));
     }
 
     #[test]

@@ -164,7 +164,8 @@ pub trait ObjectStore: Send + Sync {
         upload: &'a Upload,
         parts: Vec<UploadedPart>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Throws the upload's parts away.
+    /// Throws the upload's parts away. An upload that is gone already (aborted, or completed) is not an error:
+    /// an abort may be tried again after an answer was lost.
     fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 

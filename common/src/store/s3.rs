@@ -17,12 +17,18 @@ use std::task::{Context, Poll};
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
+    acl: Option<types::ObjectCannedAcl>,
 }
 
 impl S3Store {
-    /// A store on this client.
+    /// A store on this client; objects are written without an ACL.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self { client, acl: None }
+    }
+
+    /// The same store, writing every object (put, copy, multipart upload) with this canned ACL.
+    pub fn with_acl(self, acl: types::ObjectCannedAcl) -> Self {
+        Self { acl: Some(acl), ..self }
     }
 }
 
@@ -67,6 +73,7 @@ impl ObjectStore for S3Store {
                 .bucket(bucket)
                 .key(key)
                 .content_type(content_type)
+                .set_acl(self.acl.clone())
                 .body(ByteStream::from(body))
                 .send()
                 .await
@@ -114,6 +121,7 @@ impl ObjectStore for S3Store {
                 .bucket(bucket)
                 .key(to)
                 .copy_source(format!("{bucket}/{from}"))
+                .set_acl(self.acl.clone())
                 .send()
                 .await
                 .map_err(|e| error("CopyObject", bucket, to, e))?;
@@ -136,6 +144,7 @@ impl ObjectStore for S3Store {
                 .bucket(bucket)
                 .key(key)
                 .content_type(content_type)
+                .set_acl(self.acl.clone())
                 .checksum_algorithm(sdk_checksum(checksum))
                 .send()
                 .await
@@ -216,15 +225,20 @@ impl ObjectStore for S3Store {
 
     fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            self.client
+            let aborted = self
+                .client
                 .abort_multipart_upload()
                 .bucket(&upload.bucket)
                 .key(&upload.key)
                 .upload_id(&upload.id)
                 .send()
-                .await
-                .map_err(|e| error("AbortMultipartUpload", &upload.bucket, &upload.key, e))?;
-            Ok(())
+                .await;
+            match aborted {
+                // Gone already: aborted by an earlier attempt whose answer was lost, or completed.
+                Err(e) if e.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload") => Ok(()),
+                Err(e) => Err(error("AbortMultipartUpload", &upload.bucket, &upload.key, e)),
+                Ok(_) => Ok(()),
+            }
         }
         .boxed()
     }

@@ -59,8 +59,9 @@ pub struct Destination {
     pub content_type: String,
 }
 
-/// Multipart uploads whose work was abandoned (a task cancelled at shutdown) without completing or aborting them.
-/// The service aborts them before the process exits; the bucket's lifecycle rule is the backstop for a kill.
+/// Multipart uploads left neither completed nor aborted: their work was abandoned (a task cancelled at a deadline
+/// or at shutdown), or their abort kept failing. The worker aborts them at a deadline and the service before the
+/// process exits; the bucket's lifecycle rule is the backstop for a kill.
 #[derive(Default)]
 pub struct UploadTracker {
     orphans: std::sync::Mutex<Vec<(Arc<dyn ObjectStore>, Upload)>>,
@@ -108,10 +109,12 @@ struct UploadGuard {
 
 impl UploadGuard {
     /// Throws the upload's parts away, trying a few times: an open upload costs storage until the lifecycle rule
-    /// ends it. The upload is settled whatever the store answers.
+    /// ends it. Settled only once the store said so: an abort that kept failing, or whose future was dropped
+    /// (a deadline, a shutdown) before it ended, leaves the upload to the tracker, which aborts it again.
     async fn abort(&mut self) -> Result<(), StoreError> {
+        abort_upload(&*self.store, &self.upload).await?;
         self.settled = true;
-        abort_upload(&*self.store, &self.upload).await
+        Ok(())
     }
 }
 
@@ -430,6 +433,8 @@ fn joined(
 mod tests {
     use super::*;
     use common::store::LocalStore;
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
 
     const MIB: u64 = 1024 * 1024;
 
@@ -445,6 +450,85 @@ mod tests {
         }
         bytes.truncate(len);
         Bytes::from(bytes)
+    }
+
+    /// A local store whose first abort never answers (a request cut off by a deadline or a shutdown).
+    struct FirstAbortHangs {
+        inner: LocalStore,
+        aborts: std::sync::atomic::AtomicU32,
+    }
+
+    impl ObjectStore for FirstAbortHangs {
+        fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.put(bucket, key, body)
+        }
+        fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+            self.inner.get(bucket, key)
+        }
+        fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+            self.inner.list(bucket, prefix)
+        }
+        fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.copy(bucket, from, to)
+        }
+        fn create_upload<'a>(
+            &'a self,
+            bucket: &'a str,
+            key: &'a str,
+            content_type: &'a str,
+            checksum: ChecksumAlgorithm,
+        ) -> BoxFuture<'a, Result<Upload, StoreError>> {
+            self.inner.create_upload(bucket, key, content_type, checksum)
+        }
+        fn upload_part<'a>(
+            &'a self,
+            upload: &'a Upload,
+            number: i32,
+            body: Vec<Bytes>,
+            checksum: u64,
+        ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
+            self.inner.upload_part(upload, number, body, checksum)
+        }
+        fn complete_upload<'a>(
+            &'a self,
+            upload: &'a Upload,
+            parts: Vec<UploadedPart>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.inner.complete_upload(upload, parts)
+        }
+        fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
+            if self.aborts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return futures::future::pending().boxed();
+            }
+            self.inner.abort_upload(upload)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_abort_was_cut_off_is_aborted_by_the_tracker() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("relay-abort-{nanos:x}"));
+        let local = FirstAbortHangs { inner: LocalStore::new(&root), aborts: Default::default() };
+        let store: Arc<dyn ObjectStore> = Arc::new(local);
+        let settings = RelaySettings {
+            part_size: 5 * MIB,
+            max_part_size: 5 * MIB,
+            checksum: ChecksumAlgorithm::Crc32c,
+            compression: Compression::None,
+        };
+        let (pool, tracker) = (PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()));
+        // The download breaks after its first chunk: the relay aborts its upload, and that abort never answers.
+        let broken = ZuoraError::Http { endpoint: "file", status: 400, code: None, body: String::new() };
+        let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n")), Err(broken)]);
+        let destination = Destination { bucket: "lake".into(), key: "a.csv".into(), content_type: "text/csv".into() };
+        let relay = relay(source, None, &store, &destination, &pool, &settings, &tracker);
+        // Abandoned, as at a deadline or a shutdown: the upload is still open, and the tracker knows it.
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(300), relay).await.is_err());
+        let open = || LocalStore::new(&root).open_uploads();
+        assert_eq!(open(), 1);
+        assert_eq!(tracker.abort_orphans().await, 1);
+        assert_eq!(open(), 0);
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

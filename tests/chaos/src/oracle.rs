@@ -105,7 +105,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
             }
         };
         let mut truth = common::merge::MergedTable::default();
-        truth.apply(world.control.ground_truth_csv(&object.name)?.as_bytes(), &lake::column(object, "Id"), None)?;
+        truth.apply(world.control.ground_truth_of(&object.query)?.as_bytes(), &lake::column(object, "Id"), None)?;
         // A row Zuora deleted without ever being able to say so (created and deleted within one increment's
         // interval, seen alive in between by a backfill or a full export) stays in any lake: Zuora's limit, not
         // a loss. Such rows are counted, and only they are forgiven.
