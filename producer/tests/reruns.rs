@@ -2,13 +2,13 @@
 //! in-memory jobs queue and a local-directory ledger (no servers), with the ledger or the queue failing at the
 //! moment a `producer submit` process would have been killed.
 
-use bytes::Bytes;
 use common::config::Config;
 use common::ledger::Ledger;
 use common::messages::JobMessage;
 use common::queue::{MemoryQueue, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
-use common::store::{ChecksumAlgorithm, LocalStore, ObjectStore, StoreError, Upload, UploadedPart};
+use common::store::LocalStore;
 use common::zuora::ZuoraClient;
+use e2e_tests::stores::{Intercept, Intercepted};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use producer::service::Producer;
@@ -19,61 +19,15 @@ use zuora_sim::{RunningSim, SimConfig, Simulator};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 
-/// A local store whose writes of keys containing `fails` fail once `allowed` of them have landed (a process that
-/// dies there).
-struct DyingStore {
-    inner: LocalStore,
-    fails: &'static str,
-    allowed: AtomicU32,
-}
-
-impl ObjectStore for DyingStore {
-    fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
-        if key.contains(self.fails)
-            && self.allowed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err()
-        {
-            let error = StoreError::transient("PutObject", bucket, key, "killed");
-            return async { Err(error) }.boxed();
-        }
-        self.inner.put(bucket, key, body)
-    }
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
-        self.inner.get(bucket, key)
-    }
-    fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.inner.list(bucket, prefix)
-    }
-    fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.copy(bucket, from, to)
-    }
-    fn create_upload<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-        content_type: &'a str,
-        checksum: ChecksumAlgorithm,
-    ) -> BoxFuture<'a, Result<Upload, StoreError>> {
-        self.inner.create_upload(bucket, key, content_type, checksum)
-    }
-    fn upload_part<'a>(
-        &'a self,
-        upload: &'a Upload,
-        number: i32,
-        body: Vec<Bytes>,
-        checksum: u64,
-    ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
-        self.inner.upload_part(upload, number, body, checksum)
-    }
-    fn complete_upload<'a>(
-        &'a self,
-        upload: &'a Upload,
-        parts: Vec<UploadedPart>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.complete_upload(upload, parts)
-    }
-    fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.abort_upload(upload)
-    }
+/// A local store whose writes of keys containing `fails` fail once `allowed` more of them have landed (a process
+/// that dies there).
+fn dying_store(root: &std::path::Path, fails: &'static str, allowed: Arc<AtomicU32>) -> Intercepted<LocalStore> {
+    Intercepted::new(LocalStore::new(root), move |operation, key| {
+        let dead = operation == "PutObject"
+            && key.contains(fails)
+            && allowed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err();
+        if dead { Intercept::Fail("killed") } else { Intercept::Pass }
+    })
 }
 
 /// An in-memory queue whose sends fail while `failing` is set.
@@ -110,7 +64,9 @@ impl Queue for DyingQueue {
 struct World {
     sim: RunningSim,
     config: Config,
-    store: Arc<DyingStore>,
+    store: Arc<Intercepted<LocalStore>>,
+    /// Writes the store lets land before it dies.
+    allowed: Arc<AtomicU32>,
     jobs: Arc<DyingQueue>,
 }
 
@@ -122,12 +78,13 @@ impl World {
         let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
         config.zuora.base_url = sim.base_url();
         let root = std::env::temp_dir().join(format!("reruns-{:016x}", rand_id()));
-        let store = Arc::new(DyingStore { inner: LocalStore::new(root), fails, allowed: AtomicU32::new(1) });
+        let allowed = Arc::new(AtomicU32::new(1));
+        let store = Arc::new(dying_store(&root, fails, allowed.clone()));
         let jobs = Arc::new(DyingQueue {
             inner: MemoryQueue::new("jobs", Duration::from_secs(30)),
             failing: AtomicBool::new(false),
         });
-        Self { sim, config, store, jobs }
+        Self { sim, config, store, allowed, jobs }
     }
 
     /// A producer process: its own client and ledger handle on the shared store and queue.
@@ -227,10 +184,10 @@ async fn a_request_id_sent_again_with_another_body_is_rejected_not_taken_for_the
 async fn an_increment_a_killed_submit_left_unrecorded_is_adopted_and_the_next_request_still_exports_up_to_now() {
     // Every job record fails to land: the first run dies after Zuora took its job, before recording it anywhere.
     let w = World::start("jobs/", 0.2).await;
-    w.store.allowed.store(0, Ordering::SeqCst);
+    w.allowed.store(0, Ordering::SeqCst);
     assert!(w.producer().serve(DAILY, "cli-1").await.is_err());
     assert_eq!(w.session_jobs().len(), 1);
-    w.store.allowed.store(u32::MAX, Ordering::SeqCst);
+    w.allowed.store(u32::MAX, Ordering::SeqCst);
     // The orphan runs; changes keep coming; the next day's request arrives.
     tokio::time::sleep(Duration::from_millis(600)).await;
     w.sim.control().mutate("Account", zuora_sim::Mutation { insert: 2, update: 1, delete: 0 }).unwrap();

@@ -1,15 +1,14 @@
 //! The producer against moto (SQS, S3) and the AQuA simulator: requests become jobs on the jobs queue, bad input
 //! goes to the DLQ with its reason, and no job is lost or doubled across duplicates and crashes.
 
-use bytes::Bytes;
 use common::ledger::Ledger;
 use common::messages::{JobKind, JobMessage};
 use common::queue::{OutgoingMessage, Queue, SqsQueue};
-use common::store::{ChecksumAlgorithm, ObjectStore, S3Store, StoreError, Upload, UploadedPart};
+use common::store::{ObjectStore, S3Store};
 use common::zuora::{DataCenter, ZuoraClient};
 use e2e_tests::Deployment;
+use e2e_tests::stores::{Intercept, Intercepted};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use producer::service::{Producer, RequestError, handle};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -133,67 +132,21 @@ async fn two_increments_in_a_row_deliver_both_windows() {
     assert_eq!(increment.batches[0].record_count, Some(3), "{changes:?}");
 }
 
-/// An object store that fails one chosen write, as if the process died right before it.
-struct FailOnce {
-    inner: S3Store,
-    key_part: &'static str,
-    nth: u32,
-    seen: AtomicU32,
-}
-
-impl ObjectStore for FailOnce {
-    fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
-        if key.contains(self.key_part) && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            let err = StoreError::transient("PutObject", bucket, key, "crash");
-            return Box::pin(async move { Err(err) });
-        }
-        self.inner.put(bucket, key, body)
-    }
-    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
-        self.inner.get(bucket, key)
-    }
-    fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.inner.list(bucket, prefix)
-    }
-    fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.copy(bucket, from, to)
-    }
-    fn create_upload<'a>(
-        &'a self,
-        bucket: &'a str,
-        key: &'a str,
-        content_type: &'a str,
-        checksum: ChecksumAlgorithm,
-    ) -> BoxFuture<'a, Result<Upload, StoreError>> {
-        self.inner.create_upload(bucket, key, content_type, checksum)
-    }
-    fn upload_part<'a>(
-        &'a self,
-        upload: &'a Upload,
-        number: i32,
-        body: Vec<Bytes>,
-        checksum: u64,
-    ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
-        self.inner.upload_part(upload, number, body, checksum)
-    }
-    fn complete_upload<'a>(
-        &'a self,
-        upload: &'a Upload,
-        parts: Vec<UploadedPart>,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.complete_upload(upload, parts)
-    }
-    fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.abort_upload(upload)
-    }
+/// An object store that fails the `nth` write of a key containing `key_part`, as if the process died right before it.
+fn fail_once(inner: S3Store, key_part: &'static str, nth: u32) -> Intercepted<S3Store> {
+    let seen = AtomicU32::new(0);
+    Intercepted::new(inner, move |operation, key| {
+        let chosen =
+            operation == "PutObject" && key.contains(key_part) && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth;
+        if chosen { Intercept::Fail("crash") } else { Intercept::Pass }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_restart() {
     let d = Deployment::start(|_| {}).await;
     // The second write of the request record is the one right after Zuora accepted the job.
-    let crashing =
-        FailOnce { inner: S3Store::new(d.aws.s3.clone()), key_part: "requests/", nth: 2, seen: AtomicU32::new(0) };
+    let crashing = fail_once(S3Store::new(d.aws.s3.clone()), "requests/", 2);
     let before_crash = producer_with(&d, Arc::new(crashing), Arc::new(d.jobs.0.clone()));
     let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-1"}"#;
     let err = before_crash.serve(daily, "m").await.unwrap_err();

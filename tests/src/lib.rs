@@ -1,6 +1,8 @@
 //! Shared harness of the tests that cross process boundaries: where the tools `tests/run.sh` installs and starts
 //! are, and fresh, uniquely named queues and buckets on the moto server it runs.
 
+pub mod stores;
+
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::aws::AwsConfig;
 use common::queue::SqsQueue;

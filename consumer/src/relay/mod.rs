@@ -433,8 +433,8 @@ fn joined(
 mod tests {
     use super::*;
     use common::store::LocalStore;
-    use futures::FutureExt;
-    use futures::future::BoxFuture;
+    use e2e_tests::stores::{Intercept, Intercepted};
+    use std::sync::atomic::Ordering;
 
     const MIB: u64 = 1024 * 1024;
 
@@ -452,64 +452,16 @@ mod tests {
         Bytes::from(bytes)
     }
 
-    /// A local store whose first abort never answers (a request cut off by a deadline or a shutdown).
-    struct FirstAbortHangs {
-        inner: LocalStore,
-        aborts: std::sync::atomic::AtomicU32,
-    }
-
-    impl ObjectStore for FirstAbortHangs {
-        fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.inner.put(bucket, key, body)
-        }
-        fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
-            self.inner.get(bucket, key)
-        }
-        fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-            self.inner.list(bucket, prefix)
-        }
-        fn copy<'a>(&'a self, bucket: &'a str, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.inner.copy(bucket, from, to)
-        }
-        fn create_upload<'a>(
-            &'a self,
-            bucket: &'a str,
-            key: &'a str,
-            content_type: &'a str,
-            checksum: ChecksumAlgorithm,
-        ) -> BoxFuture<'a, Result<Upload, StoreError>> {
-            self.inner.create_upload(bucket, key, content_type, checksum)
-        }
-        fn upload_part<'a>(
-            &'a self,
-            upload: &'a Upload,
-            number: i32,
-            body: Vec<Bytes>,
-            checksum: u64,
-        ) -> BoxFuture<'a, Result<UploadedPart, StoreError>> {
-            self.inner.upload_part(upload, number, body, checksum)
-        }
-        fn complete_upload<'a>(
-            &'a self,
-            upload: &'a Upload,
-            parts: Vec<UploadedPart>,
-        ) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.inner.complete_upload(upload, parts)
-        }
-        fn abort_upload<'a>(&'a self, upload: &'a Upload) -> BoxFuture<'a, Result<(), StoreError>> {
-            if self.aborts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                return futures::future::pending().boxed();
-            }
-            self.inner.abort_upload(upload)
-        }
-    }
-
     #[tokio::test]
     async fn an_upload_whose_abort_was_cut_off_is_aborted_by_the_tracker() {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let root = std::env::temp_dir().join(format!("relay-abort-{nanos:x}"));
-        let local = FirstAbortHangs { inner: LocalStore::new(&root), aborts: Default::default() };
-        let store: Arc<dyn ObjectStore> = Arc::new(local);
+        // The first abort never answers (a request cut off by a deadline or a shutdown).
+        let aborts = std::sync::atomic::AtomicU32::new(0);
+        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), move |operation, _| {
+            let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
+            if first_abort { Intercept::Hang } else { Intercept::Pass }
+        }));
         let settings = RelaySettings {
             part_size: 5 * MIB,
             max_part_size: 5 * MIB,
