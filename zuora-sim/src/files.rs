@@ -189,7 +189,7 @@ impl BatchPlan {
             scratch.clear();
             match column {
                 Column::Own(index) => self.snapshot.write_value(*index, row, scratch),
-                // A deleted row's joined fields are empty (reference §5).
+                // A deleted row's joined fields are empty, as in Zuora's example of deleted records.
                 Column::Joined(_) if deleted => {}
                 Column::Joined(join) => {
                     write_joined(&self.snapshot.generator, &self.related, join, row.key, at(), scratch);
