@@ -5,7 +5,7 @@ use std::fmt;
 
 /// A secret string (client secret, bearer token). Its `Debug` and `Display` print `***`; the value is reachable only
 /// through [`Secret::expose`], so every use of it is greppable.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

@@ -184,3 +184,28 @@ async fn the_configuration_can_come_from_the_environment_as_toml() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("never exported"), "{}", text(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_do_name_it() {
+    let d = Deployment::start(|_| {}).await;
+    let dir = temp_dir();
+    let config = dir.join("no-secret.toml");
+    let with = std::fs::read_to_string(d.config_file(&dir)).unwrap();
+    let without: String = with.lines().filter(|l| !l.starts_with("client_secret")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, with, "the test configuration had a secret to take out");
+    std::fs::write(&config, without).unwrap();
+    let run = async |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
+        command.arg("--config").arg(&config).args(args).env_remove("ZLE_CONFIG").env_remove("ZUORA_CLIENT_SECRET");
+        command.env("RUST_LOG", "warn").output().await.expect("producer runs")
+    };
+    d.jobs.1.send(OutgoingMessage::new("{\"n\":1}".to_owned())).await.unwrap();
+    let out = run(&["redrive", "--queue", "jobs"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 1);
+    let out = run(&["backfill", "--from", "2022-05-04"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["submit", r#"{"exportFromDate":"afterLastIncrement"}"#]).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("ZUORA_CLIENT_SECRET"), "{}", text(&out.stderr));
+}

@@ -49,6 +49,9 @@ impl Stream for FileStream {
 impl ZuoraClient {
     /// Builds a client; fails only if the TLS stack cannot be set up.
     pub fn new(config: ZuoraConfig) -> Result<Self, ZuoraError> {
+        if config.client_secret.is_empty() {
+            return Err(ZuoraError::NoSecret);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .read_timeout(Duration::from_secs(config.read_timeout_secs))

@@ -56,7 +56,9 @@ pub struct ZuoraConfig {
     pub base_url: String,
     /// OAuth client id (36 characters on a real tenant).
     pub client_id: String,
-    /// OAuth client secret; never logged.
+    /// OAuth client secret; never logged. Usually given as `ZUORA_CLIENT_SECRET`; only commands that call Zuora
+    /// need it (a client is not built without it).
+    #[serde(default)]
     pub client_secret: Secret,
     /// Where the tenant lives; decides the zone of `incrementalTime`.
     #[serde(default)]
@@ -117,14 +119,21 @@ impl ZuoraConfig {
     /// Checks the values a typo would break, naming the field at fault.
     pub fn validate(&self) -> Result<(), String> {
         let url = url::Url::parse(&self.base_url).map_err(|e| format!("zuora.base_url: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("zuora.base_url: scheme must be http or https, not {}", url.scheme()));
+        // Plain HTTP only to this machine (the simulator): credentials and billing data never cross a network in clear.
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => name == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => return Err(format!("zuora.base_url: https is required (http only to this machine), got {url}")),
+            scheme => return Err(format!("zuora.base_url: scheme must be https, not {scheme}")),
         }
         if self.client_id.is_empty() {
             return Err("zuora.client_id: must not be empty".to_owned());
-        }
-        if self.client_secret.is_empty() {
-            return Err("zuora.client_secret: must not be empty".to_owned());
         }
         if !self.file_path.starts_with('/') || !self.file_path.contains("{fileId}") {
             return Err(format!("zuora.file_path: must start with / and contain {{fileId}}, got {:?}", self.file_path));
@@ -159,5 +168,27 @@ mod tests {
         config.file_path = default_file_path();
         config.base_url = "rest.zuora.com".into();
         assert!(config.validate().unwrap_err().starts_with("zuora.base_url"));
+        for (url, accepted) in [
+            ("http://rest.zuora.com", false),
+            ("http://10.0.0.7:8080", false),
+            ("ftp://rest.zuora.com", false),
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost:8080", true),
+            ("http://[::1]:8080", true),
+            ("https://rest.eu.zuora.com", true),
+        ] {
+            config.base_url = url.into();
+            assert_eq!(config.validate().is_ok(), accepted, "{url}: {:?}", config.validate());
+        }
+    }
+
+    #[test]
+    fn a_client_needs_the_secret_and_the_configuration_does_not() {
+        let mut config = ZuoraConfig::new("https://rest.zuora.com", "id", Secret::new(""));
+        assert!(config.validate().is_ok());
+        let error = crate::zuora::ZuoraClient::new(config.clone()).err().expect("no client without a secret");
+        assert!(error.to_string().contains("ZUORA_CLIENT_SECRET"), "{error}");
+        config.client_secret = Secret::new("s");
+        assert!(crate::zuora::ZuoraClient::new(config).is_ok());
     }
 }

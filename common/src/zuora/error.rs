@@ -77,6 +77,10 @@ pub enum ZuoraError {
         /// What was wrong.
         detail: String,
     },
+    /// No client secret was given: commands that call Zuora need one (commands that do not, such as `redrive`,
+    /// start without it).
+    #[error("zuora.client_secret: not given (set it as ZUORA_CLIENT_SECRET); this command calls Zuora")]
+    NoSecret,
     /// A job still not finished at its deadline (unknown statuses count as running until then).
     #[error("job {job_id} did not finish within {waited:?} (last status {last_status})")]
     Deadline {
@@ -102,9 +106,11 @@ impl ZuoraError {
             Self::Api { code, .. } => RETRYABLE_API_CODES.contains(&code.as_str()),
             Self::Unavailable { .. } | Self::Transport { .. } | Self::Deadline { .. } => true,
             Self::Http { status, .. } => *status == 408,
-            Self::Unauthorized { .. } | Self::FilePurged { .. } | Self::FileTooLarge { .. } | Self::Decode { .. } => {
-                false
-            }
+            Self::Unauthorized { .. }
+            | Self::FilePurged { .. }
+            | Self::FileTooLarge { .. }
+            | Self::Decode { .. }
+            | Self::NoSecret => false,
         }
     }
 
