@@ -193,6 +193,8 @@ pub struct ConsumerSettings {
     pub file_deadline_secs: u64,
     /// On SIGTERM, in-flight files get this long to finish before their uploads are aborted, seconds.
     pub shutdown_grace_secs: u64,
+    /// Write a CloudWatch embedded-metric-format line on stdout for every published file (`common::metrics`).
+    pub emf_metrics: bool,
 }
 
 impl Default for ConsumerSettings {
@@ -213,6 +215,7 @@ impl Default for ConsumerSettings {
             file_attempts: 3,
             file_deadline_secs: 3600,
             shutdown_grace_secs: 100,
+            emf_metrics: true,
         }
     }
 }

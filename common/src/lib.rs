@@ -12,8 +12,8 @@
 //! - [`marks`]: the published marks, one per file, written once by the consumer; the latest per object.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
-//! - [`secret`], [`shutdown`], [`logging`], [`clock`]: secrets that never print, the stop signal, the log set-up,
-//!   and where "now" comes from.
+//! - [`secret`], [`shutdown`], [`logging`], [`clock`]: secrets that never print, the stop signal, the log set-up
+//!   (JSON in containers), and where "now" comes from; [`metrics`]: CloudWatch embedded-metric-format lines.
 #![warn(missing_docs)]
 
 pub mod aws;
@@ -26,6 +26,7 @@ pub mod logging;
 pub mod marks;
 pub mod merge;
 pub mod messages;
+pub mod metrics;
 pub mod queue;
 pub mod secret;
 pub mod services;

@@ -282,6 +282,8 @@ impl Worker {
     }
 
     async fn publish_batch(&self, job_message: &JobMessage, job: &Job, batch: &Batch) -> Result<usize, BatchFailure> {
+        // About when the job was found completed: its wait at Zuora ends here.
+        let found_completed = self.clock.now();
         let name = name_of(batch);
         let Some(object) = self.catalogue.objects.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) else {
             return Err(BatchFailure::Fatal(format!("{name}: not in the catalogue")));
@@ -419,9 +421,22 @@ impl Worker {
                         .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
                         .await?;
                     self.announce(&completion).await?;
+                    let now = self.clock.now();
+                    let seconds = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1e3;
+                    let measured = common::metrics::PublishedFile {
+                        object: &object.name,
+                        records,
+                        bytes: published.bytes,
+                        relay_seconds: elapsed.as_secs_f64(),
+                        zuora_wait_seconds: seconds(found_completed - job_message.submitted_at),
+                        lag_seconds: seconds(now - job_message.window.to),
+                    };
+                    if self.settings.emf_metrics {
+                        measured.emit(now);
+                    }
                     let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
                     info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
-                          window_to = %job_message.window.to, target = %format!("s3://{}/{}", completion.bucket, key),
+                          window_to = %job_message.window.to, location = %format!("s3://{}/{}", completion.bucket, key),
                           job_id = %job.id, file_id = %file_id, batch_id = %batch_id, bytes = published.bytes,
                           parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
                     Ok::<(), WorkError>(())

@@ -102,3 +102,53 @@ async fn sigterm_mid_stream_past_the_grace_period_aborts_the_upload_and_releases
     assert_eq!(released.len(), 1, "the message is visible again at once, not after its visibility timeout");
     assert_eq!(released[0].receive_count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_file_is_logged_as_json_with_its_fields_and_measured_in_embedded_metric_format() {
+    let d = Deployment::start(|_| {}).await;
+    let dir = std::env::temp_dir().join(unique("consumer-json"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = d.config_file(&dir);
+    producer_for(&d).serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json").await.unwrap();
+    // As in a container: stderr is not a terminal and no format is asked for.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env_remove(common::logging::LOG_FORMAT_ENV)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if objects(&d).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    let json_lines = |bytes: &[u8]| -> Vec<serde_json::Value> {
+        text(bytes).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    };
+    let logs = json_lines(&out.stderr);
+    let published = logs.iter().find(|l| l["message"] == "published").unwrap_or_else(|| panic!("{logs:?}"));
+    assert_eq!((published["level"].as_str(), published["object"].as_str()), (Some("INFO"), Some("Account")));
+    let records = published["record_count"].as_u64().expect("record_count, a number");
+    assert!(published["location"].as_str().unwrap().starts_with("s3://"), "{published}");
+    assert!(published["timestamp"].is_string() && published["spans"].is_array(), "{published}");
+
+    let metrics = json_lines(&out.stdout);
+    let file = metrics.iter().find(|l| l["Object"] == "Account").unwrap_or_else(|| panic!("{metrics:?}"));
+    let directive = &file["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], common::metrics::NAMESPACE);
+    assert_eq!(file["Records"].as_f64(), Some(records as f64));
+    assert_eq!(file["Files"].as_f64(), Some(1.0));
+    assert!(file["Bytes"].as_f64().unwrap() > 0.0 && file["LagSeconds"].as_f64().unwrap() >= 0.0, "{file}");
+    for metric in directive["Metrics"].as_array().unwrap() {
+        assert!(file[metric["Name"].as_str().unwrap()].is_number(), "{metric}");
+    }
+}
