@@ -53,6 +53,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         uploads: Arc::default(),
         settings,
         clock: Clock::System,
+        protection: crate::protection::TaskProtection::from_env(),
     })
 }
 

@@ -5,9 +5,11 @@
 //! - [`verify`]: what a downloaded file must look like before it is published.
 //! - [`worker`]: one job message start to finish: wait, relay, verify, publish in order.
 //! - [`service`]: the loop: jobs in flight, visibility heartbeats, graceful shutdown.
+//! - [`protection`]: ECS task scale-in protection while jobs are in flight.
 //! - [`cli`]: the command line and the wiring of real services.
 
 pub mod cli;
+pub mod protection;
 pub mod relay;
 pub mod service;
 pub mod verify;

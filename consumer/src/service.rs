@@ -85,13 +85,17 @@ async fn work(worker: &Worker, message: &ReceivedMessage) {
             if let Err(e) = worker.jobs.set_visibility(&message.receipt, visibility).await {
                 warn!(error = %e, "could not extend the job message's visibility");
             }
+            worker.protection.keep().await;
             tokio::time::sleep(visibility / 3).await;
         }
     };
+    // Scaling in leaves the task alone while it works on a job.
+    worker.protection.job_started().await;
     let outcome = tokio::select! {
         outcome = worker.handle(message) => outcome,
         () = heartbeat => unreachable!("the heartbeat never ends"),
     };
+    worker.protection.job_ended().await;
     match outcome {
         Ok(Settled::Published { files }) => info!(files, "job done"),
         Ok(Settled::Waiting { delay }) => info!(delay_secs = delay.as_secs(), "job not finished"),

@@ -53,6 +53,8 @@ pub struct Worker {
     pub settings: ConsumerSettings,
     /// Where "now" comes from.
     pub clock: Clock,
+    /// The task's scale-in protection while jobs are in flight (off outside ECS).
+    pub protection: crate::protection::TaskProtection,
 }
 
 /// How a message was settled.
