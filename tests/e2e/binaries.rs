@@ -6,43 +6,19 @@
 use common::merge::MergedTable;
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, QueueDepth};
-use e2e_tests::{AwsResources, unique, workspace_binary};
+use e2e_tests::{AwsResources, Process, unique, workspace_binary};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 
-/// A child process killed when the test ends, whatever happens.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.0.wait().unwrap()
-    }
-}
-
 fn start(binary: &str, args: &[&str], log: &Path) -> Process {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(workspace_binary(binary))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Process(child)
+    let mut command = Command::new(workspace_binary(binary));
+    command.args(args).env("RUST_LOG", "info");
+    Process::start(command, log)
 }
 
 /// The simulator binary, with a larger Account table (so a file takes a while to stream) and quick jobs.

@@ -47,6 +47,32 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A child process killed when the test ends, whatever happens.
+pub struct Process(pub std::process::Child);
+
+impl Process {
+    /// Starts `command` with its stdout and stderr in the file `log`.
+    pub fn start(mut command: std::process::Command, log: &std::path::Path) -> Self {
+        let log = std::fs::File::create(log).expect("the log file");
+        let child = command.stdout(log.try_clone().expect("the log file")).stderr(log).spawn().expect("it starts");
+        Self(child)
+    }
+
+    /// Stops it with SIGTERM, as ECS does; its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+        self.0.wait().expect("it ends")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

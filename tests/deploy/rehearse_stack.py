@@ -1,0 +1,72 @@
+"""Creates deploy/template.yaml as a CloudFormation stack on a moto server and prints, as JSON, what the tasks would
+be given: each task definition's family, command and environment as deployed, the stack's outputs, and the daily
+schedule's input. Used by tests/e2e/rehearsal.rs (the deploy rehearsal); moto creates the queues, the bucket, the
+cluster, the services, the task definitions, the roles, the key, the topic and the rule, not the alarms, schedules,
+policies or scaling resources (the template's wiring test checks those).
+
+Usage: rehearse_stack.py ENDPOINT STACK_NAME KEY=VALUE...   (template parameters)
+"""
+
+import json
+import sys
+import time
+
+import boto3
+import yaml
+
+
+def main() -> None:
+    endpoint, stack, *pairs = sys.argv[1:]
+    session = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    ec2 = boto3.client("ec2", **session)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=stack, Description="rehearsal", VpcId=vpc)["GroupId"]
+    parameters = {"VpcSubnetIds": subnet, "SecurityGroupIds": group}
+    parameters.update(pair.split("=", 1) for pair in pairs)
+
+    template_path = sys.path[0] + "/../../deploy/template.yaml"
+    with open(template_path, encoding="utf-8") as f:
+        body = f.read()
+    cloudformation = boto3.client("cloudformation", **session)
+    cloudformation.create_stack(
+        StackName=stack,
+        TemplateBody=body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    for _ in range(120):
+        described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        if not described["StackStatus"].endswith("_IN_PROGRESS"):
+            break
+        time.sleep(0.5)
+    if described["StackStatus"] != "CREATE_COMPLETE":
+        sys.exit(f"stack {stack}: {described['StackStatus']} {described.get('StackStatusReason')}")
+
+    ecs = boto3.client("ecs", **session)
+    tasks = {}
+    for arn in ecs.list_task_definitions()["taskDefinitionArns"]:
+        definition = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        if not definition["family"].startswith(stack + "-"):
+            continue
+        container = definition["containerDefinitions"][0]
+        tasks[definition["family"][len(stack) + 1 :]] = {
+            "command": container.get("command", []),
+            "environment": {e["name"]: e["value"] for e in container.get("environment", [])},
+            "secrets": [s["name"] for s in container.get("secrets", [])],
+        }
+
+    # The schedule's input as the template writes it (moto does not create schedules).
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, tag, node: None)
+    template = yaml.load(body, Loader=Loader)
+    daily = template["Resources"]["DailyExport"]["Properties"]["Target"]["Input"]
+
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    print(json.dumps({"tasks": tasks, "outputs": outputs, "daily_input": daily}))
+
+
+if __name__ == "__main__":
+    main()
