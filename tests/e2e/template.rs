@@ -212,3 +212,26 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
         }
     }
 }
+
+#[test]
+fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
+    let template = template();
+    let dashboards = of_type(&template, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1);
+    let (tag, body) = tagged(&dashboards[0].1["DashboardBody"]).expect("a !Sub body");
+    assert_eq!(tag, "!Sub");
+    // As CloudFormation renders it: every ${...} replaced by a value.
+    let mut text = body.as_str().unwrap().to_owned();
+    while let Some(start) = text.find("${") {
+        let end = start + text[start..].find('}').unwrap();
+        text.replace_range(start..=end, "value");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let rendered = dashboard.to_string();
+    for metric in
+        ["LagSeconds", "Records", "Bytes", "ZuoraWaitSeconds", "RelaySeconds", "ApproximateNumberOfMessagesDelayed"]
+    {
+        assert!(rendered.contains(metric), "the dashboard lacks {metric}");
+    }
+    assert!(rendered.contains(common::metrics::NAMESPACE));
+}
