@@ -193,7 +193,22 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
             assert!(resources.iter().all(own), "the producer may {action} on {resources:?}");
         }
     }
-    // The consumer is denied the producer's records explicitly (its files share the bucket).
+    // The consumer writes each object's files and metadata, the published marks, and the old export's buckets when
+    // it replaces it; nothing else.
+    let catalogue: toml::Table = toml::from_str(include_str!("../../common/catalogue.toml")).unwrap();
+    let objects: Vec<&str> =
+        catalogue["object"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    for (action, resources) in allowed(&template, "ConsumerTaskRole") {
+        if action.starts_with("s3:Put") {
+            for resource in resources {
+                let file = objects.iter().any(|o| resource.ends_with(&format!("${{RawBucketName}}/{o}/*")));
+                let mark = resource.ends_with(&format!("{ledger}published/*"));
+                let old = resource.contains("${OldExportBucketPattern}");
+                assert!(file || mark || old, "the consumer may {action} on {resource}");
+            }
+        }
+    }
+    // And is denied the producer's records explicitly.
     let denies = statements(&template, "ConsumerTaskRole").into_iter().filter(|s| s["Effect"] == "Deny");
     let denied: Vec<String> =
         denies.filter(|s| actions(s).contains("s3:PutObject")).flat_map(|s| strings(&s["Resource"])).collect();
