@@ -649,7 +649,7 @@ impl Sim {
             "CSV" | "GZIP" => {}
             // Documented but not simulated: the names of the files inside Zuora's zip are undocumented.
             "ZIP" => return Err(api_error("90005", "format ZIP is not supported by the simulator (use csv or gzip)")),
-            // Outside the documented enum: Zuora answers such bodies as malformed (reference §7).
+            // Outside the documented enum: Zuora answers such bodies as malformed (docs/zuora-aqua.md, calls).
             _ => return Err(api_error(MALFORMED, "Oops, request is malformed. Please check your request.")),
         }
         let mut jobs = lock(&self.jobs);
