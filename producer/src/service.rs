@@ -62,8 +62,7 @@ impl From<QueueError> for RequestError {
 impl From<ZuoraError> for RequestError {
     fn from(e: ZuoraError) -> Self {
         match e {
-            ZuoraError::Api { ref code, .. } if code == "90028" => Self::Busy(e),
-            ZuoraError::Unavailable { status: 429, .. } => Self::Busy(e),
+            e if e.is_busy() => Self::Busy(e),
             e if e.is_retryable() => Self::Transient(TransientError::Zuora(e)),
             e => Self::Rejected(format!("Zuora refused the job: {e}")),
         }

@@ -94,16 +94,26 @@ pub enum ZuoraError {
 }
 
 /// Zuora codes that mean "busy, try later" rather than "your request is wrong".
-const RETRYABLE_API_CODES: &[&str] = &[
+const BUSY_API_CODES: &[&str] = &[
     // Too many concurrent jobs (50 stateful + 50 stateless per tenant).
     "90028",
 ];
 
 impl ZuoraError {
+    /// True when Zuora is at capacity (too many concurrent jobs, or rate-limited after every retry): the same
+    /// request will be accepted later, and waiting for that is the whole remedy.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Api { code, .. } => BUSY_API_CODES.contains(&code.as_str()),
+            Self::Unavailable { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
     /// True when the same call may succeed later; false when it needs a person or a different request.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Api { code, .. } => RETRYABLE_API_CODES.contains(&code.as_str()),
+            Self::Api { .. } => self.is_busy(),
             Self::Unavailable { .. } | Self::Transport { .. } | Self::Deadline { .. } => true,
             Self::Http { status, .. } => *status == 408,
             Self::Unauthorized { .. }
@@ -132,8 +142,11 @@ mod tests {
     fn busy_codes_retry_and_bad_requests_do_not() {
         let busy = ZuoraError::Api { code: "90028".into(), message: "too many".into() };
         let bad = ZuoraError::Api { code: "90005".into(), message: "syntax".into() };
-        assert!(busy.is_retryable());
-        assert!(!bad.is_retryable());
+        assert!(busy.is_retryable() && busy.is_busy());
+        assert!(!bad.is_retryable() && !bad.is_busy());
+        let throttled = ZuoraError::Unavailable { endpoint: "submit", status: 429, attempts: 5, retry_after: None };
+        let down = ZuoraError::Unavailable { endpoint: "submit", status: 503, attempts: 5, retry_after: None };
+        assert!(throttled.is_busy() && !down.is_busy() && down.is_retryable());
         assert_eq!(bad.code(), Some("90005"));
         assert!(!ZuoraError::FilePurged { file_id: "f".into() }.is_retryable());
         assert!(bad.to_string().contains("90005"));

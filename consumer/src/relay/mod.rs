@@ -46,6 +46,16 @@ pub enum RelayError {
     /// The transfer had not ended by its deadline; it was abandoned and its upload aborted.
     #[error("the transfer had not ended after {0:?}")]
     Deadline(std::time::Duration),
+    /// The relay's own machinery failed (a part's task panicked, a compressor failed) while writing this key.
+    #[error("{operation} for {key}: {detail}")]
+    Internal {
+        /// What was being done.
+        operation: &'static str,
+        /// The object being written.
+        key: String,
+        /// What failed.
+        detail: String,
+    },
 }
 
 /// Where an upload goes.
@@ -172,9 +182,9 @@ impl PendingUpload {
 }
 
 /// A failure of the relay's own machinery (a task that panicked, a compressor that failed), reported against
-/// the object it was writing.
+/// the object it was writing, never taken for a store's answer.
 fn internal_error(operation: &'static str, destination: &Destination, err: impl std::fmt::Display) -> RelayError {
-    RelayError::Store(StoreError::transient(operation, &destination.bucket, &destination.key, err))
+    RelayError::Internal { operation, key: destination.key.clone(), detail: err.to_string() }
 }
 
 /// Streams `source` into a multipart upload at `destination`, counting records. On any failure the upload is
@@ -480,6 +490,35 @@ mod tests {
         assert_eq!(open(), 1);
         assert_eq!(tracker.abort_orphans().await, 1);
         assert_eq!(open(), 0);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn a_part_task_that_panics_is_the_relays_failure_not_the_stores() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let root = std::env::temp_dir().join(format!("relay-panic-{nanos:x}"));
+        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), |operation, _| {
+            assert_ne!(operation, "UploadPart", "a bug in the part's task");
+            Intercept::Pass
+        }));
+        let settings = RelaySettings {
+            part_size: 5 * MIB,
+            max_part_size: 5 * MIB,
+            checksum: ChecksumAlgorithm::Crc32c,
+            compression: Compression::None,
+        };
+        let (pool, tracker) = (PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()));
+        let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n"))]);
+        let destination = Destination { bucket: "lake".into(), key: "a.csv".into(), content_type: "text/csv".into() };
+        match relay(source, None, &store, &destination, &pool, &settings, &tracker).await {
+            Err(RelayError::Internal { operation: "UploadPart", key, detail }) => {
+                assert_eq!(key, "a.csv");
+                assert!(detail.contains("panic"), "{detail}");
+            }
+            Err(other) => panic!("expected the relay's own failure, got {other:?}"),
+            Ok(_) => panic!("expected the relay's own failure, got an upload"),
+        }
+        assert_eq!(LocalStore::new(&root).open_uploads(), 0, "aborted");
         let _ = std::fs::remove_dir_all(&root);
     }
 
