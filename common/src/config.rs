@@ -7,7 +7,6 @@
 use crate::aws::AwsConfig;
 use crate::catalogue::Catalogue;
 use crate::secret::Secret;
-use crate::services::MEMORY_SCHEME;
 use crate::store::ChecksumAlgorithm;
 use crate::zuora::ZuoraConfig;
 use chrono::NaiveDate;
@@ -157,6 +156,22 @@ impl Default for ProducerSettings {
     }
 }
 
+/// A queue URL of this scheme names a queue in process memory, shared by everything built from one
+/// [`crate::services::Services`].
+pub const MEMORY_SCHEME: &str = "memory://";
+
+/// How stored files are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionKind {
+    /// As Zuora sent them.
+    None,
+    /// gzip members.
+    Gzip,
+    /// zstd frames.
+    Zstd,
+}
+
 /// Consumer settings. Peak memory of a consumer is about `part_pool_mib` plus a few MiB per job in flight,
 /// whatever the size of the files (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
@@ -171,9 +186,9 @@ pub struct ConsumerSettings {
     /// Memory for part buffers, shared by the process, MiB; parts in flight = this / part size.
     pub part_pool_mib: u64,
     /// `CRC32C` or `CRC64NVME`: set on create, every part and complete.
-    pub checksum: String,
+    pub checksum: ChecksumAlgorithm,
     /// `none`, `gzip` or `zstd`: stored files are compressed in independent members, one per part-size chunk.
-    pub compression: String,
+    pub compression: CompressionKind,
     /// Compression level (gzip 0-9, zstd 1-19); 1 when absent, the fast end.
     pub compression_level: Option<i32>,
     /// Long-poll wait on the jobs queue, seconds (at most 20).
@@ -204,8 +219,8 @@ impl Default for ConsumerSettings {
             part_size_mib: 8,
             max_part_size_mib: 64,
             part_pool_mib: 96,
-            checksum: "CRC32C".to_owned(),
-            compression: "none".to_owned(),
+            checksum: ChecksumAlgorithm::Crc32c,
+            compression: CompressionKind::None,
             compression_level: None,
             wait_secs: 20,
             poll_delay_secs: 30,
@@ -343,13 +358,7 @@ impl Config {
         if c.max_part_size_mib < c.part_size_mib {
             return Err("consumer.max_part_size_mib: must be at least consumer.part_size_mib".to_owned());
         }
-        if ChecksumAlgorithm::from_name(&c.checksum).is_none() {
-            return Err(format!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", c.checksum));
-        }
-        if !matches!(c.compression.as_str(), "none" | "gzip" | "zstd") {
-            return Err(format!("consumer.compression: none, gzip or zstd, got {:?}", c.compression));
-        }
-        if c.compression != "none" && c.part_pool_mib < 2 * c.part_size_mib {
+        if c.compression != CompressionKind::None && c.part_pool_mib < 2 * c.part_size_mib {
             return Err("consumer.part_pool_mib: compression needs room for at least two parts".to_owned());
         }
         if c.file_deadline_secs == 0 {
@@ -528,7 +537,11 @@ mod tests {
             (format!("raw_bucket = \"r\"\n{GOOD}"), "raw_bucket: only with the built-in catalogue"),
             (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
             (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
-            (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "consumer.checksum"),
+            (
+                format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""),
+                "unknown variant `MD5`, expected `CRC32C` or `CRC64NVME`",
+            ),
+            (format!("{GOOD}\n[consumer]\ncompression = \"brotli\""), "in `consumer.compression`"),
             (format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""), "aws.object_acl: \"public-read\""),
             (
                 GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),

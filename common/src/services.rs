@@ -1,14 +1,11 @@
 //! The outside services of one deployment, built once from its configuration: the six queues (SQS, or in memory
 //! for the one-process quick start) and the object store (S3, or a local directory).
 
-use crate::config::{Config, QueuesConfig};
+use crate::config::{Config, MEMORY_SCHEME, QueuesConfig};
 use crate::queue::{MemoryQueue, Queue, SqsQueue};
 use crate::store::{LocalStore, ObjectStore};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A queue URL of this scheme names a queue in process memory, shared by everything built from one [`Services`].
-pub const MEMORY_SCHEME: &str = "memory://";
 
 /// In-memory queues dead-letter a message on its sixth receive, like the deployed queues' redrive policy.
 const MEMORY_MAX_RECEIVES: u32 = 5;

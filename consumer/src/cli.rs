@@ -9,7 +9,6 @@ use common::clock::Clock;
 use common::config::Config;
 use common::ledger::Ledger;
 use common::services::Services;
-use common::store::ChecksumAlgorithm;
 use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,8 +29,6 @@ pub struct Cli {
 pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worker> {
     let settings = config.consumer.clone();
     const MIB: u64 = 1024 * 1024;
-    let checksum = ChecksumAlgorithm::from_name(&settings.checksum)
-        .ok_or_else(|| anyhow::anyhow!("consumer.checksum: CRC32C or CRC64NVME, got {:?}", settings.checksum))?;
     let q = &services.queues;
     Ok(Worker {
         zuora: ZuoraClient::new(config.zuora.clone())?,
@@ -46,9 +43,8 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         relay: RelaySettings {
             part_size: settings.part_size_mib * MIB,
             max_part_size: settings.max_part_size_mib * MIB,
-            checksum,
-            compression: Compression::from_config(&settings.compression, settings.compression_level)
-                .map_err(|e| anyhow::anyhow!(e))?,
+            checksum: settings.checksum,
+            compression: Compression::from_config(settings.compression, settings.compression_level),
         },
         uploads: Arc::default(),
         settings,

@@ -414,7 +414,7 @@ impl Worker {
                         window: job_message.window,
                         executed_at,
                         checksum: Checksum {
-                            algorithm: self.settings.checksum.clone(),
+                            algorithm: self.settings.checksum.name().to_owned(),
                             value: published.checksum.clone(),
                         },
                         compression: self.relay.compression.name().to_owned(),

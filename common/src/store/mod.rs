@@ -57,11 +57,13 @@ impl StoreError {
 
 /// The checksum the store computes and checks on every part of an upload and on its completion. The same
 /// algorithm must be named on create, every part and complete (S3 refuses a mix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum ChecksumAlgorithm {
     /// CRC32C (Castagnoli), 4 bytes.
+    #[serde(rename = "CRC32C")]
     Crc32c,
     /// CRC64/NVME, 8 bytes.
+    #[serde(rename = "CRC64NVME")]
     Crc64Nvme,
 }
 
@@ -97,12 +99,11 @@ impl ChecksumAlgorithm {
         STANDARD.encode(&value.to_be_bytes()[8 - width..])
     }
 
-    /// The algorithm a configuration names (`CRC32C` or `CRC64NVME`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "CRC32C" => Some(Self::Crc32c),
-            "CRC64NVME" => Some(Self::Crc64Nvme),
-            _ => None,
+    /// Its name, as configurations and completion messages write it (`CRC32C`, `CRC64NVME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! chunks compress in parallel, and the concatenation is a valid gzip file (RFC 1952) or zstd stream that any
 //! reader decompresses whole.
 
+use common::config::CompressionKind;
 use std::io::Write;
 
 /// How stored files are compressed.
@@ -16,13 +17,12 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Parses the configuration's `compression` and `compression_level`.
-    pub fn from_config(name: &str, level: Option<i32>) -> Result<Self, String> {
-        match name {
-            "none" => Ok(Self::None),
-            "gzip" => Ok(Self::Gzip(level.unwrap_or(1).clamp(0, 9) as u32)),
-            "zstd" => Ok(Self::Zstd(level.unwrap_or(1).clamp(1, 19))),
-            other => Err(format!("consumer.compression: none, gzip or zstd, got {other:?}")),
+    /// The configuration's `compression` at `compression_level` (1 when absent; clamped to the format's range).
+    pub fn from_config(kind: CompressionKind, level: Option<i32>) -> Self {
+        match kind {
+            CompressionKind::None => Self::None,
+            CompressionKind::Gzip => Self::Gzip(level.unwrap_or(1).clamp(0, 9) as u32),
+            CompressionKind::Zstd => Self::Zstd(level.unwrap_or(1).clamp(1, 19)),
         }
     }
 
@@ -87,9 +87,7 @@ mod tests {
             }
             assert_eq!(whole, parts.concat(), "{compression:?}");
         }
-        assert_eq!(
-            Compression::from_config("brotli", None).unwrap_err(),
-            "consumer.compression: none, gzip or zstd, got \"brotli\""
-        );
+        assert_eq!(Compression::from_config(CompressionKind::Gzip, Some(42)), Compression::Gzip(9));
+        assert_eq!(Compression::from_config(CompressionKind::Zstd, None), Compression::Zstd(1));
     }
 }
