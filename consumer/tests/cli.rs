@@ -27,7 +27,7 @@ async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::Ex
         d.config_text.replace("shutdown_grace_secs = 5", &format!("shutdown_grace_secs = {grace_secs}")),
     )
     .unwrap();
-    let producer = producer_for(d);
+    let producer = producer_for(d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}"#, "slow").await.unwrap();
     // About 6 MB at 1.5 MB/s: the file takes about four seconds to stream.
     d.sim.control().set_faults(vec![FaultRule {
@@ -56,19 +56,8 @@ async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::Ex
     tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits in time").unwrap()
 }
 
-fn producer_for(d: &Deployment) -> producer::service::Producer {
-    let config = d.config();
-    let store = std::sync::Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
-    let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
-    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
-    producer::service::Producer::new(
-        zuora,
-        ledger,
-        std::sync::Arc::new(d.jobs.0.clone()),
-        config.catalogue().unwrap(),
-        config.session,
-        config.full_export,
-    )
+async fn producer_for(d: &Deployment) -> producer::service::Producer {
+    producer::cli::producer_from(&d.config(), &d.services().await).unwrap()
 }
 
 async fn objects(d: &Deployment) -> usize {
@@ -109,7 +98,7 @@ async fn a_published_file_is_logged_as_json_with_its_fields_and_measured_in_embe
     let dir = std::env::temp_dir().join(unique("consumer-json"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = d.config_file(&dir);
-    producer_for(&d).serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json").await.unwrap();
+    producer_for(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json").await.unwrap();
     // As in a container: stderr is not a terminal and no format is asked for.
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"))
         .arg("--config")

@@ -8,7 +8,6 @@ use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
 use e2e_tests::Deployment;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use zuora_sim::Mutation;
 
@@ -33,17 +32,7 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
     let d = Deployment::start(|_| {}).await;
     let config = d.config();
     let worker = worker_from(&config, &d.services().await).unwrap();
-    let store = Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
-    let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
-    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
-    let producer = producer::service::Producer::new(
-        zuora,
-        ledger,
-        Arc::new(d.jobs.0.clone()),
-        config.catalogue().unwrap(),
-        config.session.clone(),
-        config.full_export.clone(),
-    );
+    let producer = producer::cli::producer_from(&config, &d.services().await).unwrap();
     let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;
     let control = d.sim.control();
     let start_date = control.now().date_naive();

@@ -8,9 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::put;
 use common::config::Config;
-use common::ledger::Ledger;
 use common::services::Services;
-use common::zuora::ZuoraClient;
 use consumer::protection::TaskProtection;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -91,14 +89,7 @@ async fn the_consumer_service_protects_its_task_from_a_jobs_start_to_its_end() {
     config.zuora.base_url = sim.base_url();
     config.aws.local_dir = Some(lake.clone());
     let services = Services::connect(&config).await;
-    let producer = producer::service::Producer::new(
-        ZuoraClient::new(config.zuora.clone()).unwrap(),
-        Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
-        services.queues.jobs.clone(),
-        config.catalogue().unwrap(),
-        config.session.clone(),
-        config.full_export.clone(),
-    );
+    let producer = producer::cli::producer_from(&config, &services).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     let mut worker = consumer::cli::worker_from(&config, &services).unwrap();
     worker.protection = TaskProtection::new(Some(uri));

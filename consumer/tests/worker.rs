@@ -13,18 +13,7 @@ use std::time::Duration;
 use zuora_sim::{FaultRule, Mutation};
 
 async fn producer(d: &Deployment) -> Producer {
-    let config = d.config();
-    let store = Arc::new(common::store::S3Store::new(d.aws.s3.clone()));
-    let ledger = common::ledger::Ledger::new(store, &config.ledger.bucket, &config.ledger.prefix);
-    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
-    Producer::new(
-        zuora,
-        ledger,
-        Arc::new(d.jobs.0.clone()),
-        config.catalogue().unwrap(),
-        config.session,
-        config.full_export,
-    )
+    producer::cli::producer_from(&d.config(), &d.services().await).unwrap()
 }
 
 async fn next_job_message(d: &Deployment) -> ReceivedMessage {

@@ -9,12 +9,10 @@ use crate::lake;
 use anyhow::{Context, bail};
 use common::catalogue::Catalogue;
 use common::config::Config;
-use common::ledger::Ledger;
 use common::messages::CompletionMessage;
 use common::queue::{Queue, QueueDepth};
 use common::services::{Queues, Services};
 use common::store::ObjectStore;
-use common::zuora::ZuoraClient;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -125,14 +123,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     };
 
     let mut services_running = JoinSet::new();
-    let producer = Arc::new(producer::service::Producer::new(
-        ZuoraClient::new(config.zuora.clone())?,
-        Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
-        services.queues.jobs.clone(),
-        catalogue.clone(),
-        config.session.clone(),
-        config.full_export.clone(),
-    ));
+    let producer = Arc::new(producer::cli::producer_from(&config, &services)?);
     let (queues, settings, until) = (services.queues.clone(), config.producer.clone(), shutdown());
     services_running.spawn(async move {
         producer::service::run(&producer, &*queues.requests, &*queues.requests_dlq, &settings, until).await;

@@ -5,7 +5,6 @@
 //! Zuora's data.
 
 use common::config::Config;
-use common::ledger::Ledger;
 use common::merge::MergedTable;
 use common::messages::CompletionMessage;
 use common::services::Services;
@@ -93,18 +92,9 @@ impl Takeover {
     /// Serves `request` as the producer service would, and every request the consumer asks again, and works every
     /// job message to the end; returns the files published.
     async fn serve(&self, request: &str) -> usize {
-        let catalogue = self.config.catalogue().unwrap();
         // The services read Zuora's clock, which the test moves on.
         let clock = common::clock::Clock::following_tokio(self.control.now());
-        let producer = producer::service::Producer::new(
-            ZuoraClient::new(self.config.zuora.clone()).unwrap(),
-            Ledger::new(self.services.store.clone(), &self.config.ledger.bucket, &self.config.ledger.prefix),
-            self.services.queues.jobs.clone(),
-            catalogue,
-            self.config.session.clone(),
-            self.config.full_export.clone(),
-        )
-        .with_clock(clock);
+        let producer = producer::cli::producer_from(&self.config, &self.services).unwrap().with_clock(clock);
         producer.serve(request, "takeover-day-1").await.unwrap();
         let mut worker = consumer::cli::worker_from(&self.config, &self.services).unwrap();
         worker.clock = clock;

@@ -83,15 +83,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
 
     match cli.command {
         Command::Serve | Command::Submit { .. } => {
-            let zuora = ZuoraClient::new(config.zuora.clone())?;
-            let producer = Producer::new(
-                zuora,
-                ledger,
-                queues.jobs.clone(),
-                catalogue,
-                config.session.clone(),
-                config.full_export.clone(),
-            );
+            let producer = producer_from(&config, &services)?;
             if let Command::Submit { request } = cli.command {
                 let key = submit_key(Utc::now());
                 let mut shutdown = std::pin::pin!(shutdown);
@@ -172,6 +164,18 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Builds a producer from a configuration and the services it names (its Zuora client needs the secret).
+pub fn producer_from(config: &Config, services: &Services) -> anyhow::Result<Producer> {
+    Ok(Producer::new(
+        ZuoraClient::new(config.zuora.clone())?,
+        Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
+        services.queues.jobs.clone(),
+        config.catalogue()?,
+        config.session.clone(),
+        config.full_export.clone(),
+    ))
 }
 
 /// The request key of a `producer submit` run: its own each run, like a queued request's message id.

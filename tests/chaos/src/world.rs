@@ -10,12 +10,10 @@ use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::Config;
-use common::ledger::Ledger;
 use common::messages::CompletionMessage;
 use common::queue::{Queue, QueueDepth, redrive_manually};
 use common::services::{Queues, Services};
 use common::store::{LocalStore, ObjectStore};
-use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -209,16 +207,7 @@ impl World {
     pub fn producer(&mut self) -> anyhow::Result<(u64, producer::service::Producer, Services)> {
         let owner = self.new_incarnation();
         let services = self.faulty_services(owner);
-        let c = &self.config;
-        let producer = producer::service::Producer::new(
-            ZuoraClient::new(c.zuora.clone())?,
-            Ledger::new(services.store.clone(), &c.ledger.bucket, &c.ledger.prefix),
-            services.queues.jobs.clone(),
-            self.catalogue.clone(),
-            c.session.clone(),
-            c.full_export.clone(),
-        )
-        .with_clock(self.clock);
+        let producer = producer::cli::producer_from(&self.config, &services)?.with_clock(self.clock);
         Ok((owner, producer, services))
     }
 
