@@ -3,13 +3,15 @@
 //! # Layout
 //! - [`relay`]: the streaming relay (HTTP body -> record count -> S3 multipart) and its part pool.
 //! - [`verify`]: what a downloaded file must look like before it is published.
-//! - [`worker`]: one job message start to finish: wait, relay, verify, publish in order.
+//! - [`worker`]: one job message start to finish: wait, relay, verify, publish.
+//! - [`publish`]: one verified file published, in the order that makes a crash at any step harmless.
 //! - [`service`]: the loop: jobs in flight, visibility heartbeats, graceful shutdown.
 //! - [`protection`]: ECS task scale-in protection while jobs are in flight.
 //! - [`cli`]: the command line and the wiring of real services.
 
 pub mod cli;
 pub mod protection;
+pub mod publish;
 pub mod relay;
 pub mod service;
 pub mod verify;

@@ -1,6 +1,6 @@
 //! One job message, start to finish: look at the job; if it is not finished, put the message back with a growing
-//! delay; if it is, relay every file, check its records against Zuora's count, and publish in order: CSV, then
-//! metadata JSON, then the completion message, then the ledger's published mark.
+//! delay; if it is, relay every file, check its records against Zuora's count, and publish each ([`crate::publish`];
+//! what each step guarantees, and the tests that prove it: docs/architecture.md, "Guarantees").
 //!
 //! # A job message's states
 //! received -> job running: re-sent with a delay (`polls` attribute + 1), original deleted -> ... -> job finished:
@@ -9,6 +9,7 @@
 //! to be received again. A file whose metadata JSON already exists was published before: its completion message is
 //! sent again (same deduplication id) and nothing is uploaded.
 
+use crate::publish::{BatchToPublish, FileToPublish};
 use crate::relay::pool::PartPool;
 use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
 use crate::verify;
@@ -16,8 +17,7 @@ use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::ConsumerSettings;
 use common::ledger::{Ledger, LedgerError};
-use common::marks::PublishedMark;
-use common::messages::{Checksum, CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
+use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
@@ -389,62 +389,20 @@ impl Worker {
                 rejected = format!("{} records counted, Zuora's recordCount is {expected}", announced + counted);
                 continue;
             }
+            let batch = BatchToPublish {
+                job_message,
+                job,
+                object,
+                batch_id: &batch_id,
+                segments,
+                full,
+                executed_at,
+                found_completed,
+            };
             let mut files = pending.into_iter().zip(&todo);
             while let Some(((upload, elapsed), (segment, file_id, key, metadata_key))) = files.next() {
-                let published = async {
-                    let records = upload.counter.data_records();
-                    let completing = Instant::now();
-                    let published = upload.complete().await?;
-                    // The file's own transfer time: its relay and its completion.
-                    let elapsed = elapsed + completing.elapsed();
-                    let completion = CompletionMessage {
-                        version: MESSAGE_VERSION,
-                        job_id: job.id.clone(),
-                        batch_id: batch_id.clone(),
-                        file_id: file_id.clone(),
-                        object: object.name.clone(),
-                        segment: *segment,
-                        segments,
-                        bucket: object.target.bucket.clone(),
-                        key: key.clone(),
-                        metadata_key: metadata_key.clone(),
-                        record_count: records,
-                        bytes: published.bytes,
-                        full,
-                        window: job_message.window,
-                        executed_at,
-                        checksum: Checksum {
-                            algorithm: self.settings.checksum.name().to_owned(),
-                            value: published.checksum.clone(),
-                        },
-                        compression: self.relay.compression.name().to_owned(),
-                    };
-                    self.store
-                        .put(&object.target.bucket, metadata_key, completion.metadata_json(self.clock.now()).into())
-                        .await?;
-                    self.announce(&completion).await?;
-                    let now = self.clock.now();
-                    let seconds = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1e3;
-                    let measured = common::metrics::PublishedFile {
-                        object: &object.name,
-                        records,
-                        bytes: published.bytes,
-                        relay_seconds: elapsed.as_secs_f64(),
-                        zuora_wait_seconds: seconds(found_completed - job_message.submitted_at),
-                        lag_seconds: seconds(now - job_message.window.to),
-                    };
-                    if self.settings.emf_metrics {
-                        measured.emit(now);
-                    }
-                    let throughput = published.bytes as f64 / elapsed.as_secs_f64().max(1e-6) / 1e6;
-                    info!(object = %object.name, record_count = records, window_from = ?job_message.window.from,
-                          window_to = %job_message.window.to, location = %format!("s3://{}/{}", completion.bucket, key),
-                          job_id = %job.id, file_id = %file_id, batch_id = %batch_id, bytes = published.bytes,
-                          parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
-                    Ok::<(), WorkError>(())
-                }
-                .await;
-                if let Err(e) = published {
+                let file = FileToPublish { segment: *segment, file_id, key, metadata_key };
+                if let Err(e) = self.publish_file(&batch, &file, upload, elapsed).await {
                     // The segments after this one are uploaded but not completed: abort them now, not at shutdown
                     // (the next delivery uploads them again).
                     abort_all(files.map(|(pending, _)| pending).collect()).await;
@@ -527,29 +485,6 @@ impl Worker {
             copied = Some(latest.key);
         }
         Ok(())
-    }
-
-    /// Completion message on the lake queue, and the file's published mark. Idempotent: same deduplication id and
-    /// mark each time.
-    async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
-        #[allow(clippy::expect_used)]
-        let body = serde_json::to_string(completion).expect("a completion message serialises");
-        // One group per object: a completion the lake cannot take holds back its object's later files, not others'.
-        let message =
-            OutgoingMessage::new(body).deduplicated(completion.deduplication_id()).grouped(&completion.object);
-        self.lake.send(message).await?;
-        let mark = PublishedMark {
-            object: completion.object.clone(),
-            job_id: completion.job_id.clone(),
-            window: completion.window,
-            executed_at: completion.executed_at,
-            published_at: self.clock.now(),
-            bucket: completion.bucket.clone(),
-            key: completion.key.clone(),
-            segment: completion.segment,
-            segments: completion.segments,
-        };
-        Ok(self.ledger.marks().record(&mark).await?)
     }
 
     /// Asks the producer for the job's window of `objects` again (its files purged, its job failed at Zuora).

@@ -98,7 +98,11 @@ async fn a_published_file_is_logged_as_json_with_its_fields_and_measured_in_embe
     let dir = std::env::temp_dir().join(unique("consumer-json"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = d.config_file(&dir);
-    producer_for(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json").await.unwrap();
+    producer_for(&d)
+        .await
+        .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json")
+        .await
+        .unwrap();
     // As in a container: stderr is not a terminal and no format is asked for.
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"))
         .arg("--config")

@@ -1,0 +1,144 @@
+//! Publishing a verified file: the order of its steps (CSV, metadata, completion message, mark), the messages
+//! that describe it, and what is logged and measured of it.
+
+use crate::relay::{PendingUpload, Published, RelaySettings};
+use crate::worker::{WorkError, Worker};
+use chrono::{DateTime, Utc};
+use common::catalogue::ObjectSpec;
+use common::config::ConsumerSettings;
+use common::marks::PublishedMark;
+use common::messages::{Checksum, CompletionMessage, JobMessage, MESSAGE_VERSION};
+use common::queue::OutgoingMessage;
+use common::zuora::Job;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// What every file of a batch shares.
+pub(crate) struct BatchToPublish<'a> {
+    pub(crate) job_message: &'a JobMessage,
+    pub(crate) job: &'a Job,
+    pub(crate) object: &'a ObjectSpec,
+    pub(crate) batch_id: &'a str,
+    pub(crate) segments: u32,
+    pub(crate) full: bool,
+    pub(crate) executed_at: DateTime<Utc>,
+    /// About when the job was found completed: its wait at Zuora ended there.
+    pub(crate) found_completed: DateTime<Utc>,
+}
+
+/// One file of a batch.
+pub(crate) struct FileToPublish<'a> {
+    pub(crate) segment: u32,
+    pub(crate) file_id: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) metadata_key: &'a str,
+}
+
+impl BatchToPublish<'_> {
+    /// The completion message of a file of this batch, once stored.
+    fn completion(
+        &self,
+        file: &FileToPublish<'_>,
+        records: u64,
+        published: &Published,
+        settings: &ConsumerSettings,
+        relay: &RelaySettings,
+    ) -> CompletionMessage {
+        CompletionMessage {
+            version: MESSAGE_VERSION,
+            job_id: self.job.id.clone(),
+            batch_id: self.batch_id.to_owned(),
+            file_id: file.file_id.to_owned(),
+            object: self.object.name.clone(),
+            segment: file.segment,
+            segments: self.segments,
+            bucket: self.object.target.bucket.clone(),
+            key: file.key.to_owned(),
+            metadata_key: file.metadata_key.to_owned(),
+            record_count: records,
+            bytes: published.bytes,
+            full: self.full,
+            window: self.job_message.window,
+            executed_at: self.executed_at,
+            checksum: Checksum { algorithm: settings.checksum.name().to_owned(), value: published.checksum.clone() },
+            compression: relay.compression.name().to_owned(),
+        }
+    }
+}
+
+impl Worker {
+    /// Publishes one verified file. The order is what makes a crash at any step harmless (docs/architecture.md,
+    /// "Guarantees"): a redelivery of the job finds whatever the crash left and goes on from there.
+    pub(crate) async fn publish_file(
+        &self,
+        batch: &BatchToPublish<'_>,
+        file: &FileToPublish<'_>,
+        upload: PendingUpload,
+        relayed_in: Duration,
+    ) -> Result<(), WorkError> {
+        let (object, records) = (batch.object, upload.counter.data_records());
+        let completing = Instant::now();
+        // 1. The CSV becomes visible, whole, at its key (before this, nothing of it is).
+        let published = upload.complete().await?;
+        let completion = batch.completion(file, records, &published, &self.settings, &self.relay);
+        // 2. Its metadata JSON: from here on a redelivery announces the file again instead of uploading it.
+        let metadata = completion.metadata_json(self.clock.now());
+        self.store.put(&object.target.bucket, file.metadata_key, metadata.into()).await?;
+        // 3. The completion message, then 4. the published mark (`announce`): the lake hears of the file at least
+        // once, and the mark (status, the legacy key) never runs ahead of what the lake was told.
+        self.announce(&completion).await?;
+        self.report(batch, &completion, &published, relayed_in + completing.elapsed());
+        Ok(())
+    }
+
+    /// The published file's log line and metrics.
+    fn report(
+        &self,
+        batch: &BatchToPublish<'_>,
+        completion: &CompletionMessage,
+        published: &Published,
+        took: Duration,
+    ) {
+        let (job_message, now) = (batch.job_message, self.clock.now());
+        let seconds = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1e3;
+        let measured = common::metrics::PublishedFile {
+            object: &completion.object,
+            records: completion.record_count,
+            bytes: published.bytes,
+            relay_seconds: took.as_secs_f64(),
+            zuora_wait_seconds: seconds(batch.found_completed - job_message.submitted_at),
+            lag_seconds: seconds(now - job_message.window.to),
+        };
+        if self.settings.emf_metrics {
+            measured.emit(now);
+        }
+        let throughput = published.bytes as f64 / took.as_secs_f64().max(1e-6) / 1e6;
+        info!(object = %completion.object, record_count = completion.record_count, window_from = ?job_message.window.from,
+              window_to = %job_message.window.to, location = %format!("s3://{}/{}", completion.bucket, completion.key),
+              job_id = %completion.job_id, file_id = %completion.file_id, batch_id = %completion.batch_id,
+              bytes = published.bytes, parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
+    }
+
+    /// Completion message on the lake queue, and the file's published mark. Idempotent: same deduplication id and
+    /// mark each time.
+    pub(crate) async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(completion).expect("a completion message serialises");
+        // One group per object: a completion the lake cannot take holds back its object's later files, not others'.
+        let message =
+            OutgoingMessage::new(body).deduplicated(completion.deduplication_id()).grouped(&completion.object);
+        self.lake.send(message).await?;
+        let mark = PublishedMark {
+            object: completion.object.clone(),
+            job_id: completion.job_id.clone(),
+            window: completion.window,
+            executed_at: completion.executed_at,
+            published_at: self.clock.now(),
+            bucket: completion.bucket.clone(),
+            key: completion.key.clone(),
+            segment: completion.segment,
+            segments: completion.segments,
+        };
+        Ok(self.ledger.marks().record(&mark).await?)
+    }
+}
