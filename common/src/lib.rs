@@ -16,6 +16,9 @@
 //!   (JSON in containers), and where "now" comes from; [`metrics`]: CloudWatch embedded-metric-format lines.
 #![warn(missing_docs)]
 
+/// An error kept as the source of another (an SDK's, with all it says).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub mod aws;
 pub mod catalogue;
 pub mod clock;

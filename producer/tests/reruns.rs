@@ -42,7 +42,7 @@ impl Queue for DyingQueue {
     }
     fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
         if self.failing.load(Ordering::SeqCst) {
-            let error = QueueError { operation: "SendMessage", queue: "jobs".into(), message: "killed".into() };
+            let error = QueueError::new("SendMessage", "jobs", "killed");
             return async { Err(error) }.boxed();
         }
         self.inner.send(message)

@@ -111,6 +111,20 @@ async fn objects_are_written_read_and_listed_and_a_missing_one_is_none() {
     assert_eq!(store.list(&bucket, "ledger/").await.unwrap(), ["ledger/a.json", "ledger/b.json"]);
     let err = store.get("no-such-bucket-here", "k").await.unwrap_err();
     assert_eq!(err.bucket, "no-such-bucket-here");
+    // Callers tell a wrong bucket from a time-out, and the SDK's error (code, request id) is kept underneath.
+    assert!(err.is_permanent());
+    let sdk = std::error::Error::source(&err).expect("the SDK's error is the source");
+    assert!(format!("{sdk:?}").contains("NoSuchBucket"), "{sdk:?}");
+}
+
+#[tokio::test]
+async fn a_queue_error_keeps_the_sdks_error_underneath() {
+    let aws = Aws::connect().await;
+    let url = format!("{}/123456789012/no-such-queue-here", e2e_tests::aws_config().endpoint_url.unwrap());
+    let err = common::queue::SqsQueue::new(aws.sqs.clone(), url).depth().await.unwrap_err();
+    assert_eq!(err.operation, "GetQueueAttributes");
+    let sdk = std::error::Error::source(&err).expect("the SDK's error is the source");
+    assert!(format!("{sdk:?}").contains("NonExistentQueue"), "{sdk:?}");
 }
 
 #[tokio::test]

@@ -171,11 +171,11 @@ impl Queue for MemoryQueue {
         async move {
             let mut state = self.state();
             let Some(message) = state.messages.iter_mut().find(|m| m.receipt.as_deref() == Some(receipt)) else {
-                return Err(QueueError {
-                    operation: "ChangeMessageVisibility",
-                    queue: self.name.clone(),
-                    message: "the receipt is no longer valid".into(),
-                });
+                return Err(QueueError::new(
+                    "ChangeMessageVisibility",
+                    self.name.clone(),
+                    "the receipt is no longer valid",
+                ));
             };
             message.visible_at = Instant::now() + timeout;
             drop(state);

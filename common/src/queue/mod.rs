@@ -98,6 +98,16 @@ pub struct QueueError {
     pub queue: String,
     /// What went wrong.
     pub message: String,
+    /// The error underneath (the SDK's, with its code and request id), when there is one.
+    #[source]
+    pub source: Option<crate::BoxError>,
+}
+
+impl QueueError {
+    /// A failure described by `message` alone.
+    pub fn new(operation: &'static str, queue: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { operation, queue: queue.into(), message: message.into(), source: None }
+    }
 }
 
 /// A message queue.

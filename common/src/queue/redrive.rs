@@ -96,7 +96,7 @@ mod tests {
         }
         fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
             if self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 100 {
-                let error = QueueError { operation: "SendMessage", queue: "jobs".into(), message: "endless".into() };
+                let error = QueueError::new("SendMessage", "jobs", "endless");
                 return async { Err(error) }.boxed();
             }
             self.dlq.send(message)

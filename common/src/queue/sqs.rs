@@ -51,15 +51,19 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| self.error("GetQueueAttributes", e))?;
-        out.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().ok_or_else(|| QueueError {
-            operation: "GetQueueAttributes",
-            queue: self.url.clone(),
-            message: "no QueueArn".into(),
-        })
+        out.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| QueueError::new("GetQueueAttributes", self.url.clone(), "no QueueArn"))
     }
 
-    pub(crate) fn error(&self, operation: &'static str, err: impl std::error::Error) -> QueueError {
-        QueueError { operation, queue: self.url.clone(), message: DisplayErrorContext(err).to_string() }
+    pub(crate) fn error(
+        &self,
+        operation: &'static str,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> QueueError {
+        let message = DisplayErrorContext(&err).to_string();
+        QueueError { source: Some(Box::new(err)), ..QueueError::new(operation, self.url.clone(), message) }
     }
 }
 

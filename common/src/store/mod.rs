@@ -30,6 +30,9 @@ pub struct StoreError {
     pub message: String,
     /// Whether trying again can help.
     pub kind: StoreErrorKind,
+    /// The error underneath (the SDK's, with its code and request id), when there is one.
+    #[source]
+    pub source: Option<crate::BoxError>,
 }
 
 /// Whether a storage failure may pass.
@@ -46,7 +49,7 @@ impl StoreError {
     /// A failure that may pass.
     pub fn transient(operation: &'static str, bucket: &str, key: &str, message: impl ToString) -> Self {
         let (bucket, key, message) = (bucket.to_owned(), key.to_owned(), message.to_string());
-        Self { operation, bucket, key, message, kind: StoreErrorKind::Transient }
+        Self { operation, bucket, key, message, kind: StoreErrorKind::Transient, source: None }
     }
 
     /// True when trying again cannot help.

@@ -47,13 +47,14 @@ fn error(
     operation: &'static str,
     bucket: &str,
     key: &str,
-    err: impl std::error::Error + ProvideErrorMetadata,
+    err: impl std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 ) -> StoreError {
     let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code));
     let mut error = StoreError::transient(operation, bucket, key, DisplayErrorContext(&err));
     if permanent {
         error.kind = StoreErrorKind::Permanent;
     }
+    error.source = Some(Box::new(err));
     error
 }
 

@@ -283,7 +283,7 @@ impl FaultyQueue {
 
     fn error(&self, operation: &'static str) -> impl FnOnce(&str) -> QueueError {
         let queue = self.inner.name().to_owned();
-        move |message| QueueError { operation, queue, message: message.to_owned() }
+        move |message| QueueError::new(operation, queue, message)
     }
 }
 
