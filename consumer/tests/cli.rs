@@ -1,8 +1,8 @@
 //! The `consumer` binary: help, and SIGTERM in the middle of a stream, with and without enough grace.
 
 use common::queue::Queue;
-use e2e_tests::{Deployment, unique};
 use std::time::Duration;
+use test_support::{Deployment, unique};
 use zuora_sim::FaultRule;
 
 fn text(bytes: &[u8]) -> String {
@@ -73,7 +73,7 @@ async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
     let status = sigterm_mid_stream(&d, 60).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(objects(&d).await, 2, "the CSV and its metadata");
-    assert_eq!(e2e_tests::AwsResources::drain(&d.lake.0).await.len(), 1);
+    assert_eq!(test_support::AwsResources::drain(&d.lake.0).await.len(), 1);
     assert!(d.jobs.0.receive(1, Duration::from_secs(1)).await.unwrap().is_empty(), "the job message is deleted");
 }
 

@@ -6,9 +6,9 @@ use common::messages::CompletionMessage;
 use common::queue::Queue;
 use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
-use e2e_tests::Deployment;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use test_support::Deployment;
 use zuora_sim::Mutation;
 
 const OBJECTS: [&str; 3] = ["Account", "Invoice", "Contact"];
@@ -54,7 +54,7 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
     producer.serve(daily, "day-3").await.unwrap();
     work_all(&worker, &d).await;
 
-    let mut completions: Vec<CompletionMessage> = e2e_tests::AwsResources::drain(&d.lake.0)
+    let mut completions: Vec<CompletionMessage> = test_support::AwsResources::drain(&d.lake.0)
         .await
         .iter()
         .map(|m| serde_json::from_str(&m.body).unwrap())

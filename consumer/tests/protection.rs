@@ -84,7 +84,7 @@ async fn the_consumer_service_protects_its_task_from_a_jobs_start_to_its_end() {
     let mut sim_config = zuora_sim::SimConfig::default();
     sim_config.settings.job_execution_secs = 0.0;
     let sim = zuora_sim::Simulator::start(sim_config).await.unwrap();
-    let lake = std::env::temp_dir().join(e2e_tests::unique("protection"));
+    let lake = std::env::temp_dir().join(test_support::unique("protection"));
     let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
     config.zuora.base_url = sim.base_url();
     config.aws.local_dir = Some(lake.clone());

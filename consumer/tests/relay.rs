@@ -8,10 +8,10 @@ use common::zuora::{BatchQueryRequest, DeletedFormat, DeletedSpec, Job, Query, Z
 use consumer::relay::compress::Compression;
 use consumer::relay::pool::PartPool;
 use consumer::relay::{Destination, RelayError, RelaySettings, relay};
-use e2e_tests::Aws;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::Aws;
 use zuora_sim::{FaultRule, RunningSim, SimConfig, Simulator};
 
 const MIB: u64 = 1024 * 1024;

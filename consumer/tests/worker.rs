@@ -5,11 +5,11 @@ use common::messages::CompletionMessage;
 use common::queue::{Queue, ReceivedMessage};
 use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
-use e2e_tests::Deployment;
 use futures::StreamExt;
 use producer::service::Producer;
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::Deployment;
 use zuora_sim::{FaultRule, Mutation};
 
 async fn producer(d: &Deployment) -> Producer {
@@ -61,7 +61,7 @@ async fn metadata(d: &Deployment, key: &str) -> serde_json::Value {
 }
 
 async fn completions(d: &Deployment) -> Vec<CompletionMessage> {
-    e2e_tests::AwsResources::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
+    test_support::AwsResources::drain(&d.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect()
 }
 
 /// Sets `field = "value"` on `object` in the deployment's catalogue file (read by workers built after it).
@@ -172,7 +172,7 @@ async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_uploa
     assert!(keys(&d, "Invoice/").await.is_empty(), "nothing published");
     assert_eq!(open_uploads(&d).await, 0);
     assert!(completions(&d).await.is_empty());
-    let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
+    let dead = test_support::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("nothing published"));
 }
 
@@ -263,13 +263,13 @@ async fn a_job_zuora_aborted_asks_for_its_window_again_with_zuoras_message() {
         }
         other => panic!("{other:?}"),
     }
-    let requests = e2e_tests::AwsResources::drain(&d.requests.0).await;
+    let requests = test_support::AwsResources::drain(&d.requests.0).await;
     assert_eq!(requests.len(), 1);
     let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
     assert!(request["requestId"].as_str().unwrap().starts_with("again-1-"), "{request}");
     assert_eq!(request["objects"], serde_json::json!(["Account"]));
     assert_eq!(request["fullExport"], true, "the session's first load is asked for in full: {request}");
-    assert!(e2e_tests::AwsResources::drain(&d.jobs.1).await.is_empty(), "nothing dead-lettered");
+    assert!(test_support::AwsResources::drain(&d.jobs.1).await.is_empty(), "nothing dead-lettered");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -286,7 +286,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     // The consumer's clock agrees with Zuora's: the job ran 73 hours ago, so a 404 is a purge.
     worker.clock = common::clock::Clock::following_tokio(d.sim.control().now());
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 0 });
-    let requests = e2e_tests::AwsResources::drain(&d.requests.0).await;
+    let requests = test_support::AwsResources::drain(&d.requests.0).await;
     assert_eq!(requests.len(), 1);
     let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
     assert_eq!(request["objects"], serde_json::json!(["Account"]));
@@ -485,7 +485,7 @@ async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code
     // Not retried delivery after delivery (each one downloading the file again): the first settles it.
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
     assert!(reason.contains("NoSuchBucket"), "{reason}");
-    let dead = e2e_tests::AwsResources::drain(&d.jobs.1).await;
+    let dead = test_support::AwsResources::drain(&d.jobs.1).await;
     assert!(dead[0].attributes["reason"].contains("no-such-bucket-for-refund"));
 }
 
@@ -555,6 +555,6 @@ async fn a_wrong_download_path_dead_letters_the_job_instead_of_asking_again() {
     // Every download answers 404 minutes after the job ran: not a purge (Zuora keeps files about 72 h).
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
     assert!(reason.contains("the download path is wrong"), "{reason}");
-    assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty(), "nothing asked for again");
+    assert!(test_support::AwsResources::drain(&d.requests.0).await.is_empty(), "nothing asked for again");
     assert_eq!(open_uploads(&d).await, 0);
 }

@@ -6,10 +6,10 @@ use common::marks::PublishedMark;
 use common::messages::Window;
 use common::queue::{OutgoingMessage, Queue};
 use common::store::S3Store;
-use e2e_tests::{Deployment, unique};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
+use test_support::{Deployment, unique};
 
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("producer-cli"));
@@ -62,7 +62,7 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
         producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("jobs "), "{}", text(&out.stdout));
-    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 1);
+    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 1);
 
     let bad = producer(Some(&config), &["submit", r#"{"exportFromDate":"beginning"}"#]).await;
     assert_eq!(bad.status.code(), Some(2));
@@ -75,7 +75,7 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     let config = d.config_file(&temp_dir());
     let out = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Account,Invoice"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let messages = e2e_tests::AwsResources::drain(&d.requests.0).await;
+    let messages = test_support::AwsResources::drain(&d.requests.0).await;
     assert_eq!(messages.len(), 1);
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["exportFromDate"], "2022-05-04");
@@ -85,7 +85,7 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     assert!(said.contains("the old export read 2022-05-04 as US Pacific midnight, 2022-05-04T07:00:00Z"), "{said}");
     let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(e2e_tests::AwsResources::drain(&d.requests.0).await.is_empty());
+    assert!(test_support::AwsResources::drain(&d.requests.0).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,8 +98,8 @@ async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     let out = producer(Some(&config), &["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("moved 3 messages"), "{}", text(&out.stdout));
-    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 3);
-    assert!(e2e_tests::AwsResources::drain(&d.jobs.1).await.is_empty());
+    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 3);
+    assert!(test_support::AwsResources::drain(&d.jobs.1).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,7 +158,7 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let mut jobs = Vec::new();
     for _ in 0..30 {
-        jobs.extend(e2e_tests::AwsResources::drain(&d.jobs.0).await);
+        jobs.extend(test_support::AwsResources::drain(&d.jobs.0).await);
         if !jobs.is_empty() {
             break;
         }
@@ -202,7 +202,7 @@ async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_
     d.jobs.1.send(OutgoingMessage::new("{\"n\":1}".to_owned())).await.unwrap();
     let out = run(&["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(e2e_tests::AwsResources::drain(&d.jobs.0).await.len(), 1);
+    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 1);
     let out = run(&["backfill", "--from", "2022-05-04"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["submit", r#"{"exportFromDate":"afterLastIncrement"}"#]).await;

@@ -8,13 +8,13 @@ use common::messages::JobMessage;
 use common::queue::{MemoryQueue, OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
 use common::store::LocalStore;
 use common::zuora::ZuoraClient;
-use e2e_tests::stores::{Intercept, Intercepted};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use producer::service::Producer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
+use test_support::stores::{Intercept, Intercepted};
 use zuora_sim::{RunningSim, SimConfig, Simulator};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;

@@ -6,14 +6,14 @@ use common::messages::{JobKind, JobMessage};
 use common::queue::{OutgoingMessage, Queue, SqsQueue};
 use common::store::{ObjectStore, S3Store};
 use common::zuora::{DataCenter, ZuoraClient};
-use e2e_tests::Deployment;
-use e2e_tests::stores::{Intercept, Intercepted};
 use futures::StreamExt;
 use producer::service::{Producer, RequestError, handle};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use test_support::Deployment;
+use test_support::stores::{Intercept, Intercepted};
 use zuora_sim::Mutation;
 
 fn producer_with(d: &Deployment, store: Arc<dyn ObjectStore>, jobs: Arc<dyn Queue>) -> Producer {
@@ -45,7 +45,7 @@ async fn serve_all(d: &Deployment, producer: &Producer) {
 }
 
 async fn job_messages(queue: &SqsQueue) -> Vec<JobMessage> {
-    e2e_tests::AwsResources::drain(queue)
+    test_support::AwsResources::drain(queue)
         .await
         .iter()
         .map(|m| serde_json::from_str(&m.body).expect("a job message"))
@@ -70,7 +70,7 @@ async fn every_bad_request_is_dead_lettered_with_its_reason_and_a_good_one_behin
     d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate": "afterLastIncrement"}"#)).await.unwrap();
     serve_all(&d, &producer(&d)).await;
 
-    let dead = e2e_tests::AwsResources::drain(&d.requests.1).await;
+    let dead = test_support::AwsResources::drain(&d.requests.1).await;
     assert_eq!(dead.len(), bad.len(), "{dead:#?}");
     for (body, reason) in bad {
         let message = dead.iter().find(|m| m.body == body).unwrap_or_else(|| panic!("{body} not dead-lettered"));
@@ -101,7 +101,7 @@ async fn the_same_request_delivered_twice_submits_one_job() {
 
     assert_eq!(d.sim.control().jobs().len(), 2);
     assert_eq!(job_messages(&d.jobs.0).await.len(), 2);
-    assert!(e2e_tests::AwsResources::drain(&d.requests.1).await.is_empty());
+    assert!(test_support::AwsResources::drain(&d.requests.1).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use common::queue::{OutgoingMessage, Queue, RedriveReport, redrive};
 use common::store::{ObjectStore, S3Store};
-use e2e_tests::Aws;
 use std::time::Duration;
+use test_support::Aws;
 
 const WAIT: Duration = Duration::from_secs(1);
 
@@ -120,7 +120,7 @@ async fn objects_are_written_read_and_listed_and_a_missing_one_is_none() {
 #[tokio::test]
 async fn a_queue_error_keeps_the_sdks_error_underneath() {
     let aws = Aws::connect().await;
-    let url = format!("{}/123456789012/no-such-queue-here", e2e_tests::aws_config().endpoint_url.unwrap());
+    let url = format!("{}/123456789012/no-such-queue-here", test_support::aws_config().endpoint_url.unwrap());
     let err = common::queue::SqsQueue::new(aws.sqs.clone(), url).depth().await.unwrap_err();
     assert_eq!(err.operation, "GetQueueAttributes");
     let sdk = std::error::Error::source(&err).expect("the SDK's error is the source");

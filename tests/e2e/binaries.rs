@@ -6,12 +6,12 @@
 use common::merge::MergedTable;
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, QueueDepth};
-use e2e_tests::{AwsResources, Process, unique, workspace_binary};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::{AwsResources, Process, unique, workspace_binary};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 

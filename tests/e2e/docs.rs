@@ -18,7 +18,7 @@ fn sources(dir: &Path, out: &mut String) {
 
 #[test]
 fn every_test_the_guarantees_table_names_exists() {
-    let root = e2e_tests::tests_dir().join("..");
+    let root = test_support::tests_dir().join("..");
     let architecture = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
     let table = architecture.split("## Guarantees").nth(1).unwrap().split("\n## ").next().unwrap();
     let mut code = String::new();

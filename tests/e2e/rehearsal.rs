@@ -8,11 +8,11 @@
 
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, SqsQueue};
-use e2e_tests::{Aws, Process, aws_config, test_python, tests_dir, unique, workspace_binary};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use test_support::{Aws, Process, aws_config, test_python, tests_dir, unique, workspace_binary};
 
 /// The deployed stack, as its tasks see it.
 struct Stack {

@@ -23,7 +23,7 @@ const TICK: u64 = 10;
 const DAY: u64 = 24 * 3600;
 
 fn template() -> Value {
-    let text = std::fs::read_to_string(e2e_tests::tests_dir().join("../deploy/template.yaml")).unwrap();
+    let text = std::fs::read_to_string(test_support::tests_dir().join("../deploy/template.yaml")).unwrap();
     serde_yaml::from_str(&text).unwrap()
 }
 

@@ -7,7 +7,7 @@ use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
 
 fn template() -> Value {
-    let text = std::fs::read_to_string(e2e_tests::tests_dir().join("../deploy/template.yaml")).unwrap();
+    let text = std::fs::read_to_string(test_support::tests_dir().join("../deploy/template.yaml")).unwrap();
     serde_yaml::from_str(&text).unwrap()
 }
 

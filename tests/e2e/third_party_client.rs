@@ -1,7 +1,7 @@
 //! A client this project did not write, Zuora's official Python SDK, exports from the simulator unchanged: the
 //! simulator follows the documented API, not our client's habits.
 
-use e2e_tests::{test_python, tests_dir};
+use test_support::{test_python, tests_dir};
 use zuora_sim::{SimConfig, Simulator};
 
 #[tokio::test(flavor = "multi_thread")]

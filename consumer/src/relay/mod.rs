@@ -443,8 +443,8 @@ fn joined(
 mod tests {
     use super::*;
     use common::store::LocalStore;
-    use e2e_tests::stores::{Intercept, Intercepted};
     use std::sync::atomic::Ordering;
+    use test_support::stores::{Intercept, Intercepted};
 
     const MIB: u64 = 1024 * 1024;
 

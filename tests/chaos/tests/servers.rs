@@ -7,8 +7,8 @@ use chaos::world::Backend;
 use common::queue::Queue;
 use common::services::Queues;
 use common::store::{ObjectStore, S3Store};
-use e2e_tests::Aws;
 use std::sync::Arc;
+use test_support::Aws;
 
 /// Real seconds per planned second: a planned day lasts 36 s.
 const PACE: f64 = 1.0 / 2400.0;
