@@ -462,23 +462,33 @@ mod tests {
         Bytes::from(bytes)
     }
 
-    #[tokio::test]
-    async fn an_upload_whose_abort_was_cut_off_is_aborted_by_the_tracker() {
+    /// A fresh directory for a local store.
+    fn temp_root(prefix: &str) -> std::path::PathBuf {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!("relay-abort-{nanos:x}"));
-        // The first abort never answers (a request cut off by a deadline or a shutdown).
-        let aborts = std::sync::atomic::AtomicU32::new(0);
-        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), move |operation, _| {
-            let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
-            if first_abort { Intercept::Hang } else { Intercept::Pass }
-        }));
+        std::env::temp_dir().join(format!("{prefix}-{nanos:x}"))
+    }
+
+    /// Settings, pool and tracker for small files: one uncompressed 5 MiB part each.
+    fn one_part_relay() -> (RelaySettings, Arc<PartPool>, Arc<UploadTracker>) {
         let settings = RelaySettings {
             part_size: 5 * MIB,
             max_part_size: 5 * MIB,
             checksum: ChecksumAlgorithm::Crc32c,
             compression: Compression::None,
         };
-        let (pool, tracker) = (PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()));
+        (settings, PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()))
+    }
+
+    #[tokio::test]
+    async fn an_upload_whose_abort_was_cut_off_is_aborted_by_the_tracker() {
+        let root = temp_root("relay-abort");
+        // The first abort never answers (a request cut off by a deadline or a shutdown).
+        let aborts = std::sync::atomic::AtomicU32::new(0);
+        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), move |operation, _| {
+            let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
+            if first_abort { Intercept::Hang } else { Intercept::Pass }
+        }));
+        let (settings, pool, tracker) = one_part_relay();
         // The download breaks after its first chunk: the relay aborts its upload, and that abort never answers.
         let broken = ZuoraError::Http { endpoint: "file", status: 400, code: None, body: String::new() };
         let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n")), Err(broken)]);
@@ -495,19 +505,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_part_task_that_panics_is_the_relays_failure_not_the_stores() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!("relay-panic-{nanos:x}"));
+        let root = temp_root("relay-panic");
         let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), |operation, _| {
             assert_ne!(operation, "UploadPart", "a bug in the part's task");
             Intercept::Pass
         }));
-        let settings = RelaySettings {
-            part_size: 5 * MIB,
-            max_part_size: 5 * MIB,
-            checksum: ChecksumAlgorithm::Crc32c,
-            compression: Compression::None,
-        };
-        let (pool, tracker) = (PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()));
+        let (settings, pool, tracker) = one_part_relay();
         let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n"))]);
         let destination = Destination { bucket: "lake".into(), key: "a.csv".into(), content_type: "text/csv".into() };
         match relay(source, None, &store, &destination, &pool, &settings, &tracker).await {
@@ -524,8 +527,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compressed_files_at_once_through_the_smallest_pool_all_finish() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let root = std::env::temp_dir().join(format!("relay-{nanos:x}"));
+        let root = temp_root("relay");
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&root));
         let settings = RelaySettings {
             part_size: 5 * MIB,
