@@ -22,7 +22,7 @@ pub(crate) struct BatchToPublish<'a> {
     pub(crate) segments: u32,
     pub(crate) full: bool,
     pub(crate) executed_at: DateTime<Utc>,
-    /// About when the job was found completed: its wait at Zuora ended there.
+    /// When the job was found completed: its wait at Zuora ended there.
     pub(crate) found_completed: DateTime<Utc>,
 }
 

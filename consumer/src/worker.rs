@@ -189,6 +189,8 @@ impl Worker {
             }
             Phase::Succeeded => {}
         }
+        // The job was found completed now: its wait at Zuora ends here, for every batch alike.
+        let found_completed = self.clock.now();
         let mut files = 0;
         let mut failures = Vec::new();
         let mut purged: Vec<(String, bool)> = Vec::new();
@@ -219,7 +221,7 @@ impl Worker {
             }
             let span =
                 info_span!("batch", object = %name_of(batch), batch_id = %batch.batch_id.clone().unwrap_or_default());
-            match self.publish_batch(&job_message, &job, batch).instrument(span).await {
+            match self.publish_batch(&job_message, &job, batch, found_completed).instrument(span).await {
                 Ok(n) => files += n,
                 Err(BatchFailure::Retry(e)) => return Err(e),
                 Err(BatchFailure::Fatal(reason)) => failures.push(reason),
@@ -283,9 +285,13 @@ impl Worker {
         Ok(Settled::DeadLettered { reason })
     }
 
-    async fn publish_batch(&self, job_message: &JobMessage, job: &Job, batch: &Batch) -> Result<usize, BatchFailure> {
-        // About when the job was found completed: its wait at Zuora ends here.
-        let found_completed = self.clock.now();
+    async fn publish_batch(
+        &self,
+        job_message: &JobMessage,
+        job: &Job,
+        batch: &Batch,
+        found_completed: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, BatchFailure> {
         let name = name_of(batch);
         let Some(object) = self.catalogue.objects.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) else {
             return Err(BatchFailure::Fatal(format!("{name}: not in the catalogue")));
