@@ -28,11 +28,17 @@ pub struct AwsConfig {
     /// account (the old export's per-object buckets may), so that their owner can read what is written. Absent:
     /// no ACL (buckets with ACLs disabled).
     #[serde(default)]
-    pub object_acl: Option<String>,
+    pub object_acl: Option<ObjectAcl>,
 }
 
-/// The only canned ACL that makes sense for files written into another account's bucket.
-pub const BUCKET_OWNER_FULL_CONTROL: &str = "bucket-owner-full-control";
+/// A canned ACL objects are written with: only the one that makes sense for files written into another account's
+/// bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ObjectAcl {
+    /// The bucket's owner may read and manage what is written.
+    #[serde(rename = "bucket-owner-full-control")]
+    BucketOwnerFullControl,
+}
 
 impl AwsConfig {
     /// The SDK configuration: credentials and region from the SDK's default chain.
@@ -64,8 +70,10 @@ impl AwsConfig {
     /// The S3 store of this configuration.
     pub fn s3_store(&self, sdk: &SdkConfig) -> crate::store::S3Store {
         let store = crate::store::S3Store::new(self.s3_client(sdk));
-        match self.object_acl.as_deref() {
-            Some(acl) => store.with_acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl)),
+        match self.object_acl {
+            Some(ObjectAcl::BucketOwnerFullControl) => {
+                store.with_acl(aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl)
+            }
             None => store,
         }
     }

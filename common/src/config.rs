@@ -302,12 +302,6 @@ impl Config {
         if !["1.1", "1.2"].contains(&session.version.as_str()) {
             return Err(format!("session.version: {:?} is not a stateful AQuA version (1.1 or 1.2)", session.version));
         }
-        if let Some(acl) = self.aws.object_acl.as_deref().filter(|acl| *acl != crate::aws::BUCKET_OWNER_FULL_CONTROL) {
-            return Err(format!(
-                "aws.object_acl: {acl:?}: the only ACL written is {:?} (or none)",
-                crate::aws::BUCKET_OWNER_FULL_CONTROL
-            ));
-        }
         let q = &self.queues;
         for (field, url) in [
             ("queues.requests", &q.requests),
@@ -508,7 +502,7 @@ mod tests {
         let secret = || Some(Secret::new("s"));
         let plain = Config::parse(&template_configuration(false, false), "template", secret()).unwrap();
         assert_eq!((plain.raw_bucket.as_deref(), plain.catalogue.clone()), (Some("acme-zuora-raw"), None));
-        assert_eq!((plain.session.version.as_str(), plain.aws.object_acl.clone()), ("1.1", None));
+        assert_eq!((plain.session.version.as_str(), plain.aws.object_acl), ("1.1", None));
         let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
         assert_eq!(old.catalogue().unwrap().objects.len(), 13);
         assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
@@ -516,7 +510,7 @@ mod tests {
             (old.session.version.as_str(), old.session.increment_job_name.as_str()),
             ("1.2", "zuora-datalake-export")
         );
-        assert_eq!(old.aws.object_acl.as_deref(), Some("bucket-owner-full-control"));
+        assert_eq!(old.aws.object_acl, Some(crate::aws::ObjectAcl::BucketOwnerFullControl));
     }
 
     #[test]
@@ -542,7 +536,10 @@ mod tests {
                 "unknown variant `MD5`, expected `CRC32C` or `CRC64NVME`",
             ),
             (format!("{GOOD}\n[consumer]\ncompression = \"brotli\""), "in `consumer.compression`"),
-            (format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""), "aws.object_acl: \"public-read\""),
+            (
+                format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""),
+                "`public-read`, expected `bucket-owner-full-control`\nin `aws.object_acl`",
+            ),
             (
                 GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),
                 "queues.jobs: the queues are all",
