@@ -17,12 +17,18 @@ const RENEW_WITHIN: Duration = Duration::from_secs(30 * 60);
 
 /// The task's protection, as this process last set it.
 pub struct TaskProtection {
-    agent: Option<String>,
-    http: reqwest::Client,
+    /// The agent's endpoint, and a client for it; none outside ECS.
+    agent: Option<Agent>,
     minutes: u64,
     renew_within: Duration,
     /// Held across the call to the agent: calls reach it in the order the jobs started and ended.
     state: tokio::sync::Mutex<State>,
+}
+
+struct Agent {
+    /// `$ECS_AGENT_URI/task-protection/v1/state`.
+    state_url: String,
+    http: reqwest::Client,
 }
 
 #[derive(Default)]
@@ -46,7 +52,11 @@ impl TaskProtection {
 
     /// With a protection of `minutes`, renewed when less than `renew_within` is left.
     pub fn with_timing(agent: Option<String>, minutes: u64, renew_within: Duration) -> Self {
-        Self { agent, http: reqwest::Client::new(), minutes, renew_within, state: Default::default() }
+        let agent = agent.map(|uri| Agent {
+            state_url: format!("{}/task-protection/v1/state", uri.trim_end_matches('/')),
+            http: reqwest::Client::new(),
+        });
+        Self { agent, minutes, renew_within, state: Default::default() }
     }
 
     /// A job starts: the task is protected if it was not (or not for long enough).
@@ -90,8 +100,7 @@ impl TaskProtection {
         } else {
             serde_json::json!({"ProtectionEnabled": false})
         };
-        let url = format!("{}/task-protection/v1/state", agent.trim_end_matches('/'));
-        let answer = self.http.put(&url).json(&body).timeout(Duration::from_secs(5)).send().await;
+        let answer = agent.http.put(&agent.state_url).json(&body).timeout(Duration::from_secs(5)).send().await;
         let failure = match answer {
             Ok(response) if response.status().is_success() => {
                 // The agent answers 200 with a `failure` object when ECS refused.
