@@ -16,11 +16,11 @@ impl Sim {
         }
         let now = self.clock.now();
         let settings = self.settings();
-        let request = SubmitRequest::parse(body)?;
+        let mut request = SubmitRequest::parse(body)?;
         let stateful = request.stateful();
         let session_key = request.session_key();
         let mut jobs = lock(&self.jobs);
-        let mut queries = request.queries.clone();
+        let mut queries = std::mem::take(&mut request.queries);
         if queries.is_empty() && stateful {
             queries = jobs.sessions.get(&session_key).and_then(|s| s.last_queries.clone()).unwrap_or_default();
         }

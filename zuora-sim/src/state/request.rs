@@ -37,7 +37,7 @@ pub(super) struct QueryRequest {
 }
 
 /// A string field, or a number written as one.
-pub(super) fn text(value: Option<&Value>) -> Option<String> {
+fn text(value: Option<&Value>) -> Option<String> {
     match value {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
