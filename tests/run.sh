@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what the tests need (moto server for SQS and S3 and the official Zuora Python
-# SDK as a third-party AQuA client into ./.venv; Garage, a stricter S3 server, into ./.tools), starts moto and a
-# single-node Garage on free loopback ports, runs `cargo test --workspace`, and stops the servers whatever happens.
-# Arguments, if any, replace `--workspace` (e.g. `-p consumer`).
+# Runs the whole test suite in its two tiers. First `cargo test --workspace` as on a bare checkout: the service
+# tests on in-memory queues and a local-directory store. Then the real-protocol tier: it installs what the tests
+# need (moto server for SQS and S3 and the official Zuora Python SDK as a third-party AQuA client into ./.venv;
+# Garage, a stricter S3 server, into ./.tools), starts moto and a single-node Garage on free loopback ports, runs the
+# same tests against them with the server-only ones included (`-- --include-ignored`), and stops the servers
+# whatever happens. Arguments, if any, replace `--workspace` in both tiers (e.g. `-p consumer --test worker`).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +25,14 @@ if [[ ! -x "$garage_bin" ]] || [[ "$("$garage_bin" --version 2>/dev/null)" != *"
   echo "run.sh: installing garage 2.5.0 into $root/.tools (about 10 minutes, once)" >&2
   cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root "$root/.tools" --quiet
 fi
+
+cd "$root"
+args=("$@")
+[[ ${#args[@]} -gt 0 ]] || args=(--workspace)
+# Arguments after a `--` go to the test binaries; the real-protocol tier adds --include-ignored to them.
+if [[ " ${args[*]} " == *" -- "* ]]; then with_ignored=(--include-ignored); else with_ignored=(-- --include-ignored); fi
+env -u ZLE_TEST_AWS_ENDPOINT -u ZLE_TEST_STRICT_S3_ENDPOINT -u ZLE_TEST_PYTHON cargo test "${args[@]}"
+echo "run.sh: in-memory tier passed; now the real-protocol tier" >&2
 
 # shellcheck source=tests/garage.sh
 source "$root/tests/garage.sh"
@@ -61,10 +71,4 @@ echo "run.sh: garage on http://127.0.0.1:$garage_port" >&2
 export ZLE_TEST_AWS_ENDPOINT="$endpoint"
 export ZLE_TEST_STRICT_S3_ENDPOINT="http://127.0.0.1:$garage_port"
 export ZLE_TEST_PYTHON="$venv/bin/python"
-
-cd "$root"
-if [[ $# -gt 0 ]]; then
-  cargo test "$@"
-else
-  cargo test --workspace
-fi
+cargo test "${args[@]}" "${with_ignored[@]}"

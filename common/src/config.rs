@@ -68,6 +68,31 @@ pub struct SessionConfig {
     /// The `name` of every increment job (the old export's was `zuora-datalake-export`).
     #[serde(default = "default_increment_job_name")]
     pub increment_job_name: String,
+    /// The files Zuora is asked for: `csv` (the old export's) or `gzip`, several times fewer bytes across the
+    /// internet, and Zuora's 2,047 MB file limit then applies to the compressed size.
+    #[serde(default)]
+    pub file_format: FileFormat,
+}
+
+/// The `format` of the files of every job submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Plain CSV.
+    #[default]
+    Csv,
+    /// The CSV gzip-compressed (the body is the `.gz` file itself, not an HTTP content encoding).
+    Gzip,
+}
+
+impl FileFormat {
+    /// The request's `format` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Gzip => "gzip",
+        }
+    }
 }
 
 fn default_version() -> String {
@@ -172,6 +197,17 @@ pub enum CompressionKind {
     Zstd,
 }
 
+/// What becomes of a file Zuora sent gzip-compressed (`session.file_format = "gzip"`); its records are counted
+/// and checked as it is decompressed on the way either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GzipDownloads {
+    /// Stored as the `.gz` bytes Zuora sent: no compression CPU, the lake reads gzip.
+    Keep,
+    /// Stored as plain CSV (then compressed as `compression` says).
+    Decompress,
+}
+
 /// Consumer settings. Peak memory of a consumer is about `part_pool_mib` plus a few MiB per job in flight,
 /// whatever the size of the files (see docs/configuration.md).
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +227,8 @@ pub struct ConsumerSettings {
     pub compression: CompressionKind,
     /// Compression level (gzip 0-9, zstd 1-19); 1 when absent, the fast end.
     pub compression_level: Option<i32>,
+    /// `keep` or `decompress`: what is stored of files Zuora sent gzip-compressed.
+    pub gzip_downloads: GzipDownloads,
     /// Long-poll wait on the jobs queue, seconds (at most 20).
     pub wait_secs: u64,
     /// First delay before a job that is not finished is looked at again, seconds; it doubles each time.
@@ -222,6 +260,7 @@ impl Default for ConsumerSettings {
             checksum: ChecksumAlgorithm::Crc32c,
             compression: CompressionKind::None,
             compression_level: None,
+            gzip_downloads: GzipDownloads::Keep,
             wait_secs: 20,
             poll_delay_secs: 30,
             max_poll_delay_secs: 900,
@@ -354,6 +393,16 @@ impl Config {
         }
         if c.compression != CompressionKind::None && c.part_pool_mib < 2 * c.part_size_mib {
             return Err("consumer.part_pool_mib: compression needs room for at least two parts".to_owned());
+        }
+        if session.file_format == FileFormat::Gzip
+            && c.gzip_downloads == GzipDownloads::Keep
+            && c.compression != CompressionKind::None
+        {
+            return Err(
+                "consumer.compression: gzip files from Zuora are stored as they came (consumer.gzip_downloads \
+                 = \"keep\"); set compression = \"none\", or gzip_downloads = \"decompress\" to compress them again"
+                    .to_owned(),
+            );
         }
         if c.file_deadline_secs == 0 {
             return Err("consumer.file_deadline_secs: must be at least 1".to_owned());
@@ -536,6 +585,14 @@ mod tests {
                 "unknown variant `MD5`, expected `CRC32C` or `CRC64NVME`",
             ),
             (format!("{GOOD}\n[consumer]\ncompression = \"brotli\""), "in `consumer.compression`"),
+            (
+                format!(
+                    "{}\n[consumer]\ncompression = \"zstd\"",
+                    GOOD.replace("[session]", "[session]\nfile_format = \"gzip\"")
+                ),
+                "consumer.compression: gzip files from Zuora are stored as they came",
+            ),
+            (GOOD.replace("[session]", "[session]\nfile_format = \"zip\""), "in `session.file_format`"),
             (
                 format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""),
                 "`public-read`, expected `bucket-owner-full-control`\nin `aws.object_acl`",

@@ -59,7 +59,7 @@ impl Services {
         let sqs = sdk.as_ref().filter(|_| !in_memory).map(|sdk| config.aws.sqs_client(sdk));
         let queues = match &sqs {
             Some(client) => sqs_queues(client, &config.queues),
-            None => memory_queues(&config.queues),
+            None => Queues::in_memory(&config.queues, MEMORY_VISIBILITY),
         };
         Self { store, queues, sqs }
     }
@@ -96,19 +96,23 @@ fn sqs_queues(client: &aws_sdk_sqs::Client, urls: &QueuesConfig) -> Queues {
     }
 }
 
-fn memory_queues(urls: &QueuesConfig) -> Queues {
-    let name = |url: &str| url.trim_start_matches(MEMORY_SCHEME).to_owned();
-    let dlq = |url: &str| Arc::new(MemoryQueue::new(name(url), MEMORY_VISIBILITY));
-    let (requests_dlq, jobs_dlq, lake_dlq) = (dlq(&urls.requests_dlq), dlq(&urls.jobs_dlq), dlq(&urls.lake_dlq));
-    let queue = |url: &str, dlq: &Arc<MemoryQueue>| -> Arc<dyn Queue> {
-        Arc::new(MemoryQueue::new(name(url), MEMORY_VISIBILITY).with_dead_letter(dlq.clone(), MEMORY_MAX_RECEIVES))
-    };
-    Queues {
-        requests: queue(&urls.requests, &requests_dlq),
-        jobs: queue(&urls.jobs, &jobs_dlq),
-        lake: queue(&urls.lake, &lake_dlq),
-        requests_dlq,
-        jobs_dlq,
-        lake_dlq,
+impl Queues {
+    /// The queues `memory://NAME` URLs name, in this process, with a default visibility timeout: a message is
+    /// dead-lettered on its sixth receive, like the deployed queues' redrive policy.
+    pub fn in_memory(urls: &QueuesConfig, visibility: Duration) -> Self {
+        let name = |url: &str| url.trim_start_matches(MEMORY_SCHEME).to_owned();
+        let dlq = |url: &str| Arc::new(MemoryQueue::new(name(url), visibility));
+        let (requests_dlq, jobs_dlq, lake_dlq) = (dlq(&urls.requests_dlq), dlq(&urls.jobs_dlq), dlq(&urls.lake_dlq));
+        let queue = |url: &str, dlq: &Arc<MemoryQueue>| -> Arc<dyn Queue> {
+            Arc::new(MemoryQueue::new(name(url), visibility).with_dead_letter(dlq.clone(), MEMORY_MAX_RECEIVES))
+        };
+        Self {
+            requests: queue(&urls.requests, &requests_dlq),
+            jobs: queue(&urls.jobs, &jobs_dlq),
+            lake: queue(&urls.lake, &lake_dlq),
+            requests_dlq,
+            jobs_dlq,
+            lake_dlq,
+        }
     }
 }

@@ -45,6 +45,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
             max_part_size: settings.max_part_size_mib * MIB,
             checksum: settings.checksum,
             compression: Compression::from_config(settings.compression, settings.compression_level),
+            gzip_source: false,
         },
         uploads: Arc::default(),
         settings,

@@ -24,6 +24,8 @@ pub(crate) struct BatchToPublish<'a> {
     pub(crate) executed_at: DateTime<Utc>,
     /// When the job was found completed: its wait at Zuora ended there.
     pub(crate) found_completed: DateTime<Utc>,
+    /// How its files were relayed (what the stored files are).
+    pub(crate) relay: &'a RelaySettings,
 }
 
 /// One file of a batch.
@@ -42,7 +44,6 @@ impl BatchToPublish<'_> {
         records: u64,
         published: &Published,
         settings: &ConsumerSettings,
-        relay: &RelaySettings,
     ) -> CompletionMessage {
         CompletionMessage {
             version: MESSAGE_VERSION,
@@ -61,7 +62,7 @@ impl BatchToPublish<'_> {
             window: self.job_message.window,
             executed_at: self.executed_at,
             checksum: Checksum { algorithm: settings.checksum.name().to_owned(), value: published.checksum.clone() },
-            compression: relay.compression.name().to_owned(),
+            compression: self.relay.compression.name().to_owned(),
         }
     }
 }
@@ -80,7 +81,7 @@ impl Worker {
         let completing = Instant::now();
         // 1. The CSV becomes visible, whole, at its key (before this, nothing of it is).
         let published = upload.complete().await?;
-        let completion = batch.completion(file, records, &published, &self.settings, &self.relay);
+        let completion = batch.completion(file, records, &published, &self.settings);
         // 2. Its metadata JSON: from here on a redelivery announces the file again instead of uploading it.
         let metadata = completion.metadata_json(self.clock.now());
         self.store.put(&object.target.bucket, file.metadata_key, metadata.into()).await?;

@@ -9,12 +9,23 @@
 use common::catalogue::ObjectSpec;
 use common::csv_count::RecordCounter;
 
+/// How Zuora sent a file.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    /// The response's `Content-Type`, if it had one.
+    pub content_type: Option<&'a str>,
+    /// The job asked for gzip files (`format: gzip`); the counter read them decompressed.
+    pub gzip: bool,
+}
+
 /// Why a file is not the export it should be, or `Ok` when it is.
-pub fn check_file(object: &ObjectSpec, content_type: Option<&str>, counter: &RecordCounter) -> Result<(), String> {
-    if let Some(content_type) = content_type {
+pub fn check_file(object: &ObjectSpec, sent: Sent<'_>, counter: &RecordCounter) -> Result<(), String> {
+    if let Some(content_type) = sent.content_type {
         let media = content_type.split(';').next().unwrap_or_default().trim();
-        if !media.eq_ignore_ascii_case("text/csv") {
-            return Err(format!("Zuora sent {content_type:?}, not a CSV file"));
+        let (expected, what): (&[&str], _) =
+            if sent.gzip { (&["application/x-gzip", "application/gzip"], "gzip") } else { (&["text/csv"], "CSV") };
+        if !expected.iter().any(|e| media.eq_ignore_ascii_case(e)) {
+            return Err(format!("Zuora sent {content_type:?}, not a {what} file"));
         }
     }
     if counter.records() == 0 {
@@ -59,7 +70,7 @@ mod tests {
         for piece in text.as_bytes().chunks(7) {
             counter.feed(piece);
         }
-        check_file(&account(), content_type, &counter)
+        check_file(&account(), Sent { content_type, gzip: false }, &counter)
     }
 
     #[test]
@@ -77,6 +88,9 @@ mod tests {
         };
         fails(Some("application/json;charset=utf-8"), "{\"success\":false}", "not a CSV file");
         fails(Some("text/html"), "<html></html>", "not a CSV file");
+        let gzip = |content_type| check_file(&account(), Sent { content_type, gzip: true }, &RecordCounter::new());
+        assert!(gzip(Some("text/csv;charset=UTF-8")).unwrap_err().contains("not a gzip file"));
+        assert!(gzip(Some("application/x-gzip;charset=UTF-8")).unwrap_err().contains("empty"), "the type passes");
         fails(None, "{\"success\":false,\"reasons\":[]}", "not end with a line terminator");
         fails(None, "{\"success\":false}\n", "no Account.Id column");
         fails(None, "", "empty");

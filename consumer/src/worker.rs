@@ -10,12 +10,13 @@
 //! sent again (same deduplication id) and nothing is uploaded.
 
 use crate::publish::{BatchToPublish, FileToPublish};
+use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, UploadTracker, relay};
 use crate::verify;
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
-use common::config::ConsumerSettings;
+use common::config::{ConsumerSettings, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
 use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
@@ -313,13 +314,14 @@ impl Worker {
             return Err(BatchFailure::Fatal(format!("{name}: file id {bad:?} is not a Zuora id")));
         }
         let segments = file_ids.len() as u32;
+        let relay = self.relay_for(job);
         let mut announced = 0u64;
         let mut todo = Vec::new();
         for (segment, file_id) in file_ids.iter().enumerate() {
             let plain =
                 object.target.key_for(&object.name, executed_at.date_naive(), &job.id, &batch_id, segment as u32);
             let metadata_key = metadata_key(&plain);
-            let key = format!("{plain}{}", self.relay.compression.extension());
+            let key = format!("{plain}{}", relay.compression.extension());
             match self.store.get(&object.target.bucket, &metadata_key).await? {
                 Some(metadata) => {
                     let completion = CompletionMessage::from_metadata_json(&metadata)
@@ -341,9 +343,10 @@ impl Worker {
             let mut broken = None;
             for (segment, file_id, key, _) in &todo {
                 let started = Instant::now();
-                match self.relay_file(object, file_id, key).await {
+                match self.relay_file(object, file_id, key, &relay).await {
                     Ok((upload, content_type)) => {
-                        let verdict = verify::check_file(object, content_type.as_deref(), &upload.counter);
+                        let sent = verify::Sent { content_type: content_type.as_deref(), gzip: relay.gzip_source };
+                        let verdict = verify::check_file(object, sent, &upload.counter);
                         pending.push((upload, started.elapsed()));
                         if let Err(reason) = verdict {
                             abort_all(pending).await;
@@ -373,6 +376,13 @@ impl Worker {
                     Err(RelayError::Store(e)) if e.is_permanent() => {
                         abort_all(pending).await;
                         return Err(BatchFailure::Fatal(format!("{name}: {e}")));
+                    }
+                    Err(e @ RelayError::BadGzip(_)) => {
+                        // Its upload was aborted; like a file that fails its checks, it is downloaded again.
+                        abort_all(pending).await;
+                        warn!(object = %name, attempt, file_id = %file_id, error = %e, "file is not the export it should be; nothing published");
+                        rejected = format!("file {file_id}: {e}");
+                        continue 'attempts;
                     }
                     Err(e) => {
                         broken = Some(e);
@@ -404,6 +414,7 @@ impl Worker {
                 full,
                 executed_at,
                 found_completed,
+                relay: &relay,
             };
             let mut files = pending.into_iter().zip(&todo);
             while let Some(((upload, elapsed), (segment, file_id, key, metadata_key))) = files.next() {
@@ -430,9 +441,10 @@ impl Worker {
         object: &ObjectSpec,
         file_id: &str,
         key: &str,
+        relay: &RelaySettings,
     ) -> Result<(PendingUpload, Option<String>), RelayError> {
         let deadline = Duration::from_secs(self.settings.file_deadline_secs);
-        match tokio::time::timeout(deadline, self.transfer_file(object, file_id, key)).await {
+        match tokio::time::timeout(deadline, self.transfer_file(object, file_id, key, relay)).await {
             Ok(transferred) => transferred,
             Err(_) => {
                 // The abandoned relay's upload was handed to the tracker when its future was dropped.
@@ -447,6 +459,7 @@ impl Worker {
         object: &ObjectSpec,
         file_id: &str,
         key: &str,
+        settings: &RelaySettings,
     ) -> Result<(PendingUpload, Option<String>), RelayError> {
         let stream = self.zuora.download(file_id).await?;
         let length = stream.content_length;
@@ -454,10 +467,23 @@ impl Worker {
         let destination = Destination {
             bucket: object.target.bucket.clone(),
             key: key.to_owned(),
-            content_type: self.relay.compression.content_type().to_owned(),
+            content_type: settings.compression.content_type().to_owned(),
         };
-        let upload = relay(stream, length, &self.store, &destination, &self.pool, &self.relay, &self.uploads).await?;
+        let upload = relay(stream, length, &self.store, &destination, &self.pool, settings, &self.uploads).await?;
         Ok((upload, content_type))
+    }
+
+    /// How a job's files are relayed: a gzip job's (`format: gzip`) are decompressed to be counted, and stored as
+    /// they came or decompressed, as `consumer.gzip_downloads` says.
+    fn relay_for(&self, job: &Job) -> RelaySettings {
+        if !job.is_gzip() {
+            return self.relay.clone();
+        }
+        let compression = match self.settings.gzip_downloads {
+            GzipDownloads::Keep => Compression::GzipAsSent,
+            GzipDownloads::Decompress => self.relay.compression,
+        };
+        RelaySettings { gzip_source: true, compression, ..self.relay.clone() }
     }
 
     /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published file.

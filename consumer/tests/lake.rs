@@ -3,10 +3,10 @@
 
 use common::merge::MergedTable;
 use common::messages::CompletionMessage;
-use common::queue::Queue;
 use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::Duration;
 use test_support::Deployment;
 use zuora_sim::Mutation;
@@ -16,7 +16,7 @@ const OBJECTS: [&str; 3] = ["Account", "Invoice", "Contact"];
 async fn work_all(worker: &Worker, d: &Deployment) {
     let mut idle = 0;
     while idle < 2 {
-        let batch = d.jobs.0.receive(1, Duration::from_secs(1)).await.unwrap();
+        let batch = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap();
         let Some(message) = batch.into_iter().next() else {
             idle += 1;
             continue;
@@ -29,10 +29,35 @@ async fn work_all(worker: &Worker, d: &Deployment) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_truth() {
+    let compressions = days_of_exports_merge_to_the_truth(|text| text.to_owned()).await;
+    assert_eq!(compressions, ["none"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn days_of_gzip_downloads_kept_as_zuora_sent_them_merge_to_the_ground_truth() {
+    let gzip = |text: &str| text.replace("[session]\n", "[session]\nfile_format = \"gzip\"\n");
+    let compressions = days_of_exports_merge_to_the_truth(gzip).await;
+    assert_eq!(compressions, ["gzip"], "stored as the .gz files Zuora sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn days_of_gzip_downloads_stored_as_zstd_merge_to_the_ground_truth() {
+    let zstd = |text: &str| {
+        text.replace("[session]\n", "[session]\nfile_format = \"gzip\"\n")
+            .replace("[consumer]\n", "[consumer]\ngzip_downloads = \"decompress\"\ncompression = \"zstd\"\n")
+    };
+    let compressions = days_of_exports_merge_to_the_truth(zstd).await;
+    assert_eq!(compressions, ["zstd"], "decompressed, counted, compressed again");
+}
+
+/// Three days of increments with an immediate re-run, then a backfill, on the deployment's configuration edited by
+/// `configure`; the lake, merged as the lake merges, must equal the simulator's truth. Returns the compressions
+/// the files were stored with.
+async fn days_of_exports_merge_to_the_truth(configure: impl Fn(&str) -> String) -> Vec<String> {
     let d = Deployment::start(|_| {}).await;
-    let config = d.config();
-    let worker = worker_from(&config, &d.services().await).unwrap();
-    let producer = producer::cli::producer_from(&config, &d.services().await).unwrap();
+    let config = common::config::Config::parse(&configure(&d.config_text), "test", None).unwrap();
+    let worker = worker_from(&config, &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
     let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;
     let control = d.sim.control();
     let start_date = control.now().date_naive();
@@ -54,7 +79,7 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
     producer.serve(daily, "day-3").await.unwrap();
     work_all(&worker, &d).await;
 
-    let mut completions: Vec<CompletionMessage> = test_support::AwsResources::drain(&d.lake.0)
+    let mut completions: Vec<CompletionMessage> = test_support::drain(d.queues().lake.as_ref())
         .await
         .iter()
         .map(|m| serde_json::from_str(&m.body).unwrap())
@@ -65,11 +90,20 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
         let files: Vec<&CompletionMessage> = completions.iter().filter(|c| c.object == object).collect();
         assert!(files.len() >= 5, "{object}: {} files", files.len());
         for file in files {
-            let body =
-                d.aws.s3.get_object().bucket(&file.bucket).key(&file.key).send().await.unwrap().body.collect().await;
+            let stored = d.bucket.store().get(&file.bucket, &file.key).await.unwrap().expect("the file is stored");
+            let body = match file.compression.as_str() {
+                "none" => stored.to_vec(),
+                "gzip" => {
+                    let mut plain = Vec::new();
+                    flate2::read::MultiGzDecoder::new(stored.as_ref()).read_to_end(&mut plain).unwrap();
+                    plain
+                }
+                "zstd" => zstd::stream::decode_all(stored.as_ref()).unwrap(),
+                other => panic!("{other}"),
+            };
             let id = format!("{object}.Id");
             let deleted = format!("{object}.IsDeleted");
-            lake.apply(&body.unwrap().into_bytes(), &id, Some(&deleted)).unwrap();
+            lake.apply(&body, &id, Some(&deleted)).unwrap();
         }
         let mut truth = MergedTable::default();
         truth.apply(control.ground_truth_csv(object).unwrap().as_bytes(), &format!("{object}.Id"), None).unwrap();
@@ -81,4 +115,6 @@ async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_tru
             assert_eq!(row, &projected, "{object} {id}");
         }
     }
+    let compressions: std::collections::BTreeSet<String> = completions.iter().map(|c| c.compression.clone()).collect();
+    compressions.into_iter().collect()
 }

@@ -312,7 +312,7 @@ impl Producer {
         })?;
         let name = format!("zle-{}", request_key);
         let (session, from) = (&self.session, planned.from);
-        Ok(match planned.kind {
+        let request = match planned.kind {
             JobKind::Increment => {
                 // The same body whichever request submits it: its idempotency key is the session's, not the
                 // request's (see `increment_key`).
@@ -348,7 +348,8 @@ impl Producer {
                 request.project = None;
                 request
             }
-        })
+        };
+        Ok(request.with_format(session.file_format.name()))
     }
 
     /// Compares Zuora's last completed job of the session with the ledger and adopts it if the ledger has no
@@ -530,6 +531,7 @@ mod tests {
             project: "q".into(),
             version: "1.1".into(),
             increment_job_name: "zle-increment".into(),
+            file_format: common::config::FileFormat::Csv,
         };
         let to: chrono::DateTime<chrono::Utc> = "2026-03-03T05:32:50Z".parse().unwrap();
         let after = |job: &str| increment_key(&session, Some(&SessionMark { to, job_id: Some(job.into()) }));

@@ -4,11 +4,9 @@ use chrono::Utc;
 use common::ledger::Ledger;
 use common::marks::PublishedMark;
 use common::messages::Window;
-use common::queue::{OutgoingMessage, Queue};
-use common::store::S3Store;
+use common::queue::OutgoingMessage;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use test_support::{Deployment, unique};
 
 fn temp_dir() -> PathBuf {
@@ -55,6 +53,7 @@ async fn a_bad_configuration_stops_start_up_with_the_field_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file(&temp_dir());
@@ -62,7 +61,7 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
         producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("jobs "), "{}", text(&out.stdout));
-    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 1);
+    assert_eq!(test_support::drain(d.queues().jobs.as_ref()).await.len(), 1);
 
     let bad = producer(Some(&config), &["submit", r#"{"exportFromDate":"beginning"}"#]).await;
     assert_eq!(bad.status.code(), Some(2));
@@ -70,12 +69,13 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn backfill_puts_a_request_on_the_requests_queue() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file(&temp_dir());
     let out = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Account,Invoice"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let messages = test_support::AwsResources::drain(&d.requests.0).await;
+    let messages = test_support::drain(d.queues().requests.as_ref()).await;
     assert_eq!(messages.len(), 1);
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["exportFromDate"], "2022-05-04");
@@ -85,29 +85,31 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     assert!(said.contains("the old export read 2022-05-04 as US Pacific midnight, 2022-05-04T07:00:00Z"), "{said}");
     let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(test_support::AwsResources::drain(&d.requests.0).await.is_empty());
+    assert!(test_support::drain(d.queues().requests.as_ref()).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file(&temp_dir());
     for i in 0..3 {
-        d.jobs.1.send(OutgoingMessage::new(format!("{{\"n\":{i}}}"))).await.unwrap();
+        d.queues().jobs_dlq.send(OutgoingMessage::new(format!("{{\"n\":{i}}}"))).await.unwrap();
     }
     let out = producer(Some(&config), &["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("moved 3 messages"), "{}", text(&out.stdout));
-    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 3);
-    assert!(test_support::AwsResources::drain(&d.jobs.1).await.is_empty());
+    assert_eq!(test_support::drain(d.queues().jobs.as_ref()).await.len(), 3);
+    assert!(test_support::drain(d.queues().jobs_dlq.as_ref()).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() {
     let d = Deployment::start(|_| {}).await;
     let config_path = d.config_file(&temp_dir());
     let config = d.config();
-    let ledger = Ledger::new(Arc::new(S3Store::new(d.aws.s3.clone())), &config.ledger.bucket, &config.ledger.prefix);
+    let ledger = Ledger::new(d.bucket.store(), &config.ledger.bucket, &config.ledger.prefix);
     let now = Utc::now();
     let mark = |object: &str, age_hours: i64| PublishedMark {
         object: object.to_owned(),
@@ -115,7 +117,7 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
         window: Window { from: None, to: now - chrono::Duration::hours(age_hours) },
         executed_at: now - chrono::Duration::hours(age_hours),
         published_at: now,
-        bucket: d.bucket.clone(),
+        bucket: d.bucket.name.clone(),
         key: format!("{object}/x.csv"),
         segment: 0,
         segments: 1,
@@ -140,6 +142,7 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file(&temp_dir());
@@ -151,14 +154,14 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("producer serve starts");
-    d.requests
-        .0
+    d.queues()
+        .requests
         .send(OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#))
         .await
         .unwrap();
     let mut jobs = Vec::new();
     for _ in 0..30 {
-        jobs.extend(test_support::AwsResources::drain(&d.jobs.0).await);
+        jobs.extend(test_support::drain(d.queues().jobs.as_ref()).await);
         if !jobs.is_empty() {
             break;
         }
@@ -171,6 +174,7 @@ async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn the_configuration_can_come_from_the_environment_as_toml() {
     let d = Deployment::start(|_| {}).await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"))
@@ -186,6 +190,7 @@ async fn the_configuration_can_come_from_the_environment_as_toml() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_do_name_it() {
     let d = Deployment::start(|_| {}).await;
     let dir = temp_dir();
@@ -199,10 +204,10 @@ async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_
         command.arg("--config").arg(&config).args(args).env_remove("ZLE_CONFIG").env_remove("ZUORA_CLIENT_SECRET");
         command.env("RUST_LOG", "warn").output().await.expect("producer runs")
     };
-    d.jobs.1.send(OutgoingMessage::new("{\"n\":1}".to_owned())).await.unwrap();
+    d.queues().jobs_dlq.send(OutgoingMessage::new("{\"n\":1}".to_owned())).await.unwrap();
     let out = run(&["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(test_support::AwsResources::drain(&d.jobs.0).await.len(), 1);
+    assert_eq!(test_support::drain(d.queues().jobs.as_ref()).await.len(), 1);
     let out = run(&["backfill", "--from", "2022-05-04"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["submit", r#"{"exportFromDate":"afterLastIncrement"}"#]).await;

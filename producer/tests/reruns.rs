@@ -21,8 +21,8 @@ const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 
 /// A local store whose writes of keys containing `fails` fail once `allowed` more of them have landed (a process
 /// that dies there).
-fn dying_store(root: &std::path::Path, fails: &'static str, allowed: Arc<AtomicU32>) -> Intercepted<LocalStore> {
-    Intercepted::new(LocalStore::new(root), move |operation, key| {
+fn dying_store(root: &std::path::Path, fails: &'static str, allowed: Arc<AtomicU32>) -> Intercepted {
+    Intercepted::new(Arc::new(LocalStore::new(root)), move |operation, key| {
         let dead = operation == "PutObject"
             && key.contains(fails)
             && allowed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err();
@@ -64,7 +64,7 @@ impl Queue for DyingQueue {
 struct World {
     sim: RunningSim,
     config: Config,
-    store: Arc<Intercepted<LocalStore>>,
+    store: Arc<Intercepted>,
     /// Writes the store lets land before it dies.
     allowed: Arc<AtomicU32>,
     jobs: Arc<DyingQueue>,

@@ -1,10 +1,10 @@
-//! The producer against moto (SQS, S3) and the AQuA simulator: requests become jobs on the jobs queue, bad input
+//! The producer against the tier's queues and store (moto in ./tests/run.sh) and the AQuA simulator: requests become jobs on the jobs queue, bad input
 //! goes to the DLQ with its reason, and no job is lost or doubled across duplicates and crashes.
 
 use common::ledger::Ledger;
 use common::messages::{JobKind, JobMessage};
-use common::queue::{OutgoingMessage, Queue, SqsQueue};
-use common::store::{ObjectStore, S3Store};
+use common::queue::{OutgoingMessage, Queue};
+use common::store::ObjectStore;
 use common::zuora::{DataCenter, ZuoraClient};
 use futures::StreamExt;
 use producer::service::{Producer, RequestError, handle};
@@ -24,32 +24,28 @@ fn producer_with(d: &Deployment, store: Arc<dyn ObjectStore>, jobs: Arc<dyn Queu
 }
 
 fn producer(d: &Deployment) -> Producer {
-    producer_with(d, Arc::new(S3Store::new(d.aws.s3.clone())), Arc::new(d.jobs.0.clone()))
+    producer_with(d, d.bucket.store(), d.queues().jobs.clone())
 }
 
 /// Serves every request on the requests queue, as `producer serve` does, until it stays empty.
 async fn serve_all(d: &Deployment, producer: &Producer) {
-    let settings = d.config().producer;
+    let (settings, queues) = (d.config().producer, d.queues());
     let mut idle = 0;
     while idle < 3 {
-        let batch = d.requests.0.receive(10, Duration::from_secs(1)).await.unwrap();
+        let batch = queues.requests.receive(10, Duration::from_secs(1)).await.unwrap();
         if batch.is_empty() {
             idle += 1;
             continue;
         }
         idle = 0;
         for message in batch {
-            handle(producer, &d.requests.0, &d.requests.1, &settings, message).await;
+            handle(producer, queues.requests.as_ref(), queues.requests_dlq.as_ref(), &settings, message).await;
         }
     }
 }
 
-async fn job_messages(queue: &SqsQueue) -> Vec<JobMessage> {
-    test_support::AwsResources::drain(queue)
-        .await
-        .iter()
-        .map(|m| serde_json::from_str(&m.body).expect("a job message"))
-        .collect()
+async fn job_messages(queue: &dyn Queue) -> Vec<JobMessage> {
+    test_support::drain(queue).await.iter().map(|m| serde_json::from_str(&m.body).expect("a job message")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,19 +61,19 @@ async fn every_bad_request_is_dead_lettered_with_its_reason_and_a_good_one_behin
         (r#"{"exportFromDate": "beginning"}"#, "\"fullExport\": true to confirm"),
     ];
     for (body, _) in &bad {
-        d.requests.0.send(OutgoingMessage::new(*body)).await.unwrap();
+        d.queues().requests.send(OutgoingMessage::new(*body)).await.unwrap();
     }
-    d.requests.0.send(OutgoingMessage::new(r#"{"exportFromDate": "afterLastIncrement"}"#)).await.unwrap();
+    d.queues().requests.send(OutgoingMessage::new(r#"{"exportFromDate": "afterLastIncrement"}"#)).await.unwrap();
     serve_all(&d, &producer(&d)).await;
 
-    let dead = test_support::AwsResources::drain(&d.requests.1).await;
+    let dead = test_support::drain(d.queues().requests_dlq.as_ref()).await;
     assert_eq!(dead.len(), bad.len(), "{dead:#?}");
     for (body, reason) in bad {
         let message = dead.iter().find(|m| m.body == body).unwrap_or_else(|| panic!("{body} not dead-lettered"));
         let got = message.attributes.get("reason").map(String::as_str).unwrap_or_default();
         assert!(got.contains(reason), "{body}: reason {got:?} should contain {reason:?}");
     }
-    let jobs = job_messages(&d.jobs.0).await;
+    let jobs = job_messages(d.queues().jobs.as_ref()).await;
     assert_eq!(jobs.len(), 1, "the good request was served");
     assert_eq!(jobs[0].kind, JobKind::Increment);
     assert_eq!(jobs[0].objects.len(), 13);
@@ -89,7 +85,7 @@ async fn the_same_request_delivered_twice_submits_one_job() {
     let d = Deployment::start(|_| {}).await;
     let body = r#"{"exportFromDate": "afterLastIncrement", "requestId": "daily-2026-11-24"}"#;
     for _ in 0..2 {
-        d.requests.0.send(OutgoingMessage::new(body)).await.unwrap();
+        d.queues().requests.send(OutgoingMessage::new(body)).await.unwrap();
     }
     let producer = producer(&d);
     serve_all(&d, &producer).await;
@@ -100,8 +96,8 @@ async fn the_same_request_delivered_twice_submits_one_job() {
     assert_eq!(first, again);
 
     assert_eq!(d.sim.control().jobs().len(), 2);
-    assert_eq!(job_messages(&d.jobs.0).await.len(), 2);
-    assert!(test_support::AwsResources::drain(&d.requests.1).await.is_empty());
+    assert_eq!(job_messages(d.queues().jobs.as_ref()).await.len(), 2);
+    assert!(test_support::drain(d.queues().requests_dlq.as_ref()).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -117,7 +113,7 @@ async fn two_increments_in_a_row_deliver_both_windows() {
     let second = producer.serve(daily, "day-1-rerun").await.unwrap();
     assert_ne!(first.job_ids, second.job_ids);
 
-    let jobs = job_messages(&d.jobs.0).await;
+    let jobs = job_messages(d.queues().jobs.as_ref()).await;
     assert_eq!(jobs.iter().map(|j| j.job_id.clone()).collect::<Vec<_>>(), [first.job_ids, second.job_ids].concat());
     assert_eq!(jobs[0].window.from, None, "the first increment is a full load");
     assert_eq!(jobs[1].window.from, Some(jobs[0].window.to), "windows are contiguous");
@@ -133,7 +129,7 @@ async fn two_increments_in_a_row_deliver_both_windows() {
 }
 
 /// An object store that fails the `nth` write of a key containing `key_part`, as if the process died right before it.
-fn fail_once(inner: S3Store, key_part: &'static str, nth: u32) -> Intercepted<S3Store> {
+fn fail_once(inner: Arc<dyn ObjectStore>, key_part: &'static str, nth: u32) -> Intercepted {
     let seen = AtomicU32::new(0);
     Intercepted::new(inner, move |operation, key| {
         let chosen =
@@ -146,13 +142,13 @@ fn fail_once(inner: S3Store, key_part: &'static str, nth: u32) -> Intercepted<S3
 async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_restart() {
     let d = Deployment::start(|_| {}).await;
     // The second write of the request record is the one right after Zuora accepted the job.
-    let crashing = fail_once(S3Store::new(d.aws.s3.clone()), "requests/", 2);
-    let before_crash = producer_with(&d, Arc::new(crashing), Arc::new(d.jobs.0.clone()));
+    let crashing = fail_once(d.bucket.store(), "requests/", 2);
+    let before_crash = producer_with(&d, Arc::new(crashing), d.queues().jobs.clone());
     let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-1"}"#;
     let err = before_crash.serve(daily, "m").await.unwrap_err();
     assert!(matches!(err, RequestError::Transient(_)), "{err:?}");
     assert_eq!(d.sim.control().jobs().len(), 1, "Zuora has the job");
-    assert!(job_messages(&d.jobs.0).await.is_empty(), "nobody has been told");
+    assert!(job_messages(d.queues().jobs.as_ref()).await.is_empty(), "nobody has been told");
 
     // Restart: the job's record was written before the crash, so start-up reconciliation has nothing to adopt;
     // the redelivered request resumes and gets the same job back.
@@ -160,7 +156,7 @@ async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_r
     assert_eq!(restarted.reconcile().await.unwrap(), None);
     let served = restarted.serve(daily, "m").await.unwrap();
     assert_eq!(d.sim.control().jobs().len(), 1, "the resubmission reused the job (Idempotency-Key)");
-    let jobs = job_messages(&d.jobs.0).await;
+    let jobs = job_messages(d.queues().jobs.as_ref()).await;
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     assert_eq!(jobs[0].job_id, served.job_ids[0]);
 }
@@ -168,8 +164,7 @@ async fn a_crash_between_submit_and_record_enqueues_the_job_exactly_once_after_r
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_record_and_enqueue_enqueues_the_job_exactly_once_after_restart() {
     let d = Deployment::start(|_| {}).await;
-    let broken_queue = SqsQueue::new(d.aws.sqs.clone(), format!("{}-missing", d.jobs.0.url()));
-    let before_crash = producer_with(&d, Arc::new(S3Store::new(d.aws.s3.clone())), Arc::new(broken_queue));
+    let before_crash = producer_with(&d, d.bucket.store(), Arc::new(test_support::queues::Unreachable));
     let daily = r#"{"exportFromDate": "afterLastIncrement", "requestId": "crash-2"}"#;
     assert!(before_crash.serve(daily, "m").await.is_err());
     let restarted = producer(&d);
@@ -177,7 +172,7 @@ async fn a_crash_between_record_and_enqueue_enqueues_the_job_exactly_once_after_
     restarted.serve(daily, "m").await.unwrap();
     restarted.serve(daily, "m").await.unwrap();
     assert_eq!(d.sim.control().jobs().len(), 1);
-    assert_eq!(job_messages(&d.jobs.0).await.len(), 1);
+    assert_eq!(job_messages(d.queues().jobs.as_ref()).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -199,7 +194,7 @@ async fn a_date_backfill_starts_at_utc_midnight_sent_in_pacific_time_and_does_no
         producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-2").await.unwrap();
     let next = zuora.wait_for_job(&next.job_ids[0], Duration::from_millis(20), Duration::from_secs(10)).await.unwrap();
     assert_eq!(next.batches[0].record_count, Some(2), "the next increment starts where the last increment ended");
-    let messages = job_messages(&d.jobs.0).await;
+    let messages = job_messages(d.queues().jobs.as_ref()).await;
     assert_eq!(
         messages.iter().map(|m| m.kind).collect::<Vec<_>>(),
         [JobKind::Increment, JobKind::Backfill, JobKind::Increment]
@@ -216,10 +211,10 @@ async fn a_full_export_is_split_into_windows_that_resume_when_zuora_is_busy_and_
     .await;
     let producer = producer(&d);
     let body = r#"{"exportFromDate": "beginning", "fullExport": true, "objects": ["Account"], "requestId": "full-1"}"#;
-    d.requests.0.send(OutgoingMessage::new(body)).await.unwrap();
+    d.queues().requests.send(OutgoingMessage::new(body)).await.unwrap();
     serve_all(&d, &producer).await;
 
-    let jobs = job_messages(&d.jobs.0).await;
+    let jobs = job_messages(d.queues().jobs.as_ref()).await;
     assert!(jobs.len() > 3, "{} windows: more than Zuora's concurrency limit here", jobs.len());
     assert!(jobs.iter().all(|j| j.kind == JobKind::FullWindow));
     assert_eq!(jobs.iter().map(|j| &j.job_id).collect::<HashSet<_>>().len(), jobs.len(), "each window once");

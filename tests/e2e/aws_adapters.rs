@@ -9,9 +9,10 @@ use test_support::Aws;
 const WAIT: Duration = Duration::from_secs(1);
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn a_message_is_received_with_its_attributes_and_gone_once_deleted() {
     let aws = Aws::connect().await;
-    let (queue, _dlq) = aws.queue_with_dlq("adapters", 5, false).await;
+    let (queue, _dlq) = aws.queue_with_dlq("adapters", 5, false, 30).await;
     queue.send(OutgoingMessage::new("{\"a\":1}").attribute("reason", "because")).await.unwrap();
     let got = queue.receive(10, WAIT).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -23,9 +24,10 @@ async fn a_message_is_received_with_its_attributes_and_gone_once_deleted() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn a_message_made_visible_again_is_received_again_with_a_higher_count() {
     let aws = Aws::connect().await;
-    let (queue, _dlq) = aws.queue_with_dlq("visibility", 5, false).await;
+    let (queue, _dlq) = aws.queue_with_dlq("visibility", 5, false, 30).await;
     queue.send(OutgoingMessage::new("again")).await.unwrap();
     let first = queue.receive(1, WAIT).await.unwrap();
     assert_eq!(queue.depth().await.unwrap().in_flight, 1);
@@ -36,9 +38,10 @@ async fn a_message_made_visible_again_is_received_again_with_a_higher_count() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn a_delayed_message_is_counted_as_delayed_not_visible() {
     let aws = Aws::connect().await;
-    let (queue, _dlq) = aws.queue_with_dlq("delay", 5, false).await;
+    let (queue, _dlq) = aws.queue_with_dlq("delay", 5, false, 30).await;
     queue.send(OutgoingMessage::new("later").delayed(Duration::from_secs(600))).await.unwrap();
     assert!(queue.receive(1, WAIT).await.unwrap().is_empty());
     let depth = queue.depth().await.unwrap();
@@ -46,9 +49,10 @@ async fn a_delayed_message_is_counted_as_delayed_not_visible() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn fifo_queues_drop_a_second_message_with_the_same_deduplication_id() {
     let aws = Aws::connect().await;
-    let (queue, _dlq) = aws.queue_with_dlq("fifo", 5, true).await;
+    let (queue, _dlq) = aws.queue_with_dlq("fifo", 5, true, 30).await;
     for _ in 0..2 {
         queue.send(OutgoingMessage::new("done").deduplicated("job-1:batch-1")).await.unwrap();
     }
@@ -58,9 +62,10 @@ async fn fifo_queues_drop_a_second_message_with_the_same_deduplication_id() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn a_fifo_group_in_flight_holds_back_only_its_own_messages() {
     let aws = Aws::connect().await;
-    let (queue, _dlq) = aws.queue_with_dlq("groups", 5, true).await;
+    let (queue, _dlq) = aws.queue_with_dlq("groups", 5, true, 30).await;
     for (body, group) in [("account-1", "Account"), ("account-2", "Account"), ("invoice-1", "Invoice")] {
         queue.send(OutgoingMessage::new(body).deduplicated(body).grouped(group)).await.unwrap();
     }
@@ -72,9 +77,10 @@ async fn a_fifo_group_in_flight_holds_back_only_its_own_messages() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn dead_lettered_messages_are_redriven_to_their_source_queue() {
     let aws = Aws::connect().await;
-    let (queue, dlq) = aws.queue_with_dlq("redrive", 1, false).await;
+    let (queue, dlq) = aws.queue_with_dlq("redrive", 1, false, 30).await;
     for i in 0..3 {
         queue.send(OutgoingMessage::new(format!("m{i}"))).await.unwrap();
     }
@@ -99,6 +105,7 @@ async fn dead_lettered_messages_are_redriven_to_their_source_queue() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn objects_are_written_read_and_listed_and_a_missing_one_is_none() {
     let aws = Aws::connect().await;
     let bucket = aws.bucket("store").await;
@@ -118,6 +125,7 @@ async fn objects_are_written_read_and_listed_and_a_missing_one_is_none() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn a_queue_error_keeps_the_sdks_error_underneath() {
     let aws = Aws::connect().await;
     let url = format!("{}/123456789012/no-such-queue-here", test_support::aws_config().endpoint_url.unwrap());
@@ -128,6 +136,7 @@ async fn a_queue_error_keeps_the_sdks_error_underneath() {
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn aborting_an_upload_again_or_after_it_completed_succeeds_on_both_servers() {
     for aws in [Aws::connect().await, Aws::connect_strict().await] {
         let bucket = aws.bucket("aborts").await;
@@ -147,6 +156,7 @@ async fn aborting_an_upload_again_or_after_it_completed_succeeds_on_both_servers
 }
 
 #[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
 async fn writes_with_the_bucket_owners_full_control_are_accepted_by_both_servers() {
     for aws in [Aws::connect().await, Aws::connect_strict().await] {
         let bucket = aws.bucket("acl").await;

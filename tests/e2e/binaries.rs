@@ -99,12 +99,13 @@ async fn stored(r: &AwsResources, key: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binaries share queues with the test)"]
 async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_data() {
     let dir = std::env::temp_dir().join(unique("binaries"));
     std::fs::create_dir_all(&dir).unwrap();
     let (_sim_process, base) = start_simulator(&dir);
     let sim = Sim { base: base.clone(), http: reqwest::Client::new() };
-    let r = AwsResources::provision(&base).await;
+    let r = AwsResources::provision(&base, 30).await;
     // A short visibility, so the killed consumer's job comes back soon (the heartbeat keeps live work hidden).
     let config: PathBuf = dir.join("config.toml");
     std::fs::write(&config, r.config_text.replace("visibility_secs = 30", "visibility_secs = 6")).unwrap();
@@ -152,7 +153,7 @@ async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_
     assert!(producer.terminate().success(), "the producer stops cleanly on SIGTERM");
 
     let completions: Vec<CompletionMessage> =
-        AwsResources::drain(&r.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
+        test_support::drain(&r.lake.0).await.iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
     let metadata = r.aws.s3.list_objects_v2().bucket(&r.bucket).send().await.unwrap();
     let metadata_keys: BTreeSet<&str> =
         metadata.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".metadata.json")).collect();

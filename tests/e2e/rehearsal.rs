@@ -75,6 +75,7 @@ async fn announced(lake: &SqsQueue, files: usize, seen: &mut BTreeSet<String>) -
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (moto's CloudFormation)"]
 async fn the_stack_as_created_runs_two_days_of_exports_with_its_tasks_configuration() {
     let mut sim_config = zuora_sim::SimConfig::default();
     sim_config.settings.job_execution_secs = 0.2;

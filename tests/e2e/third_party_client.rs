@@ -5,6 +5,7 @@ use test_support::{test_python, tests_dir};
 use zuora_sim::{SimConfig, Simulator};
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the Zuora Python SDK)"]
 async fn zuora_python_sdk_exports_full_then_incremental_with_a_deleted_row() {
     let mut config = SimConfig::default();
     config.settings.job_execution_secs = 0.2;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use std::sync::Arc;
 
 /// What becomes of one call.
 pub enum Intercept {
@@ -20,14 +21,17 @@ pub enum Intercept {
 pub type Hook = Box<dyn Fn(&'static str, &str) -> Intercept + Send + Sync>;
 
 /// `inner`, with `hook` deciding each call.
-pub struct Intercepted<S> {
-    inner: S,
+pub struct Intercepted {
+    inner: Arc<dyn ObjectStore>,
     hook: Hook,
 }
 
-impl<S: ObjectStore> Intercepted<S> {
+impl Intercepted {
     /// Wraps `inner`.
-    pub fn new(inner: S, hook: impl Fn(&'static str, &str) -> Intercept + Send + Sync + 'static) -> Self {
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        hook: impl Fn(&'static str, &str) -> Intercept + Send + Sync + 'static,
+    ) -> Self {
         Self { inner, hook: Box::new(hook) }
     }
 
@@ -49,7 +53,7 @@ impl<S: ObjectStore> Intercepted<S> {
     }
 }
 
-impl<S: ObjectStore> ObjectStore for Intercepted<S> {
+impl ObjectStore for Intercepted {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
         self.call("PutObject", bucket, key, || self.inner.put(bucket, key, body))
     }

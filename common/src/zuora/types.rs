@@ -13,7 +13,7 @@ use std::fmt;
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchQueryRequest {
-    /// `csv`; the consumer compresses on its own terms.
+    /// `csv`, or `gzip` for files several times smaller on the wire (the consumer decompresses them to count).
     pub format: String,
     /// `1.1`: the version that supports stateful mode.
     pub version: String,
@@ -61,6 +61,12 @@ impl BatchQueryRequest {
     /// Sent as `version` (`1.1` and `1.2` are both stateful).
     pub fn with_version(mut self, version: &str) -> Self {
         self.version = version.to_owned();
+        self
+    }
+
+    /// Asks for files in `format` (`csv` or `gzip`).
+    pub fn with_format(mut self, format: &str) -> Self {
+        self.format = format.to_owned();
         self
     }
 
@@ -131,6 +137,9 @@ pub struct Job {
     /// `1.1`, sometimes sent as a number.
     #[serde(default, deserialize_with = "opt_string_or_number")]
     pub version: Option<String>,
+    /// The files' format as submitted, echoed upper-case: `CSV`, `GZIP`, `ZIP`.
+    #[serde(default)]
+    pub format: Option<String>,
     /// Stateful session partner.
     #[serde(default)]
     pub partner: Option<String>,
@@ -146,6 +155,13 @@ pub struct Job {
     /// One batch per query.
     #[serde(default)]
     pub batches: Vec<Batch>,
+}
+
+impl Job {
+    /// True when the job's files are gzip files (the body is the `.gz` file, not an HTTP content encoding).
+    pub fn is_gzip(&self) -> bool {
+        self.format.as_deref().is_some_and(|f| f.eq_ignore_ascii_case("gzip"))
+    }
 }
 
 /// One query's result within a job.

@@ -14,6 +14,8 @@ pub enum Compression {
     Gzip(u32),
     /// zstd, level 1-19.
     Zstd(i32),
+    /// The gzip file Zuora sent (`format: gzip`), stored as it came.
+    GzipAsSent,
 }
 
 impl Compression {
@@ -30,7 +32,7 @@ impl Compression {
     pub fn name(&self) -> &'static str {
         match self {
             Self::None => "none",
-            Self::Gzip(_) => "gzip",
+            Self::Gzip(_) | Self::GzipAsSent => "gzip",
             Self::Zstd(_) => "zstd",
         }
     }
@@ -39,7 +41,7 @@ impl Compression {
     pub fn extension(&self) -> &'static str {
         match self {
             Self::None => "",
-            Self::Gzip(_) => ".gz",
+            Self::Gzip(_) | Self::GzipAsSent => ".gz",
             Self::Zstd(_) => ".zst",
         }
     }
@@ -48,7 +50,7 @@ impl Compression {
     pub fn content_type(&self) -> &'static str {
         match self {
             Self::None => "text/csv; charset=utf-8",
-            Self::Gzip(_) => "application/gzip",
+            Self::Gzip(_) | Self::GzipAsSent => "application/gzip",
             Self::Zstd(_) => "application/zstd",
         }
     }
@@ -56,7 +58,7 @@ impl Compression {
     /// One chunk as a complete member. CPU-bound: run it on a blocking thread.
     pub fn member(&self, chunk: &[u8]) -> std::io::Result<Vec<u8>> {
         match *self {
-            Self::None => Ok(chunk.to_vec()),
+            Self::None | Self::GzipAsSent => Ok(chunk.to_vec()),
             Self::Gzip(level) => {
                 let mut encoder =
                     flate2::write::GzEncoder::new(Vec::with_capacity(chunk.len() / 4), flate2::Compression::new(level));

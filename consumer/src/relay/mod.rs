@@ -1,12 +1,13 @@
 //! The streaming relay: a result file goes from Zuora's HTTP body into an S3 multipart upload, counted on the
 //! way, with memory bounded by the part pool whatever the file's size.
 //!
-//! GET body chunks -> record counter (quote-aware, on the bytes as they pass) -> the current part's buffer ->
-//! when full, the part is uploaded by its own task while the next one fills. A part's room is taken from the pool
+//! GET body chunks -> record counter (quote-aware, on the bytes as they pass; a gzip file's decompressed as they
+//! pass) -> the current part's buffer -> when full, the part is uploaded by its own task while the next one fills. A part's room is taken from the pool
 //! before it is filled, so when every part is in flight the download waits. Nothing is published here: the caller
 //! completes the upload only after checking the count, or aborts it.
 
 pub mod compress;
+pub mod gunzip;
 pub mod part_size;
 pub mod pool;
 
@@ -16,6 +17,7 @@ use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, Uploaded
 use common::zuora::ZuoraError;
 use compress::Compression;
 use futures::{Stream, StreamExt};
+use gunzip::Gunzip;
 use part_size::part_size_for;
 use pool::PartPool;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct RelaySettings {
     pub checksum: ChecksumAlgorithm,
     /// How stored files are compressed (chunks of `part_size` raw bytes become independent members).
     pub compression: Compression,
+    /// The file is gzip (Zuora's `format: gzip`): its records are counted as it decompresses, and it is stored as
+    /// it came when `compression` is [`Compression::GzipAsSent`], otherwise decompressed (then compressed again as
+    /// `compression` says).
+    pub gzip_source: bool,
 }
 
 /// A relay that failed. The multipart upload, if one was started, has been aborted.
@@ -43,6 +49,9 @@ pub enum RelayError {
     /// A storage call failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A gzip file that does not decompress whole (cut short, damaged, or not gzip): not the file Zuora meant.
+    #[error("the file is not a whole gzip file: {0}")]
+    BadGzip(#[source] std::io::Error),
     /// The transfer had not ended by its deadline; it was abandoned and its upload aborted.
     #[error("the transfer had not ended after {0:?}")]
     Deadline(std::time::Duration),
@@ -208,10 +217,14 @@ where
     let mut guard =
         UploadGuard { tracker: tracker.clone(), store: store.clone(), upload: upload.clone(), settled: false };
     let uploader = PartUploader { store: store.clone(), upload, pool: pool.clone() };
-    let uploaded = if settings.compression == Compression::None {
-        upload_parts(source, content_length, &uploader, destination, settings).await
-    } else {
-        upload_compressed(source, &uploader, destination, settings).await
+    let input = Input::new(source, settings);
+    let uploaded = match settings.compression {
+        Compression::None | Compression::GzipAsSent => {
+            // A decompressed file's length is not the length Zuora gave.
+            let length = content_length.filter(|_| input.stores_what_it_reads());
+            upload_parts(input, length, &uploader, destination, settings).await
+        }
+        Compression::Gzip(_) | Compression::Zstd(_) => upload_compressed(input, &uploader, destination, settings).await,
     };
     match uploaded {
         Ok((parts, bytes, counter, checksum_value)) => {
@@ -225,7 +238,7 @@ where
 }
 
 async fn upload_parts<S>(
-    source: S,
+    mut input: Input<S>,
     content_length: Option<u64>,
     uploader: &PartUploader,
     destination: &Destination,
@@ -235,7 +248,6 @@ where
     S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
 {
     let pool = &uploader.pool;
-    let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut parts = Vec::new();
     let mut total = 0u64;
@@ -271,24 +283,70 @@ struct Input<S> {
     carry: Option<Bytes>,
     ended: bool,
     counter: RecordCounter,
+    /// A gzip file's decompressor: the counter reads what it gives.
+    gunzip: Option<Gunzip>,
+    /// What is stored is the decompressed file, not the bytes read.
+    store_decompressed: bool,
+    /// The stream has ended (it is not polled again).
+    source_ended: bool,
 }
 
 impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
-    fn new(stream: S) -> Self {
-        Self { stream, carry: None, ended: false, counter: RecordCounter::new() }
+    fn new(stream: S, settings: &RelaySettings) -> Self {
+        let gunzip = settings.gzip_source.then(Gunzip::default);
+        let store_decompressed = settings.gzip_source && settings.compression != Compression::GzipAsSent;
+        Self {
+            stream,
+            carry: None,
+            ended: false,
+            counter: RecordCounter::new(),
+            gunzip,
+            store_decompressed,
+            source_ended: false,
+        }
+    }
+
+    /// True when the bytes stored are the bytes read (not decompressed on the way).
+    fn stores_what_it_reads(&self) -> bool {
+        !self.store_decompressed
+    }
+
+    /// The next bytes to store, counted; `None` at the file's end.
+    async fn next_counted(&mut self) -> Result<Option<Bytes>, RelayError> {
+        loop {
+            if self.source_ended {
+                return Ok(None);
+            }
+            let read = self.stream.next().await.transpose()?;
+            self.source_ended = read.is_none();
+            let Some(gunzip) = self.gunzip.as_mut() else {
+                if let Some(chunk) = &read {
+                    self.counter.feed(chunk);
+                }
+                return Ok(read);
+            };
+            let plain = match &read {
+                Some(chunk) => gunzip.feed(chunk).await,
+                None => gunzip.finish().await,
+            };
+            let plain = plain.map_err(RelayError::BadGzip)?;
+            self.counter.feed(&plain);
+            if !self.store_decompressed {
+                return Ok(read);
+            }
+            if !plain.is_empty() || read.is_none() {
+                return Ok(Some(plain).filter(|p| !p.is_empty()));
+            }
+        }
     }
 
     /// Reads into `slot` until it holds `size` bytes or the file ends; every byte read is counted once.
-    async fn fill(&mut self, slot: &mut pool::PartSlot, size: u64) -> Result<(), ZuoraError> {
+    async fn fill(&mut self, slot: &mut pool::PartSlot, size: u64) -> Result<(), RelayError> {
         while (slot.len() as u64) < size && !self.ended {
             let mut chunk = match self.carry.take() {
                 Some(chunk) => chunk,
-                None => match self.stream.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk?;
-                        self.counter.feed(&chunk);
-                        chunk
-                    }
+                None => match self.next_counted().await? {
+                    Some(chunk) => chunk,
                     None => {
                         self.ended = true;
                         break;
@@ -363,7 +421,7 @@ const COMPRESSED_PARTS_IN_FLIGHT: usize = 2;
 /// stored bytes. A part being filled holds no pool room, so a file waiting for raw room never holds room another
 /// file (or its own next chunk) needs: files compressing at once cannot stall each other.
 async fn upload_compressed<S>(
-    source: S,
+    mut input: Input<S>,
     uploader: &PartUploader,
     destination: &Destination,
     settings: &RelaySettings,
@@ -374,7 +432,6 @@ where
     let pool = &uploader.pool;
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk_size = settings.part_size.min(pool.max_part() / 2).max(1);
-    let mut input = Input::new(source);
     let mut uploads = PartTasks::new();
     let mut compressing = std::collections::VecDeque::new();
     let (mut out, mut out_len) = (Vec::new(), 0u64);
@@ -475,6 +532,7 @@ mod tests {
             max_part_size: 5 * MIB,
             checksum: ChecksumAlgorithm::Crc32c,
             compression: Compression::None,
+            gzip_source: false,
         };
         (settings, PartPool::new(10 * MIB, 5 * MIB), Arc::new(UploadTracker::default()))
     }
@@ -484,10 +542,11 @@ mod tests {
         let root = temp_root("relay-abort");
         // The first abort never answers (a request cut off by a deadline or a shutdown).
         let aborts = std::sync::atomic::AtomicU32::new(0);
-        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), move |operation, _| {
-            let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
-            if first_abort { Intercept::Hang } else { Intercept::Pass }
-        }));
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(Intercepted::new(Arc::new(LocalStore::new(&root)), move |operation, _| {
+                let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
+                if first_abort { Intercept::Hang } else { Intercept::Pass }
+            }));
         let (settings, pool, tracker) = one_part_relay();
         // The download breaks after its first chunk: the relay aborts its upload, and that abort never answers.
         let broken = ZuoraError::Http { endpoint: "file", status: 400, code: None, body: String::new() };
@@ -506,10 +565,11 @@ mod tests {
     #[tokio::test]
     async fn a_part_task_that_panics_is_the_relays_failure_not_the_stores() {
         let root = temp_root("relay-panic");
-        let store: Arc<dyn ObjectStore> = Arc::new(Intercepted::new(LocalStore::new(&root), |operation, _| {
-            assert_ne!(operation, "UploadPart", "a bug in the part's task");
-            Intercept::Pass
-        }));
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(Intercepted::new(Arc::new(LocalStore::new(&root)), |operation, _| {
+                assert_ne!(operation, "UploadPart", "a bug in the part's task");
+                Intercept::Pass
+            }));
         let (settings, pool, tracker) = one_part_relay();
         let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n"))]);
         let destination = Destination { bucket: "lake".into(), key: "a.csv".into(), content_type: "text/csv".into() };
@@ -534,6 +594,7 @@ mod tests {
             max_part_size: 64 * MIB,
             checksum: ChecksumAlgorithm::Crc32c,
             compression: Compression::Gzip(1),
+            gzip_source: false,
         };
         // The smallest pool compression accepts: two parts.
         let pool = PartPool::new(10 * MIB, 5 * MIB);

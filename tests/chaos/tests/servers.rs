@@ -19,9 +19,9 @@ const SEEDS: &[u64] = &[3, 5, 7];
 
 async fn servers() -> Backend {
     let aws = Aws::connect_strict().await;
-    let (requests, requests_dlq) = aws.queue_with_dlq("chaos-requests", 5, false).await;
-    let (jobs, jobs_dlq) = aws.queue_with_dlq("chaos-jobs", 5, false).await;
-    let (lake, lake_dlq) = aws.queue_with_dlq("chaos-lake", 5, true).await;
+    let (requests, requests_dlq) = aws.queue_with_dlq("chaos-requests", 5, false, 30).await;
+    let (jobs, jobs_dlq) = aws.queue_with_dlq("chaos-jobs", 5, false, 30).await;
+    let (lake, lake_dlq) = aws.queue_with_dlq("chaos-lake", 5, true, 30).await;
     let queue = |q| -> Arc<dyn Queue> { Arc::new(q) };
     let queues = Queues {
         requests: queue(requests),
@@ -37,6 +37,7 @@ async fn servers() -> Backend {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real-protocol tier: ./tests/run.sh (moto and Garage)"]
 async fn seeds_against_moto_and_garage_pass_the_oracle() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let mut failures = Vec::new();

@@ -1,0 +1,268 @@
+//! A whole deployment for the service tests, on the tier's back end: SQS and S3 on the servers `tests/run.sh`
+//! starts when it says where they are (the real-protocol tier), otherwise queues in memory and a local-directory
+//! store (`cargo test` on a bare checkout). The tests' bodies are the same on both.
+
+use crate::servers::{AWS_ENDPOINT_VAR, Aws, AwsResources};
+use crate::unique;
+use bytes::Bytes;
+use common::queue::{Queue, ReceivedMessage};
+use common::services::{Queues, Services};
+use common::store::{LocalStore, ObjectStore, S3Store};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// True when this run has the servers of `tests/run.sh` (the real-protocol tier).
+fn on_servers() -> bool {
+    std::env::var_os(AWS_ENDPOINT_VAR).is_some()
+}
+
+/// A fresh, empty bucket on the tier's object store.
+pub struct Bucket {
+    /// Its name.
+    pub name: String,
+    store: Arc<dyn ObjectStore>,
+    place: Place,
+}
+
+/// Where a bucket's objects are.
+enum Place {
+    Server(Aws),
+    Directory(LocalStore),
+}
+
+impl Bucket {
+    /// A new bucket: on moto in the real-protocol tier, otherwise a directory of a new local store.
+    pub async fn create(prefix: &str) -> Self {
+        if on_servers() {
+            Self::on_server(Aws::connect().await, prefix).await
+        } else {
+            let root = std::env::temp_dir().join(unique("store"));
+            Self::in_directory(LocalStore::new(root), unique(prefix))
+        }
+    }
+
+    /// A new bucket on Garage, the stricter S3 server (real-protocol tier only).
+    pub async fn create_strict(prefix: &str) -> Self {
+        Self::on_server(Aws::connect_strict().await, prefix).await
+    }
+
+    async fn on_server(aws: Aws, prefix: &str) -> Self {
+        let name = aws.bucket(prefix).await;
+        Self { name, store: Arc::new(S3Store::new(aws.s3.clone())), place: Place::Server(aws) }
+    }
+
+    fn in_directory(store: LocalStore, name: String) -> Self {
+        std::fs::create_dir_all(store.root().join(&name)).expect("the bucket's directory");
+        Self { name, store: Arc::new(store.clone()), place: Place::Directory(store) }
+    }
+
+    /// The object store it is on, as the services use it.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The keys under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        self.store.list(&self.name, prefix).await.expect("list")
+    }
+
+    /// An object's bytes, if it exists.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        self.store.get(&self.name, key).await.expect("get")
+    }
+
+    /// An object's bytes; it must exist.
+    pub async fn object(&self, key: &str) -> Bytes {
+        self.get(key).await.unwrap_or_else(|| panic!("s3://{}/{key} does not exist", self.name))
+    }
+
+    /// The records of a stored CSV object, by an independent RFC 4180 parser.
+    pub async fn records_in(&self, key: &str) -> u64 {
+        let body = self.object(key).await;
+        csv::Reader::from_reader(body.as_ref()).records().try_fold(0, |n, r| r.map(|_| n + 1)).expect("valid CSV")
+    }
+
+    /// Multipart uploads neither completed nor aborted.
+    pub async fn open_uploads(&self) -> usize {
+        match &self.place {
+            Place::Server(aws) => aws.open_uploads(&self.name).await,
+            Place::Directory(store) => store.open_uploads(),
+        }
+    }
+
+    /// Ends every open multipart upload behind its writer's back, as a lifecycle rule would.
+    pub async fn abort_every_upload(&self) {
+        match &self.place {
+            Place::Server(aws) => {
+                let uploads = aws.s3.list_multipart_uploads().bucket(&self.name).send().await.expect("list uploads");
+                for upload in uploads.uploads() {
+                    let request = aws.s3.abort_multipart_upload().bucket(&self.name);
+                    let request = request.key(upload.key().unwrap_or_default());
+                    request.upload_id(upload.upload_id().unwrap_or_default()).send().await.expect("abort");
+                }
+            }
+            Place::Directory(store) => {
+                let _ = std::fs::remove_dir_all(store.root().join(".uploads"));
+            }
+        }
+    }
+}
+
+/// Every message now on a queue, received and deleted (an empty receive waits a second for stragglers).
+pub async fn drain(queue: &dyn Queue) -> Vec<ReceivedMessage> {
+    let mut all = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_secs(1)).await.expect("receive");
+        if batch.is_empty() {
+            return all;
+        }
+        for message in batch {
+            queue.delete(&message.receipt).await.expect("delete");
+            all.push(message);
+        }
+    }
+}
+
+/// A whole deployment: the simulator in-process, the six queues, a bucket for the ledger and the lake, and the
+/// configuration naming them, on the tier's back end.
+pub struct Deployment {
+    /// The AQuA simulator.
+    pub sim: zuora_sim::RunningSim,
+    /// The bucket of the ledger and of every object in the catalogue.
+    pub bucket: Bucket,
+    /// The configuration as TOML (with the client secret in it).
+    pub config_text: String,
+    services: Services,
+}
+
+impl Deployment {
+    /// Starts a simulator tuned by `tune`, and fresh queues and a bucket.
+    pub async fn start(tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
+        Self::start_with_visibility(30, tune).await
+    }
+
+    /// As [`Deployment::start`], the queues hiding a received message for `visibility_secs` by default.
+    pub async fn start_with_visibility(visibility_secs: u32, tune: impl FnOnce(&mut zuora_sim::SimConfig)) -> Self {
+        let mut sim_config = zuora_sim::SimConfig::default();
+        sim_config.settings.job_execution_secs = 0.0;
+        tune(&mut sim_config);
+        let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+        if on_servers() {
+            let resources = AwsResources::provision(&sim.base_url(), visibility_secs).await;
+            let bucket = Bucket {
+                name: resources.bucket,
+                store: Arc::new(S3Store::new(resources.aws.s3.clone())),
+                place: Place::Server(resources.aws),
+            };
+            let config_text = resources.config_text;
+            let services = Services::connect(&parse(&config_text)).await;
+            return Self { sim, bucket, config_text, services };
+        }
+        let root = std::env::temp_dir().join(unique("deployment"));
+        let bucket = Bucket::in_directory(LocalStore::new(root.join("lake")), unique("lake"));
+        let urls = ["requests", "requests-dlq", "jobs", "jobs-dlq", "lake.fifo", "lake-dlq.fifo"]
+            .map(|name| format!("{}{name}", common::config::MEMORY_SCHEME));
+        let aws_section = format!("local_dir = \"{}\"\n", root.join("lake").display());
+        let config_text = config_text(&sim.base_url(), &urls, &bucket.name, &aws_section);
+        let queues = Queues::in_memory(&parse(&config_text).queues, Duration::from_secs(visibility_secs.into()));
+        let services = Services::from_parts(bucket.store(), queues);
+        Self { sim, bucket, config_text, services }
+    }
+
+    /// The configuration, parsed.
+    pub fn config(&self) -> common::config::Config {
+        parse(&self.config_text)
+    }
+
+    /// The queues and store (the same ones every time: in-memory queues live in this value).
+    pub fn services(&self) -> Services {
+        self.services.clone()
+    }
+
+    /// The queues.
+    pub fn queues(&self) -> &Queues {
+        &self.services.queues
+    }
+
+    /// The configuration written to a file in `dir` (binaries can share only the real-protocol tier's queues).
+    pub fn config_file(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, &self.config_text).expect("write config");
+        path
+    }
+}
+
+fn parse(text: &str) -> common::config::Config {
+    common::config::Config::parse(text, "test deployment", None).expect("test configuration is valid")
+}
+
+/// A deployment's configuration: a simulator at `base_url`, the six queue URLs (requests, its DLQ, jobs, its DLQ,
+/// lake, its DLQ), one bucket for the ledger and every object (a catalogue file is written for it), and the
+/// `[aws]` section's lines. Short delays everywhere, so the tests run fast.
+pub(crate) fn config_text(base_url: &str, queues: &[String], bucket: &str, aws_section: &str) -> String {
+    let dir = std::env::temp_dir().join(unique("deployment-config"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let catalogue = dir.join("catalogue.toml");
+    let builtin = include_str!("../../common/catalogue.toml")
+        .replace("bucket = \"zuora-raw\"", &format!("bucket = \"{bucket}\""));
+    std::fs::write(&catalogue, builtin).expect("write catalogue");
+    let [requests, requests_dlq, jobs, jobs_dlq, lake, lake_dlq] = queues else {
+        panic!("six queue URLs, not {}", queues.len())
+    };
+    format!(
+        r#"
+catalogue = "{catalogue}"
+
+[zuora]
+base_url = "{base_url}"
+client_id = "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b"
+client_secret = "sim-client-secret"
+data_center = "us"
+
+[zuora.retry]
+max_attempts = 4
+base_delay_ms = 10
+max_delay_ms = 100
+max_retry_after_secs = 2
+
+[session]
+partner = "test-partner"
+project = "{project}"
+
+[aws]
+{aws_section}
+[queues]
+requests = "{requests}"
+requests_dlq = "{requests_dlq}"
+jobs = "{jobs}"
+jobs_dlq = "{jobs_dlq}"
+lake = "{lake}"
+lake_dlq = "{lake_dlq}"
+
+[ledger]
+bucket = "{bucket}"
+
+[full_export]
+earliest = "2020-01-01"
+window_months = 6
+
+[producer]
+wait_secs = 1
+busy_retry_secs = 1
+
+[consumer]
+jobs_in_flight = 2
+part_size_mib = 5
+part_pool_mib = 16
+wait_secs = 1
+poll_delay_secs = 1
+max_poll_delay_secs = 2
+visibility_secs = 30
+file_attempts = 2
+shutdown_grace_secs = 5
+"#,
+        catalogue = catalogue.display(),
+        project = unique("project"),
+    )
+}
