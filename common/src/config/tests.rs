@@ -1,0 +1,165 @@
+use super::*;
+
+const GOOD: &str = r#"
+    catalogue = "objects.toml"
+    [zuora]
+    base_url = "https://rest.zuora.com"
+    client_id = "id"
+    [session]
+    partner = "p"
+    project = "zuora-datalake-export"
+    [queues]
+    requests = "https://sqs.eu-west-1.amazonaws.com/1/requests"
+    requests_dlq = "https://sqs.eu-west-1.amazonaws.com/1/requests-dlq"
+    jobs = "https://sqs.eu-west-1.amazonaws.com/1/jobs"
+    jobs_dlq = "https://sqs.eu-west-1.amazonaws.com/1/jobs-dlq"
+    lake = "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"
+    lake_dlq = "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"
+    [ledger]
+    bucket = "ledger-bucket"
+"#;
+
+#[test]
+fn the_secret_comes_from_the_environment_and_is_masked() {
+    let config = Config::parse(GOOD, "t", Some(Secret::new("s3cr3t"))).unwrap();
+    assert_eq!(config.zuora.client_secret.expose(), "s3cr3t");
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+    assert_eq!(config.ledger.prefix, "zuora-lake-export/ledger/");
+    assert_eq!(config.producer.stale_after_hours, 36);
+}
+
+#[test]
+fn raw_bucket_moves_the_builtin_catalogue() {
+    let text = GOOD.replace("catalogue = \"objects.toml\"", "raw_bucket = \"acme-raw\"");
+    let config = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap();
+    let catalogue = config.catalogue().unwrap();
+    assert!(catalogue.objects.iter().all(|o| o.target.bucket == "acme-raw"));
+}
+
+#[test]
+fn a_builtin_catalogue_is_named_with_its_prefix() {
+    let text = GOOD.replace("catalogue = \"objects.toml\"", "catalogue = \"builtin:old-export\"");
+    let config = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap();
+    assert_eq!(config.catalogue().unwrap().objects.len(), 13);
+    let text = GOOD.replace("catalogue = \"objects.toml\"", "catalogue = \"builtin:newest\"");
+    let error = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap().catalogue().unwrap_err();
+    assert!(error.to_string().contains("builtin:newest: no such built-in catalogue"), "{error}");
+}
+
+#[test]
+fn the_example_configurations_are_valid() {
+    let examples = [
+        ("local", include_str!("../../../deploy/examples/local.toml")),
+        ("moto-sim", include_str!("../../../deploy/examples/moto-sim.toml")),
+        ("production", include_str!("../../../deploy/examples/production.toml")),
+    ];
+    for (name, text) in examples {
+        let config = Config::parse(text, name, Some(Secret::new("s"))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.queues.in_memory(), name == "local", "{name}");
+    }
+}
+
+/// The configuration the deployment template writes into the tasks, as CloudFormation renders it: the first
+/// `ZLE_CONFIG_TOML` block, its variables substituted, the old export's drop-in on or off.
+fn template_configuration(old_export: bool, other_account: bool) -> String {
+    let template = include_str!("../../../deploy/template.yaml");
+    let start = template.find("ZLE_CONFIG_TOML").unwrap();
+    let body = &template[start..];
+    let body = &body[body.find("- |\n").unwrap() + 4..body.find("- Catalogue:").unwrap()];
+    let mut text: String = body.lines().map(|l| format!("{}\n", l.trim())).collect();
+    let variables = [
+        (
+            "${Catalogue}",
+            if old_export { "catalogue = \"builtin:old-export\"" } else { "raw_bucket = \"${RawBucketName}\"" },
+        ),
+        (
+            "${OldSession}",
+            if old_export { "version = \"1.2\"\nincrement_job_name = \"zuora-datalake-export\"" } else { "" },
+        ),
+        ("${ObjectAcl}", if other_account { "object_acl = \"bucket-owner-full-control\"" } else { "" }),
+    ];
+    for (name, value) in variables {
+        text = text.replace(name, value);
+    }
+    let queue = "https://sqs.eu-west-1.amazonaws.com/1/q";
+    for (name, value) in [
+        ("${RawBucketName}", "acme-zuora-raw"),
+        ("${ZuoraBaseUrl}", "https://rest.zuora.com"),
+        ("${ZuoraClientId}", "id"),
+        ("${ZuoraDataCenter}", "eu"),
+        ("${ZuoraPartner}", "p"),
+        ("${ZuoraProject}", "zuora-datalake-export-2"),
+        ("${AWS::Region}", "eu-west-1"),
+        ("${StaleAfterHours}", "36"),
+        ("${JobsPerConsumerTask}", "2"),
+        ("${LakeQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"),
+        ("${LakeDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"),
+        ("${RequestsQueue}", queue),
+        ("${RequestsDeadLetterQueue}", queue),
+        ("${JobsQueue}", queue),
+        ("${JobsDeadLetterQueue}", queue),
+    ] {
+        text = text.replace(name, value);
+    }
+    assert!(!text.contains("${"), "a variable left: {text}");
+    text
+}
+
+#[test]
+fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in() {
+    let secret = || Some(Secret::new("s"));
+    let plain = Config::parse(&template_configuration(false, false), "template", secret()).unwrap();
+    assert_eq!((plain.raw_bucket.as_deref(), plain.catalogue.clone()), (Some("acme-zuora-raw"), None));
+    assert_eq!((plain.session.version.as_str(), plain.aws.object_acl), ("1.1", None));
+    let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
+    assert_eq!(old.catalogue().unwrap().objects.len(), 13);
+    assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
+    assert_eq!(
+        (old.session.version.as_str(), old.session.increment_job_name.as_str()),
+        ("1.2", "zuora-datalake-export")
+    );
+    assert_eq!(old.aws.object_acl, Some(crate::aws::ObjectAcl::BucketOwnerFullControl));
+}
+
+#[test]
+fn errors_name_the_field() {
+    // Without a secret the configuration loads (commands that never call Zuora need none); a client does not.
+    let no_secret = Config::parse(GOOD, "t", None).unwrap();
+    let missing_secret = crate::zuora::ZuoraClient::new(no_secret.zuora).err().unwrap().to_string();
+    assert!(
+        missing_secret.contains("zuora.client_secret") && missing_secret.contains(CLIENT_SECRET_ENV),
+        "{missing_secret}"
+    );
+    let cases = [
+        (GOOD.replace("lake.fifo", "lake"), "queues.lake: must be a FIFO queue"),
+        (GOOD.replace("partner = \"p\"", "partner = \"\""), "session.partner: must not be empty"),
+        (GOOD.replace("base_url = \"https://rest.zuora.com\"", "base_url = \"rest\""), "zuora.base_url"),
+        (GOOD.replace("[ledger]", "[ledger]\ncolour = 1"), "unknown field `colour`"),
+        (format!("{GOOD}\n[full_export]\nwindow_months = 0"), "full_export.window_months"),
+        (format!("raw_bucket = \"r\"\n{GOOD}"), "raw_bucket: only with the built-in catalogue"),
+        (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
+        (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
+        (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "unknown variant `MD5`, expected `CRC32C` or `CRC64NVME`"),
+        (format!("{GOOD}\n[consumer]\ncompression = \"brotli\""), "in `consumer.compression`"),
+        (
+            format!(
+                "{}\n[consumer]\ncompression = \"zstd\"",
+                GOOD.replace("[session]", "[session]\nfile_format = \"gzip\"")
+            ),
+            "consumer.compression: gzip files from Zuora are stored as they came",
+        ),
+        (GOOD.replace("[session]", "[session]\nfile_format = \"zip\""), "in `session.file_format`"),
+        (
+            format!("{GOOD}\n[aws]\nobject_acl = \"public-read\""),
+            "`public-read`, expected `bucket-owner-full-control`\nin `aws.object_acl`",
+        ),
+        (
+            GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),
+            "queues.jobs: the queues are all",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+    }
+}
