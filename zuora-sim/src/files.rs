@@ -303,7 +303,8 @@ impl Cutter {
         let mut cutter = Self {
             skip: spec.skip,
             take: spec.take,
-            gzip: spec.gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
+            // zlib's default level, which a gzip stream written with Java's (or most languages') defaults has.
+            gzip: spec.gzip.then(|| GzEncoder::new(Vec::new(), Compression::default())),
         };
         let mut header = Vec::new();
         spec.plan.header(&mut header);
