@@ -280,8 +280,9 @@ fn a_day_of_queue_metrics_through_the_scaling_policies() {
     let capacity = policy.max * jobs_in_flight as u64;
     let at_best = full + 1200 + 240 * 300 / capacity;
     assert!(last_full <= at_best + 900, "{} against {} at best", hhmm(last_full), hhmm(at_best));
-    // Polling jobs that wait at Zuora is hardly work: about one task does it.
-    assert!(waiting_task_minutes <= 80, "{waiting_task_minutes} task-minutes");
+    // Polling jobs that wait at Zuora is little work: once a minute each, the thirteen messages come back together
+    // and keep about two tasks (100 task-minutes over the hour; 67 when polls backed off to 15 minutes).
+    assert!(waiting_task_minutes <= 110, "{waiting_task_minutes} task-minutes");
     // Quiet hours end at zero tasks.
     assert_eq!(replay.rows.last().unwrap().running, 0);
 }

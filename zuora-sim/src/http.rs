@@ -50,8 +50,14 @@ pub fn router(sim: Shared) -> Router {
         .with_state(sim)
 }
 
-/// Every response carries a `Zuora-Request-Id` and echoes the caller's `Zuora-Track-Id`, as Zuora's do.
+/// Every response carries a `Zuora-Request-Id` and echoes the caller's `Zuora-Track-Id`, as Zuora's do; every call
+/// of the API is counted by its route.
 async fn request_ids(State(sim): State<Shared>, request: Request, next: axum::middleware::Next) -> Response {
+    if let Some(route) = request.extensions().get::<axum::extract::MatchedPath>()
+        && !route.as_str().starts_with("/sim/")
+    {
+        sim.count_call(format!("{} {}", request.method(), route.as_str()));
+    }
     let track = request.headers().get("Zuora-Track-Id").cloned();
     let mut response = next.run(request).await;
     let headers = response.headers_mut();

@@ -146,6 +146,12 @@ impl Control {
         self.sim.jobs()
     }
 
+    /// The API calls received so far (the control API's own left out), by method and route, e.g.
+    /// `GET /v1/batch-query/jobs/{id}`.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.sim.calls()
+    }
+
     /// The live rows of an object now, every field, sorted by Id.
     pub fn ground_truth_csv(&self, object: &str) -> Result<String, SimError> {
         self.sim.ground_truth_csv(object)

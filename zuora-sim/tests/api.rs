@@ -146,6 +146,11 @@ async fn authentication_is_required_and_tokens_expire_on_the_simulated_clock() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 401);
+    // Every call of the API is counted by its route, refused ones too; the control API's are not.
+    let calls = api.sim.control().calls();
+    assert_eq!(calls.get("GET /v1/batch-query/jobs/{id}"), Some(&4), "{calls:?}");
+    assert!(calls.get("POST /oauth/token").is_some_and(|n| *n >= 2), "{calls:?}");
+    assert!(calls.keys().all(|route| !route.contains("/sim/")), "{calls:?}");
 }
 
 #[tokio::test]

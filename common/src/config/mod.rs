@@ -262,8 +262,10 @@ impl Default for ConsumerSettings {
             compression_level: None,
             gzip_downloads: GzipDownloads::Keep,
             wait_secs: 20,
-            poll_delay_secs: 30,
-            max_poll_delay_secs: 900,
+            // A few quick looks, then one a minute: a finished job is heard of about 30 s after it ended at the
+            // median (docs/benchmarks.md, the daily run).
+            poll_delay_secs: 10,
+            max_poll_delay_secs: 60,
             job_deadline_hours: 12,
             visibility_secs: 300,
             file_attempts: 3,

@@ -294,6 +294,7 @@ impl Sim {
                 partner: j.partner.clone(),
                 project: j.project.clone(),
                 submitted_at: j.submitted_at,
+                ends_at: j.end_at,
                 idempotency_key: j.idempotency_key.clone(),
                 batches: j
                     .batches

@@ -86,6 +86,8 @@ pub struct JobSummary {
     pub project: Option<String>,
     /// Submitted at (simulated clock).
     pub submitted_at: DateTime<Utc>,
+    /// When it ends (or ended): completed, unless it is cancelled first.
+    pub ends_at: DateTime<Utc>,
     /// The `Idempotency-Key` it was submitted with.
     pub idempotency_key: Option<String>,
     /// Its batches.
@@ -278,6 +280,7 @@ pub struct Sim {
     faults: Mutex<Vec<ActiveFault>>,
     rng: Mutex<u64>,
     abort_next: Mutex<HashMap<String, String>>,
+    calls: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 fn secs(seconds: f64) -> Duration {
@@ -315,7 +318,18 @@ impl Sim {
             jobs: Mutex::default(),
             faults: Mutex::default(),
             abort_next: Mutex::default(),
+            calls: Mutex::default(),
         }
+    }
+
+    /// Counts one call of the API (`METHOD /route/{param}`).
+    pub fn count_call(&self, route: String) {
+        *lock(&self.calls).entry(route).or_default() += 1;
+    }
+
+    /// The API calls received so far, by method and route.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.calls).clone()
     }
 
     /// Current settings.

@@ -1,0 +1,191 @@
+//! `daily`: the daily run, measured on Tokio's paused clock. The thirteen objects of the old export's queries
+//! (`builtin:old-export`), a day of changes at Zuora each day, the daily request each morning, Zuora taking a
+//! while over the job (drawn per day); the real producer and consumer services at their default timings, on
+//! in-memory queues and a local-directory lake. For each day: how long after Zuora finished the job the lake
+//! received its last completion message, and the job's calls of Zuora's API (token requests, status polls,
+//! downloads). Times are simulated: they are the polling schedule's doing, not this machine's speed.
+//!
+//! Usage: `cargo run --release -p chaos --bin daily -- [--days N] [--poll-delay-secs S] [--max-poll-delay-secs S]`.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use common::clock::Clock;
+use common::config::Config;
+use common::messages::CompletionMessage;
+use common::queue::OutgoingMessage;
+use common::services::Services;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use zuora_sim::{Mutation, SimConfig, Simulator};
+
+/// Measures the daily run at the default settings, or at the polling settings given.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    /// Days to run.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Seed of the days' changes and job durations.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `consumer.poll_delay_secs` (the configuration's default when absent).
+    #[arg(long)]
+    poll_delay_secs: Option<u64>,
+    /// `consumer.max_poll_delay_secs` (the configuration's default when absent).
+    #[arg(long)]
+    max_poll_delay_secs: Option<u64>,
+    /// Shortest time Zuora takes over a day's job, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    min_job_secs: f64,
+    /// Longest time Zuora takes over a day's job, seconds.
+    #[arg(long, default_value_t = 900.0)]
+    max_job_secs: f64,
+}
+
+/// One day's measurement.
+struct Day {
+    job_secs: f64,
+    /// From Zuora's job ending to the lake's last completion message of the job.
+    heard_after: f64,
+    files: usize,
+    calls: BTreeMap<String, u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let start: DateTime<Utc> = "2026-03-02T05:00:00Z".parse()?;
+    let mut sim_config =
+        SimConfig { seed: cli.seed, clock_start: Some(start), render_inline: true, ..SimConfig::default() };
+    sim_config.genesis = "2024-01-01T00:00:00Z".parse()?;
+    sim_config.history_days = 700;
+    let sim = Simulator::start(sim_config).await?;
+    let control = sim.control();
+    let dir = std::env::temp_dir().join(format!("daily-{:016x}", rand::random::<u64>()));
+    let mut config = Config::parse(local_export::quickstart::LOCAL_CONFIG, "daily", None)?;
+    config.catalogue = Some("builtin:old-export".into());
+    config.zuora.base_url = sim.base_url();
+    config.aws.local_dir = Some(dir.clone());
+    // Every timing at its default, as deployed: the embedded local configuration shortens them.
+    config.producer = common::config::ProducerSettings::default();
+    config.consumer = common::config::ConsumerSettings { emf_metrics: false, ..Default::default() };
+    config.consumer.poll_delay_secs = cli.poll_delay_secs.unwrap_or(config.consumer.poll_delay_secs);
+    config.consumer.max_poll_delay_secs = cli.max_poll_delay_secs.unwrap_or(config.consumer.max_poll_delay_secs);
+    let services = Services::connect(&config).await;
+    let clock = Clock::following_tokio(start);
+    let (stop, stopped) = watch::channel(false);
+    let signal = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let producer = producer::cli::producer_from(&config, &services)?.with_clock(clock);
+    let (q, settings) = (services.queues.clone(), config.producer.clone());
+    let producer_stopped = signal(stopped.clone());
+    let producer_task = tokio::spawn(async move {
+        producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, producer_stopped).await;
+    });
+    let mut worker = consumer::cli::worker_from(&config, &services)?;
+    worker.clock = clock;
+    let consumer_task = tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped)));
+
+    let objects: Vec<String> = config.catalogue()?.objects.iter().map(|o| o.name.clone()).collect();
+    let mut rng = StdRng::seed_from_u64(cli.seed);
+    let mut days = Vec::new();
+    for day in 0..cli.days {
+        // The day's changes, then the morning's request.
+        tokio::time::sleep(Duration::from_secs(if day == 0 { 3600 } else { 24 * 3600 })).await;
+        for object in &objects {
+            let changes = Mutation { insert: rng.random_range(5..50), update: rng.random_range(10..100), delete: 2 };
+            // Objects the simulator keeps only ids of (journal entries, snapshots) take no changes.
+            let _ = control.mutate(object, changes);
+        }
+        let job_secs = rng.random_range(cli.min_job_secs..=cli.max_job_secs);
+        control.update_settings(|s| s.job_execution_secs = job_secs);
+        let calls_before = control.calls();
+        let request = r#"{"exportFromDate":"afterLastIncrement"}"#;
+        services.queues.requests.send(OutgoingMessage::new(request)).await?;
+        let (mut files, mut last_heard) = (0, None);
+        let job = loop {
+            let jobs = control.jobs();
+            // One job a day.
+            if let Some(job) = jobs.get(day as usize) {
+                break job.clone();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        while files < job.batches.len() {
+            let batch = services.queues.lake.receive(10, Duration::from_secs(20)).await?;
+            for message in batch {
+                let completion: CompletionMessage = serde_json::from_str(&message.body)?;
+                services.queues.lake.delete(&message.receipt).await?;
+                if completion.job_id == job.id {
+                    files += 1;
+                    last_heard = Some(clock.now());
+                }
+            }
+            anyhow::ensure!(
+                clock.now() - job.ends_at < chrono::TimeDelta::hours(6),
+                "day {day}: the lake heard nothing"
+            );
+        }
+        let heard = last_heard.context("a completion")?;
+        let calls = difference(&control.calls(), &calls_before);
+        let heard_after = (heard - job.ends_at).num_milliseconds() as f64 / 1e3;
+        days.push(Day { job_secs, heard_after, files, calls });
+    }
+    let _ = stop.send(true);
+    let _ = tokio::join!(producer_task, consumer_task);
+    let _ = std::fs::remove_dir_all(&dir);
+    report(&cli, &config, &days);
+    Ok(())
+}
+
+fn difference(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after.iter().map(|(route, n)| (route.clone(), n - before.get(route).copied().unwrap_or(0))).collect()
+}
+
+fn report(cli: &Cli, config: &Config, days: &[Day]) {
+    let c = &config.consumer;
+    println!(
+        "{} days, poll_delay_secs {}, max_poll_delay_secs {}, Zuora's job {}-{} s",
+        days.len(),
+        c.poll_delay_secs,
+        c.max_poll_delay_secs,
+        cli.min_job_secs,
+        cli.max_job_secs
+    );
+    println!(
+        "| day | job s | files | heard after s | token | submit | status polls | downloads | polls per minute of the job |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let count = |calls: &BTreeMap<String, u64>, what: &str| -> u64 {
+        calls.iter().filter(|(route, _)| route.contains(what)).map(|(_, n)| n).sum()
+    };
+    for (i, day) in days.iter().enumerate() {
+        let polls = count(&day.calls, "GET /v1/batch-query/jobs/{id}");
+        println!(
+            "| {} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {:.2} |",
+            i + 1,
+            day.job_secs,
+            day.files,
+            day.heard_after,
+            count(&day.calls, "/oauth/token"),
+            count(&day.calls, "POST /v1/batch-query"),
+            polls,
+            count(&day.calls, "/file"),
+            polls as f64 / ((day.job_secs + day.heard_after) / 60.0)
+        );
+    }
+    let mut heard: Vec<f64> = days.iter().map(|d| d.heard_after).collect();
+    heard.sort_by(f64::total_cmp);
+    let at = |q: f64| heard[((heard.len() - 1) as f64 * q).round() as usize];
+    println!("heard after: median {:.1} s, p90 {:.1} s, max {:.1} s", at(0.5), at(0.9), at(1.0));
+}
