@@ -68,8 +68,11 @@ impl Takeover {
         sim_config.settings.job_execution_secs = 0.2;
         let sim = Simulator::start(sim_config).await.unwrap();
         let control = sim.control();
+        // A directory of its own: the tests run in parallel, and a clock read can give two of them the same name.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("cutover-{nanos:x}"));
+        let dir = std::env::temp_dir().join(format!("cutover-{nanos:x}-{n}"));
         let mut config = Config::parse(local_export::quickstart::LOCAL_CONFIG, "local.toml", None).unwrap();
         config.zuora.base_url = sim.base_url();
         config.aws.local_dir = Some(dir.clone());

@@ -77,7 +77,8 @@ impl World {
         let sim = Simulator::start(sim_config).await.unwrap();
         let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
         config.zuora.base_url = sim.base_url();
-        let root = std::env::temp_dir().join(format!("reruns-{:016x}", rand_id()));
+        // A directory of its own: tests run in parallel, and a clock read can give two of them the same name.
+        let root = std::env::temp_dir().join(test_support::unique("reruns"));
         let allowed = Arc::new(AtomicU32::new(1));
         let store = Arc::new(dying_store(&root, fails, allowed.clone()));
         let jobs = Arc::new(DyingQueue {
@@ -120,10 +121,6 @@ impl World {
         ids.sort();
         ids
     }
-}
-
-fn rand_id() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[tokio::test]
