@@ -29,33 +29,32 @@ async fn work_all(worker: &Worker, d: &Deployment) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_days_of_increments_a_backfill_and_a_rerun_merge_to_the_ground_truth() {
-    let compressions = days_of_exports_merge_to_the_truth(|text| text.to_owned()).await;
+    let compressions = days_of_exports_merge_to_the_truth(&[]).await;
     assert_eq!(compressions, ["none"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn days_of_gzip_downloads_kept_as_zuora_sent_them_merge_to_the_ground_truth() {
-    let gzip = |text: &str| text.replace("[session]\n", "[session]\nfile_format = \"gzip\"\n");
-    let compressions = days_of_exports_merge_to_the_truth(gzip).await;
+    let compressions = days_of_exports_merge_to_the_truth(&[("session", "file_format = \"gzip\"")]).await;
     assert_eq!(compressions, ["gzip"], "stored as the .gz files Zuora sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn days_of_gzip_downloads_stored_as_zstd_merge_to_the_ground_truth() {
-    let zstd = |text: &str| {
-        text.replace("[session]\n", "[session]\nfile_format = \"gzip\"\n")
-            .replace("[consumer]\n", "[consumer]\ngzip_downloads = \"decompress\"\ncompression = \"zstd\"\n")
-    };
-    let compressions = days_of_exports_merge_to_the_truth(zstd).await;
+    let zstd = [
+        ("session", "file_format = \"gzip\""),
+        ("consumer", "gzip_downloads = \"decompress\"\ncompression = \"zstd\""),
+    ];
+    let compressions = days_of_exports_merge_to_the_truth(&zstd).await;
     assert_eq!(compressions, ["zstd"], "decompressed, counted, compressed again");
 }
 
-/// Three days of increments with an immediate re-run, then a backfill, on the deployment's configuration edited by
-/// `configure`; the lake, merged as the lake merges, must equal the simulator's truth. Returns the compressions
+/// Three days of increments with an immediate re-run, then a backfill, on the deployment's configuration with
+/// `edits` (see `Deployment::config_with`); the lake, merged as the lake merges, must equal the simulator's truth. Returns the compressions
 /// the files were stored with.
-async fn days_of_exports_merge_to_the_truth(configure: impl Fn(&str) -> String) -> Vec<String> {
+async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<String> {
     let d = Deployment::start(|_| {}).await;
-    let config = common::config::Config::parse(&configure(&d.config_text), "test", None).unwrap();
+    let config = d.config_with(edits);
     let worker = worker_from(&config, &d.services()).unwrap();
     let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
     let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;

@@ -173,8 +173,7 @@ async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_uploa
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gzip_file_cut_short_on_every_download_is_not_published_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
-    let text = d.config_text.replace("[session]\n", "[session]\nfile_format = \"gzip\"\n");
-    let config = common::config::Config::parse(&text, "test", None).unwrap();
+    let config = d.config_with(&[("session", "file_format = \"gzip\"")]);
     let worker = worker_from(&config, &d.services()).unwrap();
     let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
@@ -407,8 +406,7 @@ async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn compressed_exports_are_named_described_and_counted_as_such() {
     let d = Deployment::start(|_| {}).await;
-    let text = d.config_text.replace("[consumer]\n", "[consumer]\ncompression = \"zstd\"\ncompression_level = 3\n");
-    let config = common::config::Config::parse(&text, "test", None).unwrap();
+    let config = d.config_with(&[("consumer", "compression = \"zstd\"\ncompression_level = 3")]);
     let worker = worker_from(&config, &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });

@@ -175,6 +175,15 @@ impl Deployment {
         parse(&self.config_text)
     }
 
+    /// The configuration with lines added at the top of sections: `(section, lines)` pairs.
+    pub fn config_with(&self, edits: &[(&str, &str)]) -> common::config::Config {
+        let text = edits.iter().fold(self.config_text.clone(), |text, (section, lines)| {
+            let header = format!("[{section}]\n");
+            text.replacen(&header, &format!("{header}{lines}\n"), 1)
+        });
+        parse(&text)
+    }
+
     /// The queues and store (the same ones every time: in-memory queues live in this value).
     pub fn services(&self) -> Services {
         self.services.clone()
