@@ -229,8 +229,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_mark_moves_to_a_later_increment_ending_at_the_same_instant_never_back() {
-        let root = std::env::temp_dir().join(format!("ledger-{:016x}", rand::random::<u64>()));
-        let ledger = Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/");
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "adopted").await.unwrap();
         ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "next").await.unwrap();
@@ -238,6 +238,5 @@ mod tests {
         ledger.advance_increment_to(at("2026-03-03T05:00:00Z"), "older").await.unwrap();
         let mark = ledger.session_mark().await.unwrap().unwrap();
         assert_eq!((mark.to, mark.job_id.as_deref()), (at("2026-03-03T05:32:50Z"), Some("next")));
-        let _ = std::fs::remove_dir_all(root);
     }
 }

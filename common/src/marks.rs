@@ -104,14 +104,15 @@ mod tests {
         }
     }
 
-    fn marks() -> (Marks, std::path::PathBuf) {
-        let root = std::env::temp_dir().join(format!("marks-{:016x}", rand::random::<u64>()));
-        (Marks::new(Ledger::new(Arc::new(LocalStore::new(&root)), "lake", "ledger/")), root)
+    /// Marks in a new directory (removed when the second value is dropped).
+    fn marks() -> (Marks, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        (Marks::new(Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/")), root)
     }
 
     #[tokio::test]
     async fn the_latest_mark_is_the_newest_data_whatever_the_order_of_publication() {
-        let (marks, root) = marks();
+        let (marks, _root) = marks();
         let executed = at(2026, 11);
         // The windows of one full export run at the same time; their files are published in any order.
         let newest = mark(at(2026, 1), at(2026, 11), executed);
@@ -132,12 +133,11 @@ mod tests {
         marks.record(&next).await.unwrap();
         assert_eq!(marks.latest("Invoice").await.unwrap(), Some(next));
         assert_eq!(marks.latest("InvoiceItem").await.unwrap(), None);
-        let _ = std::fs::remove_dir_all(root);
     }
 
     #[tokio::test]
     async fn marks_recorded_at_once_by_many_publishers_are_all_kept() {
-        let (marks, root) = marks();
+        let (marks, _root) = marks();
         let months: Vec<PublishedMark> =
             (1..=12).map(|m| mark(at(2025, m), at(2025, m) + chrono::Days::new(27), at(2026, 1))).collect();
         let writes = months.iter().map(|m| marks.record(m));
@@ -146,18 +146,16 @@ mod tests {
         }
         assert_eq!(marks.latest("Invoice").await.unwrap(), months.last().cloned());
         assert_eq!(marks.ledger.list("published/Invoice/").await.unwrap().len(), 12);
-        let _ = std::fs::remove_dir_all(root);
     }
 
     #[tokio::test]
     async fn a_mark_of_an_earlier_build_is_read_until_the_first_new_one() {
-        let (marks, root) = marks();
+        let (marks, _root) = marks();
         let old = mark(at(2026, 1), at(2026, 2), at(2026, 2));
         marks.ledger.write("published/Invoice.json", &old).await.unwrap();
         assert_eq!(marks.latest("Invoice").await.unwrap(), Some(old));
         let new = mark(at(2026, 2), at(2026, 3), at(2026, 3));
         marks.record(&new).await.unwrap();
         assert_eq!(marks.latest("Invoice").await.unwrap(), Some(new));
-        let _ = std::fs::remove_dir_all(root);
     }
 }

@@ -1,7 +1,7 @@
 //! The `consumer` binary: help, and SIGTERM in the middle of a stream, with and without enough grace.
 
 use std::time::Duration;
-use test_support::{Deployment, unique};
+use test_support::Deployment;
 use zuora_sim::FaultRule;
 
 fn text(bytes: &[u8]) -> String {
@@ -18,9 +18,7 @@ async fn help_describes_the_consumer() {
 /// Starts `consumer` on a deployment whose single job streams slowly, and sends SIGTERM once a multipart upload
 /// is open. Returns the exit status.
 async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::ExitStatus {
-    let dir = std::env::temp_dir().join(unique("consumer-cli"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.toml");
+    let config = d.dir().join("grace.toml");
     std::fs::write(
         &config,
         d.config_text.replace("shutdown_grace_secs = 5", &format!("shutdown_grace_secs = {grace_secs}")),
@@ -97,9 +95,7 @@ async fn sigterm_mid_stream_past_the_grace_period_aborts_the_upload_and_releases
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn a_published_file_is_logged_as_json_with_its_fields_and_measured_in_embedded_metric_format() {
     let d = Deployment::start(|_| {}).await;
-    let dir = std::env::temp_dir().join(unique("consumer-json"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = d.config_file(&dir);
+    let config = d.config_file();
     producer_for(&d)
         .await
         .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "json")

@@ -84,10 +84,10 @@ async fn the_consumer_service_protects_its_task_from_a_jobs_start_to_its_end() {
     let mut sim_config = zuora_sim::SimConfig::default();
     sim_config.settings.job_execution_secs = 0.0;
     let sim = zuora_sim::Simulator::start(sim_config).await.unwrap();
-    let lake = std::env::temp_dir().join(test_support::unique("protection"));
+    let lake = test_support::Scratch::new("protection");
     let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
     config.zuora.base_url = sim.base_url();
-    config.aws.local_dir = Some(lake.clone());
+    config.aws.local_dir = Some(lake.path().to_owned());
     let services = Services::connect(&config).await;
     let producer = producer::cli::producer_from(&config, &services).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
@@ -100,5 +100,4 @@ async fn the_consumer_service_protects_its_task_from_a_jobs_start_to_its_end() {
     let asked = agent.asked();
     assert_eq!(asked.first(), Some(&Some(true)), "{asked:?}");
     assert_eq!(asked.last(), Some(&Some(false)), "idle again: {asked:?}");
-    let _ = std::fs::remove_dir_all(lake);
 }

@@ -33,9 +33,8 @@ async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job
     ]});
     let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
     config.zuora.base_url = stub_zuora(job).await;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("zuora-answers-{nanos:x}"));
-    config.aws.local_dir = Some(dir.clone());
+    let dir = test_support::Scratch::new("zuora-answers");
+    config.aws.local_dir = Some(dir.path().to_owned());
     let services = Services::connect(&config).await;
     let worker = consumer::cli::worker_from(&config, &services).unwrap();
     let message = JobMessage {
@@ -61,5 +60,4 @@ async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job
     assert_eq!(dead.len(), 1);
     assert!(dead[0].attributes["reason"].contains("has no batch for Invoice"));
     assert_eq!(jobs.depth().await.unwrap(), Default::default(), "settled: nothing left to receive again");
-    let _ = std::fs::remove_dir_all(dir);
 }

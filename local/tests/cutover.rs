@@ -58,7 +58,8 @@ struct Takeover {
     services: Services,
     lake: BTreeMap<String, MergedTable>,
     old_jobs: usize,
-    dir: std::path::PathBuf,
+    /// The lake and the ledger.
+    _dir: test_support::Scratch,
 }
 
 impl Takeover {
@@ -68,14 +69,10 @@ impl Takeover {
         sim_config.settings.job_execution_secs = 0.2;
         let sim = Simulator::start(sim_config).await.unwrap();
         let control = sim.control();
-        // A directory of its own: the tests run in parallel, and a clock read can give two of them the same name.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("cutover-{nanos:x}-{n}"));
+        let dir = test_support::Scratch::new("cutover");
         let mut config = Config::parse(local_export::quickstart::LOCAL_CONFIG, "local.toml", None).unwrap();
         config.zuora.base_url = sim.base_url();
-        config.aws.local_dir = Some(dir.clone());
+        config.aws.local_dir = Some(dir.path().to_owned());
         // The old export's thirteen queries, verbatim, under its version and job name.
         config.catalogue = Some("builtin:old-export".into());
         config.session.version = "1.2".into();
@@ -89,7 +86,7 @@ impl Takeover {
         change_everything(&control, &config);
         let old_jobs = control.jobs().len();
         let services = Services::connect(&config).await;
-        Self { _sim: sim, control, config, services, lake, old_jobs, dir }
+        Self { _sim: sim, control, config, services, lake, old_jobs, _dir: dir }
     }
 
     /// Serves `request` as the producer service would, and every request the consumer asks again, and works every
@@ -180,7 +177,6 @@ impl Takeover {
             let differences = lake::differences(table, &truth, 5);
             assert!(differences.is_empty(), "{}: {}", object.name, differences.join("; "));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -5,8 +5,9 @@ use local_export::quickstart::{self, COMPLETIONS_FILE, Options};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_exports_checks_and_summarises_every_object() {
-    let lake_dir = std::env::temp_dir().join(format!("quickstart-{}", std::process::id()));
-    let options = Options { lake_dir: lake_dir.clone(), config: None, catalogue: None, consumers: 2 };
+    let scratch = test_support::Scratch::new("quickstart");
+    let lake_dir = scratch.path();
+    let options = Options { lake_dir: lake_dir.to_owned(), config: None, catalogue: None, consumers: 2 };
     // Twice: the second run replaces what the first left.
     for _ in 0..2 {
         let report = quickstart::run(&options).await.unwrap();
@@ -23,14 +24,14 @@ async fn the_quick_start_exports_checks_and_summarises_every_object() {
         let summary = quickstart::summary(&report);
         assert!(summary.contains("merged lake equals Zuora for 13/13 objects"), "{summary}");
     }
-    let _ = std::fs::remove_dir_all(&lake_dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_quick_start_runs_the_old_exports_queries_and_keeps_its_fixed_keys() {
-    let lake_dir = std::env::temp_dir().join(format!("quickstart-old-{}", std::process::id()));
+    let scratch = test_support::Scratch::new("quickstart-old");
+    let lake_dir = scratch.path();
     let catalogue = Some("builtin:old-export".into());
-    let options = Options { lake_dir: lake_dir.clone(), config: None, catalogue, consumers: 2 };
+    let options = Options { lake_dir: lake_dir.to_owned(), config: None, catalogue, consumers: 2 };
     let report = quickstart::run(&options).await.unwrap();
     // The lake's joined columns (Account.Id, Product.Name, ...) equal Zuora's, as the simulator's truth reads them.
     assert_eq!((report.objects, report.objects_matching), (13, 13));
@@ -42,5 +43,4 @@ async fn the_quick_start_runs_the_old_exports_queries_and_keeps_its_fixed_keys()
     let metadata: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bucket.join("metadata/Account.json")).unwrap()).unwrap();
     assert_eq!(metadata["recordCount"].as_u64(), Some(account.records));
-    let _ = std::fs::remove_dir_all(&lake_dir);
 }

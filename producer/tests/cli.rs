@@ -5,15 +5,8 @@ use common::ledger::Ledger;
 use common::marks::PublishedMark;
 use common::messages::Window;
 use common::queue::OutgoingMessage;
-use std::path::PathBuf;
 use std::process::Output;
-use test_support::{Deployment, unique};
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("producer-cli"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use test_support::{Deployment, Scratch};
 
 async fn producer(config: Option<&std::path::Path>, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
@@ -41,8 +34,8 @@ async fn help_lists_every_command_and_each_command_has_help() {
 
 #[tokio::test]
 async fn a_bad_configuration_stops_start_up_with_the_field_named() {
-    let dir = temp_dir();
-    let path = dir.join("bad.toml");
+    let dir = Scratch::new("producer-cli");
+    let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[zuora]\nbase_url = \"https://rest.zuora.com\"\nclient_id = \"x\"\nclient_secret = \"y\"\n[session]\npartner = \"p\"\nproject = \"\"\n").unwrap();
     let out = producer(Some(&path), &["status"]).await;
     assert_eq!(out.status.code(), Some(2));
@@ -56,7 +49,7 @@ async fn a_bad_configuration_stops_start_up_with_the_field_named() {
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
     let d = Deployment::start(|_| {}).await;
-    let config = d.config_file(&temp_dir());
+    let config = d.config_file();
     let out =
         producer(Some(&config), &["submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -72,7 +65,7 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn backfill_puts_a_request_on_the_requests_queue() {
     let d = Deployment::start(|_| {}).await;
-    let config = d.config_file(&temp_dir());
+    let config = d.config_file();
     let out = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Account,Invoice"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let messages = test_support::drain(d.queues().requests.as_ref()).await;
@@ -92,7 +85,7 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     let d = Deployment::start(|_| {}).await;
-    let config = d.config_file(&temp_dir());
+    let config = d.config_file();
     for i in 0..3 {
         d.queues().jobs_dlq.send(OutgoingMessage::new(format!("{{\"n\":{i}}}"))).await.unwrap();
     }
@@ -107,7 +100,7 @@ async fn redrive_moves_dead_letters_back_and_prints_the_count() {
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() {
     let d = Deployment::start(|_| {}).await;
-    let config_path = d.config_file(&temp_dir());
+    let config_path = d.config_file();
     let config = d.config();
     let ledger = Ledger::new(d.bucket.store(), &config.ledger.bucket, &config.ledger.prefix);
     let now = Utc::now();
@@ -145,7 +138,7 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn serve_serves_requests_and_stops_cleanly_on_sigterm() {
     let d = Deployment::start(|_| {}).await;
-    let config = d.config_file(&temp_dir());
+    let config = d.config_file();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"))
         .arg("--config")
         .arg(&config)
@@ -193,9 +186,8 @@ async fn the_configuration_can_come_from_the_environment_as_toml() {
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_do_name_it() {
     let d = Deployment::start(|_| {}).await;
-    let dir = temp_dir();
-    let config = dir.join("no-secret.toml");
-    let with = std::fs::read_to_string(d.config_file(&dir)).unwrap();
+    let config = d.dir().join("no-secret.toml");
+    let with = d.config_text.clone();
     let without: String = with.lines().filter(|l| !l.starts_with("client_secret")).map(|l| format!("{l}\n")).collect();
     assert_ne!(without, with, "the test configuration had a secret to take out");
     std::fs::write(&config, without).unwrap();

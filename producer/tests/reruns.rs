@@ -68,6 +68,8 @@ struct World {
     /// Writes the store lets land before it dies.
     allowed: Arc<AtomicU32>,
     jobs: Arc<DyingQueue>,
+    /// The ledger's directory.
+    _dir: test_support::Scratch,
 }
 
 impl World {
@@ -77,15 +79,14 @@ impl World {
         let sim = Simulator::start(sim_config).await.unwrap();
         let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
         config.zuora.base_url = sim.base_url();
-        // A directory of its own: tests run in parallel, and a clock read can give two of them the same name.
-        let root = std::env::temp_dir().join(test_support::unique("reruns"));
+        let dir = test_support::Scratch::new("reruns");
         let allowed = Arc::new(AtomicU32::new(1));
-        let store = Arc::new(dying_store(&root, fails, allowed.clone()));
+        let store = Arc::new(dying_store(dir.path(), fails, allowed.clone()));
         let jobs = Arc::new(DyingQueue {
             inner: MemoryQueue::new("jobs", Duration::from_secs(30)),
             failing: AtomicBool::new(false),
         });
-        Self { sim, config, store, allowed, jobs }
+        Self { sim, config, store, allowed, jobs, _dir: dir }
     }
 
     /// A producer process: its own client and ledger handle on the shared store and queue.

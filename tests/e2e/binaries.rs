@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use test_support::{AwsResources, Process, unique, workspace_binary};
+use test_support::{AwsResources, Process, Scratch, workspace_binary};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 
@@ -101,11 +101,12 @@ async fn stored(r: &AwsResources, key: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "real-protocol tier: ./tests/run.sh (the binaries share queues with the test)"]
 async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_data() {
-    let dir = std::env::temp_dir().join(unique("binaries"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_sim_process, base) = start_simulator(&dir);
+    // The processes' logs are kept there if the test fails.
+    let scratch = Scratch::new("binaries");
+    let dir = scratch.path();
+    let (_sim_process, base) = start_simulator(dir);
     let sim = Sim { base: base.clone(), http: reqwest::Client::new() };
-    let r = AwsResources::provision(&base, 30).await;
+    let r = AwsResources::provision(&base, 30, dir).await;
     // A short visibility, so the killed consumer's job comes back soon (the heartbeat keeps live work hidden).
     let config: PathBuf = dir.join("config.toml");
     std::fs::write(&config, r.config_text.replace("visibility_secs = 30", "visibility_secs = 6")).unwrap();
@@ -193,5 +194,4 @@ async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

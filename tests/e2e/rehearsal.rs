@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use test_support::{Aws, Process, aws_config, test_python, tests_dir, unique, workspace_binary};
+use test_support::{Aws, Process, Scratch, aws_config, test_python, tests_dir, unique, workspace_binary};
 
 /// The deployed stack, as its tasks see it.
 struct Stack {
@@ -97,8 +97,9 @@ async fn the_stack_as_created_runs_two_days_of_exports_with_its_tasks_configurat
         ],
     );
     assert_eq!(stack.deployed["tasks"]["status"]["secrets"], serde_json::json!([]), "status runs without the secret");
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir).unwrap();
+    // The tasks' logs are kept there if the test fails.
+    let scratch = Scratch::new(&name);
+    let dir = scratch.path();
     let producer = Process::start(stack.task("producer"), &dir.join("producer.log"));
     let consumer = Process::start(stack.task("consumer"), &dir.join("consumer.log"));
 

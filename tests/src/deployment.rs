@@ -3,7 +3,7 @@
 //! store (`cargo test` on a bare checkout). The tests' bodies are the same on both.
 
 use crate::servers::{AWS_ENDPOINT_VAR, Aws, AwsResources};
-use crate::unique;
+use crate::{Scratch, unique};
 use bytes::Bytes;
 use common::queue::{Queue, ReceivedMessage};
 use common::services::{Queues, Services};
@@ -23,6 +23,8 @@ pub struct Bucket {
     pub name: String,
     store: Arc<dyn ObjectStore>,
     place: Place,
+    /// The local store's directory when the bucket has one of its own: removed when the bucket is dropped.
+    _scratch: Option<Scratch>,
 }
 
 /// Where a bucket's objects are.
@@ -37,8 +39,8 @@ impl Bucket {
         if on_servers() {
             Self::on_server(Aws::connect().await, prefix).await
         } else {
-            let root = std::env::temp_dir().join(unique("store"));
-            Self::in_directory(LocalStore::new(root), unique(prefix))
+            let scratch = Scratch::new("store");
+            Self::in_directory(LocalStore::new(scratch.path()), unique(prefix), Some(scratch))
         }
     }
 
@@ -49,12 +51,16 @@ impl Bucket {
 
     async fn on_server(aws: Aws, prefix: &str) -> Self {
         let name = aws.bucket(prefix).await;
-        Self { name, store: Arc::new(S3Store::new(aws.s3.clone())), place: Place::Server(aws) }
+        Self::existing_on_server(aws, name)
     }
 
-    fn in_directory(store: LocalStore, name: String) -> Self {
+    fn existing_on_server(aws: Aws, name: String) -> Self {
+        Self { name, store: Arc::new(S3Store::new(aws.s3.clone())), place: Place::Server(aws), _scratch: None }
+    }
+
+    fn in_directory(store: LocalStore, name: String, scratch: Option<Scratch>) -> Self {
         std::fs::create_dir_all(store.root().join(&name)).expect("the bucket's directory");
-        Self { name, store: Arc::new(store.clone()), place: Place::Directory(store) }
+        Self { name, store: Arc::new(store.clone()), place: Place::Directory(store), _scratch: scratch }
     }
 
     /// The object store it is on, as the services use it.
@@ -134,6 +140,8 @@ pub struct Deployment {
     /// The configuration as TOML (with the client secret in it).
     pub config_text: String,
     services: Services,
+    /// The catalogue file, and the local store in the in-memory tier: removed when the deployment is dropped.
+    scratch: Scratch,
 }
 
 impl Deployment {
@@ -148,26 +156,23 @@ impl Deployment {
         sim_config.settings.job_execution_secs = 0.0;
         tune(&mut sim_config);
         let sim = zuora_sim::Simulator::start(sim_config).await.expect("simulator starts");
+        let scratch = Scratch::new("deployment");
         if on_servers() {
-            let resources = AwsResources::provision(&sim.base_url(), visibility_secs).await;
-            let bucket = Bucket {
-                name: resources.bucket,
-                store: Arc::new(S3Store::new(resources.aws.s3.clone())),
-                place: Place::Server(resources.aws),
-            };
+            let resources = AwsResources::provision(&sim.base_url(), visibility_secs, scratch.path()).await;
+            let bucket = Bucket::existing_on_server(resources.aws, resources.bucket);
             let config_text = resources.config_text;
             let services = Services::connect(&parse(&config_text)).await;
-            return Self { sim, bucket, config_text, services };
+            return Self { sim, bucket, config_text, services, scratch };
         }
-        let root = std::env::temp_dir().join(unique("deployment"));
-        let bucket = Bucket::in_directory(LocalStore::new(root.join("lake")), unique("lake"));
+        let lake = scratch.path().join("lake");
+        let bucket = Bucket::in_directory(LocalStore::new(&lake), unique("lake"), None);
         let urls = ["requests", "requests-dlq", "jobs", "jobs-dlq", "lake.fifo", "lake-dlq.fifo"]
             .map(|name| format!("{}{name}", common::config::MEMORY_SCHEME));
-        let aws_section = format!("local_dir = \"{}\"\n", root.join("lake").display());
-        let config_text = config_text(&sim.base_url(), &urls, &bucket.name, &aws_section);
+        let aws_section = format!("local_dir = \"{}\"\n", lake.display());
+        let config_text = config_text(&sim.base_url(), &urls, &bucket.name, &aws_section, scratch.path());
         let queues = Queues::in_memory(&parse(&config_text).queues, Duration::from_secs(visibility_secs.into()));
         let services = Services::from_parts(bucket.store(), queues);
-        Self { sim, bucket, config_text, services }
+        Self { sim, bucket, config_text, services, scratch }
     }
 
     /// The configuration, parsed.
@@ -194,9 +199,14 @@ impl Deployment {
         &self.services.queues
     }
 
-    /// The configuration written to a file in `dir` (binaries can share only the real-protocol tier's queues).
-    pub fn config_file(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("config.toml");
+    /// A directory of the deployment's own for the test's files, removed with it.
+    pub fn dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// The configuration written to a file (binaries can share only the real-protocol tier's queues).
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir().join("config.toml");
         std::fs::write(&path, &self.config_text).expect("write config");
         path
     }
@@ -207,11 +217,9 @@ fn parse(text: &str) -> common::config::Config {
 }
 
 /// A deployment's configuration: a simulator at `base_url`, the six queue URLs (requests, its DLQ, jobs, its DLQ,
-/// lake, its DLQ), one bucket for the ledger and every object (a catalogue file is written for it), and the
-/// `[aws]` section's lines. Short delays everywhere, so the tests run fast.
-pub(crate) fn config_text(base_url: &str, queues: &[String], bucket: &str, aws_section: &str) -> String {
-    let dir = std::env::temp_dir().join(unique("deployment-config"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// lake, its DLQ), one bucket for the ledger and every object (a catalogue file naming it is written in `dir`),
+/// and the `[aws]` section's lines. Short delays everywhere, so the tests run fast.
+pub(crate) fn config_text(base_url: &str, queues: &[String], bucket: &str, aws_section: &str, dir: &Path) -> String {
     let catalogue = dir.join("catalogue.toml");
     let builtin = include_str!("../../common/catalogue.toml")
         .replace("bucket = \"zuora-raw\"", &format!("bucket = \"{bucket}\""));

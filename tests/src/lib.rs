@@ -14,7 +14,7 @@ pub mod stores;
 pub use deployment::{Bucket, Deployment, drain};
 pub use servers::{Aws, AwsResources, aws_config};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The Python interpreter of the test venv (with moto and zuora-sdk), as exported by `tests/run.sh`.
@@ -67,9 +67,61 @@ impl Drop for Process {
     }
 }
 
+/// A new empty directory in the system's temporary directory, removed when dropped, or kept (its path printed) if
+/// the test is failing. Tests that run in parallel must not share a directory: two once named theirs after the same
+/// clock read and read each other's ledger.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    /// A directory whose name starts with `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self(tempfile::Builder::new().prefix(&format!("{prefix}-")).tempdir().expect("a temporary directory"))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!("{} kept for inspection", self.0.path().display());
+        }
+    }
+}
+
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{prefix}-{}-{}", nanos % 1_000_000_000_000, NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scratch;
+
+    #[test]
+    fn a_scratch_directory_is_its_own_and_goes_with_its_test_unless_the_test_fails() {
+        let (a, b) = (Scratch::new("same"), Scratch::new("same"));
+        assert_ne!(a.path(), b.path());
+        let path = a.path().to_owned();
+        std::fs::write(path.join("file"), b"x").unwrap();
+        drop(a);
+        assert!(!path.exists(), "removed with its test");
+
+        let kept = std::sync::Mutex::new(None);
+        let failed = std::panic::catch_unwind(|| {
+            let scratch = Scratch::new("failing");
+            *kept.lock().unwrap() = Some(scratch.path().to_owned());
+            panic!("a failing test");
+        });
+        assert!(failed.is_err());
+        let kept = kept.into_inner().unwrap().unwrap();
+        assert!(kept.is_dir(), "kept for inspection");
+        std::fs::remove_dir(kept).unwrap();
+    }
 }

@@ -110,8 +110,9 @@ pub struct AwsResources {
 }
 
 impl AwsResources {
-    /// Creates them for a simulator at `base_url`, the queues hiding a received message for `visibility_secs`.
-    pub async fn provision(base_url: &str, visibility_secs: u32) -> Self {
+    /// Creates them for a simulator at `base_url`, the queues hiding a received message for `visibility_secs`; the
+    /// configuration's catalogue file is written in `dir`.
+    pub async fn provision(base_url: &str, visibility_secs: u32, dir: &std::path::Path) -> Self {
         let aws = Aws::connect().await;
         let requests = aws.queue_with_dlq("requests", 5, false, visibility_secs).await;
         let jobs = aws.queue_with_dlq("jobs", 5, false, visibility_secs).await;
@@ -120,7 +121,7 @@ impl AwsResources {
         let urls = [&requests, &jobs, &lake].map(|(queue, dlq)| [queue.url().to_owned(), dlq.url().to_owned()]);
         let endpoint = aws_config().endpoint_url.unwrap_or_default();
         let aws_section = format!("region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n");
-        let config_text = crate::deployment::config_text(base_url, &urls.concat(), &bucket, &aws_section);
+        let config_text = crate::deployment::config_text(base_url, &urls.concat(), &bucket, &aws_section, dir);
         Self { aws, requests, jobs, lake, bucket, config_text }
     }
 }

@@ -249,7 +249,8 @@ async fn a_stored_file_is_sent_from_disk_byte_for_byte_with_faults_still_applied
     let (job, _) = api.export(stateful("stored", QUERY)).await;
     let file_id = job["batches"][0]["fileId"].as_str().unwrap().to_owned();
     let rendered = api.get(&format!("/v1/file/{file_id}")).await.bytes().await.unwrap();
-    let path = std::env::temp_dir().join(format!("sim-stored-{file_id}.csv"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{file_id}.csv"));
     let store = |id: &str| api.http.post(api.url(&format!("/sim/files/{id}/store"))).json(&json!({"path": path}));
     let answer: Value = store(&file_id).send().await.unwrap().json().await.unwrap();
     assert_eq!(answer["bytes"], rendered.len() as u64);

@@ -263,13 +263,15 @@ mod tests {
         store.upload_part(upload, number, body, checksum).await.unwrap()
     }
 
-    fn store() -> LocalStore {
-        LocalStore::new(std::env::temp_dir().join(format!("local-store-{:016x}", rand::random::<u64>())))
+    /// A store in a new directory (removed when the second value is dropped).
+    fn store() -> (LocalStore, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        (LocalStore::new(root.path()), root)
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn objects_are_files_and_uploads_appear_only_when_complete() {
-        let store = store();
+        let (store, _root) = store();
         store.put("raw", "Account/a.metadata.json", Bytes::from_static(b"{}")).await.unwrap();
         assert_eq!(std::fs::read(store.root().join("raw/Account/a.metadata.json")).unwrap(), b"{}");
         assert_eq!(store.get("raw", "missing").await.unwrap(), None);
@@ -296,6 +298,5 @@ mod tests {
         assert_eq!(store.get("raw", "b.csv").await.unwrap(), None);
         assert!(store.put("raw", "../escape", Bytes::new()).await.is_err());
         assert!(store.put(".uploads", "x", Bytes::new()).await.is_err());
-        let _ = std::fs::remove_dir_all(store.root());
     }
 }

@@ -429,12 +429,6 @@ mod tests {
         Bytes::from(bytes)
     }
 
-    /// A fresh directory for a local store.
-    fn temp_root(prefix: &str) -> std::path::PathBuf {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        std::env::temp_dir().join(format!("{prefix}-{nanos:x}"))
-    }
-
     /// Settings, pool and tracker for small files: one uncompressed 5 MiB part each.
     fn one_part_relay() -> (RelaySettings, Arc<PartPool>, Arc<UploadTracker>) {
         let settings = RelaySettings {
@@ -449,11 +443,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_whose_abort_was_cut_off_is_aborted_by_the_tracker() {
-        let root = temp_root("relay-abort");
+        let scratch = test_support::Scratch::new("relay-abort");
+        let root = scratch.path();
         // The first abort never answers (a request cut off by a deadline or a shutdown).
         let aborts = std::sync::atomic::AtomicU32::new(0);
         let store: Arc<dyn ObjectStore> =
-            Arc::new(Intercepted::new(Arc::new(LocalStore::new(&root)), move |operation, _| {
+            Arc::new(Intercepted::new(Arc::new(LocalStore::new(root)), move |operation, _| {
                 let first_abort = operation == "AbortMultipartUpload" && aborts.fetch_add(1, Ordering::SeqCst) == 0;
                 if first_abort { Intercept::Hang } else { Intercept::Pass }
             }));
@@ -465,18 +460,18 @@ mod tests {
         let relay = relay(source, None, &store, &destination, &pool, &settings, &tracker);
         // Abandoned, as at a deadline or a shutdown: the upload is still open, and the tracker knows it.
         assert!(tokio::time::timeout(std::time::Duration::from_millis(300), relay).await.is_err());
-        let open = || LocalStore::new(&root).open_uploads();
+        let open = || LocalStore::new(root).open_uploads();
         assert_eq!(open(), 1);
         assert_eq!(tracker.abort_orphans().await, 1);
         assert_eq!(open(), 0);
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test]
     async fn a_part_task_that_panics_is_the_relays_failure_not_the_stores() {
-        let root = temp_root("relay-panic");
+        let scratch = test_support::Scratch::new("relay-panic");
+        let root = scratch.path();
         let store: Arc<dyn ObjectStore> =
-            Arc::new(Intercepted::new(Arc::new(LocalStore::new(&root)), |operation, _| {
+            Arc::new(Intercepted::new(Arc::new(LocalStore::new(root)), |operation, _| {
                 assert_ne!(operation, "UploadPart", "a bug in the part's task");
                 Intercept::Pass
             }));
@@ -491,14 +486,14 @@ mod tests {
             Err(other) => panic!("expected the relay's own failure, got {other:?}"),
             Ok(_) => panic!("expected the relay's own failure, got an upload"),
         }
-        assert_eq!(LocalStore::new(&root).open_uploads(), 0, "aborted");
-        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(LocalStore::new(root).open_uploads(), 0, "aborted");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compressed_files_at_once_through_the_smallest_pool_all_finish() {
-        let root = temp_root("relay");
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&root));
+        let scratch = test_support::Scratch::new("relay");
+        let root = scratch.path();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(root));
         let settings = RelaySettings {
             part_size: 5 * MIB,
             max_part_size: 64 * MIB,
@@ -532,6 +527,5 @@ mod tests {
         for file in published.expect("the compressed relays deadlocked on the pool") {
             assert!(file.unwrap().bytes > 5 * MIB);
         }
-        let _ = std::fs::remove_dir_all(root);
     }
 }
