@@ -19,11 +19,8 @@ async fn help_describes_the_consumer() {
 /// is open. Returns the exit status.
 async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::ExitStatus {
     let config = d.dir().join("grace.toml");
-    std::fs::write(
-        &config,
-        d.config_text.replace("shutdown_grace_secs = 5", &format!("shutdown_grace_secs = {grace_secs}")),
-    )
-    .unwrap();
+    let grace = format!("shutdown_grace_secs = {grace_secs}");
+    std::fs::write(&config, test_support::with_settings(&d.config_text, &[("consumer", &grace)])).unwrap();
     let producer = producer_for(d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}"#, "slow").await.unwrap();
     // About 6 MB at 1.5 MB/s: the file takes about four seconds to stream.

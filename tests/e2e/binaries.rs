@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use test_support::{AwsResources, Process, Scratch, workspace_binary};
+use test_support::{AwsResources, Process, Scratch, with_settings, workspace_binary};
 
 const DAILY: &str = r#"{"exportFromDate":"afterLastIncrement"}"#;
 
@@ -109,7 +109,7 @@ async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_
     let r = AwsResources::provision(&base, 30, dir).await;
     // A short visibility, so the killed consumer's job comes back soon (the heartbeat keeps live work hidden).
     let config: PathBuf = dir.join("config.toml");
-    std::fs::write(&config, r.config_text.replace("visibility_secs = 30", "visibility_secs = 6")).unwrap();
+    std::fs::write(&config, with_settings(&r.config_text, &[("consumer", "visibility_secs = 6")])).unwrap();
     let config_arg = config.to_str().unwrap();
     let catalogue = common::config::Config::load(&config).unwrap().catalogue().unwrap();
     let objects: Vec<String> = catalogue.objects.iter().map(|o| o.name.clone()).collect();

@@ -22,11 +22,6 @@ use serde_yaml::Value;
 const TICK: u64 = 10;
 const DAY: u64 = 24 * 3600;
 
-fn template() -> Value {
-    let text = std::fs::read_to_string(test_support::tests_dir().join("../deploy/template.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
-
 fn number(value: &Value) -> u64 {
     value.as_u64().or_else(|| value.as_str().and_then(|s| s.parse().ok())).unwrap_or_else(|| panic!("{value:?}"))
 }
@@ -43,7 +38,7 @@ struct Policy {
 
 impl Policy {
     fn from_template() -> Self {
-        let t = template();
+        let t = test_support::deploy_template();
         let (parameters, resources) = (&t["Parameters"], &t["Resources"]);
         let tracking = &resources["ConsumerBacklogScaling"]["Properties"]["TargetTrackingScalingPolicyConfiguration"];
         let metrics = tracking["CustomizedMetricSpecification"]["Metrics"].as_sequence().unwrap();

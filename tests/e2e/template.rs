@@ -6,11 +6,6 @@
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
 
-fn template() -> Value {
-    let text = std::fs::read_to_string(test_support::tests_dir().join("../deploy/template.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
-
 fn resources(template: &Value) -> &Mapping {
     template["Resources"].as_mapping().unwrap()
 }
@@ -84,7 +79,7 @@ fn allowed(template: &Value, role: &str) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn every_alarm_and_rule_publishes_to_a_topic_whose_key_and_policy_let_them() {
-    let template = template();
+    let template = test_support::deploy_template();
     let topics = of_type(&template, "AWS::SNS::Topic");
     assert_eq!(topics.len(), 1);
     let (topic, properties) = topics[0];
@@ -166,7 +161,7 @@ fn every_alarm_and_rule_publishes_to_a_topic_whose_key_and_policy_let_them() {
 
 #[test]
 fn each_task_role_grants_what_its_work_needs_and_no_more() {
-    let template = template();
+    let template = test_support::deploy_template();
     let ledger = "/zuora-lake-export/ledger/";
     let producers_records = ["requests/", "jobs/", "session/"];
 
@@ -230,7 +225,7 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
 
 #[test]
 fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
-    let template = template();
+    let template = test_support::deploy_template();
     let dashboards = of_type(&template, "AWS::CloudWatch::Dashboard");
     assert_eq!(dashboards.len(), 1);
     let (tag, body) = tagged(&dashboards[0].1["DashboardBody"]).expect("a !Sub body");

@@ -180,13 +180,9 @@ impl Deployment {
         parse(&self.config_text)
     }
 
-    /// The configuration with lines added at the top of sections: `(section, lines)` pairs.
+    /// The configuration with settings changed (see [`with_settings`]).
     pub fn config_with(&self, edits: &[(&str, &str)]) -> common::config::Config {
-        let text = edits.iter().fold(self.config_text.clone(), |text, (section, lines)| {
-            let header = format!("[{section}]\n");
-            text.replacen(&header, &format!("{header}{lines}\n"), 1)
-        });
-        parse(&text)
+        parse(&with_settings(&self.config_text, edits))
     }
 
     /// The queues and store (the same ones every time: in-memory queues live in this value).
@@ -210,6 +206,26 @@ impl Deployment {
         std::fs::write(&path, &self.config_text).expect("write config");
         path
     }
+}
+
+/// A TOML configuration with `(section, lines)` edits: each `key = value` line replaces the section's setting of
+/// that key, or is added at the top of the section if it had none.
+pub fn with_settings(text: &str, edits: &[(&str, &str)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for (section, settings) in edits {
+        let header = format!("[{section}]");
+        let start = lines.iter().position(|l| l.trim() == header).unwrap_or_else(|| panic!("no {header} section"));
+        for setting in settings.lines() {
+            let end = lines[start + 1..].iter().position(|l| l.starts_with('[')).map_or(lines.len(), |n| start + 1 + n);
+            let key = setting.split('=').next().unwrap_or_default().trim();
+            let same_key = |l: &String| l.split('=').next().is_some_and(|k| k.trim() == key);
+            match lines[start + 1..end].iter().position(same_key) {
+                Some(n) => lines[start + 1 + n] = setting.to_owned(),
+                None => lines.insert(start + 1, setting.to_owned()),
+            }
+        }
+    }
+    lines.join("\n") + "\n"
 }
 
 fn parse(text: &str) -> common::config::Config {

@@ -11,7 +11,7 @@ pub mod queues;
 mod servers;
 pub mod stores;
 
-pub use deployment::{Bucket, Deployment, drain};
+pub use deployment::{Bucket, Deployment, drain, with_settings};
 pub use servers::{Aws, AwsResources, aws_config};
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,12 @@ pub fn test_python() -> PathBuf {
 /// A script or fixture under `tests/`.
 pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// deploy/template.yaml, parsed (CloudFormation's short-form tags are kept as YAML tags).
+pub fn deploy_template() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(tests_dir().join("../deploy/template.yaml")).expect("deploy/template.yaml");
+    serde_yaml::from_str(&text).expect("the template is YAML")
 }
 
 pub(crate) fn required_env(name: &str) -> String {
@@ -102,7 +108,14 @@ pub fn unique(prefix: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Scratch;
+    use super::{Scratch, with_settings};
+
+    #[test]
+    fn settings_replace_a_sections_own_key_or_are_added_to_it() {
+        let text = "top = 1\n[a]\nx = 1\ny = 2\n[b]\nx = 3\n";
+        let edited = with_settings(text, &[("b", "x = 4\nz = 5"), ("a", "y = 6")]);
+        assert_eq!(edited, "top = 1\n[a]\nx = 1\ny = 6\n[b]\nz = 5\nx = 4\n");
+    }
 
     #[test]
     fn a_scratch_directory_is_its_own_and_goes_with_its_test_unless_the_test_fails() {

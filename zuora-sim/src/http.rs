@@ -381,6 +381,7 @@ fn file_stream(
     bandwidth: Option<u64>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let limit = reset_after.or(truncate_after);
+    let mut paced: Option<(tokio::time::Instant, u64)> = None;
     body.scan(0u64, move |sent, item| {
         let item = match (item, limit) {
             (Ok(_), Some(limit)) if *sent >= limit => None,
@@ -398,16 +399,26 @@ fn file_stream(
     .chain(futures::stream::iter(
         reset_after.map(|_| Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))),
     ))
-    .then(move |item| async move {
-        match (&item, bandwidth) {
+    .then(move |item| {
+        // Paced against the clock from the first byte, not by a sleep per chunk: each sleep overshoots by the
+        // timer's granularity, and 64 KiB chunks at 20 MB/s lost a quarter of the rate that way.
+        let due = match (&item, bandwidth) {
             (Ok(chunk), Some(rate)) => {
-                tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate.max(1) as f64)).await;
+                let (started, sent) = paced.get_or_insert_with(|| (tokio::time::Instant::now(), 0));
+                *sent += chunk.len() as u64;
+                Some(*started + Duration::from_secs_f64(*sent as f64 / rate.max(1) as f64))
             }
-            // Let the bytes before the reset reach the wire first, as a real mid-transfer reset does.
-            (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
-            _ => {}
+            _ => None,
+        };
+        async move {
+            match (&item, due) {
+                (Ok(_), Some(due)) => tokio::time::sleep_until(due).await,
+                // Let the bytes before the reset reach the wire first, as a real mid-transfer reset does.
+                (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
+                _ => {}
+            }
+            item
         }
-        item
     })
 }
 
