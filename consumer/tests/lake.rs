@@ -50,8 +50,8 @@ async fn days_of_gzip_downloads_stored_as_zstd_merge_to_the_ground_truth() {
 }
 
 /// Three days of increments with an immediate re-run, then a backfill, on the deployment's configuration with
-/// `edits` (see `Deployment::config_with`); the lake, merged as the lake merges, must equal the simulator's truth. Returns the compressions
-/// the files were stored with.
+/// `edits` (see `Deployment::config_with`); the lake, merged as the lake merges, must equal the simulator's truth.
+/// Returns the compressions the files were stored with.
 async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<String> {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_with(edits);

@@ -446,7 +446,8 @@ pub struct Drain {
     pub redrives: u64,
 }
 
-async fn signal(mut stopped: watch::Receiver<bool>) {
+/// Resolves once `stopped` says true: a service's shutdown signal.
+pub async fn signal(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 

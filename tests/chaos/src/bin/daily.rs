@@ -8,6 +8,7 @@
 //! Usage: `cargo run --release -p chaos --bin daily -- [--days N] [--poll-delay-secs S] [--max-poll-delay-secs S]`.
 
 use anyhow::Context;
+use chaos::world::signal;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use common::clock::Clock;
@@ -83,9 +84,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let services = Services::connect(&config).await;
     let clock = Clock::following_tokio(start);
     let (stop, stopped) = watch::channel(false);
-    let signal = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
     let producer = producer::cli::producer_from(&config, &services)?.with_clock(clock);
     let (q, settings) = (services.queues.clone(), config.producer.clone());
     let producer_stopped = signal(stopped.clone());
