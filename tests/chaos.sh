@@ -4,12 +4,13 @@
 # services' logs (stamped with simulated time) on stderr. Exits non-zero if any seed fails an oracle check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p chaos
+# `cargo run`, not ./target/release/chaos: the binary cargo built, wherever CARGO_TARGET_DIR puts it.
+chaos=(cargo run --release --quiet -p chaos --bin chaos --)
 if [[ "${1:-}" == "--seed" ]]; then
-  exec ./target/release/chaos --seed "$2"
+  exec "${chaos[@]}" --seed "$2"
 fi
 args=(--seeds "${1:-100}")
 if [[ -n "${2:-}" ]]; then
   args+=(--first "$2")
 fi
-exec ./target/release/chaos "${args[@]}"
+exec "${chaos[@]}" "${args[@]}"

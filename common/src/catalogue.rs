@@ -132,6 +132,13 @@ pub struct CatalogueError {
     detail: String,
 }
 
+impl CatalogueError {
+    /// A catalogue that cannot be used with the rest of the configuration.
+    pub(crate) fn new(origin: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { origin: origin.into(), detail: detail.into() }
+    }
+}
+
 impl Catalogue {
     /// The catalogue that ships with the project: the thirteen objects of the old export.
     pub fn builtin() -> Self {

@@ -8,8 +8,9 @@
 //!   returns the same job instead of a second one.
 //! - `jobs/<jobId>.json`: every job known to the producer, submitted or adopted. Reconciliation compares Zuora's
 //!   last completed job of the session with these and adopts any job that has none.
-//! - `session/last-increment.json`: the upper bound of the session's latest increment, the lower bound of the
-//!   next one.
+//! - `session/last-increment.json`: the upper bound of the session's latest increment and its job (the next
+//!   increment's key is named after it), and where each object's own next window starts: Zuora keeps a position
+//!   per query, so an increment of a subset of the objects moves only theirs.
 //! - `session/claims/<idempotencyKey>.json`: which request is submitting the increment under that key, written
 //!   before it submits (a request that died after submitting leaves its claim, and its job, to the next).
 //! - `published/<object>/...`: a mark of every file published, written once by the consumer
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A request and what it turned into.
@@ -85,8 +87,9 @@ pub struct JobRecord {
     pub enqueued: bool,
 }
 
-/// The session's latest recorded increment: its upper bound, the next one's lower bound, and its job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The session's latest recorded increment (its upper bound and its job), and where each object's next window
+/// starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionMark {
     /// The increment's upper bound.
@@ -94,6 +97,53 @@ pub struct SessionMark {
     /// Its job (absent in marks written before it was recorded here).
     #[serde(default)]
     pub job_id: Option<String>,
+    /// Each object's own position: the end of the latest increment that included it. Zuora keeps a position per
+    /// query, so after `{"objects": ["Account"]}` Account's next window starts later than Invoice's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, DateTime<Utc>>,
+    /// Where the objects not in `objects` start: the end of the last increment recorded before positions were
+    /// kept per object (absent otherwise: such an object was never in an increment of the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlisted_from: Option<DateTime<Utc>>,
+}
+
+impl SessionMark {
+    /// Where the next increment of `objects` starts: the earliest of their positions, so that its window holds
+    /// each object's own (asking a window again from there loses nothing). Objects that were never in an increment
+    /// of the session have no position (Zuora loads them in full) and do not count; `None` when none has one.
+    pub fn from_for(&self, objects: &[String]) -> Option<DateTime<Utc>> {
+        objects
+            .iter()
+            .filter_map(|object| match self.objects.get(object) {
+                Some(position) => Some(*position),
+                // A mark written before positions were kept per object: every object was at its end.
+                None if self.objects.is_empty() => Some(self.to),
+                None => self.unlisted_from,
+            })
+            .min()
+    }
+
+    /// This mark moved by the increment `job_id` of `objects` ending at `to`: the session's mark moves forward (to
+    /// a later increment, or to one recorded later ending at the same instant), each object's position never back.
+    fn advanced(current: Option<&Self>, to: DateTime<Utc>, job_id: &str, objects: &[String]) -> Self {
+        let mut next = match current {
+            Some(current) => current.clone(),
+            None => Self { to, job_id: Some(job_id.to_owned()), objects: BTreeMap::new(), unlisted_from: None },
+        };
+        if let Some(current) = current
+            && current.objects.is_empty()
+        {
+            next.unlisted_from = current.unlisted_from.or(Some(current.to));
+        }
+        if current.is_some_and(|c| to > c.to || to == c.to && c.job_id.as_deref() != Some(job_id)) {
+            (next.to, next.job_id) = (to, Some(job_id.to_owned()));
+        }
+        for object in objects {
+            let position = next.objects.entry(object.clone()).or_insert(to);
+            *position = (*position).max(to);
+        }
+        next
+    }
 }
 
 /// Who is submitting the session's next increment under its key: written before the submission, so that a
@@ -165,22 +215,28 @@ impl Ledger {
         self.read::<SessionMark>("session/last-increment.json").await
     }
 
-    /// The upper bound of the session's latest increment.
-    pub async fn last_increment_to(&self) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(self.session_mark().await?.map(|m| m.to))
+    /// Where the session's next increment of `objects` starts ([`SessionMark::from_for`]).
+    pub async fn increment_from(&self, objects: &[String]) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        Ok(self.session_mark().await?.and_then(|m| m.from_for(objects)))
     }
 
-    /// Moves the session's mark forward (never back) to the increment of `job_id`, ending at `to`.
+    /// Moves the session's mark forward (never back) to the increment of `job_id` of `objects`, ending at `to`,
+    /// and each of those objects' positions.
     ///
     /// Two increments can end at the same instant (one adopted, the next submitted at once): the mark then moves to
     /// the one recorded last, so that the next increment's key (named after the mark's job) is a new one.
-    pub async fn advance_increment_to(&self, to: DateTime<Utc>, job_id: &str) -> Result<(), LedgerError> {
-        if let Some(current) = self.session_mark().await?
-            && (current.to > to || current.to == to && current.job_id.as_deref() == Some(job_id))
-        {
+    pub async fn advance_increment_to(
+        &self,
+        to: DateTime<Utc>,
+        job_id: &str,
+        objects: &[String],
+    ) -> Result<(), LedgerError> {
+        let current = self.session_mark().await?;
+        let next = SessionMark::advanced(current.as_ref(), to, job_id, objects);
+        if current.as_ref() == Some(&next) {
             return Ok(());
         }
-        self.write("session/last-increment.json", &SessionMark { to, job_id: Some(job_id.to_owned()) }).await
+        self.write("session/last-increment.json", &next).await
     }
 
     /// The claim on the increment submitted under `idempotency_key`, if a request made one.
@@ -232,11 +288,37 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "adopted").await.unwrap();
-        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "next").await.unwrap();
+        let all = ["Account".to_owned()];
+        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "adopted", &all).await.unwrap();
+        ledger.advance_increment_to(at("2026-03-03T05:32:50Z"), "next", &all).await.unwrap();
         assert_eq!(ledger.session_mark().await.unwrap().and_then(|m| m.job_id).as_deref(), Some("next"));
-        ledger.advance_increment_to(at("2026-03-03T05:00:00Z"), "older").await.unwrap();
+        ledger.advance_increment_to(at("2026-03-03T05:00:00Z"), "older", &all).await.unwrap();
         let mark = ledger.session_mark().await.unwrap().unwrap();
         assert_eq!((mark.to, mark.job_id.as_deref()), (at("2026-03-03T05:32:50Z"), Some("next")));
+    }
+
+    #[tokio::test]
+    async fn each_object_starts_where_its_own_last_increment_ended() {
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let names = |list: &[&str]| list.iter().map(|o| o.to_string()).collect::<Vec<_>>();
+        let daily = names(&["Account", "Invoice"]);
+        assert_eq!(ledger.increment_from(&daily).await.unwrap(), None, "nothing exported yet");
+        ledger.advance_increment_to(at("2026-03-01T05:00:00Z"), "day-1", &daily).await.unwrap();
+        ledger.advance_increment_to(at("2026-03-02T05:00:00Z"), "subset", &names(&["Account"])).await.unwrap();
+        assert_eq!(ledger.increment_from(&names(&["Account"])).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
+        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-01T05:00:00Z")), "Invoice's");
+        // An object new to the session (a first load) has no position of its own.
+        let with_new = names(&["Account", "Contact"]);
+        assert_eq!(ledger.increment_from(&with_new).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
+        assert_eq!(ledger.increment_from(&names(&["Contact"])).await.unwrap(), None);
+
+        // A mark of an earlier build (one position for all): every object starts at its end until it moves.
+        ledger.write("session/last-increment.json", &serde_json::json!({"to": "2026-03-05T05:00:00Z"})).await.unwrap();
+        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")));
+        ledger.advance_increment_to(at("2026-03-06T05:00:00Z"), "subset-2", &names(&["Account"])).await.unwrap();
+        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")), "Invoice's");
+        assert_eq!(ledger.increment_from(&names(&["Account"])).await.unwrap(), Some(at("2026-03-06T05:00:00Z")));
     }
 }

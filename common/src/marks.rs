@@ -2,13 +2,14 @@
 //!
 //! The consumer writes one mark per published file, once, under `published/<object>/` in the ledger's prefix,
 //! named so that names sort as the data's age: `<window end>_<executed at>_<job id>_<segment>.json` (UTC, fixed
-//! width). No mark is ever rewritten: consumers publishing at once (the windows of a full export, a late
+//! width), where the window end is never later than the time the mark was written (a window claiming to end in
+//! the future would otherwise stay the latest for ever). No mark is ever rewritten: consumers publishing at once (the windows of a full export, a late
 //! redelivery) cannot lose each other's marks or move the latest back to older data, and the latest is the last
 //! name listed. A deployment that ran an earlier build has one mutable `published/<object>.json` instead; it is
 //! read while no mark of the new kind exists.
 
 use crate::ledger::{Ledger, LedgerError};
-use crate::messages::Window;
+use crate::messages::{JobKind, Window};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,9 @@ pub struct PublishedMark {
     /// How many files its batch has.
     #[serde(default = "one")]
     pub segments: u32,
+    /// What kind of export the file came from (absent in marks of earlier builds, which are read as increments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
 }
 
 fn one() -> u32 {
@@ -43,10 +47,21 @@ fn one() -> u32 {
 }
 
 impl PublishedMark {
-    /// The mark's name: names sort as (window end, executed at, job, segment), the order of the data's age.
+    /// How recent the file's data is: its window's end, but never later than when it was published.
+    pub fn data_until(&self) -> DateTime<Utc> {
+        self.window.to.min(self.published_at)
+    }
+
+    /// True for a file of the session's increments (marks of earlier builds, which have no kind, count as such).
+    pub fn is_increment(&self) -> bool {
+        self.kind.is_none_or(|kind| kind == JobKind::Increment)
+    }
+
+    /// The mark's name: names sort as (window end, executed at, job, segment), the order of the data's age; the
+    /// window end no later than when the mark was written.
     fn name(&self) -> String {
         const AT: &str = "%Y%m%dT%H%M%S%.9fZ";
-        let (to, executed) = (self.window.to.format(AT), self.executed_at.format(AT));
+        let (to, executed) = (self.data_until().format(AT), self.executed_at.format(AT));
         format!("published/{}/{to}_{executed}_{}_{:05}.json", self.object, self.job_id, self.segment)
     }
 }
@@ -68,14 +83,40 @@ impl Marks {
         self.ledger.write(&mark.name(), mark).await
     }
 
-    /// The object's latest published increment: the newest data (the latest window end, then the latest run of
-    /// it), whatever order the files were published in.
+    /// The object's latest published file: the newest data (the latest window end, then the latest run of it),
+    /// whatever order the files were published in, and whatever kind of export it came from.
     pub async fn latest(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
-        let names = self.ledger.list(&format!("published/{object}/")).await?;
-        match names.iter().filter(|name| name.ends_with(".json")).max() {
+        let names = self.names(object).await?;
+        match names.last() {
             Some(name) => self.ledger.read(name).await,
             None => self.ledger.read(&format!("published/{object}.json")).await,
         }
+    }
+
+    /// The object's latest published increment of the session (what the old export's fixed key held): backfills
+    /// and full-export windows ending later are passed over. Reads marks from the newest back to the first
+    /// increment.
+    pub async fn latest_increment(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
+        let names = self.names(object).await?;
+        if names.is_empty() {
+            return self.ledger.read(&format!("published/{object}.json")).await;
+        }
+        for name in names.iter().rev() {
+            if let Some(mark) = self.ledger.read::<PublishedMark>(name).await?
+                && mark.is_increment()
+            {
+                return Ok(Some(mark));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The names of the object's marks, oldest data first.
+    async fn names(&self, object: &str) -> Result<Vec<String>, LedgerError> {
+        let mut names = self.ledger.list(&format!("published/{object}/")).await?;
+        names.retain(|name| name.ends_with(".json"));
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -101,6 +142,7 @@ mod tests {
             key: format!("Invoice/{}.csv", to.timestamp()),
             segment: 0,
             segments: 1,
+            kind: Some(JobKind::Increment),
         }
     }
 
@@ -133,6 +175,33 @@ mod tests {
         marks.record(&next).await.unwrap();
         assert_eq!(marks.latest("Invoice").await.unwrap(), Some(next));
         assert_eq!(marks.latest("InvoiceItem").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_latest_increment_passes_over_later_backfills_and_full_export_windows() {
+        let (marks, _root) = marks();
+        let increment = mark(at(2026, 10), at(2026, 11), at(2026, 11));
+        marks.record(&increment).await.unwrap();
+        for kind in [JobKind::Backfill, JobKind::FullWindow] {
+            let later = PublishedMark { kind: Some(kind), ..mark(at(2026, 1), at(2026, 12), at(2026, 12)) };
+            marks.record(&later).await.unwrap();
+            assert_eq!(marks.latest("Invoice").await.unwrap(), Some(later));
+            assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(increment.clone()));
+        }
+        // A mark of an earlier build (no kind) counts as an increment.
+        let earlier_build = PublishedMark { kind: None, ..mark(at(2026, 11), at(2027, 1), at(2027, 1)) };
+        marks.record(&earlier_build).await.unwrap();
+        assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(earlier_build));
+    }
+
+    #[tokio::test]
+    async fn a_mark_never_sorts_after_the_time_it_was_written() {
+        let (marks, _root) = marks();
+        // A window that claims to end in 2099 (a bad request, a clock far off) is latest only until the next one.
+        marks.record(&mark(at(2026, 10), at(2099, 1), at(2026, 11))).await.unwrap();
+        let next = mark(at(2026, 11), at(2026, 12), at(2026, 12));
+        marks.record(&next).await.unwrap();
+        assert_eq!(marks.latest("Invoice").await.unwrap(), Some(next));
     }
 
     #[tokio::test]

@@ -89,6 +89,18 @@ pub struct ExactWindow {
     pub to: DateTime<Utc>,
 }
 
+/// How far past the reader's "now" a window may end and still be taken: clocks of two machines (and Zuora's) are
+/// never exactly together, but a window ending later than this was not exported yet: it is a hand-made message, a
+/// clock far off, or a wrong time zone, and taking it would make it the object's latest data for ever.
+pub const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// `Some(reason)` when a window ending at `to` ends in the future as seen at `now` (see [`CLOCK_SKEW`]).
+pub fn ends_in_the_future(to: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+    (to > now + CLOCK_SKEW).then(|| {
+        format!("ends at {to}, in the future (now {now}; {} min of clock skew allowed)", CLOCK_SKEW.num_minutes())
+    })
+}
+
 /// How many times a window is asked for again (its files purged, its job failed at Zuora) before it is
 /// dead-lettered instead: a window that cannot heal must not turn into a stream of jobs.
 pub const MAX_REQUESTS_AGAIN: u32 = 3;
@@ -152,13 +164,13 @@ fn is_current_version(version: &u32) -> bool {
 pub struct InvalidRequest(pub String);
 
 impl ExportRequest {
-    /// Parses and checks a request body against the catalogue's object names and today's date.
-    pub fn parse(body: &str, known_objects: &[&str], today: NaiveDate) -> Result<Self, InvalidRequest> {
+    /// Parses and checks a request body against the catalogue's object names and the time now.
+    pub fn parse(body: &str, known_objects: &[&str], now: DateTime<Utc>) -> Result<Self, InvalidRequest> {
         let request: Self = serde_json::from_str(body).map_err(|e| {
             let what = if e.is_syntax() || e.is_eof() { "not valid JSON" } else { "not a valid export request" };
             InvalidRequest(format!("{what}: {e}"))
         })?;
-        request.check(known_objects, today)?;
+        request.check(known_objects, now)?;
         Ok(request)
     }
 
@@ -168,8 +180,9 @@ impl ExportRequest {
         Self { request_id: None, ..self.clone() } == Self { request_id: None, ..other.clone() }
     }
 
-    fn check(&self, known_objects: &[&str], today: NaiveDate) -> Result<(), InvalidRequest> {
+    fn check(&self, known_objects: &[&str], now: DateTime<Utc>) -> Result<(), InvalidRequest> {
         let fail = |text: String| Err(InvalidRequest(text));
+        let today = now.date_naive();
         if self.version != MESSAGE_VERSION {
             return fail(format!("version: {} is not supported (this build reads {MESSAGE_VERSION})", self.version));
         }
@@ -207,6 +220,9 @@ impl ExportRequest {
             }
             if window.from >= window.to {
                 return fail(format!("window: from {} is not before to {}", window.from, window.to));
+            }
+            if let Some(reason) = ends_in_the_future(window.to, now) {
+                return fail(format!("window: {reason}"));
             }
         }
         if let Some(id) = &self.request_id
@@ -374,12 +390,12 @@ mod tests {
 
     const KNOWN: &[&str] = &["Account", "Invoice"];
 
-    fn today() -> NaiveDate {
-        NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+    fn now() -> DateTime<Utc> {
+        "2026-11-24T10:00:00Z".parse().unwrap()
     }
 
     fn parse(body: &str) -> Result<ExportRequest, InvalidRequest> {
-        ExportRequest::parse(body, KNOWN, today())
+        ExportRequest::parse(body, KNOWN, now())
     }
 
     #[test]
@@ -417,6 +433,10 @@ mod tests {
                 r#"{"exportFromDate": "beginning", "fullExport": true, "window": {"from": "2022-02-01T00:00:00Z", "to": "2022-01-01T00:00:00Z"}}"#,
                 "window: from 2022-02-01 00:00:00 UTC is not before",
             ),
+            (
+                r#"{"exportFromDate": "beginning", "fullExport": true, "window": {"from": "2026-01-01T00:00:00Z", "to": "2026-11-24T10:05:01Z"}}"#,
+                "window: ends at 2026-11-24 10:05:01 UTC, in the future",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse(body).unwrap_err().0;
@@ -445,7 +465,7 @@ mod tests {
             serde_json::to_string(&again).unwrap(),
             r#"{"exportFromDate":"beginning","objects":["Invoice"],"fullExport":true,"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1","window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#
         );
-        assert!(again.check(KNOWN, today()).is_ok());
+        assert!(again.check(KNOWN, now()).is_ok());
         let increment =
             job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", false);
         assert_eq!(

@@ -74,7 +74,7 @@ proptest! {
     fn message_parsers_answer_any_json_with_a_value_or_an_error(value in json(), text in ".{0,40}") {
         let body = value.to_string();
         for input in [body.as_str(), text.as_str()] {
-            let _ = ExportRequest::parse(input, &["Account", "Invoice"], Utc::now().date_naive());
+            let _ = ExportRequest::parse(input, &["Account", "Invoice"], Utc::now());
             let _ = serde_json::from_str::<JobMessage>(input);
             let _ = CompletionMessage::from_metadata_json(input.as_bytes());
         }
@@ -93,7 +93,7 @@ proptest! {
         if full {
             body["fullExport"] = serde_json::json!(true);
         }
-        match ExportRequest::parse(&body.to_string(), &["Account", "Invoice"], Utc::now().date_naive()) {
+        match ExportRequest::parse(&body.to_string(), &["Account", "Invoice"], Utc::now()) {
             Ok(request) => prop_assert_eq!(serde_json::to_value(&request).is_ok(), true),
             Err(reason) => prop_assert!(!reason.0.is_empty()),
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
 use common::config::ConsumerSettings;
 use common::marks::PublishedMark;
-use common::messages::{Checksum, CompletionMessage, JobMessage, MESSAGE_VERSION};
+use common::messages::{Checksum, CompletionMessage, JobKind, JobMessage, MESSAGE_VERSION};
 use common::queue::OutgoingMessage;
 use common::zuora::Job;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ impl Worker {
         self.store.put(&object.target.bucket, file.metadata_key, metadata.into()).await?;
         // 3. The completion message, then 4. the published mark (`announce`): the lake hears of the file at least
         // once, and the mark (status, the legacy key) never runs ahead of what the lake was told.
-        self.announce(&completion).await?;
+        self.announce(&completion, batch.job_message.kind).await?;
         self.report(batch, &completion, &published, relayed_in + completing.elapsed());
         Ok(())
     }
@@ -120,9 +120,9 @@ impl Worker {
               bytes = published.bytes, parts = published.parts, throughput_mb_s = format!("{throughput:.1}"), "published");
     }
 
-    /// Completion message on the lake queue, and the file's published mark. Idempotent: same deduplication id and
-    /// mark each time.
-    pub(crate) async fn announce(&self, completion: &CompletionMessage) -> Result<(), WorkError> {
+    /// Completion message on the lake queue, and the file's published mark (`kind`: the export it came from).
+    /// Idempotent: same deduplication id and mark each time.
+    pub(crate) async fn announce(&self, completion: &CompletionMessage, kind: JobKind) -> Result<(), WorkError> {
         #[allow(clippy::expect_used)]
         let body = serde_json::to_string(completion).expect("a completion message serialises");
         // One group per object: a completion the lake cannot take holds back its object's later files, not others'.
@@ -139,6 +139,7 @@ impl Worker {
             key: completion.key.clone(),
             segment: completion.segment,
             segments: completion.segments,
+            kind: Some(kind),
         };
         Ok(self.ledger.marks().record(&mark).await?)
     }

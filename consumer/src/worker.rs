@@ -18,7 +18,7 @@ use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::{ConsumerSettings, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
-use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION};
+use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
@@ -160,11 +160,18 @@ impl Worker {
             let reason = format!("jobId {:?} is not a Zuora id (32 hexadecimal digits)", job_message.job_id);
             return self.dead_letter(message, reason).await;
         }
+        if let Some(reason) = ends_in_the_future(job_message.window.to, self.clock.now()) {
+            return self.dead_letter(message, format!("the job's window {reason}")).await;
+        }
         let job = match self.zuora.job(&job_message.job_id).await {
             Ok(job) => job,
             Err(e) if !e.is_retryable() => return self.dead_letter(message, format!("reading the job: {e}")).await,
             Err(e) => return Err(e.into()),
         };
+        if !job.id.eq_ignore_ascii_case(&job_message.job_id) {
+            let reason = format!("Zuora answered for job {} when asked for job {}", job.id, job_message.job_id);
+            return self.dead_letter(message, reason).await;
+        }
         match job.status.phase() {
             Phase::Running => return self.wait(message, &job_message, &job).await,
             Phase::Failed => {
@@ -177,11 +184,14 @@ impl Worker {
                     .collect();
                 let reason = format!("Zuora job {} ended {} {}", job.id, job.status, details.join("; "));
                 let reason = reason.trim_end().to_owned();
-                // Zuora's flag decides; without one, a job with no lower bound was a first load.
-                let flagged = job.batches.iter().any(|b| b.full.is_some());
-                let full =
-                    job.batches.iter().any(|b| b.full == Some(true)) || !flagged && job_message.window.from.is_none();
-                if self.ask_again(&job_message, &job_message.objects, "job", full, &reason).await? {
+                // Each object by its own batch's kind: a first load is asked for in full, an increment from its
+                // window's start (a job mixing both must not become a full export of every object).
+                let objects: Vec<(String, bool)> = job_message
+                    .objects
+                    .iter()
+                    .map(|object| (object.clone(), self.was_full_load(&job_message, &job, object)))
+                    .collect();
+                if self.ask_again_by_kind(&job_message, &objects, "job", &reason).await? {
                     self.jobs.delete(&message.receipt).await?;
                     return Ok(Settled::AskedAgain { reason });
                 }
@@ -230,14 +240,10 @@ impl Worker {
             }
         }
         // One request for the purged objects (two if full loads and increments are mixed), however many they are.
-        for full in [true, false] {
-            let objects: Vec<String> = purged.iter().filter(|(_, f)| *f == full).map(|(o, _)| o.clone()).collect();
-            if objects.is_empty() {
-                continue;
-            }
-            let reason = format!("files of {} purged by Zuora", objects.join(", "));
-            let what = if full { "purged-full" } else { "purged" };
-            if !self.ask_again(&job_message, &objects, what, full, &reason).await? {
+        if !purged.is_empty() {
+            let names: Vec<&str> = purged.iter().map(|(o, _)| o.as_str()).collect();
+            let reason = format!("files of {} purged by Zuora", names.join(", "));
+            if !self.ask_again_by_kind(&job_message, &purged, "purged", &reason).await? {
                 failures
                     .push(format!("{reason}, and the window was asked for again {MAX_REQUESTS_AGAIN} times already"));
             }
@@ -305,7 +311,10 @@ impl Worker {
             .as_ref()
             .and_then(|t| t.to_utc(self.zuora.config().data_center))
             .unwrap_or(job_message.submitted_at);
-        let batch_id = batch.batch_id.clone().unwrap_or_default();
+        // The batch id goes into the file's key: it must be Zuora's, not empty or a path.
+        let Some(batch_id) = batch.batch_id.clone().filter(|id| common::zuora::is_zuora_id(id)) else {
+            return Err(BatchFailure::Fatal(format!("{name}: batch id {:?} is not a Zuora id", batch.batch_id)));
+        };
         let file_ids = batch.file_ids();
         if file_ids.is_empty() {
             return Err(BatchFailure::Fatal(format!("{name}: completed with neither a fileId nor segments")));
@@ -327,7 +336,7 @@ impl Worker {
                     let completion = CompletionMessage::from_metadata_json(&metadata)
                         .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
                     announced += completion.record_count;
-                    self.announce(&completion).await?;
+                    self.announce(&completion, job_message.kind).await?;
                 }
                 None => todo.push((segment as u32, file_id.to_string(), key, metadata_key)),
             }
@@ -486,7 +495,9 @@ impl Worker {
         RelaySettings { gzip_source: true, compression, ..self.relay.clone() }
     }
 
-    /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published file.
+    /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published increment
+    /// of the session, as the old export's fixed key was (a backfill or a full export's window ending later does
+    /// not replace it).
     ///
     /// Run once a batch's files are announced, on a redelivery too (a crash or a failed copy before is mended). Consumers
     /// publishing at once may each copy what was latest when they looked, so each looks again after copying and
@@ -497,7 +508,7 @@ impl Worker {
         let Some(legacy) = &object.target.legacy_key else { return Ok(()) };
         let marks = self.ledger.marks();
         let mut copied: Option<String> = None;
-        while let Some(latest) = marks.latest(&object.name).await? {
+        while let Some(latest) = marks.latest_increment(&object.name).await? {
             if latest.segments != 1 || copied.as_ref() == Some(&latest.key) {
                 break;
             }
@@ -519,21 +530,35 @@ impl Worker {
         Ok(())
     }
 
-    /// Asks the producer for the job's window of `objects` again (its files purged, its job failed at Zuora).
+    /// Whether the job was a first load of `object`: Zuora's flag on its batch decides; without one (no batch, or
+    /// a Zuora that sends no flag), a job with no lower bound was.
+    fn was_full_load(&self, job_message: &JobMessage, job: &Job, object: &str) -> bool {
+        let batch = job.batches.iter().find(|b| b.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(object)));
+        batch.and_then(|b| b.full).unwrap_or(job_message.window.from.is_none())
+    }
+
+    /// Asks the producer for the job's window again (its files purged, its job failed at Zuora) for `objects`,
+    /// each by its kind (`true`: a first load): one request for the first loads, one for the increments.
     /// Returns false when the window was asked for again too often already: it is not asked again.
-    async fn ask_again(
+    async fn ask_again_by_kind(
         &self,
         job: &JobMessage,
-        objects: &[String],
+        objects: &[(String, bool)],
         what: &str,
-        full: bool,
         reason: &str,
     ) -> Result<bool, WorkError> {
-        let Some(request) = job.request_again(objects, what, full) else { return Ok(false) };
-        #[allow(clippy::expect_used)]
-        let body = serde_json::to_string(&request).expect("a request serialises");
-        self.requests.send(OutgoingMessage::new(body.clone())).await?;
-        warn!(reason, request = %body, "asked for the same window again");
+        for full in [true, false] {
+            let these: Vec<String> = objects.iter().filter(|(_, f)| *f == full).map(|(o, _)| o.clone()).collect();
+            if these.is_empty() {
+                continue;
+            }
+            let what = if full { format!("{what}-full") } else { what.to_owned() };
+            let Some(request) = job.request_again(&these, &what, full) else { return Ok(false) };
+            #[allow(clippy::expect_used)]
+            let body = serde_json::to_string(&request).expect("a request serialises");
+            self.requests.send(OutgoingMessage::new(body.clone())).await?;
+            warn!(reason, request = %body, "asked for the same window again");
+        }
         Ok(true)
     }
 }
@@ -550,7 +575,9 @@ async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
     }
 }
 
-/// `Account/2026-11-24/job/batch-0.csv` -> `Account/2026-11-24/job/batch-0.metadata.json`.
+/// `Account/2026-11-24/job/batch-0.csv` (or a compressed `.csv.gz`, `.csv.zst`) ->
+/// `Account/2026-11-24/job/batch-0.metadata.json`.
 pub fn metadata_key(key: &str) -> String {
-    format!("{}.metadata.json", key.strip_suffix(".csv").unwrap_or(key))
+    let plain = [".gz", ".zst"].iter().find_map(|ext| key.strip_suffix(ext)).unwrap_or(key);
+    format!("{}.metadata.json", plain.strip_suffix(".csv").unwrap_or(plain))
 }

@@ -78,6 +78,15 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
     producer.serve(daily, "day-3").await.unwrap();
     work_all(&worker, &d).await;
 
+    let completions = lake_equals_the_truth(&d).await;
+    let compressions: std::collections::BTreeSet<String> = completions.iter().map(|c| c.compression.clone()).collect();
+    compressions.into_iter().collect()
+}
+
+/// Every completion on the lake queue, applied in order of execution as the lake merges them: each object's merged
+/// table must equal the simulator's live rows. Returns the completions.
+async fn lake_equals_the_truth(d: &Deployment) -> Vec<CompletionMessage> {
+    let control = d.sim.control();
     let mut completions: Vec<CompletionMessage> = test_support::drain(d.queues().lake.as_ref())
         .await
         .iter()
@@ -87,7 +96,7 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
     for object in OBJECTS {
         let mut lake = MergedTable::default();
         let files: Vec<&CompletionMessage> = completions.iter().filter(|c| c.object == object).collect();
-        assert!(files.len() >= 5, "{object}: {} files", files.len());
+        assert!(!files.is_empty(), "{object}: no file");
         for file in files {
             let stored = d.bucket.store().get(&file.bucket, &file.key).await.unwrap().expect("the file is stored");
             let body = match file.compression.as_str() {
@@ -114,6 +123,44 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
             assert_eq!(row, &projected, "{object} {id}");
         }
     }
-    let compressions: std::collections::BTreeSet<String> = completions.iter().map(|c| c.compression.clone()).collect();
-    compressions.into_iter().collect()
+    completions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subset_increment_on_a_later_day_then_an_aborted_daily_job_merge_to_the_ground_truth() {
+    // Zuora's days are behind the services' clock, so the windows are Zuora's (each ends when its job started).
+    let d = Deployment::start(|c| c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(3))).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;
+    let control = d.sim.control();
+    let change_everything = || {
+        for object in OBJECTS {
+            control.mutate(object, Mutation { insert: 3, update: 4, delete: 2 }).unwrap();
+        }
+    };
+    producer.serve(daily, "day-0").await.unwrap();
+    work_all(&worker, &d).await;
+    change_everything();
+    control.advance_clock(Duration::from_secs(24 * 3600));
+    // Day 1: Account alone. Zuora keeps a position per query: Invoice's and Contact's stay at day 0.
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
+    work_all(&worker, &d).await;
+    change_everything();
+    control.advance_clock(Duration::from_secs(24 * 3600));
+    // Day 2: the daily job is aborted at Zuora; its windows are asked for again and served.
+    control.abort_next_batch("Invoice", "the query ran past its time limit");
+    producer.serve(daily, "day-2").await.unwrap();
+    let message = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop().unwrap();
+    let mut settled = worker.handle(&message).await.unwrap();
+    while let Settled::Waiting { .. } = settled {
+        let message = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap().pop().unwrap();
+        settled = worker.handle(&message).await.unwrap();
+    }
+    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
+    for request in test_support::drain(d.queues().requests.as_ref()).await {
+        producer.serve(&request.body, &request.id).await.unwrap();
+    }
+    work_all(&worker, &d).await;
+    lake_equals_the_truth(&d).await;
 }

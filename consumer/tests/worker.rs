@@ -538,3 +538,133 @@ async fn a_wrong_download_path_dead_letters_the_job_instead_of_asking_again() {
     assert!(test_support::drain(d.queues().requests.as_ref()).await.is_empty(), "nothing asked for again");
     assert_eq!(d.bucket.open_uploads().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_key_beside_compressed_stored_files_is_refused_at_start_naming_both_and_decompressed_ones_publish() {
+    let d = Deployment::start(|_| {}).await;
+    set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
+    // The fixed key is read by the old export's readers as a plain CSV: stored files that are not plain are refused
+    // before anything runs, naming the object, its legacy_key and the setting to change.
+    for (edits, setting) in [
+        (vec![("consumer", "compression = \"zstd\"")], "consumer.compression"),
+        (vec![("session", "file_format = \"gzip\"")], "consumer.gzip_downloads"),
+    ] {
+        let config = d.config_with(&edits);
+        let refused = worker_from(&config, &d.services()).err().map(|e| e.to_string());
+        let refused = refused.unwrap_or_else(|| panic!("{setting}: a consumer started"));
+        for part in ["Refund", "legacy_key", setting] {
+            assert!(refused.contains(part), "{refused:?} should name {part}");
+        }
+        assert!(producer::cli::producer_from(&config, &d.services()).is_err(), "{setting}: the producer refuses too");
+    }
+    // gzip downloads, decompressed on the way: every object of the job published, the fixed key a plain CSV.
+    let config =
+        d.config_with(&[("session", "file_format = \"gzip\""), ("consumer", "gzip_downloads = \"decompress\"")]);
+    let worker = worker_from(&config, &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let body = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Refund","Contact"]}"#;
+    producer.serve(body, "day-1").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 3 });
+    let refund = completions(&d).await.into_iter().find(|c| c.object == "Refund").unwrap();
+    assert_eq!(d.bucket.records_in("Refund.csv").await, refund.record_count, "a plain CSV at the fixed key");
+    assert!(d.bucket.get("metadata/Refund.json").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_fixed_key_holds_the_latest_increment_not_a_later_backfill_or_full_export_window() {
+    let d = Deployment::start(|_| {}).await;
+    set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer(&d).await;
+    let increment = r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#;
+    producer.serve(increment, "day-1").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let first = completions(&d).await.pop().unwrap();
+
+    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 1, delete: 0 }).unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    // Both end after the increment: a backfill since today, and a full export's window ending now.
+    let now = chrono::Utc::now();
+    let backfill = format!(r#"{{"exportFromDate":"{}","objects":["Refund"]}}"#, now.date_naive());
+    producer.serve(&backfill, "backfill").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let (from, to) = ((now - chrono::Days::new(400)).to_rfc3339(), now.to_rfc3339());
+    let window = format!(
+        r#"{{"exportFromDate":"beginning","fullExport":true,"objects":["Refund"],"window":{{"from":"{from}","to":"{to}"}}}}"#
+    );
+    producer.serve(&window, "window").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    assert_eq!(completions(&d).await.len(), 2, "the backfill's file and the window's");
+    assert_eq!(d.bucket.object("Refund.csv").await, d.bucket.object(&first.key).await, "still the increment");
+    let old: serde_json::Value = serde_json::from_slice(&d.bucket.object("metadata/Refund.json").await).unwrap();
+    assert_eq!(old["jobId"], first.job_id.as_str());
+
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    producer.serve(increment, "day-2").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let second = completions(&d).await.pop().unwrap();
+    assert_eq!(d.bucket.object("Refund.csv").await, d.bucket.object(&second.key).await, "the next increment");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_message_whose_window_ends_in_the_future_is_dead_lettered_and_marks_nothing() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
+    let message = next_job_message(&d).await;
+    let mut job: common::messages::JobMessage = serde_json::from_str(&message.body).unwrap();
+    job.window.to = "2099-01-01T00:00:00Z".parse().unwrap();
+    d.queues().jobs.delete(&message.receipt).await.unwrap();
+    d.queues().jobs.send(common::queue::OutgoingMessage::new(serde_json::to_string(&job).unwrap())).await.unwrap();
+    let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
+    assert!(reason.contains("in the future"), "{reason}");
+    assert_eq!(worker.ledger.marks().latest("Refund").await.unwrap(), None);
+    assert!(completions(&d).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_job_mixing_a_first_load_and_an_increment_asks_again_for_each_object_by_its_own_kind() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer(&d).await;
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
+    work_until_settled(&worker, &d).await;
+    let day_1 = completions(&d).await.pop().unwrap();
+    d.sim.control().advance_clock(Duration::from_secs(3600));
+    // Invoice was just added to the daily request: its first load runs beside Account's increment, and Zuora
+    // aborts it.
+    d.sim.control().abort_next_batch("Invoice", "the query ran past its time limit");
+    producer
+        .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice"]}"#, "day-2")
+        .await
+        .unwrap();
+    let settled = work_until_settled(&worker, &d).await;
+    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
+    let again: Vec<common::messages::ExportRequest> = test_support::drain(d.queues().requests.as_ref())
+        .await
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    let asked = |object: &str| {
+        let only = Some(vec![object.to_owned()]);
+        again.iter().find(|r| r.objects == only).unwrap_or_else(|| panic!("{object} not asked for alone: {again:?}"))
+    };
+    let (account, invoice) = (asked("Account"), asked("Invoice"));
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(
+        (account.export_from_date, account.full_export),
+        (common::messages::ExportFrom::Date(day_1.window.to.date_naive()), false),
+        "Account's increment is asked for again as changes since its window's start"
+    );
+    assert_eq!((invoice.export_from_date, invoice.full_export), (common::messages::ExportFrom::Beginning, true));
+    // The Zuora jobs that follow the aborted one: Account's one, and Invoice's full export (one per window).
+    let before = d.sim.control().jobs().len();
+    let mut submitted = 0;
+    for request in &again {
+        let body = serde_json::to_string(request).unwrap();
+        submitted += producer.serve(&body, "unused").await.unwrap().job_ids.len();
+    }
+    let windows = producer::plan::windows(&d.config().full_export, chrono::Utc::now()).len();
+    assert_eq!(submitted, 1 + windows);
+    assert_eq!(d.sim.control().jobs().len() - before, 1 + windows);
+}

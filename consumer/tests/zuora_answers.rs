@@ -26,11 +26,9 @@ async fn stub_zuora(job: serde_json::Value) -> String {
     format!("http://{address}")
 }
 
-#[tokio::test]
-async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job_with_both_reasons() {
-    let job = json!({"id": JOB_ID, "status": "completed", "batches": [
-        {"name": "Account", "batchId": "2c92c0f966cd4f580166ec0ac8a75bb8", "status": "completed", "recordCount": 3, "full": true}
-    ]});
+/// The worker, on a local deployment, handles one job message for `objects` while the stub Zuora answers every job
+/// read with `job`; returns how it settled, and the services (to look at the queues).
+async fn handle_with_zuora_answering(job: serde_json::Value, objects: &[&str]) -> (Settled, Services) {
     let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
     config.zuora.base_url = stub_zuora(job).await;
     let dir = test_support::Scratch::new("zuora-answers");
@@ -42,14 +40,23 @@ async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job
         job_id: JOB_ID.into(),
         request_id: "r1".into(),
         kind: JobKind::Increment,
-        objects: vec!["Account".into(), "Invoice".into()],
+        objects: objects.iter().map(|o| o.to_string()).collect(),
         window: Window { from: None, to: chrono::Utc::now() },
         submitted_at: chrono::Utc::now(),
     };
     let jobs = &services.queues.jobs;
     jobs.send(OutgoingMessage::new(serde_json::to_string(&message).unwrap())).await.unwrap();
     let received = jobs.receive(1, Duration::ZERO).await.unwrap().pop().unwrap();
-    match worker.handle(&received).await.unwrap() {
+    (worker.handle(&received).await.unwrap(), services)
+}
+
+#[tokio::test]
+async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job_with_both_reasons() {
+    let job = json!({"id": JOB_ID, "status": "completed", "batches": [
+        {"name": "Account", "batchId": "2c92c0f966cd4f580166ec0ac8a75bb8", "status": "completed", "recordCount": 3, "full": true}
+    ]});
+    let (settled, services) = handle_with_zuora_answering(job, &["Account", "Invoice"]).await;
+    match settled {
         Settled::DeadLettered { reason } => {
             assert!(reason.contains("has no batch for Invoice"), "{reason}");
             assert!(reason.contains("Account: completed with neither a fileId nor segments"), "{reason}");
@@ -59,5 +66,37 @@ async fn a_batch_without_a_file_and_an_object_zuora_left_out_dead_letter_the_job
     let dead = services.queues.jobs_dlq.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].attributes["reason"].contains("has no batch for Invoice"));
-    assert_eq!(jobs.depth().await.unwrap(), Default::default(), "settled: nothing left to receive again");
+    assert_eq!(
+        services.queues.jobs.depth().await.unwrap(),
+        Default::default(),
+        "settled: nothing left to receive again"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_for_another_job_or_a_batch_without_an_id_dead_letters_the_job_with_the_reason() {
+    let batch = |batch_id: Option<&str>| {
+        let mut batch = json!({"name": "Account", "status": "completed", "recordCount": 0, "full": true,
+                               "fileId": "2c92c0f966cd4f580166ec0ac8a75bb9"});
+        if let Some(id) = batch_id {
+            batch["batchId"] = id.into();
+        }
+        batch
+    };
+    let other_job = json!({"id": "2c92c0f966cd4f580166ec0ac89d0000", "status": "completed",
+                           "batches": [batch(Some("2c92c0f966cd4f580166ec0ac8a75bb8"))]});
+    let no_batch_id = json!({"id": JOB_ID, "status": "completed", "batches": [batch(None)]});
+    let bad_batch_id = json!({"id": JOB_ID, "status": "completed", "batches": [batch(Some("../../other"))]});
+    for (job, expected) in [
+        (other_job, "answered for job 2c92c0f966cd4f580166ec0ac89d0000"),
+        (no_batch_id, "Account: batch id None is not a Zuora id"),
+        (bad_batch_id, "Account: batch id Some(\"../../other\") is not a Zuora id"),
+    ] {
+        let (settled, services) = handle_with_zuora_answering(job, &["Account"]).await;
+        match settled {
+            Settled::DeadLettered { reason } => assert!(reason.contains(expected), "{reason} should say {expected}"),
+            other => panic!("expected the DLQ ({expected}), got {other:?}"),
+        }
+        assert_eq!(services.queues.jobs_dlq.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
 }

@@ -128,7 +128,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             };
             let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
             let body = serde_json::to_string(&request)?;
-            ExportRequest::parse(&body, &names, Utc::now().date_naive()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            ExportRequest::parse(&body, &names, Utc::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = queues.requests.send(OutgoingMessage::new(body.clone())).await?;
             println!("queued {body} as message {id}");
             println!("it exports {}", crate::plan::backfill_explained(from, config.zuora.data_center));

@@ -12,7 +12,7 @@ use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
 use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord, SessionMark};
-use common::messages::{ExportFrom, ExportRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
+use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
 use std::sync::Arc;
@@ -112,12 +112,17 @@ impl Producer {
         self.zuora.config().data_center
     }
 
+    /// A request body, parsed and checked against the catalogue and the time now.
+    pub fn parse(&self, body: &str) -> Result<ExportRequest, InvalidRequest> {
+        let names: Vec<&str> = self.catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+        ExportRequest::parse(body, &names, self.clock.now())
+    }
+
     /// Serves one request body. `fallback_key` (the queue message id) identifies it when it has no `requestId`,
     /// so a redelivery of the same message resumes the same record.
     pub async fn serve(&self, body: &str, fallback_key: &str) -> Result<Served, RequestError> {
-        let names: Vec<&str> = self.catalogue.objects.iter().map(|o| o.name.as_str()).collect();
         let now = self.clock.now();
-        let request = ExportRequest::parse(body, &names, now.date_naive()).map_err(|e| RequestError::Rejected(e.0))?;
+        let request = self.parse(body).map_err(|e| RequestError::Rejected(e.0))?;
         let request_key = request.request_id.clone().unwrap_or_else(|| fallback_key.to_owned());
         let mut record = match self.ledger.request(&request_key).await? {
             Some(record) if !record.request.same_export(&request) => {
@@ -148,7 +153,7 @@ impl Producer {
                 (None, _) => self.submit_planned(&mut record, index).await?,
                 // A resumed increment: the run that recorded it may have stopped before moving the mark.
                 (Some(job_id), Some(window)) if record.jobs[index].kind == JobKind::Increment => {
-                    self.ledger.advance_increment_to(window.to, job_id).await?;
+                    self.ledger.advance_increment_to(window.to, job_id, &record.jobs[index].objects).await?;
                 }
                 _ => {}
             }
@@ -173,8 +178,10 @@ impl Producer {
             attempts += 1;
             let (from, idempotency_key) = match planned.kind {
                 JobKind::Increment => {
+                    // Each object's window starts at its own position; the job's window starts at the earliest.
                     let mark = self.ledger.session_mark().await?;
-                    (mark.as_ref().map(|m| m.to), increment_key(&self.session, mark.as_ref()))
+                    let from = mark.as_ref().and_then(|m| m.from_for(&planned.objects));
+                    (from, increment_key(&self.session, mark.as_ref()))
                 }
                 JobKind::Backfill | JobKind::FullWindow => (planned.from, planned.idempotency_key.clone()),
             };
@@ -203,7 +210,7 @@ impl Producer {
                     // Another request recorded that increment and stopped before moving the mark past it (and
                     // perhaps before enqueuing it): enqueue it, move the mark, then submit this request's own.
                     Some(known) if known.request_key != record.request_key => {
-                        self.ledger.advance_increment_to(known.window.to, &job.id).await?;
+                        self.ledger.advance_increment_to(known.window.to, &job.id, &known.objects).await?;
                         self.enqueue_job_at_mark().await?;
                         continue;
                     }
@@ -215,7 +222,7 @@ impl Producer {
                         let orphan = self.adopted_record(&job).await?;
                         warn!(job_id = %job.id, to = %orphan.window.to, "the session's key names an increment nobody recorded: adopting it");
                         self.ledger.put_job(&orphan).await?;
-                        self.ledger.advance_increment_to(orphan.window.to, &job.id).await?;
+                        self.ledger.advance_increment_to(orphan.window.to, &job.id, &orphan.objects).await?;
                         self.enqueue_job_at_mark().await?;
                         continue;
                     }
@@ -248,7 +255,7 @@ impl Producer {
         slot.window = Some(window);
         self.ledger.put_request(record).await?;
         if planned.kind == JobKind::Increment {
-            self.ledger.advance_increment_to(window.to, &job.id).await?;
+            self.ledger.advance_increment_to(window.to, &job.id, &planned.objects).await?;
         }
         Ok(())
     }
@@ -373,7 +380,7 @@ impl Producer {
         self.enqueue(&record).await?;
         self.ledger.put_job(&JobRecord { enqueued: true, ..record.clone() }).await?;
         if record.kind == JobKind::Increment {
-            self.ledger.advance_increment_to(record.window.to, &job.id).await?;
+            self.ledger.advance_increment_to(record.window.to, &job.id, &record.objects).await?;
         }
         Ok(Some(job.id))
     }
@@ -397,16 +404,20 @@ impl Producer {
 
     async fn adopted_record(&self, job: &Job) -> Result<JobRecord, LedgerError> {
         let dc = self.data_center();
-        let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).unwrap_or_else(|| self.clock.now());
+        // Never later than now: a start Zuora reports in the future (a wrong data centre's time zone) would make
+        // the window the object's latest data for ever.
+        let now = self.clock.now();
+        let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).map_or(now, |t| t.min(now));
+        let objects: Vec<String> = job.batches.iter().filter_map(|b| b.name.clone()).collect();
         let (kind, from) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
             Some(from) => (JobKind::Backfill, Some(from)),
-            None => (JobKind::Increment, self.ledger.last_increment_to().await?),
+            None => (JobKind::Increment, self.ledger.increment_from(&objects).await?),
         };
         Ok(JobRecord {
             job_id: job.id.clone(),
             request_key: format!("adopted:{}", job.id),
             kind,
-            objects: job.batches.iter().filter_map(|b| b.name.clone()).collect(),
+            objects,
             window: Window { from, to: started },
             submitted_at: started,
             adopted: true,
@@ -430,7 +441,7 @@ pub fn increment_key(session: &SessionConfig, mark: Option<&SessionMark>) -> Str
     let after = match mark {
         None => "start".to_owned(),
         Some(SessionMark { job_id: Some(job_id), .. }) => format!("job-{job_id}"),
-        Some(SessionMark { to, job_id: None }) => to.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        Some(SessionMark { to, job_id: None, .. }) => to.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     };
     format!("zle:{}:{}:increment-after:{after}", clip(&session.partner), clip(&session.project))
 }
@@ -476,6 +487,21 @@ pub async fn handle(
     settings: &common::config::ProducerSettings,
     message: ReceivedMessage,
 ) {
+    if producer.parse(&message.body).is_ok_and(|request| request.request_id.is_none()) {
+        // A request without a `requestId` is known by its message id, which a DLQ redrive changes: before anything
+        // is submitted for it, it is sent again with its id pinned into the body, so every later copy (a redelivery,
+        // the DLQ's, a redriven one) resumes the same record instead of submitting its jobs again.
+        let pinned = OutgoingMessage::new(pin_request_id(&message.body, &message.id));
+        let settled = match requests.send(pinned).await {
+            Ok(_) => requests.delete(&message.receipt).await,
+            Err(e) => Err(e),
+        };
+        match settled {
+            Ok(()) => info!(request_key = %message.id, "request id pinned; the request is served from its pinned copy"),
+            Err(e) => error!(error = %e, "could not pin the request's id; it will be received again"),
+        }
+        return;
+    }
     let settled = match producer.serve(&message.body, &message.id).await {
         Ok(served) => {
             info!(request_key = %served.request_key, jobs = ?served.job_ids, "request served");
@@ -534,11 +560,13 @@ mod tests {
             file_format: common::config::FileFormat::Csv,
         };
         let to: chrono::DateTime<chrono::Utc> = "2026-03-03T05:32:50Z".parse().unwrap();
-        let after = |job: &str| increment_key(&session, Some(&SessionMark { to, job_id: Some(job.into()) }));
+        let after = |job: &str| {
+            increment_key(&session, Some(&SessionMark { to, job_id: Some(job.into()), ..SessionMark::default() }))
+        };
         assert_ne!(after("adopted"), after("next"), "the key after the adopted job is not the key after the next");
         assert_eq!(after("next"), after("next"), "the same mark, the same key: retries get the same job");
         assert_eq!(increment_key(&session, None), "zle:p:q:increment-after:start");
-        let legacy = increment_key(&session, Some(&SessionMark { to, job_id: None }));
+        let legacy = increment_key(&session, Some(&SessionMark { to, job_id: None, ..SessionMark::default() }));
         assert_eq!(legacy, "zle:p:q:increment-after:2026-03-03T05:32:50.000000Z");
     }
 }

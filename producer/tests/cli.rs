@@ -114,6 +114,7 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
         key: format!("{object}/x.csv"),
         segment: 0,
         segments: 1,
+        kind: Some(common::messages::JobKind::Increment),
     };
     let catalogue = config.catalogue().unwrap();
     for object in &catalogue.objects {

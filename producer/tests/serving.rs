@@ -241,3 +241,43 @@ async fn a_full_export_is_split_into_windows_that_resume_when_zuora_is_busy_and_
     expected.sort();
     assert_eq!(ids, expected, "every live row exactly once across the windows");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_without_id_dead_lettered_after_a_transient_failure_and_redriven_submits_each_window_once() {
+    let d = Deployment::start(|_| {}).await;
+    let body = r#"{"exportFromDate": "beginning", "fullExport": true, "objects": ["Account"]}"#;
+    d.queues().requests.send(OutgoingMessage::new(body)).await.unwrap();
+    // The request record's second write (right after Zuora took the first window's job) fails on every try, until
+    // SQS moves the message to the DLQ.
+    let failing = producer_with(&d, Arc::new(fail_once(d.bucket.store(), "requests/", 2)), d.queues().jobs.clone());
+    let (settings, queues) = (d.config().producer, d.queues());
+    let dead_lettered = loop {
+        let message = queues.requests.receive(1, Duration::from_secs(1)).await.unwrap().pop().expect("the request");
+        let received = message.clone();
+        handle(&failing, queues.requests.as_ref(), queues.requests_dlq.as_ref(), &settings, message).await;
+        if !d.sim.control().jobs().is_empty() {
+            // It failed after a submission: SQS moves this very body to the DLQ (after its receives).
+            queues.requests.delete(&received.receipt).await.unwrap();
+            break received.body;
+        }
+    };
+    assert_eq!(d.sim.control().jobs().len(), 1, "one window submitted before the failure");
+    // The operator redrives it: a new message, a new message id.
+    queues.requests.send(OutgoingMessage::new(dead_lettered)).await.unwrap();
+    serve_all(&d, &producer(&d)).await;
+    let jobs = job_messages(d.queues().jobs.as_ref()).await;
+    assert!(jobs.len() > 1, "a full export of several windows");
+    assert_eq!(d.sim.control().jobs().len(), jobs.len(), "no window submitted twice across the redrive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_export_window_ending_in_the_future_is_refused_with_a_reason() {
+    let d = Deployment::start(|_| {}).await;
+    let future = r#"{"exportFromDate": "beginning", "fullExport": true, "objects": ["Account"],
+                     "window": {"from": "2026-01-01T00:00:00Z", "to": "2099-01-01T00:00:00Z"}}"#;
+    match producer(&d).serve(future, "m1").await {
+        Err(RequestError::Rejected(reason)) => assert!(reason.contains("in the future"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(d.sim.control().jobs().is_empty(), "nothing submitted");
+}

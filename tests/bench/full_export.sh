@@ -22,10 +22,10 @@ compression = \"$compression\""
 config "$run/config.toml" "$s3_port" "$queue_lines" "" "$consumer_lines"
 printf '[full_export]\nearliest = "2020-01-01"\nwindow_months = %s\n[producer]\nwait_secs = 1\nbusy_retry_secs = 10\n' \
   "$window_months" >>"$run/config.toml"
-ZLE_LOG_FORMAT=json "$root/target/release/producer" --config "$run/config.toml" serve 2>"$run/producer.log" &
+ZLE_LOG_FORMAT=json "$bin/producer" --config "$run/config.toml" serve 2>"$run/producer.log" &
 services=($!)
 for i in 1 2; do
-  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/consumer-$i.time" "$root/target/release/consumer" \
+  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/consumer-$i.time" "$bin/consumer" \
     --config "$run/config.toml" 2>"$run/consumer-$i.log" & services+=($!)
 done
 pids+=("${services[@]}")

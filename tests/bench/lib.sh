@@ -26,6 +26,8 @@ for tool in rclone pigz zstd; do
 done
 cargo build --release --quiet -p zuora-sim -p consumer -p producer -p test-support --bin zuora-sim --bin consumer \
   --bin producer --bin s3-sink
+# Where cargo put them (CARGO_TARGET_DIR, or the workspace's target/ when it is unset).
+bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
 python="$bench/venv/bin/python"
 
 export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' {1..64})
@@ -46,7 +48,7 @@ start_s3() {
     s3_port=$garage_port s3_pid=$garage_pid
   else
     rm -f "$bench/sink.port"
-    "$root/target/release/s3-sink" 0 >"$bench/sink.port" 2>"$bench/sink.log" & s3_pid=$!
+    "$bin/s3-sink" 0 >"$bench/sink.port" 2>"$bench/sink.log" & s3_pid=$!
     until [[ -s "$bench/sink.port" ]]; do sleep 0.1; done
     s3_port=$(cat "$bench/sink.port")
   fi
@@ -73,7 +75,7 @@ listen = "127.0.0.1:$sim_port"
 [settings]
 job_execution_secs = 0.0
 TOML
-"$root/target/release/zuora-sim" --config "$bench/sim.toml" >"$bench/sim.log" 2>&1 & sim_pid=$!; pids+=($sim_pid)
+"$bin/zuora-sim" --config "$bench/sim.toml" >"$bench/sim.log" 2>&1 & sim_pid=$!; pids+=($sim_pid)
 sleep 2
 sim="http://127.0.0.1:$sim_port"
 curl -sf -X PATCH "$sim/sim/settings" -d '{"max_file_bytes": null}' >/dev/null
@@ -154,7 +156,7 @@ TOML
 export_file() {
   local run=$1 rows=$2 path=$3 job
   curl -sf -X PUT "$sim/sim/objects/InvoiceItem/rows" -d "{\"rows\": $rows}" >/dev/null
-  job=$("$root/target/release/producer" --config "$run/config.toml" submit \
+  job=$("$bin/producer" --config "$run/config.toml" submit \
         '{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}' 2>"$run/producer.log" | sed 's/.*jobs //')
   file_id=""
   until [[ -n "$file_id" ]]; do
@@ -185,7 +187,7 @@ consume() {
   "$python" -c "import boto3,sys,tomllib; c = tomllib.load(open(sys.argv[1], 'rb')); boto3.client('sqs', endpoint_url=c['aws']['sqs_endpoint_url']).send_message(QueueUrl=c['queues']['jobs'], MessageBody=open(sys.argv[2]).read())" \
     "$run/$name.toml" "$run/job.json"
   s3_before=$(cpu_of "$s3_pid") sim_before=$(cpu_of "$sim_pid")
-  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/$name.time" "$root/target/release/consumer" --config "$run/$name.toml" \
+  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/$name.time" "$bin/consumer" --config "$run/$name.toml" \
     2>"$run/$name.log" & consumer_pid=$!
   until grep -q "job done" "$run/$name.log" 2>/dev/null; do
     if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/$name.log" >&2; exit 1; fi

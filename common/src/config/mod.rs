@@ -423,8 +423,42 @@ impl Config {
         Ok(())
     }
 
-    /// The catalogue this configuration names.
+    /// The catalogue this configuration names, checked against the rest of it: an object's fixed `legacy_key`
+    /// is read by the old export's readers as a plain CSV, so it cannot be a copy of a compressed file.
     pub fn catalogue(&self) -> Result<Catalogue, crate::catalogue::CatalogueError> {
+        let catalogue = self.named_catalogue()?;
+        let legacy: Vec<String> = catalogue
+            .objects
+            .iter()
+            .filter_map(|o| o.target.legacy_key.as_ref().map(|key| format!("{} (legacy_key {key:?})", o.name)))
+            .collect();
+        let compressed = if self.consumer.compression != CompressionKind::None {
+            Some("consumer.compression is not \"none\"; set it to \"none\"")
+        } else if self.session.file_format == FileFormat::Gzip && self.consumer.gzip_downloads == GzipDownloads::Keep {
+            Some(
+                "session.file_format = \"gzip\" with consumer.gzip_downloads = \"keep\" stores Zuora's .gz files; \
+                 set consumer.gzip_downloads = \"decompress\"",
+            )
+        } else {
+            None
+        };
+        match compressed {
+            Some(setting) if !legacy.is_empty() => {
+                let origin = self.catalogue.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string());
+                Err(crate::catalogue::CatalogueError::new(
+                    origin,
+                    format!(
+                        "{}: a fixed legacy_key holds a plain CSV for the old export's readers, but the stored \
+                         files would be compressed: {setting}, or remove the legacy_key",
+                        legacy.join(", ")
+                    ),
+                ))
+            }
+            _ => Ok(catalogue),
+        }
+    }
+
+    fn named_catalogue(&self) -> Result<Catalogue, crate::catalogue::CatalogueError> {
         if let Some(name) = self.catalogue.as_ref().and_then(|p| p.to_str()).and_then(|p| p.strip_prefix("builtin:")) {
             return Catalogue::named(name);
         }

@@ -32,8 +32,8 @@ impl S3Store {
     }
 }
 
-/// S3's error codes for calls that can never succeed as configured.
-const PERMANENT_CODES: [&str; 7] = [
+/// S3's error codes for calls that can never succeed as configured: trying again only downloads the files again.
+const PERMANENT_CODES: [&str; 11] = [
     "AccessDenied",
     "AllAccessDisabled",
     "AccountProblem",
@@ -41,7 +41,19 @@ const PERMANENT_CODES: [&str; 7] = [
     "InvalidBucketName",
     "NoSuchBucket",
     "SignatureDoesNotMatch",
+    // The bucket is in another region than the client's.
+    "PermanentRedirect",
+    "AuthorizationHeaderMalformed",
+    // A request S3 will never take as sent (a single copy over 5 GB needs UploadPartCopy, a checksum mix).
+    "InvalidRequest",
+    // The bucket's KMS key denies the role, or is disabled or being deleted (`KMS.*` codes are matched below).
+    "KMSAccessDenied",
 ];
+
+/// True when S3's error `code` says the call can never succeed as configured.
+fn is_permanent_code(code: &str) -> bool {
+    PERMANENT_CODES.contains(&code) || code.starts_with("KMS.")
+}
 
 fn error(
     operation: &'static str,
@@ -49,7 +61,7 @@ fn error(
     key: &str,
     err: impl std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 ) -> StoreError {
-    let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code));
+    let permanent = err.code().is_some_and(is_permanent_code);
     let mut error = StoreError::transient(operation, bucket, key, DisplayErrorContext(&err));
     if permanent {
         error.kind = StoreErrorKind::Permanent;
@@ -280,5 +292,38 @@ impl http_body::Body for ChunkBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+
+    /// An S3 error with this code, as the SDK gives it.
+    fn with_code(code: &str) -> StoreError {
+        error("PutObject", "lake", "k", ErrorMetadata::builder().code(code).message("m").build())
+    }
+
+    #[test]
+    fn codes_that_can_never_succeed_are_permanent_and_named_in_the_error() {
+        for code in [
+            "AccessDenied",
+            "NoSuchBucket",
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "InvalidRequest",
+            "KMS.DisabledException",
+            "KMS.NotFoundException",
+            "KMS.KMSInvalidStateException",
+            "KMSAccessDenied",
+        ] {
+            let e = with_code(code);
+            assert!(e.is_permanent(), "{code} should be permanent");
+            assert!(e.to_string().contains(code), "{code} should be named: {e}");
+        }
+        for code in ["SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "NoSuchUpload"] {
+            assert!(!with_code(code).is_permanent(), "{code} may pass");
+        }
     }
 }

@@ -8,9 +8,9 @@
 //! - (e) the completions received describe exactly the published files: each file announced at least once, each
 //!   announcement equal to its metadata, duplicates counted;
 //! - (f) nothing is stuck: the drain ended within its bound;
-//! - (g) each object's legacy fixed key holds a copy of its latest published file (the latest window end, then the
-//!   latest export of it), and the old layout's metadata beside it describes that file, however many consumers
-//!   published at once.
+//! - (g) each object's legacy fixed key holds a copy of its latest published increment of the session (the latest
+//!   window end, then the latest export of it; Zuora's own record says which jobs were the session's increments),
+//!   and the old layout's metadata beside it describes that file, however many consumers published at once.
 
 use crate::world::{Drain, World};
 use common::messages::CompletionMessage;
@@ -137,9 +137,12 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
     }
 
     // (g)
+    let increments: std::collections::HashSet<String> =
+        world.control.jobs().into_iter().filter(|j| j.is_session_increment()).map(|j| j.id).collect();
     for object in &objects {
         let Some(legacy) = &object.target.legacy_key else { continue };
-        let latest = published.iter().filter(|f| f.object == object.name).max_by(|a, b| {
+        let of_increments = published.iter().filter(|f| f.object == object.name && increments.contains(&f.job_id));
+        let latest = of_increments.max_by(|a, b| {
             (a.window.to, a.executed_at, &a.job_id, a.segment).cmp(&(b.window.to, b.executed_at, &b.job_id, b.segment))
         });
         let Some(latest) = latest.filter(|f| f.segments == 1) else { continue };
@@ -148,7 +151,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         if copy.is_none() || copy != file {
             fail(
                 &mut verdict,
-                format!("(g) {legacy} is not a copy of {}, the latest file of {}", latest.key, object.name),
+                format!("(g) {legacy} is not a copy of {}, the latest increment of {}", latest.key, object.name),
             );
         }
         let metadata_at = object.target.legacy_metadata_key().unwrap_or_default();
@@ -161,7 +164,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         });
         if !describes {
             let what =
-                format!("(g) {metadata_at} does not describe {}, the latest file of {}", latest.key, object.name);
+                format!("(g) {metadata_at} does not describe {}, the latest increment of {}", latest.key, object.name);
             fail(&mut verdict, what);
         }
     }

@@ -296,6 +296,7 @@ impl Sim {
                 submitted_at: j.submitted_at,
                 ends_at: j.end_at,
                 idempotency_key: j.idempotency_key.clone(),
+                incremental_time: j.incremental_time,
                 batches: j
                     .batches
                     .iter()

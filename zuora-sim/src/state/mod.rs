@@ -90,8 +90,17 @@ pub struct JobSummary {
     pub ends_at: DateTime<Utc>,
     /// The `Idempotency-Key` it was submitted with.
     pub idempotency_key: Option<String>,
+    /// The `incrementalTime` it was submitted with (a stateful job since a time, which does not move the session).
+    pub incremental_time: Option<DateTime<Utc>>,
     /// Its batches.
     pub batches: Vec<BatchSummary>,
+}
+
+impl JobSummary {
+    /// True for an increment of a stateful session: one that continues the session from where it was.
+    pub fn is_session_increment(&self) -> bool {
+        self.partner.is_some() && self.incremental_time.is_none()
+    }
 }
 
 /// A batch as the control API lists it.
