@@ -16,18 +16,21 @@
 //! - `published/<object>/...`: a mark of every file published, written once by the consumer
 //!   ([`crate::marks`]); `producer status` reads the latest.
 //!
-//! One producer writes the ledger's requests, jobs and session records at a time (the producer service runs one
-//! task); the marks are written by every consumer, each file's mark once.
+//! Every write is conditional (S3's `If-None-Match: *` to create a record, `If-Match` with the version read to update
+//! it), so producers at once (`producer submit` beside `producer serve`, two services during a deploy) never
+//! overwrite each other's records: the loser of a race gets a conflict, reads again and decides again (the session
+//! mark at once; a request is received again and resumes from its record). The marks are written by every
+//! consumer, each file's mark once.
 
 use crate::marks::Marks;
 use crate::messages::{ExportRequest, JobKind, Window};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ObjectStore, Precondition, StoreError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// A request and what it turned into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,12 +185,22 @@ pub struct Ledger {
     store: Arc<dyn ObjectStore>,
     bucket: String,
     prefix: String,
+    /// The version of each record this process last read or wrote (`None`: read as absent): the condition of its
+    /// next write. A record not here is written only if absent; a stale version makes the write a conflict.
+    versions: Arc<Mutex<HashMap<String, Option<String>>>>,
 }
+
+/// Records whose versions a process remembers; past this the memory is cleared (a forgotten version costs a
+/// conflict and a read, never a lost write).
+const VERSIONS_KEPT: usize = 10_000;
+
+/// Tries at moving the session mark when other producers keep moving it at the same time.
+const MARK_ATTEMPTS: u32 = 5;
 
 impl Ledger {
     /// A ledger under `prefix` (ending in `/`) of `bucket`.
     pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { store, bucket: bucket.into(), prefix: prefix.into() }
+        Self { store, bucket: bucket.into(), prefix: prefix.into(), versions: Arc::default() }
     }
 
     /// A request's record.
@@ -231,12 +244,19 @@ impl Ledger {
         job_id: &str,
         objects: &[String],
     ) -> Result<(), LedgerError> {
-        let current = self.session_mark().await?;
-        let next = SessionMark::advanced(current.as_ref(), to, job_id, objects);
-        if current.as_ref() == Some(&next) {
-            return Ok(());
+        let mut attempt = 1;
+        loop {
+            let current = self.session_mark().await?;
+            let next = SessionMark::advanced(current.as_ref(), to, job_id, objects);
+            if current.as_ref() == Some(&next) {
+                return Ok(());
+            }
+            match self.write("session/last-increment.json", &next).await {
+                // Another producer moved it since it was read: read it again and move it from there.
+                Err(LedgerError::Store(e)) if e.is_conflict() && attempt < MARK_ATTEMPTS => attempt += 1,
+                written => return written,
+            }
         }
-        self.write("session/last-increment.json", &next).await
     }
 
     /// The claim on the increment submitted under `idempotency_key`, if a request made one.
@@ -261,20 +281,58 @@ impl Ledger {
         Ok(keys.into_iter().filter_map(|key| key.strip_prefix(&self.prefix).map(str::to_owned)).collect())
     }
 
+    /// A record, remembering the version read for the next write of it.
     pub(crate) async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {
         let key = format!("{}{name}", self.prefix);
-        let Some(body) = self.store.get(&self.bucket, &key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&body).map(Some).map_err(|e| LedgerError::Corrupt { key, detail: e.to_string() })
+        let tagged = self.store.get_tagged(&self.bucket, &key).await?;
+        self.remember(name, tagged.as_ref().map(|t| t.tag.clone()));
+        let Some(tagged) = tagged else { return Ok(None) };
+        serde_json::from_slice(&tagged.body).map(Some).map_err(|e| LedgerError::Corrupt { key, detail: e.to_string() })
     }
 
+    /// Writes a record if it is still the version this process last read or wrote (absent, if it never did).
     pub(crate) async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
+        let known = self.versions().get(name).cloned().flatten();
+        let condition = match known {
+            Some(tag) => Precondition::Tagged(tag),
+            None => Precondition::Absent,
+        };
+        let written = self.put(name, record, &condition).await;
+        match &written {
+            Ok(tag) => self.remember(name, Some(tag.clone())),
+            // The version remembered is not the store's: forget it (the next try reads the record again).
+            Err(_) => {
+                self.versions().remove(name);
+            }
+        }
+        written.map(|_| ())
+    }
+
+    /// Writes a record that is written once and never changed (a published mark); writing it again is a no-op.
+    pub(crate) async fn write_once<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
+        match self.put(name, record, &Precondition::Absent).await {
+            Err(LedgerError::Store(e)) if e.is_conflict() => Ok(()),
+            written => written.map(|_| ()),
+        }
+    }
+
+    async fn put<T: Serialize>(&self, name: &str, record: &T, condition: &Precondition) -> Result<String, LedgerError> {
         let key = format!("{}{name}", self.prefix);
         let body = serde_json::to_vec_pretty(record)
             .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
-        self.store.put(&self.bucket, &key, Bytes::from(body)).await?;
-        Ok(())
+        Ok(self.store.put_if(&self.bucket, &key, Bytes::from(body), condition).await?)
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember(&self, name: &str, tag: Option<String>) {
+        let mut versions = self.versions();
+        if versions.len() >= VERSIONS_KEPT {
+            versions.clear();
+        }
+        versions.insert(name.to_owned(), tag);
     }
 }
 
@@ -320,5 +378,49 @@ mod tests {
         ledger.advance_increment_to(at("2026-03-06T05:00:00Z"), "subset-2", &names(&["Account"])).await.unwrap();
         assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")), "Invoice's");
         assert_eq!(ledger.increment_from(&names(&["Account"])).await.unwrap(), Some(at("2026-03-06T05:00:00Z")));
+    }
+
+    #[tokio::test]
+    async fn a_stale_write_of_another_process_is_a_conflict_not_a_lost_update() {
+        let root = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(root.path()));
+        // Two processes, each with its own handle on the one ledger.
+        let (one, two) = (Ledger::new(store.clone(), "lake", "ledger/"), Ledger::new(store, "lake", "ledger/"));
+        let record = |request_key: &str, at: &str| JobRecord {
+            job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
+            request_key: request_key.into(),
+            kind: JobKind::Increment,
+            objects: vec!["Account".into()],
+            window: Window { from: None, to: at.parse().unwrap() },
+            submitted_at: at.parse().unwrap(),
+            adopted: false,
+            enqueued: false,
+        };
+        let conflict =
+            |written: Result<(), LedgerError>| matches!(written, Err(LedgerError::Store(e)) if e.is_conflict());
+        // Both find no record; the first to create it wins, the other is told.
+        assert_eq!(one.job("2c92c0f966cd4f580166ec0ac89d5bb7").await.unwrap(), None);
+        assert_eq!(two.job("2c92c0f966cd4f580166ec0ac89d5bb7").await.unwrap(), None);
+        one.put_job(&record("r1", "2026-03-01T05:00:00Z")).await.unwrap();
+        assert!(conflict(two.put_job(&record("r2", "2026-03-01T05:00:01Z")).await), "a second create");
+        // Both read it; one updates it; the other's update of what it read is refused.
+        let read = two.job("2c92c0f966cd4f580166ec0ac89d5bb7").await.unwrap().unwrap();
+        assert_eq!(read.request_key, "r1");
+        one.put_job(&JobRecord { enqueued: true, ..read.clone() }).await.unwrap();
+        assert!(conflict(two.put_job(&JobRecord { adopted: true, ..read }).await), "an update of a stale version");
+        // Read again, it writes.
+        let fresh = two.job("2c92c0f966cd4f580166ec0ac89d5bb7").await.unwrap().unwrap();
+        assert!(fresh.enqueued);
+        two.put_job(&JobRecord { adopted: true, ..fresh }).await.unwrap();
+        let last = one.job("2c92c0f966cd4f580166ec0ac89d5bb7").await.unwrap().unwrap();
+        assert!(last.enqueued && last.adopted, "neither update lost");
+        // The session mark moves on from whatever the other process wrote.
+        let all = ["Account".to_owned(), "Invoice".to_owned()];
+        two.session_mark().await.unwrap();
+        one.advance_increment_to("2026-03-02T05:00:00Z".parse().unwrap(), "a", &all[..1]).await.unwrap();
+        two.advance_increment_to("2026-03-03T05:00:00Z".parse().unwrap(), "b", &all[1..]).await.unwrap();
+        let mark = one.session_mark().await.unwrap().unwrap();
+        assert_eq!(mark.job_id.as_deref(), Some("b"));
+        assert_eq!(mark.objects.len(), 2, "Account's position kept: {mark:?}");
     }
 }

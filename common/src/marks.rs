@@ -80,7 +80,7 @@ impl Marks {
 
     /// Records a published file; recording the same file again writes the same name.
     pub async fn record(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
-        self.ledger.write(&mark.name(), mark).await
+        self.ledger.write_once(&mark.name(), mark).await
     }
 
     /// The object's latest published file: the newest data (the latest window end, then the latest run of it),
@@ -183,7 +183,8 @@ mod tests {
         let increment = mark(at(2026, 10), at(2026, 11), at(2026, 11));
         marks.record(&increment).await.unwrap();
         for kind in [JobKind::Backfill, JobKind::FullWindow] {
-            let later = PublishedMark { kind: Some(kind), ..mark(at(2026, 1), at(2026, 12), at(2026, 12)) };
+            let job_id = format!("{kind:?}");
+            let later = PublishedMark { kind: Some(kind), job_id, ..mark(at(2026, 1), at(2026, 12), at(2026, 12)) };
             marks.record(&later).await.unwrap();
             assert_eq!(marks.latest("Invoice").await.unwrap(), Some(later));
             assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(increment.clone()));

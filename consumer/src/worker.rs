@@ -22,7 +22,9 @@ use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAG
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
+use futures::StreamExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -82,6 +84,9 @@ pub enum Settled {
         reason: String,
     },
 }
+
+/// How often a transfer's progress is looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// A file missing (404) sooner than this after its job ran was not purged (Zuora keeps files about 72 hours):
 /// the path is wrong, and asking again would only fail again.
@@ -444,7 +449,10 @@ impl Worker {
         )))
     }
 
-    /// The file relayed into a pending upload, and the content type Zuora served it with.
+    /// The file relayed into a pending upload, and the content type Zuora served it with. A transfer that stalls
+    /// (nothing read from Zuora for `file_stall_secs`) or that is slower on the whole than its allowance
+    /// (`file_deadline_secs` plus the time its bytes take at `file_min_kib_per_sec`) is abandoned like a broken one:
+    /// a slow file that keeps coming completes, a hung one does not hold its job for ever.
     async fn relay_file(
         &self,
         object: &ObjectSpec,
@@ -452,13 +460,38 @@ impl Worker {
         key: &str,
         relay: &RelaySettings,
     ) -> Result<(PendingUpload, Option<String>), RelayError> {
-        let deadline = Duration::from_secs(self.settings.file_deadline_secs);
-        match tokio::time::timeout(deadline, self.transfer_file(object, file_id, key, relay)).await {
-            Ok(transferred) => transferred,
-            Err(_) => {
+        let read = Arc::new(AtomicU64::new(0));
+        tokio::select! {
+            transferred = self.transfer_file(object, file_id, key, relay, read.clone()) => transferred,
+            abandoned = self.watch_transfer(&read) => {
                 // The abandoned relay's upload was handed to the tracker when its future was dropped.
                 self.uploads.abort_orphans().await;
-                Err(RelayError::Deadline(deadline))
+                Err(abandoned)
+            }
+        }
+    }
+
+    /// Resolves when a transfer that has read `read` bytes so far must be abandoned, with the reason.
+    async fn watch_transfer(&self, read: &AtomicU64) -> RelayError {
+        let settings = &self.settings;
+        let stall = Duration::from_secs(settings.file_stall_secs);
+        let min_bytes_per_sec = settings.file_min_kib_per_sec as f64 * 1024.0;
+        let started = tokio::time::Instant::now();
+        let (mut seen, mut moved) = (0, started);
+        loop {
+            tokio::time::sleep(WATCH_EVERY.min(stall)).await;
+            let now = tokio::time::Instant::now();
+            let bytes = read.load(Ordering::Relaxed);
+            if bytes != seen {
+                (seen, moved) = (bytes, now);
+            }
+            if now - moved >= stall {
+                return RelayError::Stalled(stall);
+            }
+            let allowed = Duration::from_secs(settings.file_deadline_secs)
+                + Duration::from_secs_f64(bytes as f64 / min_bytes_per_sec);
+            if now - started >= allowed {
+                return RelayError::Deadline(allowed);
             }
         }
     }
@@ -469,10 +502,16 @@ impl Worker {
         file_id: &str,
         key: &str,
         settings: &RelaySettings,
+        read: Arc<AtomicU64>,
     ) -> Result<(PendingUpload, Option<String>), RelayError> {
         let stream = self.zuora.download(file_id).await?;
         let length = stream.content_length;
         let content_type = stream.content_type.clone();
+        let stream = stream.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                read.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
         let destination = Destination {
             bucket: object.target.bucket.clone(),
             key: key.to_owned(),

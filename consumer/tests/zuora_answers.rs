@@ -29,6 +29,15 @@ async fn stub_zuora(job: serde_json::Value) -> String {
 /// The worker, on a local deployment, handles one job message for `objects` while the stub Zuora answers every job
 /// read with `job`; returns how it settled, and the services (to look at the queues).
 async fn handle_with_zuora_answering(job: serde_json::Value, objects: &[&str]) -> (Settled, Services) {
+    handle_job_message_with_zuora_answering(JOB_ID, job, objects).await
+}
+
+/// As [`handle_with_zuora_answering`], for a job message naming `job_id`.
+async fn handle_job_message_with_zuora_answering(
+    job_id: &str,
+    job: serde_json::Value,
+    objects: &[&str],
+) -> (Settled, Services) {
     let mut config = Config::parse(include_str!("../../deploy/examples/local.toml"), "local.toml", None).unwrap();
     config.zuora.base_url = stub_zuora(job).await;
     let dir = test_support::Scratch::new("zuora-answers");
@@ -37,7 +46,7 @@ async fn handle_with_zuora_answering(job: serde_json::Value, objects: &[&str]) -
     let worker = consumer::cli::worker_from(&config, &services).unwrap();
     let message = JobMessage {
         version: MESSAGE_VERSION,
-        job_id: JOB_ID.into(),
+        job_id: job_id.into(),
         request_id: "r1".into(),
         kind: JobKind::Increment,
         objects: objects.iter().map(|o| o.to_string()).collect(),
@@ -96,6 +105,20 @@ async fn an_answer_for_another_job_or_a_batch_without_an_id_dead_letters_the_job
         match settled {
             Settled::DeadLettered { reason } => assert!(reason.contains(expected), "{reason} should say {expected}"),
             other => panic!("expected the DLQ ({expected}), got {other:?}"),
+        }
+        assert_eq!(services.queues.jobs_dlq.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_job_message_whose_job_id_is_not_zuoras_is_dead_lettered_without_asking_zuora() {
+    // Zuora would answer; the id is refused first (it goes into URLs and keys).
+    let job = json!({"id": JOB_ID, "status": "completed", "batches": []});
+    for bad in ["../../v1/other", "2c92c0f966cd4f580166ec0ac89d5bb", "2c92c0f966cd4f580166ec0ac89d5bbz"] {
+        let (settled, services) = handle_job_message_with_zuora_answering(bad, job.clone(), &["Account"]).await;
+        match settled {
+            Settled::DeadLettered { reason } => assert!(reason.contains("is not a Zuora id"), "{bad}: {reason}"),
+            other => panic!("{bad}: expected the DLQ, got {other:?}"),
         }
         assert_eq!(services.queues.jobs_dlq.receive(10, Duration::ZERO).await.unwrap().len(), 1);
     }

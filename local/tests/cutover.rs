@@ -161,7 +161,11 @@ impl Takeover {
             if batch.is_empty() {
                 break;
             }
-            completions.extend(batch.iter().map(|m| serde_json::from_str::<CompletionMessage>(&m.body).unwrap()));
+            for message in batch {
+                completions.push(serde_json::from_str::<CompletionMessage>(&message.body).unwrap());
+                // As a lake does: a FIFO group's next message comes once this one is deleted.
+                lake_queue.delete(&message.receipt).await.unwrap();
+            }
         }
         completions.sort_by(|a, b| (a.executed_at, &a.job_id).cmp(&(b.executed_at, &b.job_id)));
         for object in &self.config.catalogue().unwrap().objects {

@@ -232,8 +232,10 @@ impl Producer {
             break (job, from, known);
         };
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
-        let window =
-            Window { from, to: planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at)) };
+        let to = planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at));
+        // Never before its start: an increment adopted while this one was being submitted may have moved the mark
+        // past this request's own clock.
+        let window = Window { from, to: from.map_or(to, |from| to.max(from)) };
         info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
               to = %window.to, "submitted AQuA job");
         // The job's record first: a request that names a job always finds its record.

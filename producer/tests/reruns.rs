@@ -209,3 +209,55 @@ async fn increments_go_out_with_the_sessions_version_and_job_name() {
     assert_eq!(job.version.as_deref(), Some("1.2"));
     assert_eq!(job.partner.as_deref(), Some(w.config.session.partner.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_beside_serve_day_after_day_loses_no_increment_and_leaves_no_gap() {
+    // Two producer processes at once, every day: the service serving the schedule's request, and an operator's
+    // `producer submit` of the same daily request. Each has its own ledger handle on the one ledger.
+    let w = World::start("nothing", 0.05).await;
+    let (service, operator) = (w.producer(), w.producer());
+    for day in 0..8 {
+        w.sim.control().advance_clock(Duration::from_secs(3600));
+        tokio::join!(
+            serve_until_done(&service, format!("schedule-{day}")),
+            serve_until_done(&operator, format!("operator-{day}"))
+        );
+    }
+    let mut messages = Vec::new();
+    loop {
+        let batch = w.jobs.inner.receive(10, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        messages.extend(batch.iter().map(|m| serde_json::from_str::<JobMessage>(&m.body).unwrap()));
+    }
+    let mut windows: Vec<(String, common::messages::Window)> =
+        messages.iter().map(|m| (m.job_id.clone(), m.window)).collect();
+    windows.sort_by_key(|(id, window)| (window.from, window.to, id.clone()));
+    windows.dedup_by(|a, b| a.0 == b.0);
+    let enqueued: Vec<String> = {
+        let mut ids: Vec<String> = windows.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(enqueued, w.session_jobs(), "every increment Zuora ran is on the jobs queue");
+    // Each increment starts where the one before it ended: no window is exported twice, none is skipped.
+    assert_eq!(windows[0].1.from, None, "the first is the session's full load");
+    for pair in windows.windows(2) {
+        assert_eq!(pair[1].1.from, Some(pair[0].1.to), "{} after {}: {windows:?}", pair[1].0, pair[0].0);
+        assert!(pair[1].1.from <= Some(pair[1].1.to), "{}: a window ends before it starts", pair[1].0);
+    }
+}
+
+/// Serves the daily request under `key` until it is served, as SQS's redeliveries (or an operator) would: a conflict
+/// with another producer process is a transient failure.
+async fn serve_until_done(producer: &Producer, key: String) {
+    for _ in 0..20 {
+        match producer.serve(DAILY, &key).await {
+            Ok(_) => return,
+            Err(producer::service::RequestError::Transient(_)) => tokio::task::yield_now().await,
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+    panic!("{key}: never served");
+}

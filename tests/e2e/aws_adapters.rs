@@ -172,3 +172,25 @@ async fn writes_with_the_bucket_owners_full_control_are_accepted_by_both_servers
         assert_eq!(store.get(&bucket, "Account.csv").await.unwrap().unwrap(), body[0]);
     }
 }
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (S3's conditional writes, on moto)"]
+async fn conditional_writes_create_once_and_update_only_the_version_read() {
+    use common::store::Precondition;
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("conditional").await;
+    let store = S3Store::new(aws.s3.clone());
+    let first = store.put_if(&bucket, "ledger/r.json", Bytes::from_static(b"{}"), &Precondition::Absent).await.unwrap();
+    let again = store.put_if(&bucket, "ledger/r.json", Bytes::from_static(b"{}"), &Precondition::Absent).await;
+    assert!(again.is_err_and(|e| e.is_conflict()), "If-None-Match: * on an existing key");
+    let read = store.get_tagged(&bucket, "ledger/r.json").await.unwrap().unwrap();
+    assert_eq!(read.tag, first, "the tag read is the tag written");
+    let second = Precondition::Tagged(read.tag.clone());
+    store.put_if(&bucket, "ledger/r.json", Bytes::from_static(b"{\"v\":2}"), &second).await.unwrap();
+    let stale = store.put_if(&bucket, "ledger/r.json", Bytes::from_static(b"{\"v\":3}"), &second).await;
+    assert!(stale.is_err_and(|e| e.is_conflict()), "If-Match with a version no longer there");
+    let gone = Precondition::Tagged(first);
+    let missing = store.put_if(&bucket, "ledger/none.json", Bytes::from_static(b"{}"), &gone).await;
+    assert!(missing.is_err_and(|e| e.is_conflict()), "If-Match on a key with no object");
+    assert_eq!(store.get(&bucket, "ledger/r.json").await.unwrap().unwrap(), Bytes::from_static(b"{\"v\":2}"));
+}

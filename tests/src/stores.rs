@@ -2,7 +2,7 @@
 //! unanswered: a process that dies before a write, a request cut off mid-flight.
 
 use bytes::Bytes;
-use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
+use common::store::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -59,6 +59,18 @@ impl ObjectStore for Intercepted {
     }
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         self.call("GetObject", bucket, key, || self.inner.get(bucket, key))
+    }
+    fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
+        self.call("GetObject", bucket, key, || self.inner.get_tagged(bucket, key))
+    }
+    fn put_if<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Bytes,
+        condition: &'a Precondition,
+    ) -> BoxFuture<'a, Result<String, StoreError>> {
+        self.call("PutObject", bucket, key, || self.inner.put_if(bucket, key, body, condition))
     }
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         self.call("ListObjectsV2", bucket, prefix, || self.inner.list(bucket, prefix))

@@ -241,9 +241,14 @@ pub struct ConsumerSettings {
     pub visibility_secs: u64,
     /// Times a file is downloaded again after a broken transfer or a count mismatch before the job fails.
     pub file_attempts: u32,
-    /// A file's transfer (download, upload, verification) that has not ended after this long is abandoned and
-    /// started again, as a broken one is, seconds: a stalled connection or store cannot hold a job forever.
+    /// A file's transfer (download, upload, verification) gets this long, seconds, plus the time its bytes take
+    /// at `file_min_kib_per_sec`; one that has not ended by then is abandoned and started again, as a broken one is.
     pub file_deadline_secs: u64,
+    /// The slowest average rate a transfer may keep, KiB/s (a 2,047 MB file at 64 KiB/s gets about 9 h more).
+    pub file_min_kib_per_sec: u64,
+    /// A transfer that reads nothing from Zuora for this long is abandoned and started again, seconds: a stalled
+    /// connection or store cannot hold a job for ever, and a slow file that keeps coming is not cut off.
+    pub file_stall_secs: u64,
     /// On SIGTERM, in-flight files get this long to finish before their uploads are aborted, seconds.
     pub shutdown_grace_secs: u64,
     /// Write a CloudWatch embedded-metric-format line on stdout for every published file (`common::metrics`).
@@ -270,6 +275,8 @@ impl Default for ConsumerSettings {
             visibility_secs: 300,
             file_attempts: 3,
             file_deadline_secs: 3600,
+            file_min_kib_per_sec: 64,
+            file_stall_secs: 300,
             shutdown_grace_secs: 100,
             emf_metrics: true,
         }
@@ -406,8 +413,14 @@ impl Config {
                     .to_owned(),
             );
         }
-        if c.file_deadline_secs == 0 {
-            return Err("consumer.file_deadline_secs: must be at least 1".to_owned());
+        for (field, value) in [
+            ("consumer.file_deadline_secs", c.file_deadline_secs),
+            ("consumer.file_min_kib_per_sec", c.file_min_kib_per_sec),
+            ("consumer.file_stall_secs", c.file_stall_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{field}: must be at least 1"));
+            }
         }
         if c.jobs_in_flight == 0 || c.file_attempts == 0 {
             return Err("consumer.jobs_in_flight and consumer.file_attempts: must be at least 1".to_owned());

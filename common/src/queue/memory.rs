@@ -1,11 +1,13 @@
 //! [`Queue`] in process memory, with SQS's semantics where the exporter relies on them: visibility timeouts,
-//! delays, receive counts with a dead-letter queue after `max_receives`, and FIFO deduplication for five minutes.
+//! delays, receive counts with a dead-letter queue after `max_receives`, and, on a FIFO queue (a name ending in
+//! `.fifo`), deduplication for five minutes and message groups: a group's messages are received in order, and none
+//! while an earlier one of the group is in flight; other groups do not wait.
 //! Used by the quick start (producer and consumers in one process) and by unit tests.
 
 use super::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -32,6 +34,8 @@ struct State {
 
 struct Stored {
     id: String,
+    /// The message group (FIFO queues; `None` is the queue's default group).
+    group: Option<String>,
     body: String,
     attributes: BTreeMap<String, String>,
     visible_at: Instant,
@@ -56,12 +60,18 @@ impl MemoryQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, body: String, attributes: BTreeMap<String, String>, delay: Duration) -> String {
+    fn is_fifo(&self) -> bool {
+        self.name.ends_with(".fifo")
+    }
+
+    fn push(&self, message: OutgoingMessage) -> String {
+        let OutgoingMessage { body, attributes, delay, group, .. } = message;
         let mut state = self.state();
         state.next_id += 1;
         let id = format!("{}-{}", self.name, state.next_id);
         let stored = Stored {
             id: id.clone(),
+            group,
             body,
             attributes,
             visible_at: Instant::now() + delay,
@@ -80,10 +90,20 @@ impl MemoryQueue {
         let mut state = self.state();
         let mut taken = Vec::new();
         let mut dead = Vec::new();
+        // FIFO: the groups with an earlier message that cannot be received now (in flight, or delayed).
+        let mut held: HashSet<Option<String>> = HashSet::new();
+        let fifo = self.is_fifo();
         let mut index = 0;
         while index < state.messages.len() && taken.len() < max {
             let stored = &mut state.messages[index];
+            if fifo && held.contains(&stored.group) {
+                index += 1;
+                continue;
+            }
             if stored.visible_at > now {
+                if fifo {
+                    held.insert(stored.group.clone());
+                }
                 index += 1;
                 continue;
             }
@@ -110,7 +130,10 @@ impl MemoryQueue {
         drop(state);
         if let Some((dlq, _)) = &self.dead_letter {
             for message in dead {
-                dlq.push(message.body, message.attributes, Duration::ZERO);
+                let mut again = OutgoingMessage::new(message.body);
+                again.attributes = message.attributes;
+                again.group = message.group;
+                dlq.push(again);
             }
         }
         (taken, next)
@@ -124,7 +147,7 @@ impl Queue for MemoryQueue {
 
     fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
         async move {
-            if self.name.ends_with(".fifo")
+            if self.is_fifo()
                 && let Some(dedup) = &message.deduplication_id
             {
                 let now = Instant::now();
@@ -135,7 +158,7 @@ impl Queue for MemoryQueue {
                 }
                 state.deduplicated.insert(dedup.clone(), now);
             }
-            Ok(self.push(message.body, message.attributes, message.delay))
+            Ok(self.push(message))
         }
         .boxed()
     }
@@ -232,5 +255,28 @@ mod tests {
             lake.send(OutgoingMessage::new("done").deduplicated("job:batch:0")).await.unwrap();
         }
         assert_eq!(lake.receive(10, Duration::ZERO).await.unwrap().len(), 1, "the second send was deduplicated");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fifo_group_in_flight_holds_back_its_own_later_messages_only() {
+        let lake = MemoryQueue::new("lake.fifo", Duration::from_secs(30));
+        for (body, group) in [("a1", "Account"), ("i1", "Invoice"), ("a2", "Account"), ("i2", "Invoice")] {
+            lake.send(OutgoingMessage::new(body).grouped(group).deduplicated(body)).await.unwrap();
+        }
+        let bodies = |messages: &[ReceivedMessage]| messages.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+        let first = lake.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(bodies(&first), ["a1"]);
+        let next = lake.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(bodies(&next), ["i1", "i2"], "Invoice's in order; a2 waits for a1");
+        assert!(lake.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        lake.delete(&first[0].receipt).await.unwrap();
+        assert_eq!(bodies(&lake.receive(10, Duration::ZERO).await.unwrap()), ["a2"]);
+        // A standard queue has no groups.
+        let jobs = MemoryQueue::new("jobs", Duration::from_secs(30));
+        for body in ["x", "y"] {
+            jobs.send(OutgoingMessage::new(body).grouped("g")).await.unwrap();
+        }
+        assert_eq!(jobs.receive(1, Duration::ZERO).await.unwrap().len(), 1);
+        assert_eq!(jobs.receive(10, Duration::ZERO).await.unwrap().len(), 1, "not held back");
     }
 }

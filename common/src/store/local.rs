@@ -4,7 +4,7 @@
 //! directory and is renamed into place. A multipart upload keeps its parts under `ROOT/.uploads/ID/` (no S3
 //! bucket name starts with a dot) until it is completed (parts concatenated, renamed into place) or aborted.
 
-use super::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
+use super::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart};
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -48,6 +48,15 @@ impl LocalStore {
     fn upload_dir(&self, upload: &Upload) -> PathBuf {
         self.root.join(UPLOADS).join(&upload.id)
     }
+}
+
+/// Conditional writes in this process, one at a time (the local store serves one process: the quick start, tests).
+static CONDITIONAL_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A version tag for an object: its CRC-64, so that equal bytes are the same version.
+fn tag_of(body: &Bytes) -> String {
+    let algorithm = ChecksumAlgorithm::Crc64Nvme;
+    format!("\"{}\"", algorithm.encode(algorithm.of(std::slice::from_ref(body))))
 }
 
 fn failure(operation: &'static str, bucket: &str, key: &str, message: impl ToString) -> StoreError {
@@ -109,6 +118,41 @@ impl ObjectStore for LocalStore {
         async move {
             let path = self.path("PutObject", bucket, key)?;
             write_atomically(&path, [body]).await.map_err(|e| failure("PutObject", bucket, key, e))
+        }
+        .boxed()
+    }
+
+    fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
+        async move {
+            let body = self.get(bucket, key).await?;
+            Ok(body.map(|body| Tagged { tag: tag_of(&body), body }))
+        }
+        .boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Bytes,
+        condition: &'a Precondition,
+    ) -> BoxFuture<'a, Result<String, StoreError>> {
+        async move {
+            // The check and the write as one step: conditional writes of the process wait for each other.
+            let _one_at_a_time = CONDITIONAL_WRITES.lock().await;
+            let current = self.get(bucket, key).await?.map(|current| tag_of(&current));
+            let holds = match condition {
+                Precondition::Absent => current.is_none(),
+                Precondition::Tagged(tag) => current.as_ref() == Some(tag),
+            };
+            if !holds {
+                let mut error = failure("PutObject", bucket, key, format!("PreconditionFailed: {condition:?}"));
+                error.kind = StoreErrorKind::Conflict;
+                return Err(error);
+            }
+            let tag = tag_of(&body);
+            self.put(bucket, key, body).await?;
+            Ok(tag)
         }
         .boxed()
     }

@@ -43,6 +43,9 @@ pub enum StoreErrorKind {
     /// The call can never succeed as configured (access denied, no such bucket, bad credentials): doing the work
     /// again only repeats the downloads before it.
     Permanent,
+    /// A conditional write's condition did not hold (S3's 412 `PreconditionFailed` or 409
+    /// `ConditionalRequestConflict`): someone else wrote the object since it was read. Read it again, then decide.
+    Conflict,
 }
 
 impl StoreError {
@@ -56,6 +59,29 @@ impl StoreError {
     pub fn is_permanent(&self) -> bool {
         self.kind == StoreErrorKind::Permanent
     }
+
+    /// True when a conditional write found the object changed (or present, or absent) since it was read.
+    pub fn is_conflict(&self) -> bool {
+        self.kind == StoreErrorKind::Conflict
+    }
+}
+
+/// An object and its version tag (S3's ETag), for a conditional write of the next version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    /// The object's bytes.
+    pub body: Bytes,
+    /// Its version tag.
+    pub tag: String,
+}
+
+/// When a conditional write may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only if no object is at the key (`If-None-Match: *`): creating a record.
+    Absent,
+    /// Only if the object at the key is still the version with this tag (`If-Match`): updating a record read.
+    Tagged(String),
 }
 
 /// The checksum the store computes and checks on every part of an upload and on its completion. The same
@@ -141,6 +167,17 @@ pub trait ObjectStore: Send + Sync {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Reads an object whole, or `None` when there is none.
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
+    /// Reads an object whole with its version tag, or `None` when there is none.
+    fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>>;
+    /// Writes an object whole if `condition` holds, atomically with the check; returns the new version's tag. When
+    /// it does not hold, fails with [`StoreErrorKind::Conflict`] and writes nothing.
+    fn put_if<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Bytes,
+        condition: &'a Precondition,
+    ) -> BoxFuture<'a, Result<String, StoreError>>;
     /// The keys under a prefix, in lexical order.
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
     /// Copies an object within a bucket, server-side where the store can.

@@ -1,6 +1,6 @@
 //! [`ObjectStore`] on Amazon S3 (or any server speaking its protocol, such as moto).
 
-use super::{ChecksumAlgorithm, ObjectStore, StoreError, StoreErrorKind, Upload, UploadedPart};
+use super::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
@@ -50,6 +50,9 @@ const PERMANENT_CODES: [&str; 11] = [
     "KMSAccessDenied",
 ];
 
+/// S3's error codes for a conditional write whose condition did not hold (412), or that raced another (409).
+const CONFLICT_CODES: [&str; 2] = ["PreconditionFailed", "ConditionalRequestConflict"];
+
 /// True when S3's error `code` says the call can never succeed as configured.
 fn is_permanent_code(code: &str) -> bool {
     PERMANENT_CODES.contains(&code) || code.starts_with("KMS.")
@@ -62,9 +65,12 @@ fn error(
     err: impl std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 ) -> StoreError {
     let permanent = err.code().is_some_and(is_permanent_code);
+    let conflict = err.code().is_some_and(|code| CONFLICT_CODES.contains(&code));
     let mut error = StoreError::transient(operation, bucket, key, DisplayErrorContext(&err));
     if permanent {
         error.kind = StoreErrorKind::Permanent;
+    } else if conflict {
+        error.kind = StoreErrorKind::Conflict;
     }
     error.source = Some(Box::new(err));
     error
@@ -97,18 +103,57 @@ impl ObjectStore for S3Store {
     }
 
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        async move { Ok(self.get_tagged(bucket, key).await?.map(|tagged| tagged.body)) }.boxed()
+    }
+
+    fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
         async move {
             let out = match self.client.get_object().bucket(bucket).key(key).send().await {
                 Ok(out) => out,
                 Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
                 Err(e) => return Err(error("GetObject", bucket, key, e)),
             };
+            let tag = out.e_tag().unwrap_or_default().to_owned();
             let body = out
                 .body
                 .collect()
                 .await
                 .map_err(|e| StoreError::transient("GetObject", bucket, key, DisplayErrorContext(e)))?;
-            Ok(Some(body.into_bytes()))
+            Ok(Some(Tagged { body: body.into_bytes(), tag }))
+        }
+        .boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Bytes,
+        condition: &'a Precondition,
+    ) -> BoxFuture<'a, Result<String, StoreError>> {
+        async move {
+            let request = self
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type("application/json")
+                .set_acl(self.acl.clone())
+                .body(ByteStream::from(body));
+            let request = match condition {
+                Precondition::Absent => request.if_none_match("*"),
+                Precondition::Tagged(tag) => request.if_match(tag),
+            };
+            let out = request.send().await.map_err(|e| {
+                // An update of an object gone since it was read: moto answers 404, S3 412.
+                let gone = matches!(condition, Precondition::Tagged(_)) && e.code() == Some("NoSuchKey");
+                let mut error = error("PutObject", bucket, key, e);
+                if gone {
+                    error.kind = StoreErrorKind::Conflict;
+                }
+                error
+            })?;
+            Ok(out.e_tag().unwrap_or_default().to_owned())
         }
         .boxed()
     }
@@ -324,6 +369,9 @@ mod tests {
         }
         for code in ["SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "NoSuchUpload"] {
             assert!(!with_code(code).is_permanent(), "{code} may pass");
+        }
+        for code in ["PreconditionFailed", "ConditionalRequestConflict"] {
+            assert!(with_code(code).is_conflict(), "{code}: a conditional write lost");
         }
     }
 }

@@ -53,9 +53,14 @@ pub enum RelayError {
     /// A gzip file that does not decompress whole (cut short, damaged, or not gzip): not the file Zuora meant.
     #[error("the file is not a whole gzip file: {0}")]
     BadGzip(#[source] std::io::Error),
-    /// The transfer had not ended by its deadline; it was abandoned and its upload aborted.
-    #[error("the transfer had not ended after {0:?}")]
+    /// The transfer was slower on the whole than its allowance (`file_deadline_secs` and the time its bytes take at
+    /// `file_min_kib_per_sec`); it was abandoned and its upload aborted.
+    #[error("the transfer had not ended after {0:?}, its allowance for the bytes it had read")]
     Deadline(std::time::Duration),
+    /// Nothing was read from Zuora for this long (`file_stall_secs`); the transfer was abandoned and its upload
+    /// aborted.
+    #[error("the transfer stalled: nothing read for {0:?}")]
+    Stalled(std::time::Duration),
     /// The relay's own machinery failed (a part's task panicked, a compressor failed) while writing this key.
     #[error("{operation} for {key}: {detail}")]
     Internal {

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use common::queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
-use common::store::{ChecksumAlgorithm, ObjectStore, StoreError, Upload, UploadedPart};
+use common::store::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rand::rngs::StdRng;
@@ -198,6 +198,22 @@ impl ObjectStore for FaultyStore {
 
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         faulty(&self.injector, "store.get", self.inner.get(bucket, key), store_error("GetObject", bucket, key)).boxed()
+    }
+
+    fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
+        let error = store_error("GetObject", bucket, key);
+        faulty(&self.injector, "store.get", self.inner.get_tagged(bucket, key), error).boxed()
+    }
+
+    fn put_if<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: Bytes,
+        condition: &'a Precondition,
+    ) -> BoxFuture<'a, Result<String, StoreError>> {
+        let error = store_error("PutObject", bucket, key);
+        faulty(&self.injector, "store.put", self.inner.put_if(bucket, key, body, condition), error).boxed()
     }
 
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
