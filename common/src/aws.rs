@@ -29,6 +29,16 @@ pub struct AwsConfig {
     /// no ACL (buckets with ACLs disabled).
     #[serde(default)]
     pub object_acl: Option<ObjectAcl>,
+    /// The AWS account (12 digits) that owns every bucket the services use (the raw files', the ledger's): sent as
+    /// `ExpectedBucketOwner` on every S3 call, so that a bucket of the same name deleted and re-created in another
+    /// account is refused (403 AccessDenied, the job dead-lettered) instead of receiving billing data. Absent: not
+    /// checked.
+    #[serde(default)]
+    pub expected_bucket_owner: Option<String>,
+    /// Buckets owned by another account than `expected_bucket_owner`'s: bucket name (or a prefix ending in `*`,
+    /// e.g. the old export's `ophan-raw-zuora-increment-*`) -> account id.
+    #[serde(default)]
+    pub bucket_owners: std::collections::BTreeMap<String, String>,
 }
 
 /// A canned ACL objects are written with: only the one that makes sense for files written into another account's
@@ -69,7 +79,13 @@ impl AwsConfig {
 
     /// The S3 store of this configuration.
     pub fn s3_store(&self, sdk: &SdkConfig) -> crate::store::S3Store {
-        let store = crate::store::S3Store::new(self.s3_client(sdk));
+        let mut store = crate::store::S3Store::new(self.s3_client(sdk));
+        if let Some(owner) = &self.expected_bucket_owner {
+            store = store.with_expected_owner(owner.clone());
+        }
+        for (pattern, owner) in &self.bucket_owners {
+            store = store.with_bucket_owner(pattern.clone(), owner.clone());
+        }
         match self.object_acl {
             Some(ObjectAcl::BucketOwnerFullControl) => {
                 store.with_acl(aws_sdk_s3::types::ObjectCannedAcl::BucketOwnerFullControl)

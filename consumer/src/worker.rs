@@ -340,6 +340,15 @@ impl Worker {
                 Some(metadata) => {
                     let completion = CompletionMessage::from_metadata_json(&metadata)
                         .map_err(|e| BatchFailure::Fatal(format!("{name}: metadata {metadata_key} unreadable: {e}")))?;
+                    // Only the file this consumer computes is announced: metadata naming another bucket or key
+                    // (written by hand, or by anyone else who can write to the bucket) is not trusted.
+                    let ours = [plain.clone(), format!("{plain}.gz"), format!("{plain}.zst")];
+                    if completion.bucket != object.target.bucket || !ours.contains(&completion.key) {
+                        return Err(BatchFailure::Fatal(format!(
+                            "{name}: metadata {metadata_key} names s3://{}/{}, not the file it describes (s3://{}/{key})",
+                            completion.bucket, completion.key, object.target.bucket
+                        )));
+                    }
                     announced += completion.record_count;
                     self.announce(&completion, job_message.kind).await?;
                 }

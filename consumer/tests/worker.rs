@@ -746,3 +746,30 @@ async fn a_slow_file_that_keeps_coming_completes_and_one_that_stops_is_abandoned
     }
     assert_eq!(d.bucket.open_uploads().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_naming_another_bucket_or_key_is_never_announced() {
+    let d = Deployment::start(|_| {}).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
+    let message = next_job_message(&d).await;
+    let body = message.body.clone();
+    let mut settled = worker.handle(&message).await.unwrap();
+    while let Settled::Waiting { .. } = settled {
+        settled = worker.handle(&next_job_message(&d).await).await.unwrap();
+    }
+    let published = completions(&d).await.pop().unwrap();
+    // Someone rewrites the metadata to point the lake at a bucket of their own; the job is delivered again.
+    let mut forged = metadata(&d, &published.metadata_key).await;
+    forged["bucket"] = "someone-elses-bucket".into();
+    forged["key"] = "exfiltrated.csv".into();
+    d.bucket
+        .store()
+        .put(&d.bucket.name, &published.metadata_key, serde_json::to_vec(&forged).unwrap().into())
+        .await
+        .unwrap();
+    d.queues().jobs.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
+    let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
+    assert!(reason.contains("names s3://someone-elses-bucket/exfiltrated.csv"), "{reason}");
+    assert!(completions(&d).await.is_empty(), "nothing announced");
+}

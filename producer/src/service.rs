@@ -108,6 +108,12 @@ impl Producer {
         self
     }
 
+    /// The same producer exporting `catalogue`'s objects (the chaos harness's catalogue, changed mid-seed).
+    pub fn with_catalogue(mut self, catalogue: Catalogue) -> Self {
+        self.catalogue = catalogue;
+        self
+    }
+
     fn data_center(&self) -> DataCenter {
         self.zuora.config().data_center
     }

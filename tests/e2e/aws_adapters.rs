@@ -194,3 +194,62 @@ async fn conditional_writes_create_once_and_update_only_the_version_read() {
     assert!(missing.is_err_and(|e| e.is_conflict()), "If-Match on a key with no object");
     assert_eq!(store.get(&bucket, "ledger/r.json").await.unwrap().unwrap(), Bytes::from_static(b"{\"v\":2}"));
 }
+
+/// Records the `x-amz-expected-bucket-owner` header of every request the client sends, by operation.
+#[derive(Debug, Default)]
+struct OwnerHeaders(std::sync::Mutex<Vec<(String, Option<String>)>>);
+
+#[derive(Debug, Clone)]
+struct Recorder(std::sync::Arc<OwnerHeaders>);
+
+impl aws_sdk_s3::config::Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "owner-headers"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let request = context.request();
+        let header = |name: &str| request.headers().get(name).map(str::to_owned);
+        let what = format!("{} {}", request.method(), request.uri());
+        let owner = header("x-amz-expected-bucket-owner");
+        self.0.0.lock().unwrap().push((what.clone(), owner));
+        if request.headers().get("x-amz-copy-source").is_some() {
+            self.0.0.lock().unwrap().push((format!("{what} (source)"), header("x-amz-source-expected-bucket-owner")));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the S3 adapter's requests, on moto)"]
+async fn every_s3_call_names_the_account_that_must_own_the_bucket() {
+    use common::store::{ChecksumAlgorithm, Precondition};
+    let aws = Aws::connect().await;
+    let bucket = aws.bucket("owner").await;
+    let headers = std::sync::Arc::new(OwnerHeaders::default());
+    let config = aws.s3.config().to_builder().interceptor(Recorder(headers.clone())).build();
+    let store = S3Store::new(aws_sdk_s3::Client::from_conf(config)).with_expected_owner("123456789012");
+    // Every call the services make: small objects, conditional ones, listing, copies, a multipart upload and an abort.
+    store.put(&bucket, "a.json", Bytes::from_static(b"{}")).await.unwrap();
+    store.get(&bucket, "a.json").await.unwrap().unwrap();
+    store.get_tagged(&bucket, "a.json").await.unwrap().unwrap();
+    store.put_if(&bucket, "b.json", Bytes::from_static(b"{}"), &Precondition::Absent).await.unwrap();
+    store.list(&bucket, "").await.unwrap();
+    store.copy(&bucket, "a.json", "c.json").await.unwrap();
+    let upload = store.create_upload(&bucket, "d.csv", "text/csv", ChecksumAlgorithm::Crc32c).await.unwrap();
+    let body = vec![Bytes::from_static(b"Id\n1\n")];
+    let part = store.upload_part(&upload, 1, body.clone(), ChecksumAlgorithm::Crc32c.of(&body)).await.unwrap();
+    store.complete_upload(&upload, vec![part]).await.unwrap();
+    let abandoned = store.create_upload(&bucket, "e.csv", "text/csv", ChecksumAlgorithm::Crc32c).await.unwrap();
+    store.abort_upload(&abandoned).await.unwrap();
+    let seen = headers.0.lock().unwrap().clone();
+    assert!(seen.len() >= 12, "{seen:#?}");
+    for (request, owner) in &seen {
+        assert_eq!(owner.as_deref(), Some("123456789012"), "{request}");
+    }
+}

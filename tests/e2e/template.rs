@@ -245,3 +245,21 @@ fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
     }
     assert!(rendered.contains(common::metrics::NAMESPACE));
 }
+
+#[test]
+fn every_s3_grant_is_limited_to_buckets_of_the_expected_account() {
+    let template = test_support::deploy_template();
+    for role in ["ProducerTaskRole", "StatusTaskRole", "ConsumerTaskRole"] {
+        let grants = statements(&template, role).into_iter().filter(|s| s["Effect"] == "Allow");
+        for statement in grants.filter(|s| actions(s).iter().any(|a| a.starts_with("s3:"))) {
+            let account = &statement["Condition"]["StringEquals"]["s3:ResourceAccount"];
+            let names = strings(account).join(" ") + &format!("{account:?}");
+            // The stack's own account, or the old export's buckets' owner (this account when none is given).
+            assert!(
+                names.contains("AWS::AccountId") && (names.contains("OldExportBucketOwner") || !names.contains("!If")),
+                "{role} {:?}: s3:ResourceAccount is {account:?}",
+                statement["Sid"]
+            );
+        }
+    }
+}

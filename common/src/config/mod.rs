@@ -381,6 +381,13 @@ impl Config {
         if self.raw_bucket.as_deref().is_some_and(|b| b.trim().is_empty()) {
             return Err("raw_bucket: must not be empty".to_owned());
         }
+        let account = |id: &str| id.len() == 12 && id.chars().all(|c| c.is_ascii_digit());
+        if let Some(owner) = self.aws.expected_bucket_owner.as_deref().filter(|o| !account(o)) {
+            return Err(format!("aws.expected_bucket_owner: an AWS account id is 12 digits, got {owner:?}"));
+        }
+        if let Some((bucket, owner)) = self.aws.bucket_owners.iter().find(|(_, o)| !account(o)) {
+            return Err(format!("aws.bucket_owners.{bucket}: an AWS account id is 12 digits, got {owner:?}"));
+        }
         if self.ledger.bucket.trim().is_empty() {
             return Err("ledger.bucket: must not be empty".to_owned());
         }

@@ -77,6 +77,14 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
             if old_export { "version = \"1.2\"\nincrement_job_name = \"zuora-datalake-export\"" } else { "" },
         ),
         ("${ObjectAcl}", if other_account { "object_acl = \"bucket-owner-full-control\"" } else { "" }),
+        (
+            "${Owners}",
+            if old_export {
+                "expected_bucket_owner = \"${AWS::AccountId}\"\nbucket_owners = { \"${OldExportBucketPattern}\" = \"210987654321\" }"
+            } else {
+                "expected_bucket_owner = \"${AWS::AccountId}\""
+            },
+        ),
     ];
     for (name, value) in variables {
         text = text.replace(name, value);
@@ -90,6 +98,8 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
         ("${ZuoraPartner}", "p"),
         ("${ZuoraProject}", "zuora-datalake-export-2"),
         ("${AWS::Region}", "eu-west-1"),
+        ("${AWS::AccountId}", "123456789012"),
+        ("${OldExportBucketPattern}", "ophan-raw-zuora-increment-*"),
         ("${StaleAfterHours}", "36"),
         ("${JobsPerConsumerTask}", "2"),
         ("${LakeQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"),
@@ -119,6 +129,11 @@ fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in
         ("1.2", "zuora-datalake-export")
     );
     assert_eq!(old.aws.object_acl, Some(crate::aws::ObjectAcl::BucketOwnerFullControl));
+    // Every bucket pinned to its owner: the stack's account, and the old buckets' own.
+    for config in [&plain, &old] {
+        assert_eq!(config.aws.expected_bucket_owner.as_deref(), Some("123456789012"));
+    }
+    assert_eq!(old.aws.bucket_owners["ophan-raw-zuora-increment-*"], "210987654321");
 }
 
 #[test]
@@ -157,6 +172,8 @@ fn errors_name_the_field() {
             GOOD.replace("https://sqs.eu-west-1.amazonaws.com/1/jobs\"", "memory://jobs\""),
             "queues.jobs: the queues are all",
         ),
+        (format!("{GOOD}\n[aws]\nexpected_bucket_owner = \"1234\""), "aws.expected_bucket_owner: an AWS account id"),
+        (format!("{GOOD}\n[consumer]\nfile_stall_secs = 0"), "consumer.file_stall_secs: must be at least 1"),
     ];
     for (text, expected) in cases {
         let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();

@@ -18,12 +18,48 @@ use std::task::{Context, Poll};
 pub struct S3Store {
     client: Client,
     acl: Option<types::ObjectCannedAcl>,
+    /// The account each bucket must belong to (`ExpectedBucketOwner` on every call), when configured.
+    owners: BucketOwners,
+}
+
+/// Which account owns which bucket.
+#[derive(Debug, Clone, Default)]
+struct BucketOwners {
+    /// Every bucket's, unless one below names it.
+    default: Option<String>,
+    /// `(bucket name, or a prefix ending in '*', account)`.
+    named: Vec<(String, String)>,
 }
 
 impl S3Store {
     /// A store on this client; objects are written without an ACL.
     pub fn new(client: Client) -> Self {
-        Self { client, acl: None }
+        Self { client, acl: None, owners: BucketOwners::default() }
+    }
+
+    /// The same store, sending `ExpectedBucketOwner` on every call (and `ExpectedSourceBucketOwner` on copies): S3
+    /// refuses the call (403) when the bucket belongs to another account, so a bucket of the same name re-created
+    /// elsewhere never receives a file, nor is read from.
+    pub fn with_expected_owner(mut self, account: impl Into<String>) -> Self {
+        self.owners.default = Some(account.into());
+        self
+    }
+
+    /// The same store, expecting `account` to own the buckets `pattern` names (a name, or a prefix ending in `*`)
+    /// rather than the default owner.
+    pub fn with_bucket_owner(mut self, pattern: impl Into<String>, account: impl Into<String>) -> Self {
+        self.owners.named.push((pattern.into(), account.into()));
+        self
+    }
+
+    /// The account `bucket` must belong to, if one is configured.
+    fn owner_of(&self, bucket: &str) -> Option<String> {
+        let names = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => bucket.starts_with(prefix),
+            None => bucket == pattern,
+        };
+        let named = self.owners.named.iter().find(|(pattern, _)| names(pattern)).map(|(_, account)| account);
+        named.or(self.owners.default.as_ref()).cloned()
     }
 
     /// The same store, writing every object (put, copy, multipart upload) with this canned ACL.
@@ -90,6 +126,7 @@ impl ObjectStore for S3Store {
             self.client
                 .put_object()
                 .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
                 .key(key)
                 .content_type(content_type)
                 .set_acl(self.acl.clone())
@@ -108,7 +145,15 @@ impl ObjectStore for S3Store {
 
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
         async move {
-            let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
+                .key(key)
+                .send()
+                .await
+            {
                 Ok(out) => out,
                 Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
                 Err(e) => return Err(error("GetObject", bucket, key, e)),
@@ -136,6 +181,7 @@ impl ObjectStore for S3Store {
                 .client
                 .put_object()
                 .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
                 .key(key)
                 .content_type("application/json")
                 .set_acl(self.acl.clone())
@@ -161,7 +207,13 @@ impl ObjectStore for S3Store {
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         async move {
             let mut keys = Vec::new();
-            let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+            let pages = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
+                .prefix(prefix);
+            let mut pages = pages.into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| error("ListObjectsV2", bucket, prefix, e))?;
                 keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
@@ -177,8 +229,10 @@ impl ObjectStore for S3Store {
             self.client
                 .copy_object()
                 .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
                 .key(to)
                 .copy_source(format!("{bucket}/{from}"))
+                .set_expected_source_bucket_owner(self.owner_of(bucket))
                 .set_acl(self.acl.clone())
                 .send()
                 .await
@@ -200,6 +254,7 @@ impl ObjectStore for S3Store {
                 .client
                 .create_multipart_upload()
                 .bucket(bucket)
+                .set_expected_bucket_owner(self.owner_of(bucket))
                 .key(key)
                 .content_type(content_type)
                 .set_acl(self.acl.clone())
@@ -231,6 +286,7 @@ impl ObjectStore for S3Store {
                 .client
                 .upload_part()
                 .bucket(&upload.bucket)
+                .set_expected_bucket_owner(self.owner_of(&upload.bucket))
                 .key(&upload.key)
                 .upload_id(&upload.id)
                 .part_number(number)
@@ -270,6 +326,7 @@ impl ObjectStore for S3Store {
             self.client
                 .complete_multipart_upload()
                 .bucket(&upload.bucket)
+                .set_expected_bucket_owner(self.owner_of(&upload.bucket))
                 .key(&upload.key)
                 .upload_id(&upload.id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
@@ -287,6 +344,7 @@ impl ObjectStore for S3Store {
                 .client
                 .abort_multipart_upload()
                 .bucket(&upload.bucket)
+                .set_expected_bucket_owner(self.owner_of(&upload.bucket))
                 .key(&upload.key)
                 .upload_id(&upload.id)
                 .send()
@@ -370,6 +428,28 @@ mod tests {
         for code in ["SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "NoSuchUpload"] {
             assert!(!with_code(code).is_permanent(), "{code} may pass");
         }
+        for code in ["PreconditionFailed", "ConditionalRequestConflict"] {
+            assert!(with_code(code).is_conflict(), "{code}: a conditional write lost");
+        }
+    }
+
+    #[test]
+    fn each_bucket_is_expected_to_belong_to_its_configured_account() {
+        let client = Client::from_conf(aws_sdk_s3::Config::builder().behavior_version_latest().build());
+        let store = S3Store::new(client.clone());
+        assert_eq!(store.owner_of("zuora-raw"), None, "not checked unless configured");
+        let store = S3Store::new(client)
+            .with_expected_owner("111111111111")
+            .with_bucket_owner("ophan-raw-zuora-increment-*", "222222222222")
+            .with_bucket_owner("shared-ledger", "333333333333");
+        assert_eq!(store.owner_of("zuora-raw").as_deref(), Some("111111111111"));
+        assert_eq!(store.owner_of("ophan-raw-zuora-increment-account").as_deref(), Some("222222222222"));
+        assert_eq!(store.owner_of("shared-ledger").as_deref(), Some("333333333333"));
+        assert_eq!(store.owner_of("shared-ledger-2").as_deref(), Some("111111111111"), "a name is not a prefix");
+    }
+
+    #[test]
+    fn conflict_codes_are_conflicts() {
         for code in ["PreconditionFailed", "ConditionalRequestConflict"] {
             assert!(with_code(code).is_conflict(), "{code}: a conditional write lost");
         }

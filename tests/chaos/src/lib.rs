@@ -35,6 +35,8 @@ pub struct SeedReport {
     pub redrives: u64,
     /// Jobs Zuora ran.
     pub zuora_jobs: usize,
+    /// The configuration drawn, one label per dimension.
+    pub configuration: Vec<String>,
 }
 
 impl SeedReport {
@@ -55,6 +57,7 @@ pub fn run_seed(seed: u64) -> anyhow::Result<SeedReport> {
 pub async fn play_seed(plan: plan::Plan, backend: world::Backend) -> anyhow::Result<SeedReport> {
     let seed = plan.seed;
     let days = plan.days;
+    let configuration = plan.configuration.labels();
     let mut world = world::World::new(plan, backend).await?;
     let played = world.play().await;
     // The services stop (SIGTERM and its grace) before the oracle looks: a consumer still relaying a file whose
@@ -79,6 +82,7 @@ pub async fn play_seed(plan: plan::Plan, backend: world::Backend) -> anyhow::Res
         drain: drain.took,
         redrives: drain.redrives,
         zuora_jobs: world.control.jobs().len(),
+        configuration,
     })
 }
 

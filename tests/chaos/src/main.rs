@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
     };
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut configurations: BTreeMap<String, u64> = BTreeMap::new();
     let (mut failed, mut files, mut completions, mut duplicates, mut jobs, mut ghosts) = (Vec::new(), 0, 0, 0, 0, 0);
     let started = std::time::Instant::now();
     for &seed in &seeds {
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
         };
         for ((_, kind), n) in &report.injected {
             *totals.entry(kind.clone()).or_default() += n;
+        }
+        for label in &report.configuration {
+            *configurations.entry(label.clone()).or_default() += 1;
         }
         files += report.verdict.files;
         completions += report.verdict.completions;
@@ -80,6 +84,10 @@ fn main() -> ExitCode {
     println!("injected, by kind:");
     for (kind, n) in &totals {
         println!("  {kind:<24} {n}");
+    }
+    println!("configurations drawn, seeds by dimension:");
+    for (label, n) in &configurations {
+        println!("  {label:<44} {n}");
     }
     println!("{} passed, {} failed", seeds.len() - failed.len(), failed.len());
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

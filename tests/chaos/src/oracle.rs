@@ -10,10 +10,15 @@
 //! - (f) nothing is stuck: the drain ended within its bound;
 //! - (g) each object's legacy fixed key holds a copy of its latest published increment of the session (the latest
 //!   window end, then the latest export of it; Zuora's own record says which jobs were the session's increments),
-//!   and the old layout's metadata beside it describes that file, however many consumers published at once.
+//!   and the old layout's metadata beside it describes that file, however many consumers published at once; the
+//!   fixed key is a plain CSV, never compressed bytes;
+//! - (h) Zuora ran no more jobs than the requests sent can cause: each stateful request (daily, subset, submit,
+//!   backfill) at most `1 + MAX_REQUESTS_AGAIN` stateful jobs; each object at most `1 + MAX_REQUESTS_AGAIN` jobs a
+//!   window for its full exports, exact windows and first loads asked again (a full export of an object that had
+//!   neither is one job too many).
 
 use crate::world::{Drain, World};
-use common::messages::CompletionMessage;
+use common::messages::{CompletionMessage, MAX_REQUESTS_AGAIN};
 use local_export::lake;
 use std::collections::BTreeMap;
 
@@ -148,6 +153,11 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         let Some(latest) = latest.filter(|f| f.segments == 1) else { continue };
         let copy = world.store.get(&object.target.bucket, legacy).await?;
         let file = world.store.get(&latest.bucket, &latest.key).await?;
+        let compressed =
+            |bytes: &[u8]| bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        if copy.as_deref().is_some_and(compressed) {
+            fail(&mut verdict, format!("(g) {legacy} holds compressed bytes, not a plain CSV"));
+        }
         if copy.is_none() || copy != file {
             fail(
                 &mut verdict,
@@ -166,6 +176,39 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
             let what =
                 format!("(g) {metadata_at} does not describe {}, the latest increment of {}", latest.key, object.name);
             fail(&mut verdict, what);
+        }
+    }
+
+    // (h)
+    let jobs = world.control.jobs();
+    let tries = 1 + MAX_REQUESTS_AGAIN as usize;
+    let stateful = jobs.iter().filter(|j| j.partner.is_some()).count();
+    if stateful > tries * world.sent.stateful {
+        let sent = world.sent.stateful;
+        fail(&mut verdict, format!("(h) {stateful} stateful jobs for {sent} stateful requests (at most {tries} each)"));
+    }
+    let windows = producer::plan::windows(&world.config.full_export, world.clock.now()).len();
+    for object in &objects {
+        let of_object = |j: &&zuora_sim::JobSummary| j.batches.iter().any(|b| b.name.as_deref() == Some(&object.name));
+        let stateless = jobs.iter().filter(|j| j.partner.is_none()).filter(of_object).count();
+        let first_loads = jobs
+            .iter()
+            .filter(|j| j.partner.is_some())
+            .flat_map(|j| &j.batches)
+            .filter(|b| b.full && b.name.as_deref() == Some(&object.name))
+            .count();
+        let full_exports = world.sent.full_exports.get(&object.name).copied().unwrap_or(0);
+        let exact = world.sent.exact_windows.get(&object.name).copied().unwrap_or(0);
+        let bound = tries * ((full_exports + first_loads) * windows + exact);
+        if stateless > bound {
+            fail(
+                &mut verdict,
+                format!(
+                    "(h) {}: {stateless} full-export jobs, at most {bound} for {full_exports} full exports, {exact} exact \
+                     windows and {first_loads} first loads ({windows} windows each)",
+                    object.name
+                ),
+            );
         }
     }
 

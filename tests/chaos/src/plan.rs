@@ -1,6 +1,7 @@
 //! A seed's plan: how faulty its world is and what happens in it, when. Everything is drawn from the seed, so a
 //! seed is a replayable schedule.
 
+use common::config::{CompressionKind, FileFormat, GzipDownloads};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -65,6 +66,111 @@ pub enum Action {
         /// Seconds.
         queue_secs: f64,
     },
+    /// An increment of a subset of the objects (`"objects": [...]`), without a request id.
+    SubsetDaily {
+        /// Indexes into the catalogue.
+        objects: Vec<usize>,
+    },
+    /// An operator asks for one exact window of a full export of one object.
+    ExactWindow {
+        /// Index into the catalogue.
+        object: usize,
+        /// The window starts this many days back...
+        from_days_back: u32,
+        /// ...and ends this many days back.
+        to_days_back: u32,
+    },
+    /// A deploy that changes the catalogue: an object joins it (its first load runs beside the others'
+    /// increments), or a query's text changes (Zuora loads it in full again). Every service restarts.
+    ChangeCatalogue(CatalogueChange),
+}
+
+/// A change of the catalogue in the middle of a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogueChange {
+    /// The object left out at the start joins.
+    AddObject,
+    /// This object's query text changes (same meaning).
+    ChangeQuery {
+        /// Index into the catalogue.
+        object: usize,
+    },
+}
+
+/// Which built-in catalogue a seed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogueChoice {
+    /// The project's default.
+    Default,
+    /// The old export's thirteen queries, buckets and fixed keys (`builtin:old-export`).
+    OldExport,
+}
+
+/// The deployment's configuration a seed runs: every option people run is a dimension drawn from the seed
+/// (combinations the configuration refuses are not drawn).
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    /// The catalogue.
+    pub catalogue: CatalogueChoice,
+    /// `consumer.compression`.
+    pub compression: CompressionKind,
+    /// `session.file_format`.
+    pub file_format: FileFormat,
+    /// `consumer.gzip_downloads`.
+    pub gzip_downloads: GzipDownloads,
+    /// Objects (indexes into the catalogue) with a fixed legacy key (the old export's catalogue has one on each).
+    pub legacy_keys: Vec<usize>,
+    /// An object left out of the catalogue at the start (it joins with [`CatalogueChange::AddObject`]).
+    pub added_later: Option<usize>,
+}
+
+impl Configuration {
+    fn draw(rng: &mut StdRng, objects: usize) -> Self {
+        let catalogue = if rng.random_bool(0.3) { CatalogueChoice::OldExport } else { CatalogueChoice::Default };
+        let file_format = if rng.random_bool(0.4) { FileFormat::Gzip } else { FileFormat::Csv };
+        let gzip_downloads = if rng.random_bool(0.5) { GzipDownloads::Keep } else { GzipDownloads::Decompress };
+        let drawn = [CompressionKind::None, CompressionKind::None, CompressionKind::Gzip, CompressionKind::Zstd];
+        let mut compression = drawn[rng.random_range(0..drawn.len())];
+        // Stored files are recompressed only when Zuora's are decompressed first; fixed keys hold plain CSV.
+        let keeps_gzip = file_format == FileFormat::Gzip && gzip_downloads == GzipDownloads::Keep;
+        if keeps_gzip || catalogue == CatalogueChoice::OldExport {
+            compression = CompressionKind::None;
+        }
+        let plain = compression == CompressionKind::None && !keeps_gzip;
+        let gzip_downloads = if catalogue == CatalogueChoice::OldExport && keeps_gzip {
+            GzipDownloads::Decompress
+        } else {
+            gzip_downloads
+        };
+        let legacy_keys = match catalogue {
+            CatalogueChoice::OldExport => (0..objects).collect(),
+            CatalogueChoice::Default if plain && rng.random_bool(0.6) => {
+                (0..objects).filter(|_| rng.random_bool(0.4)).collect()
+            }
+            CatalogueChoice::Default => Vec::new(),
+        };
+        let added_later = rng.random_bool(0.3).then(|| rng.random_range(0..objects));
+        Self { catalogue, compression, file_format, gzip_downloads, legacy_keys, added_later }
+    }
+
+    /// One label per dimension, for the run's report of the mix drawn.
+    pub fn labels(&self) -> Vec<String> {
+        let keys = match (self.catalogue, self.legacy_keys.len()) {
+            (CatalogueChoice::OldExport, _) => "legacy keys: every object (old export)".to_owned(),
+            (CatalogueChoice::Default, 0) => "legacy keys: none".to_owned(),
+            (CatalogueChoice::Default, _) => "legacy keys: some objects".to_owned(),
+        };
+        vec![
+            format!("catalogue: {:?}", self.catalogue),
+            format!("stored compression: {:?}", self.compression),
+            match self.file_format {
+                FileFormat::Csv => "downloads: csv".to_owned(),
+                FileFormat::Gzip => format!("downloads: gzip, {:?}", self.gzip_downloads),
+            },
+            keys,
+            format!("object added mid-seed: {}", if self.added_later.is_some() { "yes" } else { "no" }),
+        ]
+    }
 }
 
 impl Action {
@@ -83,6 +189,10 @@ impl Action {
             Self::Restart => "restart",
             Self::AbortNextBatch { .. } => "zuora-aborted-batch",
             Self::SlowJobs { .. } => "zuora-slow-jobs",
+            Self::SubsetDaily { .. } => "subset-increment",
+            Self::ExactWindow { .. } => "operator-exact-window",
+            Self::ChangeCatalogue(CatalogueChange::AddObject) => "catalogue-object-added",
+            Self::ChangeCatalogue(CatalogueChange::ChangeQuery { .. }) => "catalogue-query-changed",
         }
     }
 }
@@ -119,6 +229,8 @@ pub struct Plan {
     /// Real seconds per planned second: 1 on the paused clock (simulated time costs nothing), a small fraction
     /// against real servers, which keep real time.
     pub pace: f64,
+    /// The deployment's configuration.
+    pub configuration: Configuration,
 }
 
 impl Plan {
@@ -213,6 +325,39 @@ impl Plan {
                 actions.push((at + rng.random_range(1..2 * HOUR), Action::Restart));
             }
         }
+        // The configuration and what it brings into the schedule, from a generator of their own: the fault schedule
+        // of a seed stays what it was before configurations were drawn.
+        let mut drawn = StdRng::seed_from_u64(seed ^ 0xC0F1_6000);
+        let configuration = Configuration::draw(&mut drawn, objects);
+        for day in 0..u64::from(days) {
+            let base = day * DAY;
+            let mut maybe = |p: f64, action: Action, rng: &mut StdRng| {
+                if rng.random_bool(p) {
+                    actions.push((base + rng.random_range(0..DAY), action));
+                }
+            };
+            let subset = (0..objects).filter(|_| drawn.random_bool(0.3)).collect::<Vec<_>>();
+            if !subset.is_empty() {
+                maybe(0.4, Action::SubsetDaily { objects: subset }, &mut drawn);
+            }
+            let from_days_back = drawn.random_range(1..400);
+            let exact = Action::ExactWindow {
+                object: drawn.random_range(0..objects),
+                from_days_back,
+                to_days_back: drawn.random_range(0..from_days_back),
+            };
+            maybe(0.1, exact, &mut drawn);
+            // Backfills from odd dates: weeks back, not only the last days.
+            maybe(0.1, Action::Backfill { days_back: drawn.random_range(3..40) }, &mut drawn);
+        }
+        let change_on = |rng: &mut StdRng| (rng.random_range(1..u64::from(days)) * DAY) + rng.random_range(0..DAY);
+        if configuration.added_later.is_some() {
+            actions.push((change_on(&mut drawn), Action::ChangeCatalogue(CatalogueChange::AddObject)));
+        }
+        if drawn.random_bool(0.3) {
+            let change = CatalogueChange::ChangeQuery { object: drawn.random_range(0..objects) };
+            actions.push((change_on(&mut drawn), Action::ChangeCatalogue(change)));
+        }
         let mut actions: Vec<(Duration, Action)> =
             actions.into_iter().map(|(at, action)| (Duration::from_secs(at), action)).collect();
         actions.sort_by_key(|(at, _)| *at);
@@ -232,6 +377,7 @@ impl Plan {
             zuora_faults,
             actions,
             pace: 1.0,
+            configuration,
         }
     }
 

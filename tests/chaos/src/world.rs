@@ -4,10 +4,10 @@
 //! Then the faults stop, the system drains, and the oracle looks at what is left.
 
 use crate::faults::{FaultyQueue, FaultyStore, Injector, UploadBook};
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, CatalogueChange, CatalogueChoice, Plan};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use common::catalogue::Catalogue;
+use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::Config;
 use common::messages::CompletionMessage;
@@ -46,6 +46,17 @@ pub enum Backend {
     },
 }
 
+/// The requests the plan sent: stateful ones (daily, subset, submit, backfill) and full exports per object.
+#[derive(Debug, Default)]
+pub struct SentRequests {
+    /// Increments and backfills.
+    pub stateful: usize,
+    /// Full exports, by object.
+    pub full_exports: std::collections::BTreeMap<String, usize>,
+    /// Exact windows of a full export, by object.
+    pub exact_windows: std::collections::BTreeMap<String, usize>,
+}
+
 /// A service incarnation: its task and its stop signal.
 struct Incarnation {
     id: u64,
@@ -79,6 +90,10 @@ pub struct World {
     pub clock: Clock,
     /// Every completion message the lake received, in order.
     pub received: Arc<Mutex<Vec<CompletionMessage>>>,
+    /// Every object the catalogue has or will have (an object added mid-seed is left out of `catalogue` until then).
+    all_objects: Vec<ObjectSpec>,
+    /// The requests the plan sent, for the oracle's bound on Zuora's jobs.
+    pub sent: SentRequests,
     /// Everything must settle within this long after the faults stop.
     drain_bound: Duration,
     producer: Option<Incarnation>,
@@ -129,6 +144,13 @@ impl World {
         config.consumer.jobs_in_flight = plan.jobs_in_flight;
         config.consumer.part_size_mib = 5;
         config.consumer.part_pool_mib = 20;
+        let drawn = &plan.configuration;
+        if drawn.catalogue == CatalogueChoice::OldExport {
+            config.catalogue = Some("builtin:old-export".into());
+        }
+        config.consumer.compression = drawn.compression;
+        config.session.file_format = drawn.file_format;
+        config.consumer.gzip_downloads = drawn.gzip_downloads;
         let (queues, store, bucket) = match backend {
             Backend::Memory => {
                 let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir));
@@ -139,14 +161,26 @@ impl World {
         if let Some(bucket) = &bucket {
             config.ledger.bucket = bucket.clone();
         }
-        let mut catalogue = config.catalogue()?;
-        for object in &mut catalogue.objects {
-            // Every object keeps a legacy fixed key too: check (g) follows it through parallel publishing.
-            object.target.legacy_key = Some(format!("legacy/{}.csv", object.name));
+        let mut all_objects = config.catalogue()?.objects;
+        for (index, object) in all_objects.iter_mut().enumerate() {
+            // The drawn objects keep a legacy fixed key (check (g) follows it through parallel publishing); the old
+            // export's catalogue has its own on every object.
+            if drawn.catalogue == CatalogueChoice::Default {
+                let legacy = drawn.legacy_keys.contains(&index);
+                object.target.legacy_key = legacy.then(|| format!("legacy/{}.csv", object.name));
+            }
             if let Some(bucket) = &bucket {
                 object.target.bucket = bucket.clone();
             }
         }
+        let catalogue = Catalogue {
+            objects: all_objects
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| Some(*index) != drawn.added_later)
+                .map(|(_, object)| object.clone())
+                .collect(),
+        };
         let injector = Injector::new(plan.seed, plan.fault_rate, plan.pace);
         let drain_bound =
             if plan.pace < 1.0 { DRAIN_BOUND.mul_f64(plan.pace).max(Duration::from_secs(180)) } else { DRAIN_BOUND };
@@ -167,6 +201,8 @@ impl World {
             uploads: Arc::default(),
             clock,
             received: Arc::default(),
+            all_objects,
+            sent: SentRequests::default(),
             producer: None,
             consumers,
             next_incarnation: 0,
@@ -207,7 +243,9 @@ impl World {
     pub fn producer(&mut self) -> anyhow::Result<(u64, producer::service::Producer, Services)> {
         let owner = self.new_incarnation();
         let services = self.faulty_services(owner);
-        let producer = producer::cli::producer_from(&self.config, &services)?.with_clock(self.clock);
+        let producer = producer::cli::producer_from(&self.config, &services)?
+            .with_clock(self.clock)
+            .with_catalogue(self.catalogue.clone());
         Ok((owner, producer, services))
     }
 
@@ -316,6 +354,7 @@ impl World {
         }
         // The last daily request: everything changed so far reaches the lake.
         self.queues.requests.send(common::queue::OutgoingMessage::new(DAILY)).await?;
+        self.sent.stateful += 1;
         let settled = self.settle(deadline).await?;
         Ok(Drain { settled, took: drain_started.elapsed(), redrives })
     }
@@ -353,18 +392,45 @@ impl World {
                 let name = self.object_name(object);
                 self.control.mutate(name, Mutation { insert, update, delete })?;
             }
-            Action::Daily => self.send(DAILY).await?,
+            Action::Daily => {
+                self.send(DAILY).await?;
+                self.sent.stateful += 1;
+            }
             Action::Backfill { days_back } => {
                 let date = (self.clock.now() - chrono::Duration::days(i64::from(days_back))).date_naive();
                 let id = format!("backfill-{date}-{}", self.clock.now().format("%Y%m%dT%H%M%SZ"));
                 self.send(&format!(r#"{{"exportFromDate":"{date}","requestId":"{id}"}}"#)).await?;
+                self.sent.stateful += 1;
             }
             Action::FullExport { object } => {
-                let name = self.object_name(object);
+                let name = self.object_name(object).to_owned();
                 self.send(&format!(r#"{{"exportFromDate":"beginning","fullExport":true,"objects":["{name}"]}}"#))
                     .await?;
+                *self.sent.full_exports.entry(name).or_default() += 1;
             }
-            Action::Submit { killed_after } => self.submit(killed_after).await?,
+            Action::SubsetDaily { objects } => {
+                let names: std::collections::BTreeSet<String> =
+                    objects.iter().map(|&o| format!("{:?}", self.object_name(o))).collect();
+                let names: Vec<String> = names.into_iter().collect();
+                self.send(&format!(r#"{{"exportFromDate":"afterLastIncrement","objects":[{}]}}"#, names.join(",")))
+                    .await?;
+                self.sent.stateful += 1;
+            }
+            Action::ExactWindow { object, from_days_back, to_days_back } => {
+                let name = self.object_name(object).to_owned();
+                let at = |days: u32| (self.clock.now() - chrono::Duration::days(i64::from(days))).to_rfc3339();
+                let window = format!(r#"{{"from":"{}","to":"{}"}}"#, at(from_days_back), at(to_days_back));
+                let body = format!(
+                    r#"{{"exportFromDate":"beginning","fullExport":true,"objects":["{name}"],"window":{window}}}"#
+                );
+                self.send(&body).await?;
+                *self.sent.exact_windows.entry(name).or_default() += 1;
+            }
+            Action::ChangeCatalogue(change) => self.change_catalogue(change).await?,
+            Action::Submit { killed_after } => {
+                self.sent.stateful += 1;
+                self.submit(killed_after).await?;
+            }
             Action::Redrive => {
                 redrive_manually(&*self.queues.jobs_dlq, &*self.queues.jobs).await?;
                 redrive_manually(&*self.queues.requests_dlq, &*self.queues.requests).await?;
@@ -379,6 +445,29 @@ impl World {
             Action::SlowJobs { queue_secs } => self.control.update_settings(|s| s.job_queue_secs = queue_secs),
         }
         Ok(())
+    }
+
+    /// A deploy with another catalogue: every service stops (SIGTERM and its grace) and starts on the new one.
+    async fn change_catalogue(&mut self, change: CatalogueChange) -> anyhow::Result<()> {
+        match change {
+            // The object joins in its place; every object keeps the query text it has now.
+            CatalogueChange::AddObject => self.catalogue.objects = self.all_objects.clone(),
+            CatalogueChange::ChangeQuery { object } => {
+                let index = object % self.catalogue.objects.len();
+                let name = self.catalogue.objects[index].name.clone();
+                // The same query, written differently: Zuora compares the text, and loads the object in full.
+                let changed = self.catalogue.objects[index].query.replacen(' ', "  ", 1);
+                self.catalogue.objects[index].query = changed.clone();
+                if let Some(all) = self.all_objects.iter_mut().find(|o| o.name == name) {
+                    all.query = changed;
+                }
+            }
+        }
+        self.end(None, false).await;
+        for index in 0..self.consumers.len() {
+            self.end(Some(index), false).await;
+        }
+        self.start_all()
     }
 
     /// The catalogue's object at `index`, counted round the catalogue (plans draw indexes blind to its size).
