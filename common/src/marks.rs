@@ -111,6 +111,20 @@ impl Marks {
         Ok(None)
     }
 
+    /// Every segment's mark of the file `mark` is a segment of (its job's batch), in segment order.
+    pub async fn segments_of(&self, mark: &PublishedMark) -> Result<Vec<PublishedMark>, LedgerError> {
+        let name = mark.name();
+        let prefix = name.trim_end_matches(".json").trim_end_matches(|c: char| c.is_ascii_digit());
+        let mut segments = Vec::new();
+        for name in self.names(&mark.object).await?.iter().filter(|n| n.starts_with(prefix)) {
+            if let Some(segment) = self.ledger.read::<PublishedMark>(name).await? {
+                segments.push(segment);
+            }
+        }
+        segments.sort_by_key(|s| s.segment);
+        Ok(segments)
+    }
+
     /// The names of the object's marks, oldest data first.
     async fn names(&self, object: &str) -> Result<Vec<String>, LedgerError> {
         let mut names = self.ledger.list(&format!("published/{object}/")).await?;

@@ -18,11 +18,12 @@ use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::{ConsumerSettings, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
+use common::marks::PublishedMark;
 use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
-use common::store::{ObjectStore, StoreError};
+use common::store::{ByteChunks, ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -84,6 +85,9 @@ pub enum Settled {
         reason: String,
     },
 }
+
+/// S3's CopyObject copies objects of at most 5 GB; a larger file is streamed to the fixed key instead.
+const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
 
 /// How often a transfer's progress is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -543,39 +547,104 @@ impl Worker {
         RelaySettings { gzip_source: true, compression, ..self.relay.clone() }
     }
 
-    /// Keeps the object's fixed legacy key (if it has one) a server-side copy of its latest published increment
-    /// of the session, as the old export's fixed key was (a backfill or a full export's window ending later does
-    /// not replace it).
+    /// Keeps the object's fixed legacy key (if it has one) a copy of its latest published increment of the session,
+    /// as the old export's fixed key was (a backfill or a full export's window ending later does not replace it): a
+    /// server-side copy of a single file; a segmented first load's segments joined into one file under one header.
     ///
     /// Run once a batch's files are announced, on a redelivery too (a crash or a failed copy before is mended). Consumers
     /// publishing at once may each copy what was latest when they looked, so each looks again after copying and
     /// stops only when the latest is what it copied last: the last copy made is then of the latest file, since a
-    /// file published after that look is copied by its own publisher, later. A latest file of several segments
-    /// is not copied (one fixed key holds one file).
+    /// file published after that look is copied by its own publisher, later.
     async fn sync_legacy_key(&self, object: &ObjectSpec) -> Result<(), WorkError> {
         let Some(legacy) = &object.target.legacy_key else { return Ok(()) };
         let marks = self.ledger.marks();
         let mut copied: Option<String> = None;
         while let Some(latest) = marks.latest_increment(&object.name).await? {
-            if latest.segments != 1 || copied.as_ref() == Some(&latest.key) {
+            if copied.as_ref() == Some(&latest.key) {
                 break;
             }
-            self.store.copy(&latest.bucket, &latest.key, legacy).await?;
+            let described = if latest.segments == 1 {
+                let described = self.published_metadata(&latest.bucket, &latest.key).await?;
+                if described.bytes <= COPY_OBJECT_LIMIT {
+                    self.store.copy(&latest.bucket, &latest.key, legacy).await?;
+                    described
+                } else {
+                    // Larger than one CopyObject takes (a gzip download stored decompressed): streamed instead.
+                    self.join_segments(object, std::slice::from_ref(&latest), legacy).await?
+                }
+            } else {
+                let segments = marks.segments_of(&latest).await?;
+                if segments.len() < latest.segments as usize {
+                    // Its other segments are still being published; their publisher joins them.
+                    break;
+                }
+                self.join_segments(object, &segments, legacy).await?
+            };
             // The old layout's metadata, after the CSV it describes (as the old export wrote them).
             if let Some(metadata_at) = object.target.legacy_metadata_key() {
-                let key = metadata_key(&latest.key);
-                let corrupt = |detail: String| LedgerError::Corrupt { key: key.clone(), detail };
-                let Some(metadata) = self.store.get(&latest.bucket, &key).await? else {
-                    return Err(corrupt("a published mark names a file without metadata".to_owned()).into());
-                };
-                let completion =
-                    CompletionMessage::from_metadata_json(&metadata).map_err(|e| corrupt(e.to_string()))?;
-                self.store.put(&object.target.bucket, &metadata_at, completion.old_metadata_json().into()).await?;
+                self.store.put(&object.target.bucket, &metadata_at, described.old_metadata_json().into()).await?;
             }
-            info!(object = %object.name, legacy_key = %legacy, source = %latest.key, "legacy key updated");
+            info!(object = %object.name, legacy_key = %legacy, source = %latest.key, segments = latest.segments, "legacy key updated");
             copied = Some(latest.key);
         }
         Ok(())
+    }
+
+    /// The completion message a published file's metadata JSON was written from.
+    async fn published_metadata(&self, bucket: &str, key: &str) -> Result<CompletionMessage, WorkError> {
+        let metadata_key = metadata_key(key);
+        let corrupt = |detail: String| LedgerError::Corrupt { key: metadata_key.clone(), detail };
+        let Some(metadata) = self.store.get(bucket, &metadata_key).await? else {
+            return Err(corrupt("a published mark names a file without metadata".to_owned()).into());
+        };
+        Ok(CompletionMessage::from_metadata_json(&metadata).map_err(|e| corrupt(e.to_string()))?)
+    }
+
+    /// Writes a segmented file's segments, in order, as one CSV at `to`: the first whole, the others without their
+    /// header line, streamed through the part pool and counted on the way. Returns the first segment's metadata
+    /// with the whole file's record count.
+    async fn join_segments(
+        &self,
+        object: &ObjectSpec,
+        segments: &[PublishedMark],
+        to: &str,
+    ) -> Result<CompletionMessage, WorkError> {
+        let mut described: Option<CompletionMessage> = None;
+        let mut records = 0;
+        let mut sources = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let completion = self.published_metadata(&segment.bucket, &segment.key).await?;
+            records += completion.record_count;
+            described.get_or_insert(completion);
+            sources.push((segment.bucket.clone(), segment.key.clone(), segment.segment > 0));
+        }
+        let store = self.store.clone();
+        let joined = futures::stream::iter(sources)
+            .then(move |(bucket, key, without_header)| {
+                let store = store.clone();
+                async move {
+                    let Some(chunks) = store.get_stream(&bucket, &key).await? else {
+                        return Err(StoreError::transient("GetObject", &bucket, &key, "a published segment is gone"));
+                    };
+                    Ok(if without_header { after_first_line(chunks) } else { chunks })
+                }
+            })
+            .try_flatten()
+            .boxed();
+        let destination =
+            Destination { bucket: object.target.bucket.clone(), key: to.to_owned(), content_type: "text/csv".into() };
+        let plain = RelaySettings { compression: Compression::None, gzip_source: false, ..self.relay.clone() };
+        let upload = relay(joined, None, &self.store, &destination, &self.pool, &plain, &self.uploads).await?;
+        if upload.counter.data_records() != records {
+            let counted = upload.counter.data_records();
+            abort_all(vec![(upload, Duration::ZERO)]).await;
+            let detail = format!("the segments hold {counted} records, their metadata {records}");
+            return Err(LedgerError::Corrupt { key: to.to_owned(), detail }.into());
+        }
+        upload.complete().await?;
+        #[allow(clippy::expect_used)]
+        let first = described.expect("a segmented file has segments");
+        Ok(CompletionMessage { record_count: records, ..first })
     }
 
     /// Whether the job was a first load of `object`: Zuora's flag on its batch decides; without one (no batch, or
@@ -621,6 +690,26 @@ async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
             warn!(error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
         }
     }
+}
+
+/// A CSV file's chunks without its first line (a segment's header, the first segment's already written).
+fn after_first_line(chunks: ByteChunks) -> ByteChunks {
+    let mut in_header = true;
+    chunks
+        .map_ok(move |mut chunk| {
+            if in_header {
+                match chunk.iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        in_header = false;
+                        chunk = chunk.split_off(end + 1);
+                    }
+                    None => chunk.clear(),
+                }
+            }
+            chunk
+        })
+        .try_filter(|chunk| std::future::ready(!chunk.is_empty()))
+        .boxed()
 }
 
 /// `Account/2026-11-24/job/batch-0.csv` (or a compressed `.csv.gz`, `.csv.zst`) ->

@@ -773,3 +773,27 @@ async fn metadata_naming_another_bucket_or_key_is_never_announced() {
     assert!(reason.contains("names s3://someone-elses-bucket/exfiltrated.csv"), "{reason}");
     assert!(completions(&d).await.is_empty(), "nothing announced");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segmented_first_load_is_published_whole_at_the_legacy_key_with_one_header() {
+    let d = Deployment::start(|c| c.settings.segment_rows = Some(150)).await;
+    set_in_catalogue(&d, "Invoice", "legacy_key", "Invoice.csv");
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 4 });
+    let mut segments = completions(&d).await;
+    segments.sort_by_key(|c| c.segment);
+    // The fixed key is the segments in order under the first one's header: what one file of the load would be.
+    let mut whole = d.bucket.object(&segments[0].key).await.to_vec();
+    for segment in &segments[1..] {
+        let body = d.bucket.object(&segment.key).await;
+        let header_end = body.iter().position(|&b| b == b'\n').unwrap() + 1;
+        whole.extend_from_slice(&body[header_end..]);
+    }
+    let fixed = d.bucket.object("Invoice.csv").await;
+    assert!(fixed.to_vec() == whole, "the fixed key is the segments joined");
+    assert_eq!(d.bucket.records_in("Invoice.csv").await, 500);
+    let old: serde_json::Value = serde_json::from_slice(&d.bucket.object("metadata/Invoice.json").await).unwrap();
+    assert_eq!((old["recordCount"].as_u64(), old["jobId"].as_str()), (Some(500), Some(segments[0].job_id.as_str())));
+    assert_eq!(d.bucket.open_uploads().await, 0);
+}

@@ -2,7 +2,9 @@
 //! unanswered: a process that dies before a write, a request cut off mid-flight.
 
 use bytes::Bytes;
-use common::store::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart};
+use common::store::{
+    ByteChunks, ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -59,6 +61,13 @@ impl ObjectStore for Intercepted {
     }
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         self.call("GetObject", bucket, key, || self.inner.get(bucket, key))
+    }
+    fn get_stream<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>> {
+        self.call("GetObject", bucket, key, || self.inner.get_stream(bucket, key))
     }
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
         self.call("GetObject", bucket, key, || self.inner.get_tagged(bucket, key))

@@ -4,12 +4,14 @@
 //! directory and is renamed into place. A multipart upload keeps its parts under `ROOT/.uploads/ID/` (no S3
 //! bucket name starts with a dot) until it is completed (parts concatenated, renamed into place) or aborted.
 
-use super::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart};
+use super::{
+    ByteChunks, ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart,
+};
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use std::path::{Component, Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A directory of buckets.
 #[derive(Debug, Clone)]
@@ -118,6 +120,36 @@ impl ObjectStore for LocalStore {
         async move {
             let path = self.path("PutObject", bucket, key)?;
             write_atomically(&path, [body]).await.map_err(|e| failure("PutObject", bucket, key, e))
+        }
+        .boxed()
+    }
+
+    fn get_stream<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>> {
+        async move {
+            let path = self.path("GetObject", bucket, key)?;
+            let file = match tokio::fs::File::open(&path).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(failure("GetObject", bucket, key, e)),
+            };
+            let (bucket, key) = (bucket.to_owned(), key.to_owned());
+            let chunks = futures::stream::unfold(Some(file), move |file| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move {
+                    let mut file = file?;
+                    let mut chunk = bytes::BytesMut::with_capacity(64 * 1024);
+                    match file.read_buf(&mut chunk).await {
+                        Ok(0) => None,
+                        Ok(_) => Some((Ok(chunk.freeze()), Some(file))),
+                        Err(e) => Some((Err(failure("GetObject", &bucket, &key, e)), None)),
+                    }
+                }
+            });
+            Ok(Some(chunks.boxed()))
         }
         .boxed()
     }

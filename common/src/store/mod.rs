@@ -66,6 +66,9 @@ impl StoreError {
     }
 }
 
+/// An object's bytes, chunk by chunk.
+pub type ByteChunks = futures::stream::BoxStream<'static, Result<Bytes, StoreError>>;
+
 /// An object and its version tag (S3's ETag), for a conditional write of the next version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tagged {
@@ -167,6 +170,9 @@ pub trait ObjectStore: Send + Sync {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Reads an object whole, or `None` when there is none.
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>>;
+    /// Reads an object as a stream of chunks (memory bounded whatever its size), or `None` when there is none.
+    fn get_stream<'a>(&'a self, bucket: &'a str, key: &'a str)
+    -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>>;
     /// Reads an object whole with its version tag, or `None` when there is none.
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>>;
     /// Writes an object whole if `condition` holds, atomically with the check; returns the new version's tag. When

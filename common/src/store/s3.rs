@@ -1,14 +1,16 @@
 //! [`ObjectStore`] on Amazon S3 (or any server speaking its protocol, such as moto).
 
-use super::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart};
+use super::{
+    ByteChunks, ChecksumAlgorithm, ObjectStore, Precondition, StoreError, StoreErrorKind, Tagged, Upload, UploadedPart,
+};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{self, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -141,6 +143,37 @@ impl ObjectStore for S3Store {
 
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         async move { Ok(self.get_tagged(bucket, key).await?.map(|tagged| tagged.body)) }.boxed()
+    }
+
+    fn get_stream<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>> {
+        async move {
+            let request = self.client.get_object().bucket(bucket).set_expected_bucket_owner(self.owner_of(bucket));
+            let out = match request.key(key).send().await {
+                Ok(out) => out,
+                Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
+                Err(e) => return Err(error("GetObject", bucket, key, e)),
+            };
+            let (bucket, key) = (bucket.to_owned(), key.to_owned());
+            let chunks = futures::stream::unfold(Some(out.body), move |body| {
+                let (bucket, key) = (bucket.clone(), key.clone());
+                async move {
+                    let mut body = body?;
+                    match body.next().await? {
+                        Ok(chunk) => Some((Ok(chunk), Some(body))),
+                        Err(e) => {
+                            let error = StoreError::transient("GetObject", &bucket, &key, DisplayErrorContext(e));
+                            Some((Err(error), None))
+                        }
+                    }
+                }
+            });
+            Ok(Some(chunks.boxed()))
+        }
+        .boxed()
     }
 
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {

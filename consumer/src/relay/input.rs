@@ -7,7 +7,6 @@ use super::pool::PartSlot;
 use super::{RelayError, RelaySettings};
 use bytes::Bytes;
 use common::csv_count::RecordCounter;
-use common::zuora::ZuoraError;
 use futures::{Stream, StreamExt};
 
 /// The file being read: its stream, the bytes read past the last part, and the record count of everything read.
@@ -30,7 +29,11 @@ pub(super) struct Input<S> {
 /// about 4 MiB whatever the file (a file of zeros, a gzip bomb): the memory outside the part pool stays bounded.
 pub(super) const GUNZIP_STEP: usize = 4 * 1024;
 
-impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
+impl<S, E> Input<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    RelayError: From<E>,
+{
     pub(super) fn new(stream: S, settings: &RelaySettings) -> Self {
         let gunzip = settings.gzip_source.then(Gunzip::default);
         let store_decompressed = settings.gzip_source && settings.compression != Compression::GzipAsSent;
@@ -57,7 +60,7 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
             if self.source_ended {
                 return Ok(None);
             }
-            let read = self.stream.next().await.transpose()?;
+            let read = self.stream.next().await.transpose().map_err(RelayError::from)?;
             self.source_ended = read.is_none();
             if let Some(chunk) = &read {
                 self.counter.feed(chunk);
@@ -69,7 +72,7 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
             if self.source_ended {
                 return Ok(None);
             }
-            let read = self.stream.next().await.transpose()?;
+            let read = self.stream.next().await.transpose().map_err(RelayError::from)?;
             self.source_ended = read.is_none();
             match &read {
                 Some(chunk) => {
@@ -99,7 +102,7 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
             if self.source_ended {
                 return Ok(None);
             }
-            match self.stream.next().await.transpose()? {
+            match self.stream.next().await.transpose().map_err(RelayError::from)? {
                 Some(chunk) => self.compressed = chunk,
                 None => {
                     self.source_ended = true;
@@ -159,6 +162,7 @@ impl<S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin> Input<S> {
 mod tests {
     use super::*;
     use common::store::ChecksumAlgorithm;
+    use common::zuora::ZuoraError;
     use std::io::Write;
 
     fn settings(compression: Compression) -> RelaySettings {

@@ -204,7 +204,7 @@ fn internal_error(operation: &'static str, destination: &Destination, err: impl 
 
 /// Streams `source` into a multipart upload at `destination`, counting records. On any failure the upload is
 /// aborted before the error is returned.
-pub async fn relay<S>(
+pub async fn relay<S, E>(
     source: S,
     content_length: Option<u64>,
     store: &Arc<dyn ObjectStore>,
@@ -214,7 +214,8 @@ pub async fn relay<S>(
     tracker: &Arc<UploadTracker>,
 ) -> Result<PendingUpload, RelayError>
 where
-    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    RelayError: From<E>,
 {
     let upload = store
         .create_upload(&destination.bucket, &destination.key, &destination.content_type, settings.checksum)
@@ -243,7 +244,7 @@ where
     }
 }
 
-async fn upload_parts<S>(
+async fn upload_parts<S, E>(
     mut input: Input<S>,
     content_length: Option<u64>,
     uploader: &PartUploader,
@@ -251,7 +252,8 @@ async fn upload_parts<S>(
     settings: &RelaySettings,
 ) -> Result<Uploaded, RelayError>
 where
-    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    RelayError: From<E>,
 {
     let pool = &uploader.pool;
     let mut uploads = PartTasks::new();
@@ -335,14 +337,15 @@ const COMPRESSED_PARTS_IN_FLIGHT: usize = 2;
 /// threads (each an independent member) and given back; the members, in order, fill parts of at least `part_size`
 /// stored bytes. A part being filled holds no pool room, so a file waiting for raw room never holds room another
 /// file (or its own next chunk) needs: files compressing at once cannot stall each other.
-async fn upload_compressed<S>(
+async fn upload_compressed<S, E>(
     mut input: Input<S>,
     uploader: &PartUploader,
     destination: &Destination,
     settings: &RelaySettings,
 ) -> Result<Uploaded, RelayError>
 where
-    S: Stream<Item = Result<Bytes, ZuoraError>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    RelayError: From<E>,
 {
     let pool = &uploader.pool;
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -481,7 +484,7 @@ mod tests {
                 Intercept::Pass
             }));
         let (settings, pool, tracker) = one_part_relay();
-        let source = futures::stream::iter([Ok(Bytes::from_static(b"Id\n1\n"))]);
+        let source = futures::stream::iter([Ok::<_, ZuoraError>(Bytes::from_static(b"Id\n1\n"))]);
         let destination = Destination { bucket: "lake".into(), key: "a.csv".into(), content_type: "text/csv".into() };
         match relay(source, None, &store, &destination, &pool, &settings, &tracker).await {
             Err(RelayError::Internal { operation: "UploadPart", key, detail }) => {
@@ -514,7 +517,7 @@ mod tests {
             async move {
                 let body = noise(24 * MIB as usize, seed);
                 let source = futures::stream::iter(
-                    body.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
+                    body.chunks(64 * 1024).map(|c| Ok::<_, ZuoraError>(Bytes::copy_from_slice(c))).collect::<Vec<_>>(),
                 );
                 let destination = Destination {
                     bucket: "lake".into(),

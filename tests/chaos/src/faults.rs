@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use common::queue::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
-use common::store::{ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart};
+use common::store::{
+    ByteChunks, ChecksumAlgorithm, ObjectStore, Precondition, StoreError, Tagged, Upload, UploadedPart,
+};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rand::rngs::StdRng;
@@ -198,6 +200,15 @@ impl ObjectStore for FaultyStore {
 
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         faulty(&self.injector, "store.get", self.inner.get(bucket, key), store_error("GetObject", bucket, key)).boxed()
+    }
+
+    fn get_stream<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>> {
+        let error = store_error("GetObject", bucket, key);
+        faulty(&self.injector, "store.get", self.inner.get_stream(bucket, key), error).boxed()
     }
 
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {

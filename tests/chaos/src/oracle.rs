@@ -9,7 +9,8 @@
 //!   announcement equal to its metadata, duplicates counted;
 //! - (f) nothing is stuck: the drain ended within its bound;
 //! - (g) each object's legacy fixed key holds a copy of its latest published increment of the session (the latest
-//!   window end, then the latest export of it; Zuora's own record says which jobs were the session's increments),
+//!   window end, then the latest export of it; Zuora's own record says which jobs were the session's increments;
+//!   a segmented one's segments joined in order under one header),
 //!   and the old layout's metadata beside it describes that file, however many consumers published at once; the
 //!   fixed key is a plain CSV, never compressed bytes;
 //! - (h) Zuora ran no more jobs than the requests sent can cause: each stateful request (daily, subset, submit,
@@ -150,9 +151,26 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         let latest = of_increments.max_by(|a, b| {
             (a.window.to, a.executed_at, &a.job_id, a.segment).cmp(&(b.window.to, b.executed_at, &b.job_id, b.segment))
         });
-        let Some(latest) = latest.filter(|f| f.segments == 1) else { continue };
-        let copy = world.store.get(&object.target.bucket, legacy).await?;
-        let file = world.store.get(&latest.bucket, &latest.key).await?;
+        let Some(latest) = latest else { continue };
+        // The file the fixed key must hold: the latest increment's file, or its segments joined under one header.
+        let mut segments: Vec<&CompletionMessage> =
+            published.iter().filter(|f| f.job_id == latest.job_id && f.batch_id == latest.batch_id).collect();
+        segments.sort_by_key(|f| f.segment);
+        let mut file: Option<Vec<u8>> = Some(Vec::new());
+        for segment in &segments {
+            let bytes = world.store.get(&segment.bucket, &segment.key).await?;
+            let body = bytes.as_deref().map(|b| match segment.segment {
+                0 => b,
+                _ => &b[b.iter().position(|&c| c == b'\n').map_or(b.len(), |end| end + 1)..],
+            });
+            file = file.zip(body).map(|(mut whole, body)| {
+                whole.extend_from_slice(body);
+                whole
+            });
+        }
+        let records: u64 = segments.iter().map(|f| f.record_count).sum();
+        let first = segments.first().copied().unwrap_or(latest);
+        let copy = world.store.get(&object.target.bucket, legacy).await?.map(|b| b.to_vec());
         let compressed =
             |bytes: &[u8]| bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
         if copy.as_deref().is_some_and(compressed) {
@@ -169,8 +187,8 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         let old: Option<serde_json::Value> = old.and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let describes = old.as_ref().is_some_and(|old| {
             old["jobId"] == latest.job_id.as_str()
-                && old["fileId"] == latest.file_id.as_str()
-                && old["recordCount"] == latest.record_count
+                && old["fileId"] == first.file_id.as_str()
+                && old["recordCount"] == records
         });
         if !describes {
             let what =
