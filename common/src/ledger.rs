@@ -82,6 +82,9 @@ pub struct JobRecord {
     pub objects: Vec<String>,
     /// Its window.
     pub window: Window,
+    /// An increment's objects' own starts ([`crate::messages::JobMessage::starts`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub starts: BTreeMap<String, DateTime<Utc>>,
     /// When it was submitted (for an adopted job: when Zuora started it).
     pub submitted_at: DateTime<Utc>,
     /// True when reconciliation found it at Zuora without a record.
@@ -115,15 +118,22 @@ impl SessionMark {
     /// each object's own (asking a window again from there loses nothing). Objects that were never in an increment
     /// of the session have no position (Zuora loads them in full) and do not count; `None` when none has one.
     pub fn from_for(&self, objects: &[String]) -> Option<DateTime<Utc>> {
-        objects
-            .iter()
-            .filter_map(|object| match self.objects.get(object) {
-                Some(position) => Some(*position),
-                // A mark written before positions were kept per object: every object was at its end.
-                None if self.objects.is_empty() => Some(self.to),
-                None => self.unlisted_from,
-            })
-            .min()
+        objects.iter().filter_map(|object| self.start_of(object)).min()
+    }
+
+    /// Where the next increment of each of `objects` starts, for those that have a position.
+    pub fn starts_of(&self, objects: &[String]) -> BTreeMap<String, DateTime<Utc>> {
+        objects.iter().filter_map(|object| Some((object.clone(), self.start_of(object)?))).collect()
+    }
+
+    /// Where the next increment of `object` starts; `None` when it was never in an increment of the session.
+    fn start_of(&self, object: &str) -> Option<DateTime<Utc>> {
+        match self.objects.get(object) {
+            Some(position) => Some(*position),
+            // A mark written before positions were kept per object: every object was at its end.
+            None if self.objects.is_empty() => Some(self.to),
+            None => self.unlisted_from,
+        }
     }
 
     /// This mark moved by the increment `job_id` of `objects` ending at `to`: the session's mark moves forward (to
@@ -226,11 +236,6 @@ impl Ledger {
     /// The session's latest recorded increment.
     pub async fn session_mark(&self) -> Result<Option<SessionMark>, LedgerError> {
         self.read::<SessionMark>("session/last-increment.json").await
-    }
-
-    /// Where the session's next increment of `objects` starts ([`SessionMark::from_for`]).
-    pub async fn increment_from(&self, objects: &[String]) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(self.session_mark().await?.and_then(|m| m.from_for(objects)))
     }
 
     /// Moves the session's mark forward (never back) to the increment of `job_id` of `objects`, ending at `to`,
@@ -355,6 +360,11 @@ mod tests {
         assert_eq!((mark.to, mark.job_id.as_deref()), (at("2026-03-03T05:32:50Z"), Some("next")));
     }
 
+    /// Where the next increment of `objects` starts, as the producer reads it.
+    async fn from(ledger: &Ledger, objects: &[String]) -> Result<Option<DateTime<Utc>>, LedgerError> {
+        Ok(ledger.session_mark().await?.and_then(|m| m.from_for(objects)))
+    }
+
     #[tokio::test]
     async fn each_object_starts_where_its_own_last_increment_ended() {
         let root = tempfile::tempdir().unwrap();
@@ -362,22 +372,22 @@ mod tests {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let names = |list: &[&str]| list.iter().map(|o| o.to_string()).collect::<Vec<_>>();
         let daily = names(&["Account", "Invoice"]);
-        assert_eq!(ledger.increment_from(&daily).await.unwrap(), None, "nothing exported yet");
+        assert_eq!(from(&ledger, &daily).await.unwrap(), None, "nothing exported yet");
         ledger.advance_increment_to(at("2026-03-01T05:00:00Z"), "day-1", &daily).await.unwrap();
         ledger.advance_increment_to(at("2026-03-02T05:00:00Z"), "subset", &names(&["Account"])).await.unwrap();
-        assert_eq!(ledger.increment_from(&names(&["Account"])).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
-        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-01T05:00:00Z")), "Invoice's");
+        assert_eq!(from(&ledger, &names(&["Account"])).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
+        assert_eq!(from(&ledger, &daily).await.unwrap(), Some(at("2026-03-01T05:00:00Z")), "Invoice's");
         // An object new to the session (a first load) has no position of its own.
         let with_new = names(&["Account", "Contact"]);
-        assert_eq!(ledger.increment_from(&with_new).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
-        assert_eq!(ledger.increment_from(&names(&["Contact"])).await.unwrap(), None);
+        assert_eq!(from(&ledger, &with_new).await.unwrap(), Some(at("2026-03-02T05:00:00Z")));
+        assert_eq!(from(&ledger, &names(&["Contact"])).await.unwrap(), None);
 
         // A mark of an earlier build (one position for all): every object starts at its end until it moves.
         ledger.write("session/last-increment.json", &serde_json::json!({"to": "2026-03-05T05:00:00Z"})).await.unwrap();
-        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")));
+        assert_eq!(from(&ledger, &daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")));
         ledger.advance_increment_to(at("2026-03-06T05:00:00Z"), "subset-2", &names(&["Account"])).await.unwrap();
-        assert_eq!(ledger.increment_from(&daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")), "Invoice's");
-        assert_eq!(ledger.increment_from(&names(&["Account"])).await.unwrap(), Some(at("2026-03-06T05:00:00Z")));
+        assert_eq!(from(&ledger, &daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")), "Invoice's");
+        assert_eq!(from(&ledger, &names(&["Account"])).await.unwrap(), Some(at("2026-03-06T05:00:00Z")));
     }
 
     #[tokio::test]
@@ -392,6 +402,7 @@ mod tests {
             kind: JobKind::Increment,
             objects: vec!["Account".into()],
             window: Window { from: None, to: at.parse().unwrap() },
+            starts: BTreeMap::new(),
             submitted_at: at.parse().unwrap(),
             adopted: false,
             enqueued: false,

@@ -19,6 +19,10 @@ pub enum ExportFrom {
     AfterLastIncrement,
     /// Changes since 00:00:00 UTC of this date; never moves the session.
     Date(NaiveDate),
+    /// Changes since this instant (RFC 3339); never moves the session. How a consumer asks again for an
+    /// increment's window from exactly where it started: a backfill from an earlier midnight would not report the
+    /// deletion of a row created after that midnight (Zuora reports no row created and deleted within one interval).
+    Instant(DateTime<Utc>),
     /// Everything (a full export); refused unless the request opts in with `fullExport: true`.
     Beginning,
 }
@@ -28,6 +32,7 @@ impl fmt::Display for ExportFrom {
         match self {
             Self::AfterLastIncrement => f.write_str("afterLastIncrement"),
             Self::Date(date) => write!(f, "{}", date.format("%Y-%m-%d")),
+            Self::Instant(at) => write!(f, "{}", at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             Self::Beginning => f.write_str("beginning"),
         }
     }
@@ -45,11 +50,15 @@ impl<'de> Deserialize<'de> for ExportFrom {
         match text.as_str() {
             "afterLastIncrement" => Ok(Self::AfterLastIncrement),
             "beginning" => Ok(Self::Beginning),
-            other => NaiveDate::parse_from_str(other, "%Y-%m-%d").map(Self::Date).map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "exportFromDate: expected \"afterLastIncrement\", \"beginning\" or a date yyyy-mm-dd, got {other:?}"
-                ))
-            }),
+            other => NaiveDate::parse_from_str(other, "%Y-%m-%d")
+                .map(Self::Date)
+                .or_else(|_| DateTime::parse_from_rfc3339(other).map(|at| Self::Instant(at.with_timezone(&Utc))))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "exportFromDate: expected \"afterLastIncrement\", \"beginning\", a date yyyy-mm-dd or an \
+                         instant (RFC 3339), got {other:?}"
+                    ))
+                }),
         }
     }
 }
@@ -118,35 +127,66 @@ pub fn again_generation(request_id: &str) -> u32 {
 }
 
 impl JobMessage {
-    /// The request that asks again for this job's window of `objects` (`what` names the batch or the job in its
-    /// id, so one failure asks once however often it is seen), or `None` when the window was asked for again
+    /// The requests that ask again for this job's window of `objects` (`what` names the batch or the job in their
+    /// ids, so one failure asks once however often it is seen), or `None` when the window was asked for again
     /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; a full export for a
-    /// full load (`full`: Zuora's flag on the batch); changes since the window's start date (a superset) for an
-    /// increment or a backfill; and for an increment whose start is unknown (a job adopted from another system,
-    /// the old export at a cutover), changes since the date it ran: never a full export.
-    pub fn request_again(&self, objects: &[String], what: &str, full: bool) -> Option<ExportRequest> {
+    /// full load (`full`: Zuora's flag on the batch); for an increment or a backfill, changes since each object's own
+    /// start ([`JobMessage::starts`], else the window's), one request per distinct start: an earlier start would
+    /// miss deletions (Zuora cannot report a row created and deleted within one interval, and a backfill from
+    /// earlier would make the row's creation part of its interval); and for an increment whose start is unknown (a
+    /// job adopted from another system, the old export at a cutover), changes since the date it ran: never a full
+    /// export.
+    pub fn request_again(&self, objects: &[String], what: &str, full: bool) -> Option<Vec<ExportRequest>> {
         let generation = again_generation(&self.request_id) + 1;
         if generation > MAX_REQUESTS_AGAIN {
             return None;
         }
-        let request_id = Some(format!("{AGAIN_PREFIX}{generation}-{}-{what}", self.job_id));
-        let (export_from_date, full_export, window) = match (self.kind, self.window.from) {
+        let request = |objects: Vec<String>, what: String, from: ExportFrom, window: Option<ExactWindow>| {
+            let full_export = from == ExportFrom::Beginning;
+            ExportRequest {
+                version: MESSAGE_VERSION,
+                export_from_date: from,
+                objects: Some(objects),
+                full_export,
+                request_id: Some(format!("{AGAIN_PREFIX}{generation}-{}-{what}", self.job_id)),
+                window,
+            }
+        };
+        let all = || objects.to_vec();
+        let requests = match (self.kind, self.window.from) {
             (JobKind::FullWindow, Some(from)) => {
-                (ExportFrom::Beginning, true, Some(ExactWindow { from, to: self.window.to }))
+                vec![request(
+                    all(),
+                    what.to_owned(),
+                    ExportFrom::Beginning,
+                    Some(ExactWindow { from, to: self.window.to }),
+                )]
             }
             // A full load's rows are not changes since any date.
-            (_, None) | (JobKind::Increment, Some(_)) if full => (ExportFrom::Beginning, true, None),
-            (_, Some(from)) => (ExportFrom::Date(from.date_naive()), false, None),
-            (_, None) => (ExportFrom::Date(self.window.to.date_naive()), false, None),
+            (_, None) | (JobKind::Increment, Some(_)) if full => {
+                vec![request(all(), what.to_owned(), ExportFrom::Beginning, None)]
+            }
+            (_, Some(from)) => {
+                let mut by_start: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> = Default::default();
+                for object in objects {
+                    by_start.entry(self.starts.get(object).copied().unwrap_or(from)).or_default().push(object.clone());
+                }
+                let several = by_start.len() > 1;
+                by_start
+                    .into_iter()
+                    .map(|(start, objects)| {
+                        let what = if several {
+                            format!("{what}-{}", start.format("%Y%m%dT%H%M%SZ"))
+                        } else {
+                            what.to_owned()
+                        };
+                        request(objects, what, ExportFrom::Instant(start), None)
+                    })
+                    .collect()
+            }
+            (_, None) => vec![request(all(), what.to_owned(), ExportFrom::Date(self.window.to.date_naive()), None)],
         };
-        Some(ExportRequest {
-            version: MESSAGE_VERSION,
-            export_from_date,
-            objects: Some(objects.to_vec()),
-            full_export,
-            request_id,
-            window,
-        })
+        Some(requests)
     }
 }
 
@@ -190,13 +230,16 @@ impl ExportRequest {
             ExportFrom::Date(date) if date > today => {
                 return fail(format!("exportFromDate: {date} is in the future (today is {today} UTC)"));
             }
+            ExportFrom::Instant(at) if at > now => {
+                return fail(format!("exportFromDate: {at} is in the future (now {now})"));
+            }
             ExportFrom::Beginning if !self.full_export => {
                 return fail(
                     "exportFromDate: \"beginning\" is a full export of every row; send \"fullExport\": true to confirm"
                         .to_owned(),
                 );
             }
-            ExportFrom::AfterLastIncrement | ExportFrom::Date(_) if self.full_export => {
+            ExportFrom::AfterLastIncrement | ExportFrom::Date(_) | ExportFrom::Instant(_) if self.full_export => {
                 return fail("fullExport: only goes with exportFromDate \"beginning\"".to_owned());
             }
             _ => {}
@@ -274,8 +317,13 @@ pub struct JobMessage {
     pub kind: JobKind,
     /// The objects (batch names) of the job, in catalogue order.
     pub objects: Vec<String>,
-    /// The window the job covers, as far as the producer knows it.
+    /// The window the job covers, as far as the producer knows it; for an increment, `from` is the earliest of its
+    /// objects' starts.
     pub window: Window,
+    /// An increment's objects' own starts (Zuora keeps a position per query): where each one's window begins.
+    /// Absent from other jobs and from messages of earlier builds (then `window.from` is every object's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub starts: std::collections::BTreeMap<String, DateTime<Utc>>,
     /// When it was submitted.
     pub submitted_at: DateTime<Utc>,
 }
@@ -417,6 +465,10 @@ mod tests {
             (r#"{"exportFromDate": "yesterday"}"#, "exportFromDate: expected"),
             (r#"{"exportFromDate": "2022-13-01"}"#, "exportFromDate: expected"),
             (r#"{"exportFromDate": "2026-11-25"}"#, "exportFromDate: 2026-11-25 is in the future"),
+            (
+                r#"{"exportFromDate": "2026-11-24T10:00:01Z"}"#,
+                "exportFromDate: 2026-11-24 10:00:01 UTC is in the future",
+            ),
             (r#"{"exportFromDate": "beginning"}"#, "fullExport\": true to confirm"),
             (r#"{"exportFromDate": "2022-05-04", "fullExport": true}"#, "fullExport: only goes with"),
             (r#"{"exportFromDate": "afterLastIncrement", "objects": []}"#, "objects: must not be empty"),
@@ -452,35 +504,49 @@ mod tests {
             kind,
             objects: vec!["Account".into(), "Invoice".into()],
             window: Window { from: from.map(|f| f.parse().unwrap()), to: "2022-07-01T00:00:00Z".parse().unwrap() },
+            starts: Default::default(),
             submitted_at: "2022-07-01T00:00:01Z".parse().unwrap(),
         }
+    }
+
+    /// The one request a window is asked for again with.
+    fn one(requests: Option<Vec<ExportRequest>>) -> Option<ExportRequest> {
+        requests.map(|mut requests| {
+            assert_eq!(requests.len(), 1, "{requests:?}");
+            requests.remove(0)
+        })
     }
 
     #[test]
     fn a_window_is_asked_for_again_exactly_for_full_exports_and_a_bounded_number_of_times() {
         let invoice = ["Invoice".to_owned()];
         let window = job(JobKind::FullWindow, "r1", Some("2022-01-01T00:00:00Z"));
-        let again = window.request_again(&invoice, "b1", true).unwrap();
+        let again = one(window.request_again(&invoice, "b1", true)).unwrap();
         assert_eq!(
             serde_json::to_string(&again).unwrap(),
             r#"{"exportFromDate":"beginning","objects":["Invoice"],"fullExport":true,"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1","window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#
         );
         assert!(again.check(KNOWN, now()).is_ok());
+        // An increment: changes since the instant its window started, not since that day's midnight (a row created
+        // after midnight and deleted in the window would not be reported).
         let increment =
-            job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", false);
+            one(job(JobKind::Increment, "daily", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", false));
+        let increment = increment.unwrap();
+        assert_eq!(increment.export_from_date, ExportFrom::Instant("2022-06-30T05:00:00Z".parse().unwrap()));
         assert_eq!(
-            increment.unwrap().export_from_date,
-            ExportFrom::Date(NaiveDate::from_ymd_opt(2022, 6, 30).unwrap())
+            serde_json::to_string(&increment).unwrap(),
+            r#"{"exportFromDate":"2022-06-30T05:00:00Z","objects":["Invoice"],"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1"}"#
         );
-        let first_load = job(JobKind::Increment, "daily", None).request_again(&invoice, "job", true).unwrap();
+        assert!(increment.check(KNOWN, now()).is_ok());
+        let first_load = one(job(JobKind::Increment, "daily", None).request_again(&invoice, "job", true)).unwrap();
         assert_eq!((first_load.export_from_date, first_load.full_export), (ExportFrom::Beginning, true));
         // A full load whose job message carries a lower bound (an adopted job) is still asked for in full.
         let adopted =
-            job(JobKind::Increment, "adopted:x", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", true);
+            one(job(JobKind::Increment, "adopted:x", Some("2022-06-30T05:00:00Z")).request_again(&invoice, "b1", true));
         assert_eq!(adopted.map(|r| (r.export_from_date, r.full_export)), Some((ExportFrom::Beginning, true)));
         // An increment adopted with no known start (the old export's last job, taken over with an empty ledger),
         // purged: changes since the day it ran, never a full export from the tenant's beginning.
-        let taken_over = job(JobKind::Increment, "adopted:x", None).request_again(&invoice, "b1", false).unwrap();
+        let taken_over = one(job(JobKind::Increment, "adopted:x", None).request_again(&invoice, "b1", false)).unwrap();
         let ran = job(JobKind::Increment, "adopted:x", None).window.to.date_naive();
         assert_eq!((taken_over.export_from_date, taken_over.full_export), (ExportFrom::Date(ran), false));
 
@@ -488,9 +554,42 @@ mod tests {
         assert_eq!(again_generation(&id(2)), 2);
         assert_eq!(again_generation("daily"), 0);
         let third = job(JobKind::FullWindow, &id(2), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9", true);
-        assert_eq!(third.unwrap().request_id.unwrap(), "again-3-2c92c0f966cd4f580166ec0ac89d5bb7-b9");
+        assert_eq!(one(third).unwrap().request_id.unwrap(), "again-3-2c92c0f966cd4f580166ec0ac89d5bb7-b9");
         let fourth = job(JobKind::FullWindow, &id(3), Some("2022-01-01T00:00:00Z")).request_again(&invoice, "b9", true);
         assert_eq!(fourth, None, "a window that cannot heal is asked for again at most {MAX_REQUESTS_AGAIN} times");
+    }
+
+    #[test]
+    fn an_increments_objects_are_asked_for_again_each_from_its_own_start() {
+        let mut daily = job(JobKind::Increment, "daily", Some("2022-06-29T05:00:00Z"));
+        // Account was exported alone the day after: its window starts a day later than Invoice's.
+        daily.starts = [("Account", "2022-06-30T05:00:00Z"), ("Invoice", "2022-06-29T05:00:00Z")]
+            .into_iter()
+            .map(|(o, at)| (o.to_owned(), at.parse().unwrap()))
+            .collect();
+        let requests = daily.request_again(&daily.objects.clone(), "job", false).unwrap();
+        let asked: Vec<(String, Vec<String>, String)> = requests
+            .iter()
+            .map(|r| (r.export_from_date.to_string(), r.objects.clone().unwrap(), r.request_id.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                (
+                    "2022-06-29T05:00:00Z".to_owned(),
+                    vec!["Invoice".to_owned()],
+                    "again-1-2c92c0f966cd4f580166ec0ac89d5bb7-job-20220629T050000Z".to_owned()
+                ),
+                (
+                    "2022-06-30T05:00:00Z".to_owned(),
+                    vec!["Account".to_owned()],
+                    "again-1-2c92c0f966cd4f580166ec0ac89d5bb7-job-20220630T050000Z".to_owned()
+                ),
+            ]
+        );
+        for request in &requests {
+            assert!(request.check(KNOWN, now()).is_ok());
+        }
     }
 
     #[test]
@@ -505,6 +604,7 @@ mod tests {
                 from: Some("2022-05-04T00:00:00Z".parse().unwrap()),
                 to: "2022-05-05T00:00:00Z".parse().unwrap(),
             },
+            starts: Default::default(),
             submitted_at: "2022-05-05T00:00:01Z".parse().unwrap(),
         };
         let json = serde_json::to_string(&job).unwrap();

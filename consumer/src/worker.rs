@@ -655,7 +655,7 @@ impl Worker {
     }
 
     /// Asks the producer for the job's window again (its files purged, its job failed at Zuora) for `objects`,
-    /// each by its kind (`true`: a first load): one request for the first loads, one for the increments.
+    /// each by its kind (`true`: a first load): one request for the first loads, one for the increments of each start.
     /// Returns false when the window was asked for again too often already: it is not asked again.
     async fn ask_again_by_kind(
         &self,
@@ -670,11 +670,13 @@ impl Worker {
                 continue;
             }
             let what = if full { format!("{what}-full") } else { what.to_owned() };
-            let Some(request) = job.request_again(&these, &what, full) else { return Ok(false) };
-            #[allow(clippy::expect_used)]
-            let body = serde_json::to_string(&request).expect("a request serialises");
-            self.requests.send(OutgoingMessage::new(body.clone())).await?;
-            warn!(reason, request = %body, "asked for the same window again");
+            let Some(requests) = job.request_again(&these, &what, full) else { return Ok(false) };
+            for request in requests {
+                #[allow(clippy::expect_used)]
+                let body = serde_json::to_string(&request).expect("a request serialises");
+                self.requests.send(OutgoingMessage::new(body.clone())).await?;
+                warn!(reason, request = %body, "asked for the same window again");
+            }
         }
         Ok(true)
     }

@@ -86,6 +86,11 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
 /// Every completion on the lake queue, applied in order of execution as the lake merges them: each object's merged
 /// table must equal the simulator's live rows. Returns the completions.
 async fn lake_equals_the_truth(d: &Deployment) -> Vec<CompletionMessage> {
+    lake_equals_the_truth_of(d, &OBJECTS).await
+}
+
+/// As [`lake_equals_the_truth`], for `objects`.
+async fn lake_equals_the_truth_of(d: &Deployment, objects: &[&str]) -> Vec<CompletionMessage> {
     let control = d.sim.control();
     let mut completions: Vec<CompletionMessage> = test_support::drain(d.queues().lake.as_ref())
         .await
@@ -93,7 +98,7 @@ async fn lake_equals_the_truth(d: &Deployment) -> Vec<CompletionMessage> {
         .map(|m| serde_json::from_str(&m.body).unwrap())
         .collect();
     completions.sort_by_key(|c| (c.executed_at, c.job_id.clone()));
-    for object in OBJECTS {
+    for &object in objects {
         let mut lake = MergedTable::default();
         let files: Vec<&CompletionMessage> = completions.iter().filter(|c| c.object == object).collect();
         assert!(!files.is_empty(), "{object}: no file");
@@ -163,4 +168,49 @@ async fn a_subset_increment_on_a_later_day_then_an_aborted_daily_job_merge_to_th
     }
     work_all(&worker, &d).await;
     lake_equals_the_truth(&d).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_window() {
+    // Zuora's day starts at 00:30 and Refund has no rows of its own: every row is created that day, after midnight.
+    let today = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let start = today.and_hms_opt(0, 30, 0).unwrap().and_utc();
+    let d = Deployment::start(|c| {
+        c.clock_start = Some(start);
+        c.rows.insert("Refund".into(), 0);
+    })
+    .await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let control = d.sim.control();
+    let refund = r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#;
+    producer.serve(refund, "first-load").await.unwrap();
+    work_all(&worker, &d).await;
+    control.advance_clock(Duration::from_secs(600));
+    control.mutate("Refund", Mutation { insert: 12, update: 0, delete: 0 }).unwrap();
+    control.advance_clock(Duration::from_secs(3600));
+    // The rows reach the lake alive.
+    producer.serve(refund, "increment-1").await.unwrap();
+    work_all(&worker, &d).await;
+    control.advance_clock(Duration::from_secs(600));
+    control.mutate("Refund", Mutation { insert: 0, update: 0, delete: 8 }).unwrap();
+    control.advance_clock(Duration::from_secs(600));
+    // The increment that would report the deletions is aborted; its window is asked for again. A backfill since
+    // midnight would not report them: rows created and deleted within one interval cannot be extracted.
+    control.abort_next_batch("Refund", "the query ran past its time limit");
+    producer.serve(refund, "increment-2").await.unwrap();
+    let message = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop().unwrap();
+    let mut settled = worker.handle(&message).await.unwrap();
+    while let Settled::Waiting { .. } = settled {
+        let message = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap().pop().unwrap();
+        settled = worker.handle(&message).await.unwrap();
+    }
+    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
+    for request in test_support::drain(d.queues().requests.as_ref()).await {
+        producer.serve(&request.body, &request.id).await.unwrap();
+    }
+    work_all(&worker, &d).await;
+    let deleted = control.deleted_rows("Refund").unwrap();
+    assert_eq!(deleted.len(), 8);
+    lake_equals_the_truth_of(&d, &["Refund"]).await;
 }

@@ -303,10 +303,10 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     assert_eq!(requests.len(), 1);
     let request: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
     assert_eq!(request["objects"], serde_json::json!(["Account"]));
-    assert!(
-        request["exportFromDate"].as_str().unwrap().len() == 10,
-        "a date backfill from the window's start: {request}"
-    );
+    let day_1 = test_support::drain(d.queues().lake.as_ref()).await;
+    let day_1: common::messages::CompletionMessage = serde_json::from_str(&day_1[0].body).unwrap();
+    let from: chrono::DateTime<chrono::Utc> = request["exportFromDate"].as_str().unwrap().parse().unwrap();
+    assert_eq!(from, day_1.window.to, "changes since the purged window's start exactly: {request}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -654,7 +654,7 @@ async fn an_aborted_job_mixing_a_first_load_and_an_increment_asks_again_for_each
     assert_eq!(again.len(), 2, "{again:?}");
     assert_eq!(
         (account.export_from_date, account.full_export),
-        (common::messages::ExportFrom::Date(day_1.window.to.date_naive()), false),
+        (common::messages::ExportFrom::Instant(day_1.window.to), false),
         "Account's increment is asked for again as changes since its window's start"
     );
     assert_eq!((invoice.export_from_date, invoice.full_export), (common::messages::ExportFrom::Beginning, true));

@@ -51,6 +51,7 @@ async fn handle_job_message_with_zuora_answering(
         kind: JobKind::Increment,
         objects: objects.iter().map(|o| o.to_string()).collect(),
         window: Window { from: None, to: chrono::Utc::now() },
+        starts: Default::default(),
         submitted_at: chrono::Utc::now(),
     };
     let jobs = &services.queues.jobs;

@@ -55,6 +55,7 @@ pub fn plan(
     match request.export_from_date {
         ExportFrom::AfterLastIncrement => vec![job(0, JobKind::Increment, names(), None, None)],
         ExportFrom::Date(date) => vec![job(0, JobKind::Backfill, names(), Some(backfill_start(date)), None)],
+        ExportFrom::Instant(at) => vec![job(0, JobKind::Backfill, names(), Some(at), None)],
         ExportFrom::Beginning => {
             let windows = match request.window {
                 Some(exact) => vec![(exact.from, exact.to)],

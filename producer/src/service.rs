@@ -15,6 +15,7 @@ use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord, 
 use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -180,16 +181,19 @@ impl Producer {
         let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
         let mut attempts = 0;
-        let (job, from, known) = loop {
+        let (job, from, starts, known) = loop {
             attempts += 1;
-            let (from, idempotency_key) = match planned.kind {
+            let (from, starts, idempotency_key) = match planned.kind {
                 JobKind::Increment => {
                     // Each object's window starts at its own position; the job's window starts at the earliest.
                     let mark = self.ledger.session_mark().await?;
                     let from = mark.as_ref().and_then(|m| m.from_for(&planned.objects));
-                    (from, increment_key(&self.session, mark.as_ref()))
+                    let starts = mark.as_ref().map(|m| m.starts_of(&planned.objects)).unwrap_or_default();
+                    (from, starts, increment_key(&self.session, mark.as_ref()))
                 }
-                JobKind::Backfill | JobKind::FullWindow => (planned.from, planned.idempotency_key.clone()),
+                JobKind::Backfill | JobKind::FullWindow => {
+                    (planned.from, BTreeMap::new(), planned.idempotency_key.clone())
+                }
             };
             // Whose increment Zuora returns for the key: a claim of another request means that request submitted
             // (or was about to submit) under it and may have died before recording the job.
@@ -235,7 +239,7 @@ impl Producer {
                     _ => {}
                 }
             }
-            break (job, from, known);
+            break (job, from, starts, known);
         };
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
         let to = planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at));
@@ -252,6 +256,7 @@ impl Producer {
                 kind: planned.kind,
                 objects: planned.objects.clone(),
                 window,
+                starts,
                 submitted_at,
                 adopted: false,
                 enqueued: false,
@@ -282,6 +287,7 @@ impl Producer {
                 kind: planned.kind,
                 objects: planned.objects.clone(),
                 window,
+                starts: BTreeMap::new(),
                 submitted_at: window.to,
                 adopted: false,
                 enqueued: false,
@@ -312,6 +318,7 @@ impl Producer {
             kind: job.kind,
             objects: job.objects.clone(),
             window: job.window,
+            starts: job.starts.clone(),
             submitted_at: job.submitted_at,
         };
         #[allow(clippy::expect_used)]
@@ -417,9 +424,13 @@ impl Producer {
         let now = self.clock.now();
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(dc)).map_or(now, |t| t.min(now));
         let objects: Vec<String> = job.batches.iter().filter_map(|b| b.name.clone()).collect();
-        let (kind, from) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
-            Some(from) => (JobKind::Backfill, Some(from)),
-            None => (JobKind::Increment, self.ledger.increment_from(&objects).await?),
+        let (kind, from, starts) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
+            Some(from) => (JobKind::Backfill, Some(from), BTreeMap::new()),
+            None => {
+                let mark = self.ledger.session_mark().await?;
+                let from = mark.as_ref().and_then(|m| m.from_for(&objects));
+                (JobKind::Increment, from, mark.map(|m| m.starts_of(&objects)).unwrap_or_default())
+            }
         };
         Ok(JobRecord {
             job_id: job.id.clone(),
@@ -427,6 +438,7 @@ impl Producer {
             kind,
             objects,
             window: Window { from, to: started },
+            starts,
             submitted_at: started,
             adopted: true,
             enqueued: false,
