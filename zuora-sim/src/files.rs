@@ -66,7 +66,9 @@ pub struct DeletedColumn {
     pub numeric: bool,
 }
 
-/// Everything needed to render one batch's file(s), fixed when the job is submitted.
+/// Everything needed to render one batch's file(s): fixed when the job is submitted, its tables taken again when it
+/// has run (`Sim::as_run`).
+#[derive(Clone)]
 pub struct BatchPlan {
     /// The object's rows.
     pub snapshot: Snapshot,

@@ -35,7 +35,7 @@ async fn cancelling_stops_an_unfinished_job_lets_the_next_one_start_and_refuses_
 
     api.sim.control().advance_clock(Duration::from_secs(31));
     let done = api.job(&second).await;
-    assert_eq!(done["status"], "completed");
+    assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["batches"][0]["full"], false, "the cancelled job had moved the session (our choice)");
     assert_eq!(cancel(&api, &second).await["errorCode"], "90003");
     assert_eq!(cancel(&api, "00000000000000000000000000000000").await["errorCode"], "90002");
@@ -184,4 +184,27 @@ async fn the_control_api_lists_jobs_with_windows_and_patches_settings() {
     let file = api.job(&job).await["batches"][0]["fileId"].as_str().unwrap().to_owned();
     let body = api.get_basic(&format!("/v1/file/{file}")).await.text().await.unwrap();
     assert!(body.starts_with("Account.IsDeleted,Account.Id,Account.Name,Account.UpdatedDate\r\n"));
+}
+
+#[tokio::test]
+async fn a_queued_job_reads_the_data_as_of_when_it_starts_and_the_next_increment_continues_from_there() {
+    // Zuora records a job's "Transaction Start Date": its data, and where the session's next increment starts.
+    let api = Api::start(|c| c.settings.job_execution_secs = 1.0).await;
+    let control = api.sim.control();
+    let (first, _) = api.export(stateful("queued", QUERY)).await;
+    assert_eq!(first["batches"][0]["full"], true);
+    control.update_settings(|s| s.job_queue_secs = 600.0);
+    let queued = id(&api.submit(stateful("queued", QUERY)).await);
+    // Changed while the job waits in Zuora's queue: the job, when it starts, reads them.
+    control.advance_clock(Duration::from_secs(100));
+    let changed = control.mutate("Account", zuora_sim::Mutation { insert: 2, update: 3, delete: 0 }).unwrap();
+    control.advance_clock(Duration::from_secs(600));
+    control.update_settings(|s| s.job_queue_secs = 0.0);
+    let done = api.finished(&queued).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["batches"][0]["recordCount"], 5, "the changes made before it started: {changed:?}");
+    // The next increment starts where that job started, not where it was submitted: nothing twice.
+    control.advance_clock(Duration::from_secs(60));
+    let (next, _) = api.export(stateful("queued", QUERY)).await;
+    assert_eq!(next["batches"][0]["recordCount"], 0);
 }

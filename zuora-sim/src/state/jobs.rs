@@ -50,7 +50,13 @@ impl Sim {
         if busy >= settings.max_concurrent_jobs {
             return Err(api_error("90028", "Too many concurrent jobs; please retry later"));
         }
-        let upper = now - Duration::seconds(request.offset);
+        // Zuora records a job's "Transaction Start Date": the job reads the data as of when it starts (after its
+        // queue, and after the session's previous job), and the session's next increment continues from there.
+        let mut start_at = now + secs(settings.job_queue_secs);
+        if stateful && let Some(busy_until) = jobs.sessions.get(&session_key).and_then(|s| s.busy_until) {
+            start_at = start_at.max(busy_until);
+        }
+        let upper = start_at - Duration::seconds(request.offset);
 
         // Validate every query before touching the session.
         let mut parsed = Vec::with_capacity(queries.len());
@@ -141,13 +147,6 @@ impl Sim {
                 segmented: stateful && full && settings.segment_rows.is_some(),
             });
         }
-        let mut start_at = now + secs(settings.job_queue_secs);
-        if stateful {
-            let session = jobs.sessions.entry(session_key.clone()).or_default();
-            if let Some(busy_until) = session.busy_until {
-                start_at = start_at.max(busy_until);
-            }
-        }
         let end_at = start_at + secs(settings.job_execution_secs);
         if stateful {
             let session = jobs.sessions.entry(session_key).or_default();
@@ -202,19 +201,29 @@ impl Sim {
                 .map(|(i, b)| (i, b.plan.clone()))
                 .collect()
         };
+        // The job has run: it read the rows as of its start, changes made while it waited in the queue included.
+        let pending: Vec<(usize, Arc<BatchPlan>)> =
+            pending.into_iter().map(|(i, plan)| (i, Arc::new(self.as_run(&plan)))).collect();
         // Counting reads every row: done without holding the lock.
-        let counts: Vec<(usize, u64)> = pending.into_iter().map(|(i, plan)| (i, plan.count())).collect();
+        let counts: Vec<(usize, Arc<BatchPlan>, u64)> = pending
+            .into_iter()
+            .map(|(i, plan)| {
+                let n = plan.count();
+                (i, plan, n)
+            })
+            .collect();
         let settings = self.settings();
         let mut jobs = lock(&self.jobs);
         let Some(&index) = jobs.by_id.get(id) else { return };
         let gzip = jobs.list[index].format == "GZIP";
         let job_end = jobs.list[index].end_at;
         let mut new_files = Vec::new();
-        for (i, count) in counts {
+        for (i, plan, count) in counts {
             let batch = &mut jobs.list[index].batches[i];
             if batch.record_count.is_some() {
                 continue;
             }
+            batch.plan = plan;
             batch.record_count = Some(count);
             let per_file = match settings.segment_rows {
                 Some(n) if batch.segmented => n.max(1),

@@ -388,6 +388,16 @@ impl Sim {
         Snapshot::new(schema.clone(), table.base_rows, table.overlay.clone(), self.generator(&tables))
     }
 
+    /// `plan` as its job runs it: the tables (its object's and the related ones) as they are now, read as of the
+    /// window's end, so the changes made between the submission and the job's start are in it.
+    pub(crate) fn as_run(&self, plan: &BatchPlan) -> BatchPlan {
+        BatchPlan {
+            snapshot: self.snapshot(&plan.snapshot.schema),
+            related: Arc::new(self.related(&plan.query)),
+            ..plan.clone()
+        }
+    }
+
     /// Snapshots, now, of the objects a query reads joined fields (other than ids) from.
     fn related(&self, query: &zoql::Query) -> Related {
         let targets = query.fields.iter().filter_map(|column| match column {

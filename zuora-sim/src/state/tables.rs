@@ -145,14 +145,18 @@ impl Sim {
     /// The batches on an object that completed (normally) by now.
     fn completed_batches(&self, object: &str) -> Vec<Arc<BatchPlan>> {
         let now = self.clock.now();
-        let jobs = lock(&self.jobs);
-        jobs.list
-            .iter()
-            .filter(|job| job.status(now) == "completed")
-            .flat_map(|job| job.batches.iter())
-            .filter(|batch| batch.outcome == Outcome::Normal && batch.plan.snapshot.schema.name == object)
-            .map(|batch| batch.plan.clone())
-            .collect()
+        let plans: Vec<(Arc<BatchPlan>, bool)> = {
+            let jobs = lock(&self.jobs);
+            jobs.list
+                .iter()
+                .filter(|job| job.status(now) == "completed")
+                .flat_map(|job| job.batches.iter())
+                .filter(|batch| batch.outcome == Outcome::Normal && batch.plan.snapshot.schema.name == object)
+                .map(|batch| (batch.plan.clone(), batch.record_count.is_some()))
+                .collect()
+        };
+        // A batch nobody has read yet still holds the tables as they were at submission: as it ran.
+        plans.into_iter().map(|(plan, run)| if run { plan } else { Arc::new(self.as_run(&plan)) }).collect()
     }
 
     /// For each row some completed batch returned alive, the instant the last such batch read it at.
