@@ -13,6 +13,25 @@ use zuora_sim::Mutation;
 
 const OBJECTS: [&str; 3] = ["Account", "Invoice", "Contact"];
 
+/// The job Zuora aborted is asked for again; the requests it puts on the requests queue are served, their jobs worked.
+async fn serve_what_the_aborted_job_asks_again(
+    worker: &Worker,
+    producer: &producer::service::Producer,
+    d: &Deployment,
+) {
+    let message = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop().unwrap();
+    let mut settled = worker.handle(&message).await.unwrap();
+    while let Settled::Waiting { .. } = settled {
+        let message = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap().pop().unwrap();
+        settled = worker.handle(&message).await.unwrap();
+    }
+    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
+    for request in test_support::drain(d.queues().requests.as_ref()).await {
+        producer.serve(&request.body, &request.id).await.unwrap();
+    }
+    work_all(worker, d).await;
+}
+
 async fn work_all(worker: &Worker, d: &Deployment) {
     let mut idle = 0;
     while idle < 2 {
@@ -156,17 +175,7 @@ async fn a_subset_increment_on_a_later_day_then_an_aborted_daily_job_merge_to_th
     // Day 2: the daily job is aborted at Zuora; its windows are asked for again and served.
     control.abort_next_batch("Invoice", "the query ran past its time limit");
     producer.serve(daily, "day-2").await.unwrap();
-    let message = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop().unwrap();
-    let mut settled = worker.handle(&message).await.unwrap();
-    while let Settled::Waiting { .. } = settled {
-        let message = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap().pop().unwrap();
-        settled = worker.handle(&message).await.unwrap();
-    }
-    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
-    for request in test_support::drain(d.queues().requests.as_ref()).await {
-        producer.serve(&request.body, &request.id).await.unwrap();
-    }
-    work_all(&worker, &d).await;
+    serve_what_the_aborted_job_asks_again(&worker, &producer, &d).await;
     lake_equals_the_truth(&d).await;
 }
 
@@ -199,17 +208,7 @@ async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_win
     // midnight would not report them: rows created and deleted within one interval cannot be extracted.
     control.abort_next_batch("Refund", "the query ran past its time limit");
     producer.serve(refund, "increment-2").await.unwrap();
-    let message = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop().unwrap();
-    let mut settled = worker.handle(&message).await.unwrap();
-    while let Settled::Waiting { .. } = settled {
-        let message = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap().pop().unwrap();
-        settled = worker.handle(&message).await.unwrap();
-    }
-    assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
-    for request in test_support::drain(d.queues().requests.as_ref()).await {
-        producer.serve(&request.body, &request.id).await.unwrap();
-    }
-    work_all(&worker, &d).await;
+    serve_what_the_aborted_job_asks_again(&worker, &producer, &d).await;
     let deleted = control.deleted_rows("Refund").unwrap();
     assert_eq!(deleted.len(), 8);
     lake_equals_the_truth_of(&d, &["Refund"]).await;
