@@ -114,14 +114,9 @@ pub struct SessionMark {
 }
 
 impl SessionMark {
-    /// Where the next increment of `objects` starts: the earliest of their positions, so that its window holds
-    /// each object's own (asking a window again from there loses nothing). Objects that were never in an increment
-    /// of the session have no position (Zuora loads them in full) and do not count; `None` when none has one.
-    pub fn from_for(&self, objects: &[String]) -> Option<DateTime<Utc>> {
-        objects.iter().filter_map(|object| self.start_of(object)).min()
-    }
-
-    /// Where the next increment of each of `objects` starts, for those that have a position.
+    /// Where the next increment of each of `objects` starts, for those that have a position: objects that were
+    /// never in an increment of the session have none (Zuora loads them in full). The increment's window starts at
+    /// the earliest of these, so that it holds each object's own.
     pub fn starts_of(&self, objects: &[String]) -> BTreeMap<String, DateTime<Utc>> {
         objects.iter().filter_map(|object| Some((object.clone(), self.start_of(object)?))).collect()
     }
@@ -362,7 +357,8 @@ mod tests {
 
     /// Where the next increment of `objects` starts, as the producer reads it.
     async fn from(ledger: &Ledger, objects: &[String]) -> Result<Option<DateTime<Utc>>, LedgerError> {
-        Ok(ledger.session_mark().await?.and_then(|m| m.from_for(objects)))
+        let starts = ledger.session_mark().await?.map(|m| m.starts_of(objects)).unwrap_or_default();
+        Ok(starts.into_values().min())
     }
 
     #[tokio::test]

@@ -198,7 +198,7 @@ impl Worker {
                 let objects: Vec<(String, bool)> = job_message
                     .objects
                     .iter()
-                    .map(|object| (object.clone(), self.was_full_load(&job_message, &job, object)))
+                    .map(|object| (object.clone(), was_full_load(&job_message, &job, object)))
                     .collect();
                 if self.ask_again_by_kind(&job_message, &objects, "job", &reason).await? {
                     self.jobs.delete(&message.receipt).await?;
@@ -647,13 +647,6 @@ impl Worker {
         Ok(CompletionMessage { record_count: records, ..first })
     }
 
-    /// Whether the job was a first load of `object`: Zuora's flag on its batch decides; without one (no batch, or
-    /// a Zuora that sends no flag), a job with no lower bound was.
-    fn was_full_load(&self, job_message: &JobMessage, job: &Job, object: &str) -> bool {
-        let batch = job.batches.iter().find(|b| b.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(object)));
-        batch.and_then(|b| b.full).unwrap_or(job_message.window.from.is_none())
-    }
-
     /// Asks the producer for the job's window again (its files purged, its job failed at Zuora) for `objects`,
     /// each by its kind (`true`: a first load): one request for the first loads, one for the increments of each start.
     /// Returns false when the window was asked for again too often already: it is not asked again.
@@ -680,6 +673,13 @@ impl Worker {
         }
         Ok(true)
     }
+}
+
+/// Whether the job was a first load of `object`: Zuora's flag on its batch decides; without one (no batch, or a
+/// Zuora that sends no flag), a job with no lower bound was.
+fn was_full_load(job_message: &JobMessage, job: &Job, object: &str) -> bool {
+    let batch = job.batches.iter().find(|b| b.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(object)));
+    batch.and_then(|b| b.full).unwrap_or(job_message.window.from.is_none())
 }
 
 fn name_of(batch: &Batch) -> String {

@@ -187,9 +187,8 @@ impl Producer {
                 JobKind::Increment => {
                     // Each object's window starts at its own position; the job's window starts at the earliest.
                     let mark = self.ledger.session_mark().await?;
-                    let from = mark.as_ref().and_then(|m| m.from_for(&planned.objects));
                     let starts = mark.as_ref().map(|m| m.starts_of(&planned.objects)).unwrap_or_default();
-                    (from, starts, increment_key(&self.session, mark.as_ref()))
+                    (starts.values().min().copied(), starts, increment_key(&self.session, mark.as_ref()))
                 }
                 JobKind::Backfill | JobKind::FullWindow => {
                     (planned.from, BTreeMap::new(), planned.idempotency_key.clone())
@@ -427,9 +426,8 @@ impl Producer {
         let (kind, from, starts) = match job.incremental_time.as_ref().and_then(|t| t.to_utc(dc)) {
             Some(from) => (JobKind::Backfill, Some(from), BTreeMap::new()),
             None => {
-                let mark = self.ledger.session_mark().await?;
-                let from = mark.as_ref().and_then(|m| m.from_for(&objects));
-                (JobKind::Increment, from, mark.map(|m| m.starts_of(&objects)).unwrap_or_default())
+                let starts = self.ledger.session_mark().await?.map(|m| m.starts_of(&objects)).unwrap_or_default();
+                (JobKind::Increment, starts.values().min().copied(), starts)
             }
         };
         Ok(JobRecord {

@@ -5,7 +5,7 @@ use super::{
 };
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{self, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -52,6 +52,51 @@ impl S3Store {
     pub fn with_bucket_owner(mut self, pattern: impl Into<String>, account: impl Into<String>) -> Self {
         self.owners.named.push((pattern.into(), account.into()));
         self
+    }
+
+    /// GetObject, its body not read yet; `None` when there is no such object.
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<GetObjectOutput>, StoreError> {
+        let request = self.client.get_object().bucket(bucket).set_expected_bucket_owner(self.owner_of(bucket));
+        match request.key(key).send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => Ok(None),
+            Err(e) => Err(error("GetObject", bucket, key, e)),
+        }
+    }
+
+    /// PutObject, only if `condition` holds when one is given; returns the new version's tag.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        condition: Option<&Precondition>,
+    ) -> Result<String, StoreError> {
+        let content_type = if key.ends_with(".json") { "application/json" } else { "application/octet-stream" };
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .set_expected_bucket_owner(self.owner_of(bucket))
+            .key(key)
+            .content_type(content_type)
+            .set_acl(self.acl.clone())
+            .body(ByteStream::from(body));
+        let request = match condition {
+            None => request,
+            Some(Precondition::Absent) => request.if_none_match("*"),
+            Some(Precondition::Tagged(tag)) => request.if_match(tag),
+        };
+        let out = request.send().await.map_err(|e| {
+            // An update of an object gone since it was read: moto answers 404, S3 412.
+            let gone = matches!(condition, Some(Precondition::Tagged(_))) && e.code() == Some("NoSuchKey");
+            let mut error = error("PutObject", bucket, key, e);
+            if gone {
+                error.kind = StoreErrorKind::Conflict;
+            }
+            error
+        })?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
     /// The account `bucket` must belong to, if one is configured.
@@ -123,22 +168,7 @@ fn sdk_checksum(checksum: ChecksumAlgorithm) -> types::ChecksumAlgorithm {
 
 impl ObjectStore for S3Store {
     fn put<'a>(&'a self, bucket: &'a str, key: &'a str, body: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move {
-            let content_type = if key.ends_with(".json") { "application/json" } else { "application/octet-stream" };
-            self.client
-                .put_object()
-                .bucket(bucket)
-                .set_expected_bucket_owner(self.owner_of(bucket))
-                .key(key)
-                .content_type(content_type)
-                .set_acl(self.acl.clone())
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| error("PutObject", bucket, key, e))?;
-            Ok(())
-        }
-        .boxed()
+        async move { self.put_object(bucket, key, body, None).await.map(|_| ()) }.boxed()
     }
 
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
@@ -151,12 +181,7 @@ impl ObjectStore for S3Store {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<ByteChunks>, StoreError>> {
         async move {
-            let request = self.client.get_object().bucket(bucket).set_expected_bucket_owner(self.owner_of(bucket));
-            let out = match request.key(key).send().await {
-                Ok(out) => out,
-                Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
-                Err(e) => return Err(error("GetObject", bucket, key, e)),
-            };
+            let Some(out) = self.get_object(bucket, key).await? else { return Ok(None) };
             let (bucket, key) = (bucket.to_owned(), key.to_owned());
             let chunks = futures::stream::unfold(Some(out.body), move |body| {
                 let (bucket, key) = (bucket.clone(), key.clone());
@@ -178,19 +203,7 @@ impl ObjectStore for S3Store {
 
     fn get_tagged<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<Tagged>, StoreError>> {
         async move {
-            let out = match self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .set_expected_bucket_owner(self.owner_of(bucket))
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => return Ok(None),
-                Err(e) => return Err(error("GetObject", bucket, key, e)),
-            };
+            let Some(out) = self.get_object(bucket, key).await? else { return Ok(None) };
             let tag = out.e_tag().unwrap_or_default().to_owned();
             let body = out
                 .body
@@ -209,32 +222,7 @@ impl ObjectStore for S3Store {
         body: Bytes,
         condition: &'a Precondition,
     ) -> BoxFuture<'a, Result<String, StoreError>> {
-        async move {
-            let request = self
-                .client
-                .put_object()
-                .bucket(bucket)
-                .set_expected_bucket_owner(self.owner_of(bucket))
-                .key(key)
-                .content_type("application/json")
-                .set_acl(self.acl.clone())
-                .body(ByteStream::from(body));
-            let request = match condition {
-                Precondition::Absent => request.if_none_match("*"),
-                Precondition::Tagged(tag) => request.if_match(tag),
-            };
-            let out = request.send().await.map_err(|e| {
-                // An update of an object gone since it was read: moto answers 404, S3 412.
-                let gone = matches!(condition, Precondition::Tagged(_)) && e.code() == Some("NoSuchKey");
-                let mut error = error("PutObject", bucket, key, e);
-                if gone {
-                    error.kind = StoreErrorKind::Conflict;
-                }
-                error
-            })?;
-            Ok(out.e_tag().unwrap_or_default().to_owned())
-        }
-        .boxed()
+        self.put_object(bucket, key, body, Some(condition)).boxed()
     }
 
     fn list<'a>(&'a self, bucket: &'a str, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {

@@ -57,11 +57,7 @@ where
     /// The next bytes to store, counted; `None` at the file's end.
     async fn next_counted(&mut self) -> Result<Option<Bytes>, RelayError> {
         if self.gunzip.is_none() {
-            if self.source_ended {
-                return Ok(None);
-            }
-            let read = self.stream.next().await.transpose().map_err(RelayError::from)?;
-            self.source_ended = read.is_none();
+            let read = self.read().await?;
             if let Some(chunk) = &read {
                 self.counter.feed(chunk);
             }
@@ -69,11 +65,7 @@ where
         }
         if !self.store_decompressed {
             // Stored as sent: the chunk read is what is stored; what it decompresses to is only counted.
-            if self.source_ended {
-                return Ok(None);
-            }
-            let read = self.stream.next().await.transpose().map_err(RelayError::from)?;
-            self.source_ended = read.is_none();
+            let read = self.read().await?;
             match &read {
                 Some(chunk) => {
                     for step in chunk.chunks(GUNZIP_STEP) {
@@ -102,16 +94,25 @@ where
             if self.source_ended {
                 return Ok(None);
             }
-            match self.stream.next().await.transpose().map_err(RelayError::from)? {
+            match self.read().await? {
                 Some(chunk) => self.compressed = chunk,
                 None => {
-                    self.source_ended = true;
                     let plain = self.gunzip_finish().await?;
                     self.counter.feed(&plain);
                     return Ok(Some(plain).filter(|p| !p.is_empty()));
                 }
             }
         }
+    }
+
+    /// The file's next chunk as read; `None` once it has ended (the stream is not polled again).
+    async fn read(&mut self) -> Result<Option<Bytes>, RelayError> {
+        if self.source_ended {
+            return Ok(None);
+        }
+        let read = self.stream.next().await.transpose().map_err(RelayError::from)?;
+        self.source_ended = read.is_none();
+        Ok(read)
     }
 
     /// What `step` of a gzip file decompresses to.

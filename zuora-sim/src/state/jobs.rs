@@ -202,12 +202,11 @@ impl Sim {
                 .collect()
         };
         // The job has run: it read the rows as of its start, changes made while it waited in the queue included.
-        let pending: Vec<(usize, Arc<BatchPlan>)> =
-            pending.into_iter().map(|(i, plan)| (i, Arc::new(self.as_run(&plan)))).collect();
         // Counting reads every row: done without holding the lock.
         let counts: Vec<(usize, Arc<BatchPlan>, u64)> = pending
             .into_iter()
             .map(|(i, plan)| {
+                let plan = Arc::new(self.as_run(&plan));
                 let n = plan.count();
                 (i, plan, n)
             })
