@@ -2,10 +2,10 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the AWS services are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// Region; when absent the SDK's usual chain decides (`AWS_REGION`, profile, instance metadata).
@@ -43,7 +43,7 @@ pub struct AwsConfig {
 
 /// A canned ACL objects are written with: only the one that makes sense for files written into another account's
 /// bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum ObjectAcl {
     /// The bucket's owner may read and manage what is written.
     #[serde(rename = "bucket-owner-full-control")]

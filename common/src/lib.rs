@@ -12,6 +12,7 @@
 //! - [`marks`]: the published marks, one per file, written once by the consumer; the latest per object.
 //! - [`csv_count`]: quote-aware record counting on streaming bytes.
 //! - [`merge`]: the reference lake merger (latest version per Id wins, deleted rows dropped).
+//! - [`exit`]: the exit codes of both binaries, from what failed.
 //! - [`secret`], [`shutdown`], [`logging`], [`clock`]: secrets that never print, the stop signal, the log set-up
 //!   (JSON in containers), and where "now" comes from; [`metrics`]: CloudWatch embedded-metric-format lines.
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ pub mod catalogue;
 pub mod clock;
 pub mod config;
 pub mod csv_count;
+pub mod exit;
 pub mod ledger;
 pub mod logging;
 pub mod marks;
@@ -36,3 +38,19 @@ pub mod services;
 pub mod shutdown;
 pub mod store;
 pub mod zuora;
+
+/// What `--version` prints: the crate version, the commit built and the fingerprint of the built-in catalogues
+/// (set by the binaries' build script, common/build/version.rs).
+#[macro_export]
+macro_rules! version {
+    () => {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (commit ",
+            env!("ZLE_GIT_COMMIT"),
+            ", catalogues ",
+            env!("ZLE_CATALOGUES"),
+            ")"
+        )
+    };
+}

@@ -1,6 +1,9 @@
 //! The three message contracts, in one place: export requests (requests queue), job messages (jobs queue) and
 //! completion messages (lake queue). Each carries a `version`; a reader refuses versions it does not know rather
-//! than guessing. docs/messages.md shows an example of each.
+//! than guessing. Within a version, job and completion messages (and the metadata JSON) only gain fields, with
+//! defaults, and readers ignore fields they do not know: a rolling deploy or a rollback runs two releases side by
+//! side. Requests, typed by people, refuse unknown fields (a misspelt field must not change an export silently).
+//! docs/messages.md shows an example of each.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -303,9 +306,10 @@ pub struct Window {
     pub to: DateTime<Utc>,
 }
 
-/// A submitted AQuA job for the consumers (jobs queue).
+/// A submitted AQuA job for the consumers (jobs queue). Read by consumers of other releases during a rolling
+/// deploy: unknown fields are ignored, and a field added later has a default (docs/messages.md, "Compatibility").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct JobMessage {
     /// Contract version.
     pub version: u32,
@@ -338,9 +342,11 @@ pub struct Checksum {
     pub value: String,
 }
 
-/// One published file, for the lake (lake queue; deduplication id `jobId:batchId:segment`).
+/// One published file, for the lake (lake queue; deduplication id `jobId:batchId:segment`); also its metadata
+/// JSON, which a consumer of another release may read back. Unknown fields are ignored, and a field added later
+/// has a default (docs/messages.md, "Compatibility").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CompletionMessage {
     /// Contract version.
     pub version: u32,
@@ -619,5 +625,43 @@ mod tests {
             window: None,
         };
         assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"exportFromDate":"2022-05-04"}"#);
+    }
+
+    /// The completion message of docs/messages.md, as this release and the first one write it.
+    const COMPLETION: &str = r#"{"version": 1,
+        "jobId": "2c92c0f966cd4f580166ec0ac89d5bb7", "batchId": "2c92c0f966cd4f580166ec0ac8a75bb8",
+        "fileId": "2c92c0f966cd4f580166ec0ac8b05bb9", "object": "Account", "segment": 0, "segments": 1,
+        "bucket": "zuora-raw", "key": "Account/2026-11-24/j/b-0.csv", "metadataKey": "Account/2026-11-24/j/b-0.metadata.json",
+        "recordCount": 1234, "bytes": 456789, "full": false,
+        "window": {"from": "2026-11-23T06:00:09Z", "to": "2026-11-24T06:00:12Z"},
+        "executedAt": "2026-11-24T06:00:15Z", "checksum": {"algorithm": "CRC32C", "value": "yZRlqg=="},
+        "compression": "none"}"#;
+
+    /// A JSON object with one more field, as a later release may write it.
+    fn with_added_field(json: &str) -> String {
+        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["columnsOfALaterRelease"] = serde_json::json!([{"name": "Id", "type": "text"}]);
+        value["window"]["zoneOfALaterRelease"] = serde_json::json!("UTC");
+        value.to_string()
+    }
+
+    #[test]
+    fn messages_and_metadata_of_another_release_are_read_during_a_rolling_deploy() {
+        // A later release's completion message and metadata, with fields this one does not know.
+        let today: CompletionMessage = serde_json::from_str(COMPLETION).unwrap();
+        let later: CompletionMessage = serde_json::from_str(&with_added_field(COMPLETION)).unwrap();
+        assert_eq!(later, today);
+        let metadata = with_added_field(&String::from_utf8(today.metadata_json(Utc::now())).unwrap());
+        assert_eq!(CompletionMessage::from_metadata_json(metadata.as_bytes()).unwrap(), today);
+        // A later release's job message; and an earlier release's, without the fields added since (`starts`).
+        let earlier_job = r#"{"version": 1, "jobId": "2c92c0f966cd4f580166ec0ac89d5bb7", "requestId": "m-1",
+            "kind": "increment", "objects": ["Account"], "window": {"from": "2026-11-23T06:00:09Z",
+            "to": "2026-11-24T06:00:12Z"}, "submittedAt": "2026-11-24T06:00:13Z"}"#;
+        let job: JobMessage = serde_json::from_str(earlier_job).unwrap();
+        assert!(job.starts.is_empty());
+        assert_eq!(serde_json::from_str::<JobMessage>(&with_added_field(earlier_job)).unwrap(), job);
+        // Requests are typed by people: a field nobody knows is refused, not ignored.
+        let refused = ExportRequest::parse(r#"{"exportFromDate": "2022-05-04", "objcts": ["Account"]}"#, KNOWN, now());
+        assert!(refused.unwrap_err().0.contains("objcts"));
     }
 }

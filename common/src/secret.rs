@@ -1,6 +1,6 @@
 //! Secrets that cannot leak through `Debug`, `Display` or tracing fields.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// A secret string (client secret, bearer token). Its `Debug` and `Display` print `***`; the value is reachable only
@@ -43,6 +43,13 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Written as `***`: a configuration printed back (`check-config`) never shows the value.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.is_empty() { "" } else { "***" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +59,6 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?} {secret}"), "*** ***");
         assert_eq!(secret.expose(), "hunter2");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), r#""***""#);
     }
 }

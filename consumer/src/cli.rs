@@ -4,7 +4,7 @@ use crate::relay::RelaySettings;
 use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
 use crate::worker::Worker;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use common::clock::Clock;
 use common::config::Config;
 use common::ledger::Ledger;
@@ -15,14 +15,26 @@ use std::sync::Arc;
 use tracing::info;
 
 /// Streams finished Zuora AQuA jobs' files into S3, verifies their records and announces them to the lake.
-/// Runs until SIGTERM (ECS stopping the task) or Ctrl-C.
+/// Runs until SIGTERM (ECS stopping the task) or Ctrl-C. Exit codes: 0 done, 2 usage or configuration,
+/// 4 temporary failure, 130 stopped by a second Ctrl-C.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = common::version!(), about)]
 pub struct Cli {
     /// Configuration file (TOML, see docs/configuration.md); without it the TOML is read from ZLE_CONFIG_TOML.
     /// The Zuora client secret comes from ZUORA_CLIENT_SECRET.
-    #[arg(long, env = "ZLE_CONFIG")]
+    #[arg(long, env = "ZLE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Without a command, serve the jobs queue.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The consumer's commands besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration (and the catalogue it names) without running anything; print it with the secret
+    /// masked. Exit 2, naming the field, when it is wrong.
+    CheckConfig,
 }
 
 /// Builds a worker from a configuration and the services it names.
@@ -54,9 +66,15 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
     })
 }
 
-/// Runs the consumer until `shutdown` resolves.
+/// Runs the consumer until `shutdown` resolves, or checks its configuration.
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
+    if let Some(Command::CheckConfig) = cli.command {
+        let catalogue = config.catalogue()?;
+        print!("{}", config.masked_toml()?);
+        println!("# catalogue: {} objects", catalogue.objects.len());
+        return Ok(());
+    }
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
     let worker = Arc::new(worker_from(&config, &services)?);

@@ -11,7 +11,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("consumer: {e:#}");
-            ExitCode::from(2)
+            common::exit::Exit::of_failure(e.chain()).into()
         }
     }
 }

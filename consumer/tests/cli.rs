@@ -16,8 +16,8 @@ async fn help_describes_the_consumer() {
 }
 
 /// Starts `consumer` on a deployment whose single job streams slowly, and sends SIGTERM once a multipart upload
-/// is open. Returns the exit status.
-async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::ExitStatus {
+/// is open (and then Ctrl-C's SIGINT when `twice`). Returns the exit status.
+async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64, twice: bool) -> std::process::ExitStatus {
     let config = d.dir().join("grace.toml");
     let grace = format!("shutdown_grace_secs = {grace_secs}");
     std::fs::write(&config, test_support::with_settings(&d.config_text, &[("consumer", &grace)])).unwrap();
@@ -47,6 +47,10 @@ async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64) -> std::process::Ex
     assert!(open, "the consumer started streaming");
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    if twice {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    }
     tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits in time").unwrap()
 }
 
@@ -65,7 +69,7 @@ async fn sigterm_mid_stream_finishes_the_file_within_the_grace_period() {
         c.rows.insert("InvoiceItem".into(), 35_000);
     })
     .await;
-    let status = sigterm_mid_stream(&d, 60).await;
+    let status = sigterm_mid_stream(&d, 60, false).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(objects(&d).await, 2, "the CSV and its metadata");
     assert_eq!(test_support::drain(d.queues().lake.as_ref()).await.len(), 1);
@@ -79,13 +83,48 @@ async fn sigterm_mid_stream_past_the_grace_period_aborts_the_upload_and_releases
         c.rows.insert("InvoiceItem".into(), 35_000);
     })
     .await;
-    let status = sigterm_mid_stream(&d, 1).await;
+    let status = sigterm_mid_stream(&d, 1, false).await;
     assert!(status.success(), "{status:?}");
     assert_eq!(d.bucket.open_uploads().await, 0, "aborted");
     assert_eq!(objects(&d).await, 0, "nothing published");
     let released = d.queues().jobs.receive(1, Duration::from_secs(2)).await.unwrap();
     assert_eq!(released.len(), 1, "the message is visible again at once, not after its visibility timeout");
     assert_eq!(released[0].receive_count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
+async fn a_second_signal_mid_stream_stops_at_once_with_exit_130_and_publishes_nothing() {
+    let d = Deployment::start(|c| {
+        c.rows.insert("InvoiceItem".into(), 35_000);
+    })
+    .await;
+    let status = sigterm_mid_stream(&d, 60, true).await;
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(objects(&d).await, 0, "nothing published: the job message comes back after its visibility timeout");
+    assert!(test_support::drain(d.queues().lake.as_ref()).await.is_empty());
+}
+
+#[tokio::test]
+async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_a_bad_field() {
+    let dir = test_support::Scratch::new("consumer-check");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, test_support::CHECKED_CONFIG).unwrap();
+    let run = async |path: &std::path::Path| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"));
+        command.arg("--config").arg(path).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
+        command.output().await.unwrap()
+    };
+    let out = run(&good).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("# catalogue: 13 objects"), "{printed}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, test_support::CHECKED_CONFIG.replace("jobs_in_flight = 2", "jobs_in_flight = 0")).unwrap();
+    let out = run(&bad).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("consumer.jobs_in_flight"), "{}", text(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,23 +1,25 @@
 //! The `producer` command line and the wiring of real services from the configuration.
 
-use crate::service::{self, Producer, RequestError};
+use crate::service::{self, Producer, RequestError, TransientError};
 use crate::status;
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use common::config::Config;
-use common::ledger::Ledger;
+use common::exit::Exit;
+use common::ledger::{Ledger, LedgerError};
 use common::messages::{ExportFrom, ExportRequest, MESSAGE_VERSION};
-use common::queue::{OutgoingMessage, RedriveReport, redrive};
+use common::queue::{OutgoingMessage, RedriveReport, dead_letters, redrive};
 use common::services::Services;
 use common::zuora::ZuoraClient;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use tracing::info;
 
 /// Turns Zuora export requests into AQuA jobs for the consumers, and keeps a ledger so that no job is lost.
+/// Exit codes: 0 done, 1 stale (status), 2 usage or configuration, 3 refused, 4 temporary failure (retry),
+/// 130 stopped by a second Ctrl-C.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = common::version!(), about)]
 pub struct Cli {
     /// Configuration file (TOML, see docs/configuration.md); without it the TOML is read from ZLE_CONFIG_TOML.
     /// The Zuora client secret comes from ZUORA_CLIENT_SECRET.
@@ -50,15 +52,28 @@ pub enum Command {
     /// Move a dead-letter queue's messages back to the queue they came from.
     Redrive {
         /// Which queue's dead letters.
-        #[arg(long, value_enum, default_value_t = QueueName::Requests)]
+        #[arg(long, value_enum)]
         queue: QueueName,
+        /// List each dead letter (id, receives, reason, body) and leave them all where they are.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show how fresh each object is in the lake; exit 1 when any is older than the threshold.
     Status {
         /// Threshold in hours (default: producer.stale_after_hours of the configuration).
         #[arg(long)]
         stale_after_hours: Option<u64>,
+        /// A JSON document instead of the table (docs/operations.md, "Automation").
+        #[arg(long, conflicts_with = "metrics")]
+        json: bool,
+        /// Also write the count of stale objects as a CloudWatch embedded-metric line (`StaleObjects`), for the
+        /// staleness alarm; the scheduled status task runs with it.
+        #[arg(long)]
+        metrics: bool,
     },
+    /// Check the configuration (and the catalogue it names) without running anything; print it with the secret
+    /// masked. Exit 2, naming the field, when it is wrong.
+    CheckConfig,
 }
 
 /// The three queues.
@@ -72,50 +87,58 @@ pub enum QueueName {
     Lake,
 }
 
-/// Runs a command; the exit code says how it ended.
-pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<ExitCode> {
+/// Runs a command; the exit says how it ended. A failure's exit comes from what failed
+/// ([`Exit::of_failure`]).
+pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<Exit> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
-    info!(?config, "configuration");
     let catalogue = config.catalogue()?;
+    if let Command::CheckConfig = cli.command {
+        print!("{}", config.masked_toml()?);
+        let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+        println!("# catalogue: {} objects: {}", names.len(), names.join(", "));
+        return Ok(Exit::Success);
+    }
+    info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
     let queues = &services.queues;
     let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
 
     match cli.command {
-        Command::Serve | Command::Submit { .. } => {
+        Command::CheckConfig => Ok(Exit::Success),
+        Command::Serve => {
             let producer = producer_from(&config, &services)?;
-            if let Command::Submit { request } = cli.command {
-                let key = submit_key(Utc::now());
-                let mut shutdown = std::pin::pin!(shutdown);
-                // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was
-                // submitted stays submitted) is tried again.
-                let served = loop {
-                    match producer.serve(&request, &key).await {
-                        Err(RequestError::Busy(e)) => {
-                            let delay = std::time::Duration::from_secs(config.producer.busy_retry_secs);
-                            eprintln!("producer: {e}; trying again in {} s (Ctrl-C to stop)", delay.as_secs());
-                            tokio::select! {
-                                () = tokio::time::sleep(delay) => {}
-                                () = &mut shutdown => bail!("request not served: stopped while Zuora was busy"),
-                            }
-                        }
-                        served => break served,
-                    }
-                };
-                return match served {
-                    Ok(served) => {
-                        println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    Err(RequestError::Rejected(reason)) => {
-                        eprintln!("producer: request refused: {reason}");
-                        Ok(ExitCode::from(2))
-                    }
-                    Err(e) => bail!("request not served: {e}"),
-                };
-            }
             service::run(&producer, &*queues.requests, &*queues.requests_dlq, &config.producer, shutdown).await;
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
+        }
+        Command::Submit { request } => {
+            let producer = producer_from(&config, &services)?;
+            let key = submit_key(Utc::now());
+            let mut shutdown = std::pin::pin!(shutdown);
+            // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was
+            // submitted stays submitted) is tried again.
+            let served = loop {
+                match producer.serve(&request, &key).await {
+                    Err(RequestError::Busy(e)) => {
+                        let delay = std::time::Duration::from_secs(config.producer.busy_retry_secs);
+                        eprintln!("producer: {e}; trying again in {} s (Ctrl-C to stop)", delay.as_secs());
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = &mut shutdown => bail!("request not served: stopped while Zuora was busy"),
+                        }
+                    }
+                    served => break served,
+                }
+            };
+            match served {
+                Ok(served) => {
+                    println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
+                    Ok(Exit::Success)
+                }
+                Err(e) => {
+                    eprintln!("producer: request not served: {e}");
+                    Ok(exit_of(&e))
+                }
+            }
         }
         Command::Backfill { from, objects } => {
             let request = ExportRequest {
@@ -128,13 +151,16 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             };
             let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
             let body = serde_json::to_string(&request)?;
-            ExportRequest::parse(&body, &names, Utc::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Err(refused) = ExportRequest::parse(&body, &names, Utc::now()) {
+                eprintln!("producer: backfill refused: {refused}");
+                return Ok(Exit::Refused);
+            }
             let id = queues.requests.send(OutgoingMessage::new(body.clone())).await?;
             println!("queued {body} as message {id}");
             println!("it exports {}", crate::plan::backfill_explained(from, config.zuora.data_center));
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
-        Command::Redrive { queue: name } => {
+        Command::Redrive { queue: name, dry_run } => {
             let q = &config.queues;
             let (dlq, source) = match name {
                 QueueName::Requests => (&q.requests_dlq, &q.requests),
@@ -142,28 +168,61 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                 QueueName::Lake => (&q.lake_dlq, &q.lake),
             };
             let queue = |url: &str| services.sqs_queue(url).ok_or_else(|| anyhow::anyhow!("{url}: not an SQS queue"));
+            if dry_run {
+                let letters = dead_letters(&queue(dlq)?).await?;
+                for letter in &letters {
+                    println!("{}  receives {}  reason: {}", letter.id, letter.receive_count, letter.reason);
+                    println!("    {}", letter.body);
+                }
+                println!(
+                    "{} dead letter(s) in {dlq}, left in place; without --dry-run they go back to {source}",
+                    letters.len()
+                );
+                return Ok(Exit::Success);
+            }
             match redrive(&queue(dlq)?, &queue(source)?).await? {
                 RedriveReport::Native { task_handle, messages } => {
                     println!("started an SQS move task for {messages} messages from {dlq} to {source} ({task_handle})");
                 }
                 RedriveReport::Manual { moved } => println!("moved {moved} messages from {dlq} to {source}"),
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
-        Command::Status { stale_after_hours } => {
+        Command::Status { stale_after_hours, json, metrics } => {
             let hours = stale_after_hours.unwrap_or(config.producer.stale_after_hours);
             let now = Utc::now();
-            let statuses =
-                status::object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(hours as i64)).await?;
-            print!("{}", status::render(&statuses, now));
+            let statuses = status::object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(hours as i64))
+                .await
+                .context("reading the published marks")?;
+            if json {
+                println!("{}", status::json(&statuses, now, hours));
+            } else {
+                print!("{}", status::render(&statuses, now));
+            }
+            if metrics {
+                println!("{}", status::emf_line(&statuses, now));
+            }
             let stale = statuses.iter().filter(|s| s.stale).count();
             if stale > 0 {
                 eprintln!("producer: {stale} object(s) older than {hours} h");
-                return Ok(ExitCode::from(1));
+                return Ok(Exit::Stale);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
     }
+}
+
+/// The exit of a request `submit` could not serve.
+fn exit_of(error: &RequestError) -> Exit {
+    let failed: &(dyn std::error::Error + 'static) = match error {
+        RequestError::Rejected(_) => return Exit::Refused,
+        RequestError::Busy(_) => return Exit::Temporary,
+        RequestError::Transient(TransientError::Ledger(LedgerError::Store(e))) => e,
+        RequestError::Transient(TransientError::Ledger(e)) => e,
+        RequestError::Transient(TransientError::Queue(e)) => e,
+        RequestError::Transient(TransientError::Zuora(e)) => e,
+    };
+    Exit::of_failure([failed])
 }
 
 /// Builds a producer from a configuration and the services it names (its Zuora client needs the secret).

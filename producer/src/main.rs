@@ -9,10 +9,10 @@ async fn main() -> ExitCode {
     common::logging::init("info");
     let cli = Cli::parse();
     match run(cli, common::shutdown::signal()).await {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("producer: {e:#}");
-            ExitCode::from(2)
+            common::exit::Exit::of_failure(e.chain()).into()
         }
     }
 }

@@ -55,6 +55,42 @@ pub fn render(statuses: &[ObjectStatus], now: DateTime<Utc>) -> String {
     out
 }
 
+/// The same report for automation: one JSON document (docs/operations.md, "Automation").
+pub fn json(statuses: &[ObjectStatus], now: DateTime<Utc>, stale_after_hours: u64) -> serde_json::Value {
+    let objects: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|status| {
+            let mut object = serde_json::json!({"object": status.object, "stale": status.stale});
+            if let Some(mark) = &status.last {
+                object["dataUntil"] = serde_json::json!(mark.data_until());
+                object["ageSeconds"] = serde_json::json!((now - mark.data_until()).num_seconds());
+                object["jobId"] = serde_json::json!(mark.job_id);
+                object["kind"] = serde_json::json!(mark.kind);
+                object["file"] = serde_json::json!(format!("s3://{}/{}", mark.bucket, mark.key));
+            }
+            object
+        })
+        .collect();
+    serde_json::json!({
+        "at": now,
+        "staleAfterHours": stale_after_hours,
+        "stale": statuses.iter().filter(|s| s.stale).count(),
+        "objects": objects,
+    })
+}
+
+/// The embedded-metric line of a check: how many objects are stale, of how many (no dimension). The stack's
+/// staleness alarm reads `StaleObjects`; a check that did not run leaves no value, which the alarm also treats as
+/// stale.
+pub fn emf_line(statuses: &[ObjectStatus], now: DateTime<Utc>) -> String {
+    let stale = statuses.iter().filter(|s| s.stale).count();
+    common::metrics::emf_line(
+        now,
+        &[],
+        &[("StaleObjects", "Count", stale as f64), ("Objects", "Count", statuses.len() as f64)],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +123,40 @@ mod tests {
         let later = object_statuses(&ledger, &catalogue, published_at + chrono::Duration::days(3), day).await.unwrap();
         assert!(later[0].stale, "a mark claiming 2099 goes stale like any other");
         assert!(render(&later, published_at + chrono::Duration::days(3)).contains("72h"));
+    }
+
+    #[tokio::test]
+    async fn the_json_report_and_the_metric_line_say_which_objects_are_stale() {
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
+        let to: DateTime<Utc> = "2026-11-01T06:00:00Z".parse().unwrap();
+        let mark = PublishedMark {
+            object: "Account".into(),
+            job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
+            window: Window { from: None, to },
+            executed_at: to,
+            published_at: to,
+            bucket: "lake".into(),
+            key: "Account/x.csv".into(),
+            segment: 0,
+            segments: 1,
+            kind: Some(JobKind::Increment),
+        };
+        ledger.marks().record(&mark).await.unwrap();
+        let catalogue = Catalogue { objects: Catalogue::builtin().objects[..2].to_vec() };
+        let now = to + chrono::Duration::hours(2);
+        let statuses = object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(36)).await.unwrap();
+        let report = json(&statuses, now, 36);
+        assert_eq!(report["stale"], 1);
+        assert_eq!(report["objects"][0]["object"], "Account");
+        assert_eq!(report["objects"][0]["stale"], false);
+        assert_eq!(report["objects"][0]["ageSeconds"], 7200);
+        assert_eq!(report["objects"][0]["kind"], "increment");
+        assert_eq!(report["objects"][0]["file"], "s3://lake/Account/x.csv");
+        let never = &report["objects"][1];
+        assert_eq!((never["stale"].as_bool(), never.get("dataUntil")), (Some(true), None), "{never}");
+        let line: serde_json::Value = serde_json::from_str(&emf_line(&statuses, now)).unwrap();
+        assert_eq!((line["StaleObjects"].as_f64(), line["Objects"].as_f64()), (Some(1.0), Some(2.0)));
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([[]]));
     }
 }

@@ -57,7 +57,7 @@ async fn submit_serves_a_request_and_refuses_a_bad_one_with_its_reason() {
     assert_eq!(test_support::drain(d.queues().jobs.as_ref()).await.len(), 1);
 
     let bad = producer(Some(&config), &["submit", r#"{"exportFromDate":"beginning"}"#]).await;
-    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(bad.status.code(), Some(3), "refused: do not retry");
     assert!(text(&bad.stderr).contains("fullExport"), "{}", text(&bad.stderr));
 }
 
@@ -77,7 +77,7 @@ async fn backfill_puts_a_request_on_the_requests_queue() {
     assert!(said.contains("it exports changes since 2022-05-04T00:00:00Z"), "{said}");
     assert!(said.contains("the old export read 2022-05-04 as US Pacific midnight, 2022-05-04T07:00:00Z"), "{said}");
     let unknown = producer(Some(&config), &["backfill", "--from", "2022-05-04", "--objects", "Nope"]).await;
-    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(unknown.status.code(), Some(3), "refused: do not retry");
     assert!(test_support::drain(d.queues().requests.as_ref()).await.is_empty());
 }
 
@@ -87,8 +87,23 @@ async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_file();
     for i in 0..3 {
-        d.queues().jobs_dlq.send(OutgoingMessage::new(format!("{{\"n\":{i}}}"))).await.unwrap();
+        let message = OutgoingMessage::new(format!("{{\"n\":{i}}}")).attribute("reason", format!("reason number {i}"));
+        d.queues().jobs_dlq.send(message).await.unwrap();
     }
+    // A look first: each dead letter with its reason, all left where they are.
+    let look = producer(Some(&config), &["redrive", "--queue", "jobs", "--dry-run"]).await;
+    assert!(look.status.success(), "{}", text(&look.stderr));
+    let listed = text(&look.stdout);
+    for i in 0..3 {
+        assert!(
+            listed.contains(&format!("reason: reason number {i}")) && listed.contains(&format!("{{\"n\":{i}}}")),
+            "{listed}"
+        );
+    }
+    assert!(listed.contains("3 dead letter(s)"), "{listed}");
+    assert!(test_support::drain(d.queues().jobs.as_ref()).await.is_empty(), "a look moves nothing");
+    let without_queue = producer(Some(&config), &["redrive"]).await;
+    assert_eq!(without_queue.status.code(), Some(2), "--queue is required");
     let out = producer(Some(&config), &["redrive", "--queue", "jobs"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("moved 3 messages"), "{}", text(&out.stdout));
@@ -127,6 +142,24 @@ async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() 
     let invoice_line = table.lines().find(|l| l.starts_with("Invoice ")).unwrap();
     assert!(invoice_line.contains("STALE"), "{table}");
     assert!(!table.lines().find(|l| l.starts_with("Account ")).unwrap().contains("STALE"), "{table}");
+    // The same for automation: one JSON document on stdout, the same exit code.
+    let json = producer(Some(&config_path), &["status", "--json"]).await;
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("stdout is one JSON document");
+    assert_eq!(report["stale"], 1);
+    let stale_objects: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["stale"] == true)
+        .map(|o| o["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale_objects, ["Invoice"]);
+    // The scheduled check's metric line, which the staleness alarm reads.
+    let metrics = producer(Some(&config_path), &["status", "--metrics"]).await;
+    let line = text(&metrics.stdout).lines().find(|l| l.contains("StaleObjects")).map(str::to_owned).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["StaleObjects"], 1.0);
 
     ledger.marks().record(&mark("Invoice", 1)).await.unwrap();
     let fresh = producer(Some(&config_path), &["status"]).await;
@@ -204,6 +237,41 @@ async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_
     let out = run(&["backfill", "--from", "2022-05-04"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["submit", r#"{"exportFromDate":"afterLastIncrement"}"#]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
     assert!(text(&out.stderr).contains("ZUORA_CLIENT_SECRET"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_a_bad_field() {
+    let dir = Scratch::new("producer-check");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, test_support::CHECKED_CONFIG).unwrap();
+    let run = async |path: &std::path::Path| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
+        command.arg("--config").arg(path).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
+        command.output().await.unwrap()
+    };
+    let out = run(&good).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("busy_retry_secs = 300"), "defaults filled in: {printed}");
+    assert!(printed.contains("# catalogue: 13 objects: Account, "), "{printed}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, test_support::CHECKED_CONFIG.replace(r#"partner = "acme""#, r#"partner = " ""#)).unwrap();
+    let out = run(&bad).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("session.partner"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn version_names_the_commit_built_and_the_catalogues() {
+    let out = producer(None, &["--version"]).await;
+    let version = text(&out.stdout);
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    let head = text(&head.stdout);
+    assert!(version.starts_with("producer 0.1.0 (commit ") && version.contains(", catalogues "), "{version}");
+    if !head.trim().is_empty() {
+        assert!(version.contains(head.trim()), "{version} is not of {head}");
+    }
 }

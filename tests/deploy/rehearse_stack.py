@@ -1,8 +1,8 @@
 """Creates deploy/template.yaml as a CloudFormation stack on a moto server and prints, as JSON, what the tasks would
 be given: each task definition's family, command and environment as deployed, the stack's outputs, and the daily
 schedule's input. Used by tests/e2e/rehearsal.rs (the deploy rehearsal); moto creates the queues, the bucket, the
-cluster, the services, the task definitions, the roles, the key, the topic and the rule, not the alarms, schedules,
-policies or scaling resources (the template's wiring test checks those).
+cluster, the services, the task definitions (producer, consumer, status, operator), the roles, the keys, the topic
+and the rule, not the alarms, schedules, policies or scaling resources (the template's wiring test checks those).
 
 Usage: rehearse_stack.py ENDPOINT STACK_NAME KEY=VALUE...   (template parameters)
 """

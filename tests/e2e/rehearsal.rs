@@ -1,42 +1,131 @@
-//! The deploy rehearsal: deploy/template.yaml created as a CloudFormation stack on the moto server
-//! (tests/deploy/rehearse_stack.py), and the real binaries run as its tasks would run them: each task definition's
-//! command and environment as deployed (`ZLE_CONFIG_TOML` as the template wrote it), the client secret only where
-//! the task definition passes it, and only the AWS endpoint pointed at moto. The daily schedule's input, sent twice
-//! a simulated day apart, exports every object (full loads, then increments) into the stack's own bucket; the
-//! status task then finds every object fresh. A task wired to a queue or bucket the stack does not create, or a
-//! configuration the template renders wrong, fails here.
+//! The deploy rehearsal: deploy/template.yaml created as a CloudFormation stack on a moto server of its own that
+//! enforces IAM (tests/deploy/iam_moto.py), and the real binaries run as its tasks would run them: each task
+//! definition's command and environment as deployed (`ZLE_CONFIG_TOML` as the template wrote it), the client secret
+//! only where the task definition passes it, only the AWS endpoint pointed at moto, and credentials that hold
+//! exactly the task's role's policies. The daily schedule's request (sent with the scheduler role's credentials),
+//! sent twice a simulated day apart, exports every object (full loads, then increments) into the stack's own bucket;
+//! the status task finds every object fresh; the operator task runs each operator command of the runbook. Then the
+//! record of moto's authorization decisions must show no denial, and every statement of every role used by some
+//! call, except the few no call here can reach (each with its reason below). A task wired to a queue or bucket the
+//! stack does not create, a configuration the template renders wrong, a permission a command needs and its role
+//! lacks, or a permission no command uses, fails here.
 
+use aws_sdk_sqs::config::{Credentials, Region};
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, SqsQueue};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use test_support::{Aws, Process, Scratch, aws_config, test_python, tests_dir, unique, workspace_binary};
+use test_support::{Process, Scratch, test_python, tests_dir, unique, workspace_binary};
+
+/// Statements no call of the rehearsal can use (`*`: the role's every statement), and why. Every other statement
+/// of every role must be used.
+const UNREACHABLE: &[(&str, &str, &str)] = &[
+    ("ConsumerTaskRole", "ScaleInProtection", "called only inside ECS, through the task's metadata endpoint"),
+    ("ConsumerTaskRole", "List", MISSING_KEYS),
+    ("ProducerTaskRole", "LedgerList", MISSING_KEYS),
+    ("SchedulerRole", "StatusTask", "EventBridge Scheduler starts the task; moto has no Scheduler"),
+    ("SchedulerRole", "PassRoles", "EventBridge Scheduler starts the task; moto has no Scheduler"),
+    ("SchedulerRole", "DeadLetters", "EventBridge Scheduler writes its own dead letters; moto has no Scheduler"),
+    ("ExecutionRole", "*", "ECS pulls the image and reads the secret into the task; moto runs no container"),
+];
+
+/// Why a role that reads keys which may not exist (ledger records, marks, metadata) holds s3:ListBucket.
+const MISSING_KEYS: &str = "without s3:ListBucket, S3 answers a read of a missing key with 403 AccessDenied, not 404 \
+    (which the services take as \"not written yet\"); moto answers 404 whatever the policy";
+
+/// Whether a statement id names a KMS grant: moto's SQS and S3 make no KMS calls on the caller's behalf.
+fn is_kms(sid: &str) -> bool {
+    sid.ends_with("Key") || sid.starts_with("Kms")
+}
+
+/// The role each task definition runs with.
+const TASK_ROLES: &[(&str, &str)] = &[
+    ("producer", "ProducerTaskRole"),
+    ("consumer", "ConsumerTaskRole"),
+    ("status", "StatusTaskRole"),
+    ("operator", "OperatorTaskRole"),
+];
+
+/// A moto server of this test's own, enforcing IAM once the stack's users exist, recording every decision.
+struct IamMoto {
+    endpoint: String,
+    record: PathBuf,
+    _server: Process,
+}
+
+impl IamMoto {
+    fn start(dir: &Path) -> Self {
+        let record = dir.join("decisions.jsonl");
+        let script = tests_dir().join("deploy/iam_moto.py");
+        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
+        let mut child = Command::new(test_python())
+            .arg(&script)
+            .arg("serve")
+            .arg(&record)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let endpoint = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+        Self { endpoint, record, _server: Process(child) }
+    }
+
+    /// What moto denied so far, for a failure's message (what the audit at the end would say).
+    fn denials(&self, users_file: &Path) -> Value {
+        self.script(&["audit", self.record.to_str().unwrap(), users_file.to_str().unwrap()])["denied"].clone()
+    }
+
+    fn script(&self, args: &[&str]) -> Value {
+        let script = tests_dir().join("deploy/iam_moto.py");
+        let out = Command::new(test_python()).arg(&script).args(args).output().unwrap();
+        assert!(out.status.success(), "iam_moto.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
 
 /// The deployed stack, as its tasks see it.
 struct Stack {
     deployed: Value,
+    users: Value,
     endpoint: String,
     secret: String,
 }
 
 impl Stack {
-    fn create(name: &str, parameters: &[(&str, &str)]) -> Self {
-        let endpoint = aws_config().endpoint_url.expect("the moto endpoint");
+    /// Creates the stack, then a user per role holding that role's policies; from then on moto enforces IAM.
+    fn create(moto: &IamMoto, name: &str, parameters: &[(&str, &str)], users_file: &Path) -> Self {
         let script = tests_dir().join("deploy/rehearse_stack.py");
         let pairs = parameters.iter().map(|(k, v)| format!("{k}={v}"));
-        let out = Command::new(test_python()).arg(&script).arg(&endpoint).arg(name).args(pairs).output().unwrap();
+        let out = Command::new(test_python()).arg(&script).arg(&moto.endpoint).arg(name).args(pairs).output().unwrap();
         assert!(out.status.success(), "the stack: {}", String::from_utf8_lossy(&out.stderr));
         let deployed = serde_json::from_slice(&out.stdout).unwrap();
-        Self { deployed, endpoint, secret: zuora_sim::SimConfig::default().client_secret }
+        let users = moto.script(&["users", &moto.endpoint, name]);
+        std::fs::write(users_file, users.to_string()).unwrap();
+        let secret = zuora_sim::SimConfig::default().client_secret;
+        Self { deployed, users, endpoint: moto.endpoint.clone(), secret }
     }
 
-    /// The task's command as ECS would run it: its configuration as deployed, the AWS endpoint moto's, the Zuora
-    /// secret only if the task definition passes it.
-    fn task(&self, family: &str) -> Command {
+    /// The access key of a role's user.
+    fn credentials(&self, role: &str) -> Credentials {
+        let user = &self.users[role];
+        assert!(user.is_object(), "no role {role} in the stack");
+        Credentials::new(user["key"].as_str().unwrap(), user["secret"].as_str().unwrap(), None, None, "rehearsal")
+    }
+
+    /// The task's command as ECS would run it (or `argv` in its place, as `aws ecs run-task --overrides` does):
+    /// its configuration as deployed, the AWS endpoint moto's, its role's credentials, the Zuora secret only if the
+    /// task definition passes it.
+    fn task(&self, family: &str, argv: Option<&[&str]>) -> Command {
         let task = &self.deployed["tasks"][family];
-        let argv: Vec<&str> = task["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(task.is_object(), "no task definition {family}");
+        let deployed: Vec<&str> = task["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let argv = argv.unwrap_or(&deployed);
         let mut command = Command::new(workspace_binary(argv[0]));
         command.args(&argv[1..]).env_remove("ZLE_CONFIG").env_remove("ZUORA_CLIENT_SECRET").env("RUST_LOG", "info");
         for (name, value) in task["environment"].as_object().unwrap() {
@@ -49,20 +138,62 @@ impl Stack {
         if task["secrets"].as_array().unwrap().iter().any(|s| s == "ZUORA_CLIENT_SECRET") {
             command.env("ZUORA_CLIENT_SECRET", &self.secret);
         }
+        let role = TASK_ROLES.iter().find(|(f, _)| *f == family).map(|(_, role)| *role).unwrap();
+        let credentials = self.credentials(role);
+        command.env("AWS_ACCESS_KEY_ID", credentials.access_key_id());
+        command.env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key());
+        command.env_remove("AWS_SESSION_TOKEN").env_remove("AWS_PROFILE");
         command
+    }
+
+    /// Runs an operator command in the operator task, as the runbook's `op` does; its output, checked for success.
+    fn operator(&self, argv: &[&str]) -> String {
+        let out = self.task("operator", Some(argv)).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{argv:?} as the operator ({}): {said}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn output(&self, key: &str) -> String {
         self.deployed["outputs"][key].as_str().unwrap_or_else(|| panic!("no output {key}")).to_owned()
     }
+
+    /// A queue of the stack, called with a role's credentials.
+    fn queue(&self, output: &str, role: &str) -> SqsQueue {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(self.credentials(role))
+            .build();
+        SqsQueue::new(aws_sdk_sqs::Client::from_conf(config), self.output(output))
+    }
+
+    /// S3 with the test's own (admin) credentials.
+    fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(self.credentials("admin"))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
 }
 
-/// Completion messages on the lake queue until `files` distinct files are announced (or two minutes pass).
-async fn announced(lake: &SqsQueue, files: usize, seen: &mut BTreeSet<String>) -> Vec<CompletionMessage> {
+/// Completion messages on the lake queue until `files` distinct files are announced (or two minutes pass: then
+/// the failure says what moto denied meanwhile).
+async fn announced(
+    lake: &SqsQueue,
+    files: usize,
+    seen: &mut BTreeSet<String>,
+    denied: impl Fn() -> Value,
+) -> Vec<CompletionMessage> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut new = Vec::new();
     while new.len() < files {
-        assert!(Instant::now() < deadline, "{} of {files} files announced", new.len());
+        assert!(Instant::now() < deadline, "{} of {files} files announced; moto denied: {:#}", new.len(), denied());
         for message in lake.receive(10, Duration::from_secs(1)).await.unwrap() {
             let completion: CompletionMessage = serde_json::from_str(&message.body).unwrap();
             lake.delete(&message.receipt).await.unwrap();
@@ -75,15 +206,20 @@ async fn announced(lake: &SqsQueue, files: usize, seen: &mut BTreeSet<String>) -
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "real-protocol tier: ./tests/run.sh (moto's CloudFormation)"]
-async fn the_stack_as_created_runs_two_days_of_exports_with_its_tasks_configuration() {
+#[ignore = "real-protocol tier: ./tests/run.sh (moto's CloudFormation and IAM)"]
+async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_roles_permissions_only() {
     let mut sim_config = zuora_sim::SimConfig::default();
     sim_config.settings.job_execution_secs = 0.2;
     let sim = zuora_sim::Simulator::start(sim_config).await.unwrap();
     let name = unique("zle");
     let bucket = format!("{name}-raw");
     let base_url = sim.base_url();
+    // The tasks' logs and moto's decisions are kept there if the test fails.
+    let scratch = Scratch::new(&name);
+    let dir = scratch.path();
+    let moto = IamMoto::start(dir);
     let stack = Stack::create(
+        &moto,
         &name,
         &[
             ("ContainerImage", "zuora-lake-export:rehearsal"),
@@ -95,24 +231,24 @@ async fn the_stack_as_created_runs_two_days_of_exports_with_its_tasks_configurat
             ("ZuoraProject", "zuora-datalake-export-rehearsal"),
             ("AlarmEmail", "data-platform@example.com"),
         ],
+        &dir.join("users.json"),
     );
     assert_eq!(stack.deployed["tasks"]["status"]["secrets"], serde_json::json!([]), "status runs without the secret");
-    // The tasks' logs are kept there if the test fails.
-    let scratch = Scratch::new(&name);
-    let dir = scratch.path();
-    let producer = Process::start(stack.task("producer"), &dir.join("producer.log"));
-    let consumer = Process::start(stack.task("consumer"), &dir.join("consumer.log"));
+    let producer = Process::start(stack.task("producer", None), &dir.join("producer.log"));
+    let consumer = Process::start(stack.task("consumer", None), &dir.join("consumer.log"));
 
-    let aws = Aws::connect().await;
-    let requests = SqsQueue::new(aws.sqs.clone(), stack.output("RequestsQueueUrl"));
-    let lake = SqsQueue::new(aws.sqs.clone(), stack.output("LakeQueueUrl"));
+    // The schedule sends the daily request with its own role; the lake reads with its own (not the stack's).
+    let schedule = stack.queue("RequestsQueueUrl", "SchedulerRole");
+    let lake = stack.queue("LakeQueueUrl", "admin");
     let daily = stack.deployed["daily_input"].as_str().unwrap().to_owned();
     let objects = common::catalogue::Catalogue::builtin().objects.len();
     let mut seen = BTreeSet::new();
+    let users_file = dir.join("users.json");
+    let denied = || moto.denials(&users_file);
 
     // Day 1, as the schedule sends it: every object's first export, a full load, in the stack's bucket.
-    requests.send(OutgoingMessage::new(daily.clone())).await.unwrap();
-    let day_one = announced(&lake, objects, &mut seen).await;
+    schedule.send(OutgoingMessage::new(daily.clone())).await.unwrap();
+    let day_one = announced(&lake, objects, &mut seen, &denied).await;
     assert!(day_one.iter().all(|c| c.full && c.bucket == bucket), "{day_one:?}");
     // Day 2, after a day of changes at Zuora: increments.
     let control = sim.control();
@@ -121,22 +257,63 @@ async fn the_stack_as_created_runs_two_days_of_exports_with_its_tasks_configurat
         control.mutate(&object.name, zuora_sim::Mutation { insert: 2, update: 3, delete: 1 }).unwrap();
     }
     control.advance_clock(Duration::from_secs(12 * 3600));
-    requests.send(OutgoingMessage::new(daily)).await.unwrap();
-    let day_two = announced(&lake, objects, &mut seen).await;
+    schedule.send(OutgoingMessage::new(daily)).await.unwrap();
+    let day_two = announced(&lake, objects, &mut seen, &denied).await;
     assert!(day_two.iter().all(|c| !c.full && c.window.from.is_some()), "{day_two:?}");
+    let s3 = stack.s3();
     for completion in day_one.iter().chain(&day_two) {
-        let stored = aws.s3.head_object().bucket(&completion.bucket).key(&completion.key).send().await;
+        let stored = s3.head_object().bucket(&completion.bucket).key(&completion.key).send().await;
         assert!(stored.is_ok(), "{} is in the bucket", completion.key);
     }
 
-    // The status task, with its own configuration and no secret: every object fresh.
-    let status = stack.task("status").output().unwrap();
-    assert!(
-        status.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&status.stdout),
-        String::from_utf8_lossy(&status.stderr)
-    );
+    // The status task, with its own configuration, role and no secret: every object fresh, and its metric line.
+    let status = stack.task("status", None).output().unwrap();
+    let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.status.success(), "{said}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(said.contains(r#""StaleObjects":0.0"#), "{said}");
+
+    // The runbook's operator commands, each in the operator task with the operator role.
+    let report: Value = serde_json::from_str(&stack.operator(&["producer", "status", "--json"])).unwrap();
+    assert_eq!(report["stale"], 0, "{report}");
+    stack.operator(&["producer", "check-config"]);
+    stack.operator(&["producer", "backfill", "--from", "2022-05-04", "--objects", "Account"]);
+    let backfilled = announced(&lake, 1, &mut seen, &denied).await;
+    assert_eq!(backfilled[0].object, "Account");
+    stack.operator(&["producer", "submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#]);
+    let submitted = announced(&lake, 1, &mut seen, &denied).await;
+    assert_eq!(submitted[0].object, "Invoice");
+    // A dead-lettered request: looked at (with its reason), then redriven, then served by the producer service.
+    let dead = OutgoingMessage::new(
+        r#"{"exportFromDate":"afterLastIncrement","objects":["Contact"],"requestId":"redriven-1"}"#,
+    )
+    .attribute("reason", "Zuora is down for maintenance");
+    stack.queue("RequestsDeadLetterQueueUrl", "admin").send(dead).await.unwrap();
+    let looked = stack.operator(&["producer", "redrive", "--queue", "requests", "--dry-run"]);
+    assert!(looked.contains("reason: Zuora is down for maintenance"), "{looked}");
+    stack.operator(&["producer", "redrive", "--queue", "requests"]);
+    let redriven = announced(&lake, 1, &mut seen, &denied).await;
+    assert_eq!(redriven[0].object, "Contact");
+    for queue in ["jobs", "lake"] {
+        stack.operator(&["producer", "redrive", "--queue", queue, "--dry-run"]);
+        stack.operator(&["producer", "redrive", "--queue", queue]);
+    }
     assert!(producer.terminate().success(), "the producer stops cleanly on SIGTERM");
     assert!(consumer.terminate().success(), "the consumer stops cleanly on SIGTERM");
+
+    // Every call was allowed, and every statement was needed by some call.
+    let audit = moto.script(&["audit", moto.record.to_str().unwrap(), dir.join("users.json").to_str().unwrap()]);
+    assert!(audit["decisions"].as_u64().unwrap() > 100, "{audit}");
+    let denied: Vec<&Value> = audit["denied"].as_array().unwrap().iter().collect();
+    assert!(denied.is_empty(), "calls a role's policy does not allow: {denied:#?}");
+    let unused: Vec<String> = audit["unused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["role"].as_str().unwrap(), u["sid"].as_str().unwrap(), &u["statement"]))
+        .filter(|(role, sid, _)| {
+            !is_kms(sid) && !UNREACHABLE.iter().any(|(r, s, _)| r == role && (*s == "*" || s == sid))
+        })
+        .map(|(role, sid, statement)| format!("{role}.{sid}: {statement}"))
+        .collect();
+    assert!(unused.is_empty(), "statements no call used (remove them, or say in UNREACHABLE why): {unused:#?}");
 }

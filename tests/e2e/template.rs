@@ -1,10 +1,17 @@
 //! The deployment template's wiring, read as CloudFormation reads it (no AWS account needed): every alarm and
 //! event rule publishes to the alarm topic, whose own key (rotated, not the AWS-managed SNS key that CloudWatch and
 //! EventBridge cannot use) lets them publish, and whose policy admits only this account's alarms and rule; every
-//! object of the catalogue has a lag alarm; each task role grants what deploy/README.md's roles table says.
+//! alarm someone is told of links to a section of the runbook that exists; staleness is one alarm on the status
+//! task's metric, whatever the catalogue; each task role grants what deploy/README.md's roles table says; the
+//! queues and the bucket use the stack's own rotated keys; a lake in another account may take what is its own.
 
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
+
+/// The raw bucket's objects, as the template writes their ARNs.
+const RAW_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${RawBucketName}/";
+/// The lake's account, as the template names it as a principal.
+const LAKE_ROOT: &str = "arn:${AWS::Partition}:iam::${LakeAccountId}:root";
 
 fn resources(template: &Value) -> &Mapping {
     template["Resources"].as_mapping().unwrap()
@@ -46,35 +53,95 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
+/// The statements of a policy document with the condition each depends on: a statement written
+/// `!If [Condition, statement, !Ref AWS::NoValue]` comes with `Some(Condition)`.
+fn conditional_statements(document: &Value) -> Vec<(Option<&str>, &Value)> {
+    let list = document["Statement"].as_sequence().expect("a statement list");
+    list.iter()
+        .flat_map(|s| match s {
+            Value::Tagged(t) if t.tag == "!If" => {
+                let branches = t.value.as_sequence().unwrap();
+                let condition = branches[0].as_str();
+                branches[1..].iter().map(|b| (condition, b)).collect::<Vec<_>>()
+            }
+            _ => vec![(None, s)],
+        })
+        .filter(|(_, s)| s.is_mapping())
+        .collect()
+}
+
 /// The statements of a role's inline policies, `!If` statements with both branches.
 fn statements<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
     let policies = resources(template)
         .get(role)
         .and_then(|r| r["Properties"]["Policies"].as_sequence())
         .unwrap_or_else(|| panic!("no role {role} with inline policies"));
-    let all = policies.iter().flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap());
-    all.flat_map(|s| match tagged(s) {
-        Some((tag, branches)) if tag == "!If" => branches.as_sequence().unwrap()[1..].iter().collect(),
-        _ => vec![s],
-    })
-    .filter(|s| s.is_mapping())
-    .collect()
+    policies.iter().flat_map(|p| conditional_statements(&p["PolicyDocument"])).map(|(_, s)| s).collect()
 }
 
 fn actions(statement: &Value) -> BTreeSet<String> {
     strings(&statement["Action"]).into_iter().collect()
 }
 
-/// What a role is allowed: (action, resource) for every Allow statement.
+/// A statement's resources: the logical ids `!Ref`/`!GetAtt` name, and every string they may be.
+fn statement_resources(statement: &Value) -> Vec<String> {
+    let one = |r: &Value| target(r).map(str::to_owned).into_iter().chain(strings(r)).collect::<Vec<_>>();
+    match &statement["Resource"] {
+        Value::Sequence(items) => items.iter().flat_map(one).collect(),
+        single => one(single),
+    }
+}
+
+/// What a role is allowed: (action, resources) for every Allow statement.
 fn allowed(template: &Value, role: &str) -> Vec<(String, Vec<String>)> {
     let allows = statements(template, role).into_iter().filter(|s| s["Effect"] == "Allow");
-    let resources = |s: &Value| match &s["Resource"] {
-        Value::Sequence(items) => {
-            items.iter().flat_map(|r| target(r).map(str::to_owned).into_iter().chain(strings(r))).collect()
-        }
-        one => target(one).map(str::to_owned).into_iter().chain(strings(one)).collect(),
-    };
-    allows.flat_map(|s| actions(s).into_iter().map(move |a| (a, resources(s)))).collect()
+    allows.flat_map(|s| actions(s).into_iter().map(move |a| (a, statement_resources(s)))).collect()
+}
+
+/// Whether an IAM resource pattern (`*`: any characters) covers `arn`.
+fn covers(pattern: &str, arn: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == arn,
+        Some((head, tail)) => arn.starts_with(head) && (head.len()..=arn.len()).any(|i| covers(tail, &arn[i..])),
+    }
+}
+
+/// Whether the role's policies allow `action` on `resource` (a logical id, or an ARN as the template writes it).
+fn grants(template: &Value, role: &str, action: &str, resource: &str) -> bool {
+    let allows = allowed(template, role);
+    allows.iter().any(|(a, resources)| a == action && resources.iter().any(|r| covers(r, resource)))
+}
+
+/// Whether the role's policies deny `action` on `resource` explicitly.
+fn denies(template: &Value, role: &str, action: &str, resource: &str) -> bool {
+    let denials = statements(template, role).into_iter().filter(|s| s["Effect"] == "Deny");
+    denials.filter(|s| actions(s).contains(action)).any(|s| statement_resources(s).iter().any(|r| covers(r, resource)))
+}
+
+/// The keys of the catalogue's objects' first files (as `[defaults] key` or the object's own `key` makes them).
+fn catalogue_keys() -> Vec<(String, String)> {
+    let catalogue: toml::Table = toml::from_str(include_str!("../../common/catalogue.toml")).unwrap();
+    let default_key = catalogue["defaults"]["key"].as_str().unwrap().to_owned();
+    let objects = catalogue["object"].as_array().unwrap();
+    objects
+        .iter()
+        .map(|object| {
+            let name = object["name"].as_str().unwrap().to_owned();
+            let key = object.get("key").and_then(|k| k.as_str()).unwrap_or(&default_key);
+            let key = key
+                .replace("{object}", &name)
+                .replace("{date}", "2026-12-04")
+                .replace("{job_id}", "job")
+                .replace("{batch_id}", "batch")
+                .replace("{segment}", "0");
+            (name, key)
+        })
+        .collect()
+}
+
+/// The runbook the alarms link to.
+fn runbook() -> String {
+    std::fs::read_to_string(test_support::tests_dir().join("../docs/operations.md")).expect("docs/operations.md")
 }
 
 #[test]
@@ -141,85 +208,429 @@ fn every_alarm_and_rule_publishes_to_a_topic_whose_key_and_policy_let_them() {
         .find(|s| strings(&s["Principal"]["Service"]).contains(&"events.amazonaws.com".to_owned()))
         .unwrap();
     assert_eq!(target(&events["Condition"]["ArnEquals"]["aws:SourceArn"]), Some(rules[0].0));
+}
 
-    // A lag alarm per object of the catalogue, on the consumer's `Files` metric, absence breaching.
-    let catalogue: toml::Table = toml::from_str(include_str!("../../common/catalogue.toml")).unwrap();
-    for object in catalogue["object"].as_array().unwrap() {
-        let name = object["name"].as_str().unwrap();
-        let lag = alarms.iter().find(|(_, a)| {
-            a["Namespace"] == "ZuoraLakeExport"
-                && a["MetricName"] == "Files"
-                && a["Dimensions"].as_sequence().unwrap().iter().any(|d| d["Name"] == "Object" && d["Value"] == name)
-        });
-        let (_, lag) = lag.unwrap_or_else(|| panic!("no lag alarm for {name}"));
-        assert_eq!(
-            (&lag["TreatMissingData"], &lag["ComparisonOperator"]),
-            (&Value::from("breaching"), &Value::from("LessThanThreshold"))
-        );
+#[test]
+fn staleness_is_one_alarm_on_the_hourly_status_metric_whatever_the_catalogue() {
+    let template = test_support::deploy_template();
+    let alarms = of_type(&template, "AWS::CloudWatch::Alarm");
+    // Objects are data: no alarm names one (adding an object to the catalogue needs no template change).
+    for (id, alarm) in &alarms {
+        let dimensions = alarm["Dimensions"].as_sequence().map(|d| d.as_slice()).unwrap_or_default();
+        assert!(dimensions.iter().all(|d| d["Name"] != "Object"), "{id} is an alarm of one object");
+    }
+    let stale: Vec<_> = alarms
+        .iter()
+        .filter(|(_, a)| a["Namespace"] == common::metrics::NAMESPACE && a["MetricName"] == "StaleObjects")
+        .collect();
+    assert_eq!(stale.len(), 1, "one alarm on StaleObjects");
+    let (id, alarm) = stale[0];
+    assert_eq!(*id, "StaleObjectsAlarm");
+    assert!(alarm["Dimensions"].is_null(), "the status task writes StaleObjects without dimensions");
+    assert_eq!(
+        (&alarm["Statistic"], &alarm["ComparisonOperator"], &alarm["Threshold"]),
+        (&Value::from("Maximum"), &Value::from("GreaterThanThreshold"), &Value::from(0))
+    );
+    // A check that did not run is no news of freshness: missing data breaches.
+    assert_eq!(alarm["TreatMissingData"], "breaching");
+    assert_eq!((&alarm["Period"], &alarm["EvaluationPeriods"]), (&Value::from(3600), &Value::from(2)));
+
+    // The metric's writer: the status task with --metrics, at least hourly (the alarm's period).
+    let (_, task) = of_type(&template, "AWS::ECS::TaskDefinition")
+        .into_iter()
+        .find(|(id, _)| *id == "StatusTaskDefinition")
+        .expect("the status task");
+    let command = strings(&task["ContainerDefinitions"][0]["Command"]);
+    assert_eq!(command, ["producer", "status", "--metrics"]);
+    assert_eq!(template["Parameters"]["StatusScheduleExpression"]["Default"], "rate(1 hour)");
+    let (_, schedule) = of_type(&template, "AWS::Scheduler::Schedule")
+        .into_iter()
+        .find(|(_, s)| target(&s["Target"]["EcsParameters"]["TaskDefinitionArn"]) == Some("StatusTaskDefinition"))
+        .expect("a schedule runs the status task");
+    assert_eq!(target(&schedule["ScheduleExpression"]), Some("StatusScheduleExpression"));
+}
+
+#[test]
+fn every_alarm_and_rule_has_a_runbook_section_its_description_links_to() {
+    let template = test_support::deploy_template();
+    let runbook = runbook();
+    let headings: Vec<&str> = runbook.lines().filter_map(|l| l.strip_prefix("### ")).map(str::trim).collect();
+    let (topic, _) = of_type(&template, "AWS::SNS::Topic")[0];
+
+    // What someone is told of: every alarm that publishes to the topic (an alarm that only scales the consumers
+    // pages nobody) and every rule; for each, the texts that must link to its section.
+    let mut paged: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+    for (id, alarm) in of_type(&template, "AWS::CloudWatch::Alarm") {
+        let actions = alarm["AlarmActions"].as_sequence().unwrap();
+        if actions.iter().any(|a| target(a) == Some(topic)) {
+            paged.push((id, vec![("AlarmDescription".to_owned(), strings(&alarm["AlarmDescription"]).join(" "))]));
+        }
+    }
+    for (id, rule) in of_type(&template, "AWS::Events::Rule") {
+        let mut texts = vec![("Description".to_owned(), strings(&rule["Description"]).join(" "))];
+        for t in rule["Targets"].as_sequence().unwrap() {
+            let what = format!("target {}'s InputTransformer.InputTemplate", t["Id"].as_str().unwrap_or("?"));
+            texts.push((what, strings(&t["InputTransformer"]["InputTemplate"]).join(" ")));
+        }
+        paged.push((id, texts));
+    }
+    assert!(paged.len() > 4);
+
+    let mut missing = Vec::new();
+    for (id, texts) in &paged {
+        // GitHub's anchor of the heading `### <Id>` is `#<id lowercased>` (only when the heading is that alone).
+        match headings.iter().filter(|h| *h == id).count() {
+            1 => {}
+            0 => missing.push(format!("{id}: docs/operations.md has no heading `### {id}`")),
+            n => {
+                missing.push(format!("{id}: docs/operations.md has {n} headings `### {id}` (the anchor is ambiguous)"))
+            }
+        }
+        let link = format!("${{RunbookUrl}}#{}", id.to_lowercase());
+        for (what, text) in texts {
+            if !text.contains(&link) {
+                missing.push(format!("{id}: its {what} does not link to {link}: {text:?}"));
+            }
+        }
+    }
+    // And no section for an alarm or rule that is not there (renamed or removed).
+    let ids: BTreeSet<&str> = paged.iter().map(|(id, _)| *id).collect();
+    for heading in &headings {
+        let one_word = !heading.contains(char::is_whitespace);
+        if one_word && (heading.ends_with("Alarm") || heading.ends_with("Rule")) && !ids.contains(heading) {
+            missing.push(format!("docs/operations.md has `### {heading}`, which is no alarm or rule of the template"));
+        }
+    }
+    assert!(missing.is_empty(), "runbook links missing:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn the_task_failed_rule_reports_service_tasks_that_fail_or_never_start_as_text() {
+    let template = test_support::deploy_template();
+    let (_, rule) =
+        of_type(&template, "AWS::Events::Rule").into_iter().find(|(id, _)| *id == "TaskFailedRule").unwrap();
+    let detail = &rule["EventPattern"]["detail"];
+    let groups = strings(&detail["group"]);
+    for service in ["ProducerService", "ConsumerService"] {
+        assert!(groups.contains(&format!("service:${{{service}.Name}}")), "the rule matches {service}: {groups:?}");
+    }
+    assert_eq!(groups.len(), 2, "operators' one-off tasks and the status task are not services' failures");
+    assert_eq!(strings(&detail["lastStatus"]), ["STOPPED"]);
+    let alternatives = detail["$or"].as_sequence().expect("an $or of failed and never started");
+    let failed = alternatives.iter().any(|a| a["containers"]["exitCode"][0]["anything-but"] == 0);
+    let never_started = alternatives.iter().any(|a| strings(&a["stopCode"]) == ["TaskFailedToStart"]);
+    assert!(failed && never_started, "{alternatives:?}");
+    // The e-mail is readable text, not the event's JSON.
+    for t in rule["Targets"].as_sequence().unwrap() {
+        let transformer = &t["InputTransformer"];
+        let paths = transformer["InputPathsMap"].as_mapping().expect("an InputPathsMap");
+        let template_text = strings(&transformer["InputTemplate"]).join(" ");
+        assert!(template_text.starts_with('"') && template_text.ends_with('"'), "a text template: {template_text}");
+        for (name, path) in paths {
+            let name = name.as_str().unwrap();
+            assert!(path.as_str().unwrap().starts_with("$.detail."), "{name}: {path:?}");
+            assert!(template_text.contains(&format!("<{name}>")), "the text shows {name}");
+        }
+        for needed in ["$.detail.group", "$.detail.taskArn", "$.detail.stopCode", "$.detail.stoppedReason"] {
+            assert!(paths.values().any(|p| p == needed), "the text shows {needed}");
+        }
+    }
+    // Deploys that keep failing roll back instead.
+    for (id, service) in of_type(&template, "AWS::ECS::Service") {
+        let breaker = &service["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
+        assert_eq!((&breaker["Enable"], &breaker["Rollback"]), (&Value::from(true), &Value::from(true)), "{id}");
     }
 }
 
 #[test]
 fn each_task_role_grants_what_its_work_needs_and_no_more() {
     let template = test_support::deploy_template();
-    let ledger = "/zuora-lake-export/ledger/";
+    let ledger = "zuora-lake-export/ledger/";
     let producers_records = ["requests/", "jobs/", "session/"];
+    let record = |kind: &str| format!("{RAW_OBJECTS}{ledger}{kind}x.json");
 
-    // The status task reads the marks: no queue, no write, no secret.
+    // The status task reads the marks (and decrypts them): no queue, no write, no secret.
     let status = allowed(&template, "StatusTaskRole");
     assert!(!status.is_empty());
     for (action, resources) in &status {
-        assert!(["s3:GetObject", "s3:ListBucket"].contains(&action.as_str()), "status may {action}");
+        assert!(["s3:GetObject", "s3:ListBucket", "kms:Decrypt"].contains(&action.as_str()), "status may {action}");
         if action == "s3:GetObject" {
-            assert!(resources.iter().all(|r| r.contains(&format!("{ledger}published/"))), "{resources:?}");
+            assert!(resources.iter().all(|r| r.contains(&format!("/{ledger}published/"))), "{resources:?}");
+        }
+        if action == "kms:Decrypt" {
+            assert!(resources.iter().any(|r| r == "BucketKey"), "{resources:?}");
         }
     }
-    let (_, task) = of_type(&template, "AWS::ECS::TaskDefinition")
-        .into_iter()
-        .find(|(id, _)| id.starts_with("Status"))
-        .expect("the status task");
-    assert_eq!(target(&task["TaskRoleArn"]), Some("StatusTaskRole"));
-    assert!(task["ContainerDefinitions"][0]["Secrets"].is_null(), "the status task gets no Zuora secret");
+    let tasks = of_type(&template, "AWS::ECS::TaskDefinition");
+    let task = |id: &str| tasks.iter().find(|(t, _)| *t == id).unwrap_or_else(|| panic!("no {id}")).1;
+    assert_eq!(target(&task("StatusTaskDefinition")["TaskRoleArn"]), Some("StatusTaskRole"));
+    assert!(task("StatusTaskDefinition")["ContainerDefinitions"][0]["Secrets"].is_null(), "status gets no secret");
 
-    // The producer writes only its own ledger records.
+    // The producer writes only its own ledger records, and never redrives (operators do).
     for (action, resources) in allowed(&template, "ProducerTaskRole") {
         if action.starts_with("s3:Put") {
-            let own = |r: &String| producers_records.iter().any(|p| r.contains(&format!("{ledger}{p}")));
+            let own = |r: &String| producers_records.iter().any(|p| r.contains(&format!("/{ledger}{p}")));
             assert!(resources.iter().all(own), "the producer may {action} on {resources:?}");
         }
+        assert!(!action.contains("MessageMoveTask"), "the producer service may {action}");
+        if ["sqs:ReceiveMessage", "sqs:DeleteMessage"].contains(&action.as_str()) {
+            assert!(!resources.iter().any(|r| r.ends_with("DeadLetterQueue")), "the producer may {action} on a DLQ");
+        }
     }
-    // The consumer writes each object's files and metadata, the published marks, and the old export's buckets when
-    // it replaces it; nothing else.
-    let catalogue: toml::Table = toml::from_str(include_str!("../../common/catalogue.toml")).unwrap();
-    let objects: Vec<&str> =
-        catalogue["object"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+
+    // The consumer writes every catalogue object's files and metadata (one grant on the bucket's objects: objects
+    // are data), the published marks, and the old export's buckets when it replaces it; not the producer's records.
+    for (object, key) in catalogue_keys() {
+        for file in [key.clone(), format!("{key}.metadata.json")] {
+            let arn = format!("{RAW_OBJECTS}{file}");
+            assert!(
+                grants(&template, "ConsumerTaskRole", "s3:PutObject", &arn),
+                "the consumer may not write {object}: {arn}"
+            );
+        }
+    }
+    let mark = format!("{RAW_OBJECTS}{ledger}published/Account/x.json");
+    assert!(grants(&template, "ConsumerTaskRole", "s3:PutObject", &mark));
     for (action, resources) in allowed(&template, "ConsumerTaskRole") {
         if action.starts_with("s3:Put") {
             for resource in resources {
-                let file = objects.iter().any(|o| resource.ends_with(&format!("${{RawBucketName}}/{o}/*")));
-                let mark = resource.ends_with(&format!("{ledger}published/*"));
+                let raw = resource == format!("{RAW_OBJECTS}*");
                 let old = resource.contains("${OldExportBucketPattern}");
-                assert!(file || mark || old, "the consumer may {action} on {resource}");
+                assert!(raw || old, "the consumer may {action} on {resource}");
             }
         }
     }
-    // And is denied the producer's records explicitly.
-    let denies = statements(&template, "ConsumerTaskRole").into_iter().filter(|s| s["Effect"] == "Deny");
-    let denied: Vec<String> =
-        denies.filter(|s| actions(s).contains("s3:PutObject")).flat_map(|s| strings(&s["Resource"])).collect();
-    for record in producers_records {
-        assert!(
-            denied.iter().any(|r| r.contains(&format!("{ledger}{record}"))),
-            "consumer not denied {record}: {denied:?}"
-        );
+    for kind in producers_records {
+        for action in ["s3:PutObject", "s3:DeleteObject"] {
+            assert!(
+                denies(&template, "ConsumerTaskRole", action, &record(kind)),
+                "consumer not denied {action} {kind}"
+            );
+        }
     }
+
+    // The operator: `producer submit` (the ledger as the producer service has it, the jobs queue), `backfill` (the
+    // requests queue), `redrive --queue requests|jobs|lake [--dry-run]` and `status`; nothing of the files.
+    let operator = "OperatorTaskRole";
+    for (dlq, source) in [
+        ("RequestsDeadLetterQueue", "RequestsQueue"),
+        ("JobsDeadLetterQueue", "JobsQueue"),
+        ("LakeDeadLetterQueue", "LakeQueue"),
+    ] {
+        for action in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "sqs:StartMessageMoveTask",
+            "sqs:ListMessageMoveTasks",
+        ] {
+            assert!(grants(&template, operator, action, dlq), "the operator may not {action} on {dlq}");
+        }
+        for action in ["sqs:SendMessage", "sqs:GetQueueAttributes"] {
+            assert!(grants(&template, operator, action, source), "the operator may not {action} on {source}");
+        }
+        for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage"] {
+            assert!(!grants(&template, operator, action, source), "the operator may {action} on {source}");
+        }
+    }
+    for kind in producers_records {
+        assert!(grants(&template, operator, "s3:PutObject", &record(kind)), "the operator may not write {kind}");
+    }
+    assert!(grants(&template, operator, "s3:GetObject", &record("published/Account/")), "status reads the marks");
+    for (action, resources) in allowed(&template, operator) {
+        if action.starts_with("s3:Put") {
+            let own = |r: &String| producers_records.iter().any(|p| r.contains(&format!("/{ledger}{p}")));
+            assert!(resources.iter().all(own), "the operator may {action} on {resources:?}");
+        }
+        if action.starts_with("s3:Get") {
+            assert!(
+                resources.iter().all(|r| r.contains(&format!("/{ledger}"))),
+                "the operator may {action} on {resources:?}"
+            );
+        }
+    }
+    // Its task: the deployed image and configuration, the Zuora secret (submit calls Zuora), its own log streams.
+    let operator_task = task("OperatorTaskDefinition");
+    assert_eq!(target(&operator_task["TaskRoleArn"]), Some(operator));
+    let container = &operator_task["ContainerDefinitions"][0];
+    assert_eq!(container["Name"], "operator");
+    assert_eq!(container["ReadonlyRootFilesystem"], Value::from(true));
+    assert_eq!(container["Secrets"][0]["Name"], "ZUORA_CLIENT_SECRET");
+    assert_eq!(container["LogConfiguration"]["Options"]["awslogs-stream-prefix"], "operator");
+    assert_eq!(strings(&container["Command"]), ["producer", "status"]);
+
+    // Every task gets the same configuration (the template repeats it; a copy that drifts is a bug).
+    let environments: Vec<(&str, &Value)> =
+        tasks.iter().map(|(id, t)| (*id, &t["ContainerDefinitions"][0]["Environment"])).collect();
+    assert!(environments.len() >= 4);
+    for (id, environment) in &environments {
+        assert_eq!(*environment, environments[0].1, "{id}'s ZLE_CONFIG_TOML differs from {}'s", environments[0].0);
+    }
+
     // Nobody in the stack takes messages off the lake queue: they are the lake's.
-    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "SchedulerRole"] {
+    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "SchedulerRole", operator] {
         for (action, resources) in allowed(&template, role) {
             let takes =
                 ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"].contains(&action.as_str());
             assert!(!(takes && resources.iter().any(|r| r == "LakeQueue")), "{role} may {action} on the lake queue");
         }
+    }
+}
+
+#[test]
+fn the_queues_and_the_bucket_use_the_stacks_rotated_keys_and_every_role_may_use_them() {
+    let template = test_support::deploy_template();
+    for key in ["QueueKey", "BucketKey"] {
+        let resource = &resources(&template)[key];
+        assert_eq!(resource["Type"], "AWS::KMS::Key", "{key} is customer-managed");
+        assert_eq!(resource["Properties"]["EnableKeyRotation"], Value::from(true), "{key} rotates");
+    }
+    // The bucket outlives the stack; so must the key its objects are encrypted with.
+    assert_eq!(resources(&template)["RawBucket"]["DeletionPolicy"], "Retain");
+    assert_eq!(resources(&template)["BucketKey"]["DeletionPolicy"], "Retain");
+
+    let queues = of_type(&template, "AWS::SQS::Queue");
+    assert!(queues.len() >= 7);
+    for (id, queue) in &queues {
+        assert_eq!(target(&queue["KmsMasterKeyId"]), Some("QueueKey"), "{id} is not encrypted with QueueKey");
+    }
+    let (_, bucket) = of_type(&template, "AWS::S3::Bucket")[0];
+    let encryption = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert_eq!(encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"], "aws:kms");
+    assert_eq!(target(&encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]), Some("BucketKey"));
+    assert_eq!(encryption["BucketKeyEnabled"], Value::from(true));
+
+    // A role that sends or receives encrypted messages may use QueueKey; one that reads the bucket may decrypt with
+    // BucketKey, and one that writes it may also generate data keys.
+    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "OperatorTaskRole", "SchedulerRole"] {
+        let grants_of = allowed(&template, role);
+        let on_queues = grants_of.iter().any(|(a, _)| a.starts_with("sqs:"));
+        let reads_raw =
+            grants_of.iter().any(|(a, r)| a == "s3:GetObject" && r.iter().any(|r| r.starts_with(RAW_OBJECTS)));
+        let writes_raw =
+            grants_of.iter().any(|(a, r)| a == "s3:PutObject" && r.iter().any(|r| r.starts_with(RAW_OBJECTS)));
+        let uses = |action: &str, key: &str| grants(&template, role, action, key);
+        if on_queues {
+            assert!(uses("kms:GenerateDataKey", "QueueKey") && uses("kms:Decrypt", "QueueKey"), "{role}: QueueKey");
+        } else {
+            assert!(!uses("kms:Decrypt", "QueueKey"), "{role} uses no queue but may decrypt with QueueKey");
+        }
+        if reads_raw || writes_raw {
+            assert!(uses("kms:Decrypt", "BucketKey"), "{role}: kms:Decrypt on BucketKey");
+        }
+        assert_eq!(uses("kms:GenerateDataKey", "BucketKey"), writes_raw, "{role}: kms:GenerateDataKey on BucketKey");
+        // Each key statement names its key: no kms:* on every key of the account.
+        for (action, resources) in grants_of.iter().filter(|(a, _)| a.starts_with("kms:")) {
+            assert!(resources.iter().all(|r| r != "*"), "{role} may {action} on every key");
+        }
+    }
+    assert!(grants(&template, "SchedulerRole", "sqs:SendMessage", "ScheduleDeadLetterQueue"));
+}
+
+#[test]
+fn a_lake_in_another_account_may_take_its_completions_read_the_files_and_decrypt_but_not_the_exporters_records() {
+    let template = test_support::deploy_template();
+    let condition = &template["Conditions"]["LakeAccount"];
+    assert!(format!("{condition:?}").contains("LakeAccountId"), "LakeAccount: {condition:?}");
+    let lake = |s: &Value| strings(&s["Principal"]["AWS"]).iter().any(|p| p == LAKE_ROOT);
+
+    // The lake queue's policy lets it receive; its DLQ's lets it look.
+    let policies = of_type(&template, "AWS::SQS::QueuePolicy");
+    let queue_grants = |queue: &str| -> BTreeSet<String> {
+        let mut granted = BTreeSet::new();
+        for (id, policy) in &policies {
+            assert_eq!(resources(&template)[*id]["Condition"], "LakeAccount", "{id} only with a lake account");
+            if policy["Queues"].as_sequence().unwrap().iter().any(|q| target(q) == Some(queue)) {
+                for (_, s) in conditional_statements(&policy["PolicyDocument"]) {
+                    if s["Effect"] == "Allow" && lake(s) && statement_resources(s).iter().any(|r| r == queue) {
+                        granted.extend(actions(s));
+                    }
+                }
+            }
+        }
+        granted
+    };
+    let on_queue = queue_grants("LakeQueue");
+    for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"] {
+        assert!(on_queue.contains(action), "the lake may not {action} on the lake queue: {on_queue:?}");
+    }
+    let on_dlq = queue_grants("LakeDeadLetterQueue");
+    assert!(on_dlq.contains("sqs:ReceiveMessage") && !on_dlq.contains("sqs:DeleteMessage"), "{on_dlq:?}");
+
+    // The bucket's policy: the files, not the exporter's records.
+    let bucket_policy = &resources(&template)["RawBucketPolicy"]["Properties"]["PolicyDocument"];
+    let bucket_statements = conditional_statements(bucket_policy);
+    let lakes: Vec<&Value> = bucket_statements
+        .iter()
+        .filter(|(_, s)| lake(s))
+        .map(|(condition, s)| {
+            assert_eq!(*condition, Some("LakeAccount"), "{s:?} only with a lake account");
+            *s
+        })
+        .collect();
+    let lake_may = |action: &str, arn: &str, effect: &str| {
+        lakes.iter().any(|s| {
+            s["Effect"] == effect
+                && actions(s).iter().any(|a| covers(a, action))
+                && statement_resources(s).iter().any(|r| covers(r, arn))
+        })
+    };
+    let keys = catalogue_keys();
+    let (_, key) = &keys[0];
+    assert!(lake_may("s3:GetObject", &format!("{RAW_OBJECTS}{key}"), "Allow"), "the lake reads the files");
+    assert!(lake_may("s3:ListBucket", "arn:${AWS::Partition}:s3:::${RawBucketName}", "Allow"), "the lake lists them");
+    let records = format!("{RAW_OBJECTS}zuora-lake-export/ledger/jobs/x.json");
+    assert!(lake_may("s3:GetObject", &records, "Deny"), "the lake is denied the exporter's records");
+
+    // Both keys let the lake decrypt, through their service only.
+    for (key, service) in [("QueueKey", "sqs"), ("BucketKey", "s3")] {
+        let policy = &resources(&template)[key]["Properties"]["KeyPolicy"];
+        let statement = conditional_statements(policy)
+            .into_iter()
+            .find(|(_, s)| lake(s))
+            .unwrap_or_else(|| panic!("{key}'s policy does not name the lake account"));
+        assert_eq!(statement.0, Some("LakeAccount"));
+        assert!(actions(statement.1).contains("kms:Decrypt"), "{key}");
+        let via = strings(&statement.1["Condition"]["StringEquals"]["kms:ViaService"]);
+        assert_eq!(via, [format!("{service}.${{AWS::Region}}.amazonaws.com")], "{key}");
+    }
+}
+
+#[test]
+fn the_outputs_name_what_the_runbook_and_the_lake_need() {
+    let template = test_support::deploy_template();
+    let outputs = template["Outputs"].as_mapping().unwrap();
+    for name in [
+        "RequestsQueueUrl",
+        "RequestsQueueArn",
+        "RequestsDeadLetterQueueUrl",
+        "RequestsDeadLetterQueueArn",
+        "JobsQueueUrl",
+        "JobsQueueArn",
+        "JobsDeadLetterQueueUrl",
+        "JobsDeadLetterQueueArn",
+        "LakeQueueUrl",
+        "LakeQueueArn",
+        "LakeDeadLetterQueueUrl",
+        "LakeDeadLetterQueueArn",
+        "ScheduleDeadLetterQueueUrl",
+        "ScheduleDeadLetterQueueArn",
+        "RawBucketName",
+        "QueueKeyArn",
+        "BucketKeyArn",
+        "LogGroupName",
+        "ClusterName",
+        "ProducerServiceName",
+        "ConsumerServiceName",
+        "OperatorTaskDefinitionArn",
+        "StatusTaskDefinitionArn",
+        "TaskNetworkConfiguration",
+        "AlarmTopicArn",
+    ] {
+        let output = outputs.get(name).unwrap_or_else(|| panic!("no output {name}"));
+        assert!(output["Description"].as_str().is_some_and(|d| !d.is_empty()), "{name} has no Description");
+        assert!(!output["Value"].is_null(), "{name} has no Value");
     }
 }
 
@@ -230,8 +641,14 @@ fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
     assert_eq!(dashboards.len(), 1);
     let (tag, body) = tagged(&dashboards[0].1["DashboardBody"]).expect("a !Sub body");
     assert_eq!(tag, "!Sub");
+    let source = body.as_str().unwrap();
+    for queue in
+        of_type(&template, "AWS::SQS::Queue").into_iter().map(|(id, _)| id).filter(|id| id.ends_with("DeadLetterQueue"))
+    {
+        assert!(source.contains(&format!("${{{queue}.QueueName}}")), "the dashboard lacks {queue}");
+    }
     // As CloudFormation renders it: every ${...} replaced by a value.
-    let mut text = body.as_str().unwrap().to_owned();
+    let mut text = source.to_owned();
     while let Some(start) = text.find("${") {
         let end = start + text[start..].find('}').unwrap();
         text.replace_range(start..=end, "value");
@@ -249,7 +666,7 @@ fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
 #[test]
 fn every_s3_grant_is_limited_to_buckets_of_the_expected_account() {
     let template = test_support::deploy_template();
-    for role in ["ProducerTaskRole", "StatusTaskRole", "ConsumerTaskRole"] {
+    for role in ["ProducerTaskRole", "StatusTaskRole", "ConsumerTaskRole", "OperatorTaskRole"] {
         let grants = statements(&template, role).into_iter().filter(|s| s["Effect"] == "Allow");
         for statement in grants.filter(|s| actions(s).iter().any(|a| a.starts_with("s3:"))) {
             let account = &statement["Condition"]["StringEquals"]["s3:ResourceAccount"];

@@ -106,6 +106,30 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", nanos % 1_000_000_000_000, NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
+/// A whole configuration for commands that only read it (`check-config`): real-looking AWS queue URLs, no secret
+/// (it comes from `ZUORA_CLIENT_SECRET`), the consumer's jobs in flight spelt out for tests to change.
+pub const CHECKED_CONFIG: &str = r#"raw_bucket = "acme-zuora-raw"
+[zuora]
+base_url = "https://rest.zuora.com"
+client_id = "f4b2c1d0-0000-4000-8000-000000000001"
+[session]
+partner = "acme"
+project = "zuora-datalake-export"
+[aws]
+region = "eu-west-1"
+[queues]
+requests = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-requests"
+requests_dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-requests-dlq"
+jobs = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-jobs"
+jobs_dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-jobs-dlq"
+lake = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-lake.fifo"
+lake_dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-lake-dlq.fifo"
+[ledger]
+bucket = "acme-zuora-raw"
+[consumer]
+jobs_in_flight = 2
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::{Scratch, with_settings};

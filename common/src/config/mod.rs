@@ -10,7 +10,7 @@ use crate::secret::Secret;
 use crate::store::ChecksumAlgorithm;
 use crate::zuora::ZuoraConfig;
 use chrono::NaiveDate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The environment variable that supplies the Zuora client secret.
@@ -21,7 +21,7 @@ pub const CLIENT_SECRET_ENV: &str = "ZUORA_CLIENT_SECRET";
 pub const CONFIG_TOML_ENV: &str = "ZLE_CONFIG_TOML";
 
 /// A deployment's configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The Zuora tenant. `client_secret` may be left out of the file and given as `ZUORA_CLIENT_SECRET`.
@@ -55,7 +55,7 @@ pub struct Config {
 }
 
 /// Zuora's stateful session: partner + project identify it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
     /// Partner id, issued by Zuora Support.
@@ -75,7 +75,7 @@ pub struct SessionConfig {
 }
 
 /// The `format` of the files of every job submitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     /// Plain CSV.
@@ -104,7 +104,7 @@ fn default_increment_job_name() -> String {
 }
 
 /// Queue URLs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueuesConfig {
     /// Export requests (schedule, operators).
@@ -130,7 +130,7 @@ impl QueuesConfig {
 }
 
 /// The producer's ledger of submitted jobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     /// Bucket.
@@ -146,7 +146,7 @@ fn default_ledger_prefix() -> String {
 
 /// Full exports are split into half-open `CreatedDate` windows, one job each, so no query meets Zuora's 3-hour
 /// query limit or its 2,047 MB file limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FullExportConfig {
     /// The first window starts here (UTC midnight); nothing in the tenant is older.
@@ -164,7 +164,7 @@ impl Default for FullExportConfig {
 }
 
 /// Producer settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProducerSettings {
     /// Long-poll wait of the requests queue, in seconds (at most 20).
@@ -186,7 +186,7 @@ impl Default for ProducerSettings {
 pub const MEMORY_SCHEME: &str = "memory://";
 
 /// How stored files are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompressionKind {
     /// As Zuora sent them.
@@ -199,7 +199,7 @@ pub enum CompressionKind {
 
 /// What becomes of a file Zuora sent gzip-compressed (`session.file_format = "gzip"`); its records are counted
 /// and checked as it is decompressed on the way either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GzipDownloads {
     /// Stored as the `.gz` bytes Zuora sent: no compression CPU, the lake reads gzip.
@@ -210,7 +210,7 @@ pub enum GzipDownloads {
 
 /// Consumer settings. Peak memory of a consumer is about `part_pool_mib` plus a few MiB per job in flight,
 /// whatever the size of the files (see docs/configuration.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerSettings {
     /// Jobs processed at once by one consumer process.
@@ -333,6 +333,11 @@ impl Config {
         })?;
         config.validate().map_err(fail)?;
         Ok(config)
+    }
+
+    /// The configuration as TOML, every default filled in and the client secret masked (`check-config`).
+    pub fn masked_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError { origin: "(printed)".to_owned(), detail: e.to_string() })
     }
 
     fn validate(&self) -> Result<(), String> {

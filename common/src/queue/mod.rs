@@ -9,7 +9,7 @@ mod redrive;
 mod sqs;
 
 pub use memory::MemoryQueue;
-pub use redrive::{RedriveReport, redrive, redrive_manually};
+pub use redrive::{DeadLetter, RedriveReport, dead_letters, redrive, redrive_manually};
 pub use sqs::SqsQueue;
 
 use futures::future::BoxFuture;
@@ -101,12 +101,15 @@ pub struct QueueError {
     /// The error underneath (the SDK's, with its code and request id), when there is one.
     #[source]
     pub source: Option<crate::BoxError>,
+    /// True when the same call cannot succeed as configured (access denied, no such queue, bad credentials, the
+    /// queue's KMS key unusable): trying again only waits.
+    pub permanent: bool,
 }
 
 impl QueueError {
-    /// A failure described by `message` alone.
+    /// A failure described by `message` alone (one that may pass).
     pub fn new(operation: &'static str, queue: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { operation, queue: queue.into(), message: message.into(), source: None }
+        Self { operation, queue: queue.into(), message: message.into(), source: None, permanent: false }
     }
 }
 

@@ -75,6 +75,46 @@ pub async fn redrive_manually(dlq: &dyn Queue, source: &dyn Queue) -> Result<u64
     Ok(moved)
 }
 
+/// A message of a dead-letter queue, as `redrive --dry-run` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The queue's id for it.
+    pub id: String,
+    /// Why it is there: the `reason` this project set when it dead-lettered it, or SQS's own move after too many
+    /// receives (then its receive count says how many).
+    pub reason: String,
+    /// Times it has been received, this look included.
+    pub receive_count: u32,
+    /// The body.
+    pub body: String,
+}
+
+/// The messages a dead-letter queue holds, looked at and left in place: each is received once and made visible
+/// again at once, so a redrive or another look afterwards finds them all.
+pub async fn dead_letters(dlq: &dyn Queue) -> Result<Vec<DeadLetter>, QueueError> {
+    let depth = dlq.depth().await?;
+    let limit = depth.visible + depth.in_flight;
+    let mut seen = Vec::new();
+    let mut receipts = Vec::new();
+    while (seen.len() as u64) < limit {
+        let batch = dlq.receive((limit - seen.len() as u64).min(10) as u32, Duration::from_secs(1)).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for message in batch {
+            let reason = message.attributes.get("reason").cloned().unwrap_or_else(|| {
+                "no reason given: moved here by the queue's redrive policy after too many receives".to_owned()
+            });
+            receipts.push(message.receipt);
+            seen.push(DeadLetter { id: message.id, reason, receive_count: message.receive_count, body: message.body });
+        }
+    }
+    for receipt in &receipts {
+        dlq.set_visibility(receipt, Duration::ZERO).await?;
+    }
+    Ok(seen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +165,21 @@ mod tests {
         let moved = redrive_manually(&*dlq, &source).await.expect("the redrive ends");
         assert_eq!(moved, 3);
         assert_eq!(dlq.depth().await.unwrap().visible, 3, "each message is back in the DLQ, for the next redrive");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_look_at_the_dead_letters_lists_each_with_its_reason_and_leaves_them_all_in_place() {
+        let dlq = MemoryQueue::new("requests-dlq", Duration::from_secs(30));
+        dlq.send(OutgoingMessage::new("a").attribute("reason", "objects: Acount is not in the catalogue"))
+            .await
+            .unwrap();
+        dlq.send(OutgoingMessage::new("b")).await.unwrap();
+        let mut seen = dead_letters(&dlq).await.unwrap();
+        seen.sort_by(|x, y| x.body.cmp(&y.body));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].reason, "objects: Acount is not in the catalogue");
+        assert!(seen[1].reason.contains("redrive policy"), "{}", seen[1].reason);
+        assert_eq!(dlq.depth().await.unwrap().visible, 2, "both visible again at once");
+        assert_eq!(dead_letters(&dlq).await.unwrap().len(), 2, "a second look sees them all");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -14,6 +14,17 @@ const MAX_WAIT: Duration = Duration::from_secs(20);
 const MAX_BATCH: u32 = 10;
 /// The group of a FIFO message sent without one (completions are grouped per object).
 const FIFO_GROUP: &str = "zuora-lake-export";
+/// Error codes after which the same call cannot succeed as configured (besides every `Kms*` code).
+const PERMANENT_CODES: [&str; 8] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "InvalidAddress",
+    "InvalidClientTokenId",
+    "InvalidSecurity",
+    "SignatureDoesNotMatch",
+];
 
 /// One SQS queue, by URL.
 #[derive(Clone)]
@@ -60,10 +71,11 @@ impl SqsQueue {
     pub(crate) fn error(
         &self,
         operation: &'static str,
-        err: impl std::error::Error + Send + Sync + 'static,
+        err: impl std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     ) -> QueueError {
         let message = DisplayErrorContext(&err).to_string();
-        QueueError { source: Some(Box::new(err)), ..QueueError::new(operation, self.url.clone(), message) }
+        let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code) || code.starts_with("Kms"));
+        QueueError { source: Some(Box::new(err)), permanent, ..QueueError::new(operation, self.url.clone(), message) }
     }
 }
 
@@ -80,7 +92,7 @@ impl Queue for SqsQueue {
                     .data_type("String")
                     .string_value(value)
                     .build()
-                    .map_err(|e| self.error("SendMessage", e))?;
+                    .map_err(|e| QueueError::new("SendMessage", self.url.clone(), e.to_string()))?;
                 request = request.message_attributes(name, value);
             }
             if self.fifo {

@@ -1,12 +1,12 @@
 //! Connection settings for one Zuora tenant.
 
 use crate::secret::Secret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Where the tenant lives. It decides how Zuora reads `incrementalTime`: US data centres read it as US Pacific time
 /// (DST-aware), the EU one as UTC, whatever `dateTimeUtc` says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DataCenter {
     /// US Cloud 1 and 2, production and sandboxes: `incrementalTime` is America/Los_Angeles.
@@ -17,7 +17,7 @@ pub enum DataCenter {
 }
 
 /// How transient failures (429, 5xx, timeouts, connection resets) are retried.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. tap-zuora's 5 tries were not enough to ride out Zuora's
@@ -49,7 +49,7 @@ impl RetryPolicy {
 }
 
 /// Everything needed to talk to one tenant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZuoraConfig {
     /// REST base URL, e.g. `https://rest.zuora.com` (no trailing path).
