@@ -105,28 +105,6 @@ async fn a_second_signal_mid_stream_stops_at_once_with_exit_130_and_publishes_no
     assert!(test_support::drain(d.queues().lake.as_ref()).await.is_empty());
 }
 
-#[tokio::test]
-async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_a_bad_field() {
-    let dir = test_support::Scratch::new("consumer-check");
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, test_support::CHECKED_CONFIG).unwrap();
-    let run = async |path: &std::path::Path| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_consumer"));
-        command.arg("--config").arg(path).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
-        command.output().await.unwrap()
-    };
-    let out = run(&good).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let printed = text(&out.stdout);
-    assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
-    assert!(printed.contains("# catalogue: 13 objects"), "{printed}");
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, test_support::CHECKED_CONFIG.replace("jobs_in_flight = 2", "jobs_in_flight = 0")).unwrap();
-    let out = run(&bad).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("consumer.jobs_in_flight"), "{}", text(&out.stderr));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn a_published_file_is_logged_as_json_with_its_fields_and_measured_in_embedded_metric_format() {

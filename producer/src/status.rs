@@ -98,15 +98,15 @@ mod tests {
     use common::store::LocalStore;
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn a_window_claiming_to_end_in_the_future_goes_stale_counted_from_when_it_was_published() {
+    /// A ledger in a temporary directory holding one increment of Account, its window ending at `to`, published at
+    /// `published_at`.
+    async fn ledger_with_account(to: DateTime<Utc>, published_at: DateTime<Utc>) -> (tempfile::TempDir, Ledger) {
         let root = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
-        let published_at: DateTime<Utc> = "2026-11-01T06:00:00Z".parse().unwrap();
         let mark = PublishedMark {
             object: "Account".into(),
             job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
-            window: Window { from: None, to: "2099-01-01T00:00:00Z".parse().unwrap() },
+            window: Window { from: None, to },
             executed_at: published_at,
             published_at,
             bucket: "lake".into(),
@@ -116,6 +116,13 @@ mod tests {
             kind: Some(JobKind::Increment),
         };
         ledger.marks().record(&mark).await.unwrap();
+        (root, ledger)
+    }
+
+    #[tokio::test]
+    async fn a_window_claiming_to_end_in_the_future_goes_stale_counted_from_when_it_was_published() {
+        let published_at: DateTime<Utc> = "2026-11-01T06:00:00Z".parse().unwrap();
+        let (_root, ledger) = ledger_with_account("2099-01-01T00:00:00Z".parse().unwrap(), published_at).await;
         let catalogue = Catalogue { objects: vec![Catalogue::builtin().objects[0].clone()] };
         let day = chrono::Duration::hours(36);
         let fresh = object_statuses(&ledger, &catalogue, published_at + chrono::Duration::hours(1), day).await.unwrap();
@@ -127,22 +134,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_json_report_and_the_metric_line_say_which_objects_are_stale() {
-        let root = tempfile::tempdir().unwrap();
-        let ledger = Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/");
         let to: DateTime<Utc> = "2026-11-01T06:00:00Z".parse().unwrap();
-        let mark = PublishedMark {
-            object: "Account".into(),
-            job_id: "2c92c0f966cd4f580166ec0ac89d5bb7".into(),
-            window: Window { from: None, to },
-            executed_at: to,
-            published_at: to,
-            bucket: "lake".into(),
-            key: "Account/x.csv".into(),
-            segment: 0,
-            segments: 1,
-            kind: Some(JobKind::Increment),
-        };
-        ledger.marks().record(&mark).await.unwrap();
+        let (_root, ledger) = ledger_with_account(to, to).await;
         let catalogue = Catalogue { objects: Catalogue::builtin().objects[..2].to_vec() };
         let now = to + chrono::Duration::hours(2);
         let statuses = object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(36)).await.unwrap();

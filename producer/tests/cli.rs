@@ -242,29 +242,6 @@ async fn commands_that_never_call_zuora_start_without_its_secret_and_those_that_
 }
 
 #[tokio::test]
-async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_a_bad_field() {
-    let dir = Scratch::new("producer-check");
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, test_support::CHECKED_CONFIG).unwrap();
-    let run = async |path: &std::path::Path| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
-        command.arg("--config").arg(path).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
-        command.output().await.unwrap()
-    };
-    let out = run(&good).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let printed = text(&out.stdout);
-    assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
-    assert!(printed.contains("busy_retry_secs = 300"), "defaults filled in: {printed}");
-    assert!(printed.contains("# catalogue: 13 objects: Account, "), "{printed}");
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, test_support::CHECKED_CONFIG.replace(r#"partner = "acme""#, r#"partner = " ""#)).unwrap();
-    let out = run(&bad).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("session.partner"), "{}", text(&out.stderr));
-}
-
-#[tokio::test]
 async fn version_names_the_commit_built_and_the_catalogues() {
     let out = producer(None, &["--version"]).await;
     let version = text(&out.stdout);

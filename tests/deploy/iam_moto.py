@@ -7,8 +7,9 @@
                                         policies, with an access key (plus `admin`, allowed everything, for the
                                         test's own set-up and checks); then turns enforcement on; prints the keys
                                         and each role's statements as JSON
-  iam_moto.py audit RECORD USERS_JSON   which decisions were denied, and which statement of each role no allowed
-                                        decision of its user matched (by moto's own statement matching), as JSON
+  iam_moto.py audit RECORD USERS_JSON   which decisions were denied, and which statement of each role (each of its
+                                        resources on its own) no allowed decision of its user matched (by moto's own
+                                        statement matching), as JSON
 
 What moto enforces (moto 5): identity policies of users (inline and attached), Allow and explicit Deny, actions
 and resources with wildcards: the queue's ARN for SQS calls, the bucket's or `bucket/key` ARN for S3 calls. What it
@@ -119,14 +120,17 @@ def audit(record_path: str, users_path: str) -> None:
         for statement in role["statements"]:
             if statement.get("Effect") != "Allow":
                 continue
-            matcher = IAMPolicyStatement(statement)
-            used = any(
-                statement.get("Sid") in d.get("granted_by", [])
-                or matcher.is_action_permitted(d["action"], d["resource"]) == PermissionResult.PERMITTED
-                for d in mine
-            )
-            if not used:
-                unused.append({"role": name, "sid": statement.get("Sid", "(no Sid)"), "statement": statement})
+            # Each resource of a statement on its own: a queue or prefix granted and never reached is reported.
+            resources = statement.get("Resource", "*")
+            for resource in resources if isinstance(resources, list) else [resources]:
+                matcher = IAMPolicyStatement({**statement, "Resource": resource})
+                used = any(
+                    statement.get("Sid") in d.get("granted_by", [])
+                    or matcher.is_action_permitted(d["action"], d["resource"]) == PermissionResult.PERMITTED
+                    for d in mine
+                )
+                if not used:
+                    unused.append({"role": name, "sid": statement.get("Sid", "(no Sid)"), "resource": resource, "statement": statement})
     unresolved = sorted({d["action"] for d in decisions if "granted_by" in d})
     print(json.dumps({"decisions": len(decisions), "denied": denied, "unused": unused, "unresolved": unresolved}))
 

@@ -1,7 +1,8 @@
 //! The real binaries end to end: the `zuora-sim` binary, `producer serve` and consumer processes against moto.
 //! Three simulated days of inserts, updates and deletes with a daily `afterLastIncrement` (one of them re-run at
 //! once), a consumer killed with SIGKILL in the middle of a file, a date backfill through `producer backfill`;
-//! the lake, merged as its ETL merges it, equals the simulator's live rows for every object.
+//! the lake, merged as its ETL merges it, equals the simulator's live rows for every object. And `check-config` of both
+//! binaries.
 
 use common::merge::MergedTable;
 use common::messages::CompletionMessage;
@@ -192,6 +193,37 @@ async fn days_of_exports_by_the_binaries_with_a_killed_consumer_merge_to_zuoras_
             for (column, value) in row {
                 assert_eq!(Some(value), expected.get(column), "{} {id} {column}", object.name);
             }
+        }
+    }
+}
+
+#[tokio::test]
+async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_a_bad_field() {
+    let dir = Scratch::new("check-config");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, test_support::CHECKED_CONFIG).unwrap();
+    let bad_partner = dir.path().join("bad-partner.toml");
+    std::fs::write(&bad_partner, test_support::CHECKED_CONFIG.replace(r#"partner = "acme""#, r#"partner = " ""#))
+        .unwrap();
+    let bad_consumer = dir.path().join("bad-consumer.toml");
+    let zero = test_support::CHECKED_CONFIG.replace("jobs_in_flight = 2", "jobs_in_flight = 0");
+    std::fs::write(&bad_consumer, zero).unwrap();
+    let check = |binary: &str, config: &Path| {
+        let mut command = Command::new(workspace_binary(binary));
+        command.arg("--config").arg(config).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
+        command.env_remove("ZLE_CONFIG").output().unwrap()
+    };
+    for binary in ["producer", "consumer"] {
+        let out = check(binary, &good);
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{binary}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("busy_retry_secs = 300"), "{binary}: defaults filled in: {printed}");
+        assert!(printed.contains("# catalogue: 13 objects"), "{printed}");
+        for (bad, field) in [(&bad_partner, "session.partner"), (&bad_consumer, "consumer.jobs_in_flight")] {
+            let out = check(binary, bad);
+            assert_eq!(out.status.code(), Some(2), "{binary} with a bad {field}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains(field), "{}", String::from_utf8_lossy(&out.stderr));
         }
     }
 }

@@ -4,9 +4,11 @@
 //! only where the task definition passes it, only the AWS endpoint pointed at moto, and credentials that hold
 //! exactly the task's role's policies. The daily schedule's request (sent with the scheduler role's credentials),
 //! sent twice a simulated day apart, exports every object (full loads, then increments) into the stack's own bucket;
-//! the status task finds every object fresh; the operator task runs each operator command of the runbook. Then the
-//! record of moto's authorization decisions must show no denial, and every statement of every role used by some
-//! call, except the few no call here can reach (each with its reason below). A task wired to a queue or bucket the
+//! the status task finds every object fresh; a job Zuora kills is asked for again; bad input lands in the
+//! dead-letter queues; the operator task runs each operator command of the runbook. Then the record of moto's
+//! authorization decisions must show no denial, and every grant of every role (each resource of each statement)
+//! used by some call, except the few no call here can reach (each with its reason below) and the KMS grants (moto's
+//! SQS and S3 call no KMS on the caller's behalf). A task wired to a queue or bucket the
 //! stack does not create, a configuration the template renders wrong, a permission a command needs and its role
 //! lacks, or a permission no command uses, fails here.
 
@@ -21,8 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use test_support::{Process, Scratch, test_python, tests_dir, unique, workspace_binary};
 
-/// Statements no call of the rehearsal can use (`*`: the role's every statement), and why. Every other statement
-/// of every role must be used.
+/// Statements no call of the rehearsal can use (`*`: the role's every statement), and why. Every other grant of
+/// every role must be used.
 const UNREACHABLE: &[(&str, &str, &str)] = &[
     ("ConsumerTaskRole", "ScaleInProtection", "called only inside ECS, through the task's metadata endpoint"),
     ("ConsumerTaskRole", "List", MISSING_KEYS),
@@ -279,17 +281,33 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     stack.operator(&["producer", "backfill", "--from", "2022-05-04", "--objects", "Account"]);
     let backfilled = announced(&lake, 1, &mut seen, &denied).await;
     assert_eq!(backfilled[0].object, "Account");
+    // Zuora kills the submitted job's query: the consumer asks for the window again, the producer serves that.
+    control.abort_next_batch("Invoice", "rehearsal: the query was killed");
     stack.operator(&["producer", "submit", r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#]);
     let submitted = announced(&lake, 1, &mut seen, &denied).await;
     assert_eq!(submitted[0].object, "Invoice");
-    // A dead-lettered request: looked at (with its reason), then redriven, then served by the producer service.
+    // Bad input from outside goes to the dead-letter queues with its reason, by the services' own roles.
+    let (requests_dlq, jobs_dlq) =
+        (stack.queue("RequestsDeadLetterQueueUrl", "admin"), stack.queue("JobsDeadLetterQueueUrl", "admin"));
+    let bad_request = OutgoingMessage::new(r#"{"exportFromDate":"someday"}"#);
+    stack.queue("RequestsQueueUrl", "admin").send(bad_request).await.unwrap();
+    stack.queue("JobsQueueUrl", "admin").send(OutgoingMessage::new("not a job message")).await.unwrap();
+    for dlq in [&requests_dlq, &jobs_dlq] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while dlq.depth().await.unwrap().visible == 0 {
+            assert!(Instant::now() < deadline, "{} stays empty; moto denied: {:#}", dlq.name(), denied());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // A request dead-lettered while Zuora was down: looked at (with its reason), redriven, served by the producer.
     let dead = OutgoingMessage::new(
         r#"{"exportFromDate":"afterLastIncrement","objects":["Contact"],"requestId":"redriven-1"}"#,
     )
     .attribute("reason", "Zuora is down for maintenance");
-    stack.queue("RequestsDeadLetterQueueUrl", "admin").send(dead).await.unwrap();
+    requests_dlq.send(dead).await.unwrap();
     let looked = stack.operator(&["producer", "redrive", "--queue", "requests", "--dry-run"]);
     assert!(looked.contains("reason: Zuora is down for maintenance"), "{looked}");
+    assert!(looked.contains("someday"), "the producer's own dead letter, with its reason: {looked}");
     stack.operator(&["producer", "redrive", "--queue", "requests"]);
     let redriven = announced(&lake, 1, &mut seen, &denied).await;
     assert_eq!(redriven[0].object, "Contact");
@@ -309,11 +327,11 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| (u["role"].as_str().unwrap(), u["sid"].as_str().unwrap(), &u["statement"]))
-        .filter(|(role, sid, _)| {
+        .map(|u| (u["role"].as_str().unwrap(), u["sid"].as_str().unwrap(), &u["resource"], &u["statement"]["Action"]))
+        .filter(|(role, sid, _, _)| {
             !is_kms(sid) && !UNREACHABLE.iter().any(|(r, s, _)| r == role && (*s == "*" || s == sid))
         })
-        .map(|(role, sid, statement)| format!("{role}.{sid}: {statement}"))
+        .map(|(role, sid, resource, actions)| format!("{role}.{sid}: {actions} on {resource}"))
         .collect();
-    assert!(unused.is_empty(), "statements no call used (remove them, or say in UNREACHABLE why): {unused:#?}");
+    assert!(unused.is_empty(), "grants no call used (remove them, or say in UNREACHABLE why): {unused:#?}");
 }
