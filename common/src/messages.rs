@@ -130,6 +130,15 @@ pub fn again_generation(request_id: &str) -> u32 {
 }
 
 impl JobMessage {
+    /// Whether Zuora should answer this job with changes of `object`, not its whole table: an increment of an
+    /// object the session had a position for (its own start; for a message without starts, the window's lower
+    /// bound). A full load where one was expected means Zuora started the session again (180 days unused, or the
+    /// query or its deleted spec changed).
+    pub fn expects_changes_of(&self, object: &str) -> bool {
+        self.kind == JobKind::Increment
+            && (self.starts.contains_key(object) || (self.starts.is_empty() && self.window.from.is_some()))
+    }
+
     /// The requests that ask again for this job's window of `objects` (`what` names the batch or the job in their
     /// ids, so one failure asks once however often it is seen), or `None` when the window was asked for again
     /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; a full export for a
@@ -382,9 +391,21 @@ pub struct CompletionMessage {
     pub checksum: Checksum,
     /// `none`, `gzip` or `zstd`.
     pub compression: String,
+    /// The export the file came from: `increment` (the daily session), `backfill` or `fullWindow` (one window of a
+    /// full export). With `full`, an `increment` is the object's whole live table as of `executedAt`: the lake
+    /// replaces the object's table with it rather than merging it (docs/messages.md). Absent from messages of
+    /// earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
 }
 
 impl CompletionMessage {
+    /// Whether the file is part of the object's whole live table, which replaces what the lake holds of it: a
+    /// session's full load (a first load, or Zuora starting the session again), not a window of a full export.
+    pub fn replaces_the_table(&self) -> bool {
+        self.full && self.kind == Some(JobKind::Increment)
+    }
+
     /// The lake queue's deduplication id: one message per file, whatever the number of deliveries.
     pub fn deduplication_id(&self) -> String {
         format!("{}:{}:{}", self.job_id, self.batch_id, self.segment)

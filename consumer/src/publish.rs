@@ -11,7 +11,7 @@ use common::messages::{Checksum, CompletionMessage, JobKind, JobMessage, MESSAGE
 use common::queue::OutgoingMessage;
 use common::zuora::Job;
 use std::time::{Duration, Instant};
-use tracing::info;
+use tracing::{error, info};
 
 /// What every file of a batch shares.
 pub(crate) struct BatchToPublish<'a> {
@@ -63,6 +63,7 @@ impl BatchToPublish<'_> {
             executed_at: self.executed_at,
             checksum: Checksum { algorithm: settings.checksum.name().to_owned(), value: published.checksum.clone() },
             compression: self.relay.compression.name().to_owned(),
+            kind: Some(self.job_message.kind),
         }
     }
 }
@@ -112,6 +113,18 @@ impl Worker {
         };
         if self.settings.emf_metrics {
             measured.emit(now);
+        }
+        if completion.full && job_message.expects_changes_of(&completion.object) {
+            // Published all the same (nothing is lost: it is the whole live table), and said loudly: the lake must
+            // replace the object's table with it, and someone should know why Zuora started the session again.
+            error!(object = %completion.object, job_id = %completion.job_id, window_from = ?job_message.window.from,
+                   location = %format!("s3://{}/{}", completion.bucket, completion.key),
+                   "Zuora answered an increment with a full load (the session started again: 180 days unused, or the \
+                    query or its deleted spec changed); published with full: true, which the lake must apply as a \
+                    replacement of the object's table");
+            if self.settings.emf_metrics {
+                println!("{}", common::metrics::emf_line(now, &[], &[("UnexpectedFullLoads", "Count", 1.0)]));
+            }
         }
         let throughput = published.bytes as f64 / took.as_secs_f64().max(1e-6) / 1e6;
         info!(object = %completion.object, record_count = completion.record_count, window_from = ?job_message.window.from,

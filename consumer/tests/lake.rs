@@ -102,8 +102,9 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
     compressions.into_iter().collect()
 }
 
-/// Every completion on the lake queue, applied in order of execution as the lake merges them: each object's merged
-/// table must equal the simulator's live rows. Returns the completions.
+/// Every completion on the lake queue, applied in order of execution as the lake merges them (a session's full
+/// load replacing the table): each object's merged table must equal the simulator's live rows. Returns the
+/// completions.
 async fn lake_equals_the_truth(d: &Deployment) -> Vec<CompletionMessage> {
     lake_equals_the_truth_of(d, &OBJECTS).await
 }
@@ -122,6 +123,9 @@ async fn lake_equals_the_truth_of(d: &Deployment, objects: &[&str]) -> Vec<Compl
         let files: Vec<&CompletionMessage> = completions.iter().filter(|c| c.object == object).collect();
         assert!(!files.is_empty(), "{object}: no file");
         for file in files {
+            if file.replaces_the_table() && file.segment == 0 {
+                lake = MergedTable::default();
+            }
             let stored = d.bucket.store().get(&file.bucket, &file.key).await.unwrap().expect("the file is stored");
             let body = match file.compression.as_str() {
                 "none" => stored.to_vec(),
@@ -212,4 +216,31 @@ async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_win
     let deleted = control.deleted_rows("Refund").unwrap();
     assert_eq!(deleted.len(), 8);
     lake_equals_the_truth_of(&d, &["Refund"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_zuora_answers_in_full_after_180_idle_days_is_published_and_replaces_the_lakes_table() {
+    // Zuora's clock starts far enough back that 181 idle days still end in the past.
+    let d = Deployment::start(|c| c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(183))).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let control = d.sim.control();
+    let account = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
+    producer.serve(account, "first-load").await.unwrap();
+    work_all(&worker, &d).await;
+    control.advance_clock(Duration::from_secs(3600));
+    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 2 }).unwrap();
+    control.advance_clock(Duration::from_secs(3600));
+    producer.serve(account, "increment").await.unwrap();
+    work_all(&worker, &d).await;
+    // 181 days without a job: Zuora starts the session again. The rows deleted meanwhile are never reported.
+    control.advance_clock(Duration::from_secs(181 * 86_400));
+    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 4 }).unwrap();
+    control.advance_clock(Duration::from_secs(3600));
+    producer.serve(account, "after-idle-days").await.unwrap();
+    work_all(&worker, &d).await;
+    let completions = lake_equals_the_truth_of(&d, &["Account"]).await;
+    let last = completions.iter().max_by_key(|c| c.executed_at).unwrap();
+    assert!(last.full && last.window.from.is_some(), "an increment answered in full: {last:?}");
+    assert!(last.replaces_the_table(), "and said so: kind {:?}", last.kind);
 }

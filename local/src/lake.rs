@@ -63,7 +63,8 @@ pub fn column(object: &ObjectSpec, name: &str) -> String {
     format!("{}.{name}", object.name)
 }
 
-/// Merges an object's files in the order Zuora produced them (`executedAt`, then job id).
+/// Merges an object's files in the order Zuora produced them (`executedAt`, then job id); a session's full load
+/// (a first load, or Zuora starting the session again) replaces what came before it.
 pub async fn merge_object(
     store: &dyn ObjectStore,
     object: &ObjectSpec,
@@ -74,6 +75,9 @@ pub async fn merge_object(
     let deleted = object.deleted_column.as_deref().map(|d| column(object, d));
     let mut table = MergedTable::default();
     for file in files {
+        if file.replaces_the_table() && file.segment == 0 {
+            table = MergedTable::default();
+        }
         let csv = file_csv(store, file).await?;
         table
             .apply(&csv, &column(object, "Id"), deleted.as_deref())

@@ -123,6 +123,12 @@ pub struct Settings {
     /// Older JSON shapes: `version` and `recordCount` as other types, `startTime` and `incrementalTime` as
     /// wall-clock text.
     pub legacy_json: bool,
+    /// Deleted rows are purged this many days after their deletion (Zuora: 30): an increment whose window starts
+    /// earlier cannot report the deletions older than that.
+    pub deleted_retention_days: f64,
+    /// A stateful session no job used for this many days starts again (Zuora: 180): its next job is a full load of
+    /// every query, `full: true`, whatever the queries.
+    pub session_reset_idle_days: f64,
 }
 
 impl Default for Settings {
@@ -137,6 +143,8 @@ impl Default for Settings {
             max_concurrent_jobs: 50,
             line_ending: "\n".to_owned(),
             legacy_json: false,
+            deleted_retention_days: 30.0,
+            session_reset_idle_days: 180.0,
         }
     }
 }

@@ -11,8 +11,6 @@ use futures::{Stream, StreamExt, stream};
 use std::io::Write;
 use std::sync::Arc;
 
-/// Deleted rows are kept 30 days.
-const DELETED_RETENTION_DAYS: i64 = 30;
 /// Largest chunk a file is sent in.
 const CHUNK: usize = 64 * 1024;
 
@@ -24,19 +22,25 @@ pub enum Window {
         /// Exclusive upper bound.
         upper: DateTime<Utc>,
     },
-    /// Rows changed in `[lower, upper)`, plus rows deleted then that existed before `lower`.
+    /// Rows changed in `[lower, upper)`, plus rows deleted then that existed before `lower`, as far as Zuora still
+    /// keeps them (deleted since `purged_before`).
     Incremental {
         /// Inclusive lower bound.
         lower: DateTime<Utc>,
         /// Exclusive upper bound.
         upper: DateTime<Utc>,
+        /// Rows deleted before this instant are purged: the increment does not report them.
+        purged_before: DateTime<Utc>,
     },
-    /// Live rows as of `upper`, plus rows deleted in the last 30 days when forced.
+    /// Live rows as of `upper`, plus, when forced, the deleted rows Zuora still keeps (deleted since
+    /// `purged_before`).
     Stateless {
         /// Exclusive upper bound.
         upper: DateTime<Utc>,
         /// `deleted.forceExport`.
         include_deleted: bool,
+        /// Rows deleted before this instant are purged.
+        purged_before: DateTime<Utc>,
     },
 }
 
@@ -97,14 +101,15 @@ impl BatchPlan {
         let passes = |row: &RowState| self.query.filter.as_ref().is_none_or(|f| f.matches(&self.snapshot, row));
         let returned = match self.window {
             Window::Full { .. } => row.deleted_at.is_none().then_some(false),
-            Window::Incremental { lower, .. } => match row.deleted_at {
-                Some(deleted) => (deleted >= lower && row.created < lower && self.deleted.is_some()).then_some(true),
+            Window::Incremental { lower, purged_before, .. } => match row.deleted_at {
+                Some(deleted) => {
+                    let reported = deleted >= lower.max(purged_before) && row.created < lower && self.deleted.is_some();
+                    reported.then_some(true)
+                }
                 None => (row.updated >= lower).then_some(false),
             },
-            Window::Stateless { include_deleted, upper } => match row.deleted_at {
-                Some(deleted) => {
-                    (include_deleted && deleted >= upper - Duration::days(DELETED_RETENTION_DAYS)).then_some(true)
-                }
+            Window::Stateless { include_deleted, purged_before, .. } => match row.deleted_at {
+                Some(deleted) => (include_deleted && deleted >= purged_before).then_some(true),
                 None => Some(false),
             },
         }?;

@@ -58,6 +58,49 @@ async fn stateful_sessions_go_full_then_incremental_then_full_on_a_changed_query
 }
 
 #[tokio::test]
+async fn a_session_unused_for_180_days_starts_again_with_a_full_load() {
+    let mut api = Api::start(|_| {}).await;
+    let control = api.sim.control();
+    api.export(stateful("idle", QUERY)).await;
+    control.advance_clock(Duration::from_secs(179 * 86_400));
+    api.sign_in_again().await;
+    let (job, _) = api.export(stateful("idle", QUERY)).await;
+    assert_eq!(job["batches"][0]["full"], false, "179 idle days: still an increment");
+    control.advance_clock(Duration::from_secs(181 * 86_400));
+    control.mutate("Account", Mutation { insert: 0, update: 0, delete: 3 }).unwrap();
+    api.sign_in_again().await;
+    let (job, files) = api.export(stateful("idle", QUERY)).await;
+    assert_eq!(job["batches"][0]["full"], true, "181 idle days: the session started again");
+    assert_eq!(files[0].len() - 1, 197, "every live row, none of the deleted ones: the lake must replace, not merge");
+    assert!(files[0][1..].iter().all(|r| r[0] == "false"));
+}
+
+#[tokio::test]
+async fn an_increment_reports_only_the_deletions_zuora_still_keeps() {
+    let mut api = Api::start(|_| {}).await;
+    let control = api.sim.control();
+    api.export(stateful("retention", QUERY)).await;
+    let first_export = control.now();
+    control.advance_clock(Duration::from_secs(3_600));
+    let early = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 2 }).unwrap();
+    control.advance_clock(Duration::from_secs(40 * 86_400));
+    let late = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 1 }).unwrap();
+    control.advance_clock(Duration::from_secs(3_600));
+    api.sign_in_again().await;
+    let (job, files) = api.export(stateful("retention", QUERY)).await;
+    assert_eq!(job["batches"][0]["full"], false);
+    let deleted: Vec<&str> = files[0][1..].iter().filter(|r| r[0] == "true").map(|r| r[1].as_str()).collect();
+    assert_eq!(deleted, late.deleted.iter().map(String::as_str).collect::<Vec<_>>(), "purged: {:?}", early.deleted);
+    // With Zuora's retention switched off, the same window reports both (a backfill of it, here).
+    control.update_settings(|s| s.deleted_retention_days = 1e6);
+    let mut backfill = stateful("retention", QUERY);
+    let since = first_export - chrono::Duration::days(1);
+    backfill["incrementalTime"] = json!(since.format("%Y-%m-%d %H:%M:%S").to_string());
+    let (_, files) = api.export(backfill).await;
+    assert_eq!(files[0][1..].iter().filter(|r| r[0] == "true").count(), 3);
+}
+
+#[tokio::test]
 async fn incremental_time_is_read_in_pacific_time_in_the_us_and_utc_in_the_eu() {
     for (data_center, text) in
         [(zuora_sim::DataCenter::Us, "2022-09-30 17:00:00"), (zuora_sim::DataCenter::Eu, "2022-10-01 00:00:00")]

@@ -20,3 +20,11 @@ pub use types::{
     Batch, BatchQueryRequest, BatchStatus, DeletedFormat, DeletedSpec, Job, JobStatus, Phase, Query, ZuoraTime,
     is_zuora_id,
 };
+
+/// Zuora keeps deleted rows this many days: an increment whose window starts earlier cannot report the deletions
+/// older than that (Zuora's AQuA documentation, "Export deleted data").
+pub const DELETED_ROWS_KEPT_DAYS: i64 = 30;
+
+/// A stateful session no job used for this many days starts again: its next job is a full load of every query
+/// (Zuora's AQuA documentation, "Stateful AQuA").
+pub const SESSION_RESET_IDLE_DAYS: i64 = 180;

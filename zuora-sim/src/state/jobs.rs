@@ -84,14 +84,24 @@ impl Sim {
             parsed.push((query, zoql_text, schema, parsed_query, deleted));
         }
 
+        let purged_before = upper - secs(settings.deleted_retention_days * 86_400.0);
+        // A session no job used for `session_reset_idle_days` starts again: every query's next job is a full load.
+        if stateful
+            && let Some(session) = jobs.sessions.get_mut(&session_key)
+            && session
+                .busy_until
+                .is_some_and(|last| start_at - last > secs(settings.session_reset_idle_days * 86_400.0))
+        {
+            session.queries.clear();
+        }
         let mut batches = Vec::with_capacity(parsed.len());
         for (query, zoql_text, schema, parsed_query, deleted) in parsed {
             let name = query.name.clone();
             let session_query_key = name.clone().unwrap_or_else(|| schema.name.to_ascii_lowercase());
             let (window, full) = if !stateful {
-                (Window::Stateless { upper, include_deleted: query.force_export }, true)
+                (Window::Stateless { upper, include_deleted: query.force_export, purged_before }, true)
             } else if let Some(lower) = incremental_time {
-                (Window::Incremental { lower, upper }, false)
+                (Window::Incremental { lower, upper, purged_before }, false)
             } else {
                 let session = jobs.sessions.entry(session_key.clone()).or_default();
                 let previous = session.queries.get(&session_query_key).cloned();
@@ -101,7 +111,7 @@ impl Sim {
                 );
                 match previous {
                     Some(p) if p.text == zoql_text && p.deleted == deleted => {
-                        (Window::Incremental { lower: p.mark, upper }, false)
+                        (Window::Incremental { lower: p.mark, upper, purged_before }, false)
                     }
                     _ => (Window::Full { upper }, true),
                 }
