@@ -323,3 +323,22 @@ async fn segmented_full_loads_come_as_several_files_each_with_a_header() {
     }
     assert_eq!(Some(total), batch.record_count);
 }
+
+#[tokio::test]
+async fn on_a_multi_entity_tenant_every_call_names_the_configured_entity() {
+    let sim = start_sim(|c| c.entity_ids = vec!["8a8082c4-north".into(), "8a8082c4-south".into()]).await;
+    // Without an entity the tenant refuses the call, with its reason and HTTP status.
+    match client_for(&sim).submit(&stateful("entities"), "no-entity").await {
+        Err(ZuoraError::Http { status: 400, body, .. }) => assert!(body.contains("Zuora-Entity-Ids"), "{body}"),
+        other => panic!("{other:?}"),
+    }
+    let mut config = config_for(&sim);
+    config.entity_id = Some("8a8082c4-south".into());
+    let client = ZuoraClient::new(config).unwrap();
+    let job = export(&client, &stateful("entities")).await;
+    let file = job.batches[0].file_id.clone().unwrap();
+    let (header, records) = download_records(&client, &file).await;
+    assert_eq!((header[1].as_str(), records.len()), ("Account.Id", 200), "submit, poll and download in the entity");
+    let refused = client.cancel(&job.id).await.unwrap_err().to_string();
+    assert!(!refused.contains("Zuora-Entity-Ids"), "a finished job is refused for itself, not for want of an entity");
+}

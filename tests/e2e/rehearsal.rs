@@ -212,6 +212,8 @@ async fn announced(
 async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_roles_permissions_only() {
     let mut sim_config = zuora_sim::SimConfig::default();
     sim_config.settings.job_execution_secs = 0.2;
+    // A multi-entity tenant: every call must name the entity the stack was deployed for.
+    sim_config.entity_ids = vec!["8a8082c4-rehearsal".into(), "8a8082c4-other".into()];
     let sim = zuora_sim::Simulator::start(sim_config).await.unwrap();
     let name = unique("zle");
     let bucket = format!("{name}-raw");
@@ -229,6 +231,7 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
             ("ZuoraBaseUrl", &base_url),
             ("ZuoraClientId", &zuora_sim::SimConfig::default().client_id),
             ("ZuoraClientSecretArn", "arn:aws:secretsmanager:us-east-1:123456789012:secret:zuora-AbCdEf"),
+            ("ZuoraEntityId", "8a8082c4-rehearsal"),
             ("ZuoraPartner", "rehearsal"),
             ("ZuoraProject", "zuora-datalake-export-rehearsal"),
             ("AlarmEmail", "data-platform@example.com"),

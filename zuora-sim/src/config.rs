@@ -47,6 +47,9 @@ pub struct SimConfig {
     /// Render result files on the serving task instead of on blocking threads: for the chaos harness's
     /// single-threaded runtime on Tokio's paused clock, where downloads stalled while blocking threads rendered.
     pub render_inline: bool,
+    /// The tenant's entities (Zuora Multi-entity): when any, every API call must name one of them in the
+    /// `Zuora-Entity-Ids` header. Empty: a single-entity tenant, where the header is not needed.
+    pub entity_ids: Vec<String>,
     /// The run-time tunable part.
     pub settings: Settings,
 }
@@ -66,6 +69,7 @@ impl Default for SimConfig {
             rows: BTreeMap::new(),
             custom_fields: crate::schema::default_custom_fields(),
             render_inline: false,
+            entity_ids: Vec::new(),
             settings: Settings::default(),
         }
     }

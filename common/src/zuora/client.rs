@@ -187,7 +187,7 @@ impl ZuoraClient {
         let mut refreshed = false;
         loop {
             let token = self.bearer().await?;
-            let response = self.send_with_retry(endpoint, || build(token.expose())).await?;
+            let response = self.send_with_retry(endpoint, || self.in_entity(build(token.expose()))).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
@@ -198,6 +198,14 @@ impl ZuoraClient {
             debug!(endpoint, "token refused, fetching a new one");
             self.tokens.invalidate(&token).await;
             refreshed = true;
+        }
+    }
+
+    /// The request with the configured entity named (`Zuora-Entity-Ids`), if any.
+    fn in_entity(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.config.entity_id {
+            Some(id) => request.header("Zuora-Entity-Ids", id),
+            None => request,
         }
     }
 

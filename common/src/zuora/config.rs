@@ -81,6 +81,10 @@ pub struct ZuoraConfig {
     /// Retries of transient failures.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// The entity every call works in, sent as `Zuora-Entity-Ids` (Zuora Multi-entity tenants, whose API user can
+    /// reach several entities). Absent on single-entity tenants.
+    #[serde(default)]
+    pub entity_id: Option<String>,
 }
 
 fn default_file_path() -> String {
@@ -113,6 +117,7 @@ impl ZuoraConfig {
             read_timeout_secs: default_read_timeout(),
             token_refresh_margin_secs: default_refresh_margin(),
             retry: RetryPolicy::default(),
+            entity_id: None,
         }
     }
 
@@ -141,6 +146,11 @@ impl ZuoraConfig {
         if self.retry.max_attempts == 0 {
             return Err("zuora.retry.max_attempts: must be at least 1".to_owned());
         }
+        if let Some(id) = &self.entity_id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(format!("zuora.entity_id: {id:?} is not an entity id (letters, digits and -)"));
+        }
         Ok(())
     }
 }
@@ -166,6 +176,10 @@ mod tests {
         config.file_path = "/v1/file/".into();
         assert!(config.validate().unwrap_err().starts_with("zuora.file_path"));
         config.file_path = default_file_path();
+        config.entity_id = Some("a b".into());
+        assert!(config.validate().unwrap_err().starts_with("zuora.entity_id"));
+        config.entity_id = Some("8a8082c4-5b2d".into());
+        assert!(config.validate().is_ok());
         config.base_url = "rest.zuora.com".into();
         assert!(config.validate().unwrap_err().starts_with("zuora.base_url"));
         for (url, accepted) in [
