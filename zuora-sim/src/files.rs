@@ -145,9 +145,9 @@ impl BatchPlan {
         keyed.into_iter().map(|(_, key)| key).collect()
     }
 
-    /// Records in the batch.
+    /// Records in the batch (at most the query's `LIMIT`).
     pub fn count(&self) -> u64 {
-        self.rows().count() as u64
+        (self.rows().count() as u64).min(self.query.limit.unwrap_or(u64::MAX))
     }
 
     fn header(&self, out: &mut Vec<u8>) {

@@ -17,6 +17,8 @@ pub struct Query {
     pub filter: Option<Condition>,
     /// `ORDER BY`: fields (indexes into the schema), each descending or not; empty for the natural order.
     pub order: Vec<(usize, bool)>,
+    /// `LIMIT n`: at most this many records, the first in file order.
+    pub limit: Option<u64>,
 }
 
 /// A selected column.
@@ -176,18 +178,23 @@ pub fn parse(text: &str, schema: &ObjectSchema, schemas: &[Arc<ObjectSchema>]) -
     }
     pos += 1;
     let mut fields = Vec::new();
-    loop {
-        match tokens.get(pos) {
-            Some(Token::Star) => return Err("'*' is not supported in Export ZOQL".into()),
-            Some(Token::Word(w)) => {
-                fields.push(column(w, schema, schemas)?);
-                pos += 1;
+    if tokens.get(pos) == Some(&Token::Star) {
+        // `select *`: every field of the object itself, in the schema's order (clients probe a tenant with it).
+        fields.extend((0..schema.fields.len()).map(Column::Own));
+        pos += 1;
+    } else {
+        loop {
+            match tokens.get(pos) {
+                Some(Token::Word(w)) => {
+                    fields.push(column(w, schema, schemas)?);
+                    pos += 1;
+                }
+                other => return Err(format!("expected a field name, found {other:?}")),
             }
-            other => return Err(format!("expected a field name, found {other:?}")),
-        }
-        match tokens.get(pos) {
-            Some(Token::Comma) => pos += 1,
-            _ => break,
+            match tokens.get(pos) {
+                Some(Token::Comma) => pos += 1,
+                _ => break,
+            }
         }
     }
     if !is_keyword(tokens.get(pos), "from") {
@@ -224,10 +231,18 @@ pub fn parse(text: &str, schema: &ObjectSchema, schemas: &[Arc<ObjectSchema>]) -
             pos += 1;
         }
     }
+    let mut limit = None;
+    if is_keyword(tokens.get(pos), "limit") {
+        match tokens.get(pos + 1) {
+            Some(Token::Num(n)) if *n >= 0.0 && n.fract() == 0.0 => limit = Some(*n as u64),
+            other => return Err(format!("LIMIT takes a whole number of records, found {other:?}")),
+        }
+        pos += 2;
+    }
     if pos != tokens.len() {
         return Err(format!("unexpected {:?} after the query", tokens[pos]));
     }
-    Ok(Query { fields, filter, order })
+    Ok(Query { fields, filter, order, limit })
 }
 
 /// A selected column: a field of the object (bare or prefixed with the object's name), or `Relation.Field`.
@@ -426,9 +441,11 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_fields_stars_and_missing_select() {
+    fn rejects_unknown_fields_a_star_among_fields_and_missing_select() {
         assert!(parse("SELECT Id, Nope FROM Account", &account()).unwrap_err().contains("invalid field"));
-        assert!(parse("SELECT * FROM Account", &account()).is_err());
+        assert!(parse("SELECT Id, * FROM Account", &account()).is_err());
+        assert_eq!(parse("SELECT * FROM Account LIMIT 5", &account()).unwrap().limit, Some(5));
+        assert!(parse("SELECT Id FROM Account LIMIT -1", &account()).is_err());
         assert_eq!(parse("Id FROM Account", &account()).unwrap_err(), "You must specify a select.");
         assert!(parse("SELECT Id FROM Account WHERE", &account()).is_err());
     }

@@ -101,6 +101,24 @@ async fn an_increment_reports_only_the_deletions_zuora_still_keeps() {
 }
 
 #[tokio::test]
+async fn select_star_reads_every_field_and_limit_caps_the_records() {
+    let api = Api::start(|_| {}).await;
+    let (job, files) = api.export(stateful("probe", "select * from Account limit 1")).await;
+    assert_eq!((job["batches"][0]["recordCount"].as_u64(), files[0].len()), (Some(1), 2), "a header and one record");
+    let header = &files[0][0];
+    for field in ["Account.Id", "Account.Name", "Account.UpdatedDate", "Account.CreatedDate"] {
+        assert!(header.iter().any(|h| h == field), "{field} in {header:?}");
+    }
+    let (job, files) =
+        api.export(stateful("ordered", "select Id, UpdatedDate from Account order by UpdatedDate desc limit 3")).await;
+    assert_eq!((job["batches"][0]["recordCount"].as_u64(), files[0].len() - 1), (Some(3), 3));
+    let newest: Vec<&str> = files[0][1..].iter().map(|r| r[2].as_str()).collect();
+    assert!(newest.windows(2).all(|w| w[0] >= w[1]), "the three newest, newest first: {newest:?}");
+    let refused = api.submit(stateful("bad-limit", "select Id from Account limit many")).await;
+    assert_eq!(refused["errorCode"], "90005", "{refused}");
+}
+
+#[tokio::test]
 async fn incremental_time_is_read_in_pacific_time_in_the_us_and_utc_in_the_eu() {
     for (data_center, text) in
         [(zuora_sim::DataCenter::Us, "2022-09-30 17:00:00"), (zuora_sim::DataCenter::Eu, "2022-10-01 00:00:00")]

@@ -242,8 +242,12 @@ impl Sim {
             for segment in 0..files {
                 let file_id = self.new_id();
                 batch.file_ids.push(file_id.clone());
-                let spec =
-                    FileSpec { plan: batch.plan.clone(), skip: segment.saturating_mul(per_file), take: per_file, gzip };
+                let spec = FileSpec {
+                    plan: batch.plan.clone(),
+                    skip: segment.saturating_mul(per_file),
+                    take: per_file.min(count),
+                    gzip,
+                };
                 new_files.push((file_id, FileEntry { spec, job_end, size: None, stored: None }));
             }
         }

@@ -103,7 +103,7 @@ impl Sim {
     pub fn ground_truth_csv(&self, object: &str) -> Result<String, SimError> {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let fields = (0..schema.fields.len()).map(zoql::Column::Own).collect();
-        self.truth(&schema, zoql::Query { fields, filter: None, order: Vec::new() })
+        self.truth(&schema, zoql::Query { fields, filter: None, order: Vec::new(), limit: None })
     }
 
     /// What a lake fed with every completed job of this query should hold now: the live rows that pass its
