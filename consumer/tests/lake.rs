@@ -244,3 +244,20 @@ async fn an_increment_zuora_answers_in_full_after_180_idle_days_is_published_and
     assert!(last.full && last.window.from.is_some(), "an increment answered in full: {last:?}");
     assert!(last.replaces_the_table(), "and said so: kind {:?}", last.kind);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_load_zuora_kills_at_its_query_time_limit_is_exported_in_windows_that_each_fit() {
+    // Three minutes a record: Account's 200 records in one query run 10 hours, past Zuora's 3-hour limit; a
+    // six-month window of them (about 25 records) runs well under it.
+    let d = Deployment::start(|c| c.settings.query_secs_per_record = 180.0).await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "first-load").await.unwrap();
+    serve_what_the_aborted_job_asks_again(&worker, &producer, &d).await;
+    lake_equals_the_truth_of(&d, &["Account"]).await;
+    let jobs = d.sim.control().jobs();
+    let killed: Vec<_> = jobs.iter().filter(|j| j.status == "aborted").collect();
+    assert_eq!((killed.len(), killed[0].partner.is_some()), (1, true), "the stateful first load alone was killed");
+    let windows = jobs.iter().filter(|j| j.partner.is_none()).count();
+    assert!(windows > 1 && jobs.iter().filter(|j| j.partner.is_none()).all(|j| j.status == "completed"), "{jobs:?}");
+}

@@ -133,6 +133,11 @@ pub struct Settings {
     /// A stateful session no job used for this many days starts again (Zuora: 180): its next job is a full load of
     /// every query, `full: true`, whatever the queries.
     pub session_reset_idle_days: f64,
+    /// Simulated processing time of a query per record it returns, seconds; 0 for none. With `query_time_limit_secs`
+    /// it decides which queries Zuora kills: a large first load, not its windows.
+    pub query_secs_per_record: f64,
+    /// A query that would run longer is killed and its job aborted (Zuora: 3 hours, errors 90027 and 90029).
+    pub query_time_limit_secs: f64,
 }
 
 impl Default for Settings {
@@ -149,6 +154,8 @@ impl Default for Settings {
             legacy_json: false,
             deleted_retention_days: 30.0,
             session_reset_idle_days: 180.0,
+            query_secs_per_record: 0.0,
+            query_time_limit_secs: 3.0 * 3600.0,
         }
     }
 }

@@ -95,6 +95,18 @@ async fn an_aborted_batch_aborts_its_job_with_the_message() {
 }
 
 #[tokio::test]
+async fn a_query_that_would_run_past_the_time_limit_is_killed_and_a_smaller_one_runs() {
+    // 100 s a record: Account's 200 records take 20,000 s, past the 3-hour limit; 50 of them take 5,000 s.
+    let api = Api::start(|c| c.settings.query_secs_per_record = 100.0).await;
+    let (job, files) = api.export(stateful("limit", QUERY)).await;
+    assert_eq!((job["status"].as_str(), job["batches"][0]["status"].as_str()), (Some("aborted"), Some("aborted")));
+    assert!(job["batches"][0]["message"].as_str().unwrap().contains("90029"), "{job}");
+    assert!(files.is_empty());
+    let (job, files) = api.export(stateful("limit-small", "select Id, Name, UpdatedDate from Account limit 50")).await;
+    assert_eq!((job["status"].as_str(), files[0].len() - 1), (Some("completed"), 50));
+}
+
+#[tokio::test]
 async fn submit_answers_follow_the_documented_shapes_and_lenient_types() {
     let api = Api::start(|_| {}).await;
     let body = json!({"format": "csv", "version": 1.1, "name": "n".repeat(40), "partner": "p", "project": "shapes",

@@ -142,6 +142,15 @@ impl Sim {
                 line_ending: settings.line_ending.clone(),
                 joined_at: None,
             };
+            if outcome == Outcome::Normal && settings.query_secs_per_record > 0.0 {
+                let runs_for = plan.count() as f64 * settings.query_secs_per_record;
+                if runs_for > settings.query_time_limit_secs {
+                    outcome = Outcome::Aborted(format!(
+                        "Error 90029: the query ran past the time limit of {} seconds and was stopped",
+                        settings.query_time_limit_secs
+                    ));
+                }
+            }
             batches.push(BatchEntry {
                 batch_id: self.new_id(),
                 name,
