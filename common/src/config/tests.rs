@@ -70,7 +70,7 @@ fn the_example_configurations_are_valid() {
 }
 
 /// The configuration the deployment template writes into the tasks, as CloudFormation renders it: the first
-/// `ZLE_CONFIG_TOML` block, its variables substituted, the old export's drop-in on or off.
+/// `ZLE_CONFIG_TOML` block, its variables substituted, the old export's drop-in on or off (and with it an entity).
 fn template_configuration(old_export: bool, other_account: bool) -> String {
     let template = include_str!("../../../deploy/template.yaml");
     let start = template.find("ZLE_CONFIG_TOML").unwrap();
@@ -87,6 +87,8 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
             if old_export { "version = \"1.2\"\nincrement_job_name = \"zuora-datalake-export\"" } else { "" },
         ),
         ("${ObjectAcl}", if other_account { "object_acl = \"bucket-owner-full-control\"" } else { "" }),
+        // The entity line (ZuoraEntityId) is set in the drop-in's variant, left out in the other.
+        ("${Entity}", if old_export { "entity_id = \"8a8082c4-north\"" } else { "" }),
         (
             "${Owners}",
             if old_export {
@@ -132,6 +134,7 @@ fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in
     assert_eq!((plain.raw_bucket.as_deref(), plain.catalogue.clone()), (Some("acme-zuora-raw"), None));
     assert_eq!((plain.session.version.as_str(), plain.aws.object_acl), ("1.1", None));
     let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
+    assert_eq!((plain.zuora.entity_id.as_deref(), old.zuora.entity_id.as_deref()), (None, Some("8a8082c4-north")));
     assert_eq!(old.catalogue().unwrap().objects.len(), 13);
     assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
     assert_eq!(
