@@ -25,7 +25,6 @@ impl Api {
     }
 
     /// A fresh token, after the simulated clock ran past the last one's hour.
-    #[allow(dead_code)]
     pub async fn sign_in_again(&mut self) {
         self.token = sign_in(&self.sim, &self.http).await;
     }
@@ -87,7 +86,7 @@ impl Api {
     }
 }
 
-/// Parses a CSV file with a real RFC 4180 reader: every record, header first.
+/// A token from the simulator's OAuth endpoint, checked to be shaped as Zuora's.
 async fn sign_in(sim: &RunningSim, http: &reqwest::Client) -> String {
     let response: Value = http
         .post(format!("{}/oauth/token", sim.base_url()))
@@ -103,6 +102,7 @@ async fn sign_in(sim: &RunningSim, http: &reqwest::Client) -> String {
     response["access_token"].as_str().unwrap().to_owned()
 }
 
+/// Parses a CSV file with a real RFC 4180 reader: every record, header first.
 pub fn records(body: &[u8]) -> Vec<Vec<String>> {
     {
         let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(body);
