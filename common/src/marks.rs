@@ -101,6 +101,29 @@ impl Marks {
         if names.is_empty() {
             return self.ledger.read(&format!("published/{object}.json")).await;
         }
+        self.last_increment_of(&names).await
+    }
+
+    /// [`Marks::latest`] and [`Marks::latest_increment`] of the object from one listing (`producer status` asks
+    /// for both): the same mark when the newest file is an increment.
+    pub async fn latest_and_increment(
+        &self,
+        object: &str,
+    ) -> Result<(Option<PublishedMark>, Option<PublishedMark>), LedgerError> {
+        let names = self.names(object).await?;
+        let Some((newest, older)) = names.split_last() else {
+            let legacy: Option<PublishedMark> = self.ledger.read(&format!("published/{object}.json")).await?;
+            return Ok((legacy.clone(), legacy));
+        };
+        let latest: Option<PublishedMark> = self.ledger.read(newest).await?;
+        if latest.as_ref().is_some_and(PublishedMark::is_increment) {
+            return Ok((latest.clone(), latest));
+        }
+        Ok((latest, self.last_increment_of(older).await?))
+    }
+
+    /// The newest increment among the marks `names` (in name order).
+    async fn last_increment_of(&self, names: &[String]) -> Result<Option<PublishedMark>, LedgerError> {
         for name in names.iter().rev() {
             if let Some(mark) = self.ledger.read::<PublishedMark>(name).await?
                 && mark.is_increment()
@@ -200,13 +223,17 @@ mod tests {
             let job_id = format!("{kind:?}");
             let later = PublishedMark { kind: Some(kind), job_id, ..mark(at(2026, 1), at(2026, 12), at(2026, 12)) };
             marks.record(&later).await.unwrap();
-            assert_eq!(marks.latest("Invoice").await.unwrap(), Some(later));
+            assert_eq!(marks.latest("Invoice").await.unwrap(), Some(later.clone()));
             assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(increment.clone()));
+            let both = marks.latest_and_increment("Invoice").await.unwrap();
+            assert_eq!(both, (Some(later), Some(increment.clone())), "both from one listing");
         }
         // A mark of an earlier build (no kind) counts as an increment.
         let earlier_build = PublishedMark { kind: None, ..mark(at(2026, 11), at(2027, 1), at(2027, 1)) };
         marks.record(&earlier_build).await.unwrap();
-        assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(earlier_build));
+        assert_eq!(marks.latest_increment("Invoice").await.unwrap(), Some(earlier_build.clone()));
+        let both = marks.latest_and_increment("Invoice").await.unwrap();
+        assert_eq!(both, (Some(earlier_build.clone()), Some(earlier_build)), "the newest is the increment");
     }
 
     #[tokio::test]

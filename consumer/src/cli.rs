@@ -70,9 +70,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
     if let Some(Command::CheckConfig) = cli.command {
-        let catalogue = config.catalogue()?;
-        print!("{}", config.masked_toml()?);
-        println!("# catalogue: {} objects", catalogue.objects.len());
+        print!("{}", config.checked()?);
         return Ok(());
     }
     info!(?config, "configuration");

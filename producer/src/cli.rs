@@ -91,13 +91,11 @@ pub enum QueueName {
 /// ([`Exit::of_failure`]).
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<Exit> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
-    let catalogue = config.catalogue()?;
     if let Command::CheckConfig = cli.command {
-        print!("{}", config.masked_toml()?);
-        let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
-        println!("# catalogue: {} objects: {}", names.len(), names.join(", "));
+        print!("{}", config.checked()?);
         return Ok(Exit::Success);
     }
+    let catalogue = config.catalogue()?;
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
     let queues = &services.queues;

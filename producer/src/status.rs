@@ -35,9 +35,9 @@ pub async fn object_statuses(
 ) -> Result<Vec<ObjectStatus>, LedgerError> {
     let mut statuses = Vec::with_capacity(catalogue.objects.len());
     for object in &catalogue.objects {
-        let last = ledger.marks().latest(&object.name).await?;
+        let (last, increment) = ledger.marks().latest_and_increment(&object.name).await?;
         let stale = last.as_ref().is_none_or(|mark| now - mark.data_until() > stale_after);
-        let increment_until = ledger.marks().latest_increment(&object.name).await?.map(|mark| mark.data_until());
+        let increment_until = increment.map(|mark| mark.data_until());
         let deletions_at_risk =
             increment_until.is_some_and(|until| now - until > chrono::Duration::days(DELETED_ROWS_KEPT_DAYS));
         statuses.push(ObjectStatus { object: object.name.clone(), last, stale, increment_until, deletions_at_risk });

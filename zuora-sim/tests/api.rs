@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Api, CLIENT_ID, QUERY, stateful};
+use support::{Api, CLIENT_ID, QUERY, json_of, stateful};
 use zuora_sim::Mutation;
 
 #[tokio::test]
@@ -261,16 +261,8 @@ async fn the_control_api_mutates_reads_truth_and_is_deterministic_per_seed() {
     assert_eq!(truth(&a), truth(&b));
     assert_ne!(truth(&a), truth(&c));
 
-    let changed: Value = a
-        .http
-        .post(a.url("/sim/objects/Invoice/mutations"))
-        .json(&json!({"insert": 1, "delete": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mutation = json!({"insert": 1, "delete": 2});
+    let changed = json_of(a.http.post(a.url("/sim/objects/Invoice/mutations")).json(&mutation)).await;
     assert_eq!(changed["inserted"].as_array().unwrap().len(), 1);
     let csv = a.http.get(a.url("/sim/objects/Invoice/truth")).send().await.unwrap().text().await.unwrap();
     let ids: Vec<String> =

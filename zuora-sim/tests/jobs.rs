@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Api, QUERY, stateful};
+use support::{Api, QUERY, json_of, stateful};
 
 fn id(job: &Value) -> String {
     job["id"].as_str().unwrap_or_else(|| panic!("no id: {job}")).to_owned()
@@ -155,16 +155,8 @@ async fn submit_answers_follow_the_documented_shapes_and_lenient_types() {
 #[tokio::test]
 async fn the_control_api_lists_jobs_with_windows_and_patches_settings() {
     let api = Api::start(|_| {}).await;
-    let patched: Value = api
-        .http
-        .patch(api.url("/sim/settings"))
-        .json(&json!({"job_execution_secs": 120.0, "line_ending": "\r\n"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings = json!({"job_execution_secs": 120.0, "line_ending": "\r\n"});
+    let patched = json_of(api.http.patch(api.url("/sim/settings")).json(&settings)).await;
     assert_eq!(
         (patched["job_execution_secs"].as_f64(), patched["max_concurrent_jobs"].as_u64()),
         (Some(120.0), Some(50))
@@ -173,19 +165,10 @@ async fn the_control_api_lists_jobs_with_windows_and_patches_settings() {
     assert_eq!(bad.status(), 400);
 
     let job = id(&api.submit(stateful("listed", QUERY)).await);
-    let clock: Value = api.http.get(api.url("/sim/clock")).send().await.unwrap().json().await.unwrap();
-    let advanced: Value = api
-        .http
-        .post(api.url("/sim/clock/advance"))
-        .json(&json!({"seconds": 121}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clock = json_of(api.http.get(api.url("/sim/clock"))).await;
+    let advanced = json_of(api.http.post(api.url("/sim/clock/advance")).json(&json!({"seconds": 121}))).await;
     assert!(advanced["now"].as_str().unwrap() > clock["now"].as_str().unwrap());
-    let jobs: Value = api.http.get(api.url("/sim/jobs")).send().await.unwrap().json().await.unwrap();
+    let jobs = json_of(api.http.get(api.url("/sim/jobs"))).await;
     let listed = &jobs[0];
     assert_eq!((listed["id"].as_str(), listed["status"].as_str()), (Some(job.as_str()), Some("completed")));
     assert_eq!((listed["partner"].as_str(), listed["project"].as_str()), (Some("p"), Some("listed")));

@@ -335,9 +335,16 @@ impl Config {
         Ok(config)
     }
 
-    /// The configuration as TOML, every default filled in and the client secret masked (`check-config`).
-    pub fn masked_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string_pretty(self).map_err(|e| ConfigError { origin: "(printed)".to_owned(), detail: e.to_string() })
+    /// What `check-config` prints (both binaries): the configuration as TOML, every default filled in and the
+    /// client secret masked, then the objects of the catalogue it names, which must be usable with it.
+    pub fn checked(&self) -> Result<String, ConfigError> {
+        let catalogue =
+            self.catalogue().map_err(|e| ConfigError { origin: "(catalogue)".to_owned(), detail: e.to_string() })?;
+        let mut text = toml::to_string_pretty(self)
+            .map_err(|e| ConfigError { origin: "(printed)".to_owned(), detail: e.to_string() })?;
+        let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+        text.push_str(&format!("# catalogue: {} objects: {}\n", names.len(), names.join(", ")));
+        Ok(text)
     }
 
     fn validate(&self) -> Result<(), String> {

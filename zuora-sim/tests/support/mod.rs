@@ -86,17 +86,15 @@ impl Api {
     }
 }
 
+/// The JSON body of a request's answer.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A token from the simulator's OAuth endpoint, checked to be shaped as Zuora's.
 async fn sign_in(sim: &RunningSim, http: &reqwest::Client) -> String {
-    let response: Value = http
-        .post(format!("{}/oauth/token", sim.base_url()))
-        .form(&[("client_id", CLIENT_ID), ("client_secret", "sim-client-secret"), ("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let form = [("client_id", CLIENT_ID), ("client_secret", "sim-client-secret"), ("grant_type", "client_credentials")];
+    let response = json_of(http.post(format!("{}/oauth/token", sim.base_url())).form(&form)).await;
     assert_eq!(response["token_type"], "bearer");
     assert_eq!(response["expires_in"], 3599);
     response["access_token"].as_str().unwrap().to_owned()
