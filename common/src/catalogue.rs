@@ -19,6 +19,9 @@ pub const NAMED: [&str; 2] = ["default", "old-export"];
 /// Zuora refuses jobs with more queries than this (error 90004).
 pub const MAX_QUERIES_PER_JOB: usize = 50;
 
+/// The longest lookback: a year of rows created again every time is a full export by another name.
+pub const MAX_LOOKBACK_DAYS: u32 = 366;
+
 /// Placeholders a key template may use.
 pub const KEY_PLACEHOLDERS: &[&str] = &["object", "date", "job_id", "batch_id", "segment"];
 
@@ -40,6 +43,9 @@ pub struct ObjectSpec {
     pub deleted_column: Option<String>,
     /// Where the object's files go.
     pub target: Target,
+    /// Days of rows a lookback request (`"exportFromDate": "lookback"`) exports again, by `CreatedDate`: for
+    /// objects whose fields change without moving `UpdatedDate` (docs/zuora-aqua.md); `None` for no lookback.
+    pub lookback_days: Option<u32>,
 }
 
 /// An object's place in the lake.
@@ -118,6 +124,7 @@ struct ObjectEntry {
     key: Option<String>,
     /// A fixed key kept current with a server-side copy of the latest increment (e.g. `Account.csv`).
     legacy_key: Option<String>,
+    lookback_days: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -215,8 +222,14 @@ impl Catalogue {
             {
                 return Err(fail(format!("{}: a fixed key, without placeholders", at("legacy_key"))));
             }
+            if let Some(days) = entry.lookback_days
+                && !(1..=MAX_LOOKBACK_DAYS).contains(&days)
+            {
+                return Err(fail(format!("{}: 1 to {MAX_LOOKBACK_DAYS} days, got {days}", at("lookback_days"))));
+            }
             let target = Target { bucket, key, legacy_key: entry.legacy_key };
-            objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target });
+            let lookback_days = entry.lookback_days;
+            objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target, lookback_days });
         }
         Ok(Self { objects })
     }
@@ -289,7 +302,7 @@ mod tests {
             ]
         );
         for object in &catalogue.objects {
-            assert_eq!(object.deleted_column.as_deref(), Some("IsDeleted"));
+            assert_eq!((object.deleted_column.as_deref(), object.lookback_days), (Some("IsDeleted"), None));
             assert!(object.query.ends_with(&format!("FROM {}", object.name)) || object.name == "InvoiceItem");
         }
         let query = catalogue.objects[0].to_query();
@@ -318,6 +331,10 @@ mod tests {
                 "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\n[[object]]\nname = \"a\"\nquery = \"SELECT Id FROM A\"\n",
                 "object[1] (a).name: listed twice",
             ),
+            (
+                "[[object]]\nname = \"A\"\nquery = \"SELECT Id FROM A\"\nlookback_days = 0\n",
+                "object[0] (A).lookback_days: 1 to 366 days, got 0",
+            ),
         ];
         for (objects, expected) in cases {
             let err = Catalogue::parse(&format!("{base}{objects}"), "test.toml").unwrap_err().to_string();
@@ -329,9 +346,9 @@ mod tests {
     fn objects_may_opt_out_of_deleted_rows_and_override_targets() {
         let text = "[[object]]\nname = \"AccountingPeriod\"\nquery = \"SELECT Id FROM AccountingPeriod\"\n\
                     export_deleted = false\nbucket = \"periods\"\nkey = \"{date}/{batch_id}-{segment}.csv\"\n";
-        let catalogue = Catalogue::parse(text, "t").unwrap();
+        let catalogue = Catalogue::parse(&format!("{text}lookback_days = 35\n"), "t").unwrap();
         let object = &catalogue.objects[0];
-        assert_eq!(object.deleted_column, None);
+        assert_eq!((object.deleted_column.as_deref(), object.lookback_days), (None, Some(35)));
         assert!(object.to_query().deleted.is_none());
         assert_eq!(
             object.target,

@@ -28,6 +28,9 @@ pub enum ExportFrom {
     Instant(DateTime<Utc>),
     /// Everything (a full export); refused unless the request opts in with `fullExport: true`.
     Beginning,
+    /// The rows created in each object's last `lookback_days` (catalogue), exported again statelessly: catches the
+    /// changes Zuora made without moving `UpdatedDate`, which no increment reports.
+    Lookback,
 }
 
 impl fmt::Display for ExportFrom {
@@ -37,6 +40,7 @@ impl fmt::Display for ExportFrom {
             Self::Date(date) => write!(f, "{}", date.format("%Y-%m-%d")),
             Self::Instant(at) => write!(f, "{}", at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             Self::Beginning => f.write_str("beginning"),
+            Self::Lookback => f.write_str("lookback"),
         }
     }
 }
@@ -53,13 +57,14 @@ impl<'de> Deserialize<'de> for ExportFrom {
         match text.as_str() {
             "afterLastIncrement" => Ok(Self::AfterLastIncrement),
             "beginning" => Ok(Self::Beginning),
+            "lookback" => Ok(Self::Lookback),
             other => NaiveDate::parse_from_str(other, "%Y-%m-%d")
                 .map(Self::Date)
                 .or_else(|_| DateTime::parse_from_rfc3339(other).map(|at| Self::Instant(at.with_timezone(&Utc))))
                 .map_err(|_| {
                     serde::de::Error::custom(format!(
-                        "exportFromDate: expected \"afterLastIncrement\", \"beginning\", a date yyyy-mm-dd or an \
-                         instant (RFC 3339), got {other:?}"
+                        "exportFromDate: expected \"afterLastIncrement\", \"beginning\", \"lookback\", a date \
+                         yyyy-mm-dd or an instant (RFC 3339), got {other:?}"
                     ))
                 }),
         }
@@ -251,7 +256,9 @@ impl ExportRequest {
                         .to_owned(),
                 );
             }
-            ExportFrom::AfterLastIncrement | ExportFrom::Date(_) | ExportFrom::Instant(_) if self.full_export => {
+            ExportFrom::AfterLastIncrement | ExportFrom::Date(_) | ExportFrom::Instant(_) | ExportFrom::Lookback
+                if self.full_export =>
+            {
                 return fail("fullExport: only goes with exportFromDate \"beginning\"".to_owned());
             }
             _ => {}

@@ -283,7 +283,8 @@ async fn an_increment_holds_changes_and_deleted_rows_and_incremental_time_is_rea
 
     let before_changes = control.now();
     control.advance_clock(Duration::from_secs(600));
-    let changes = control.mutate("Account", Mutation { insert: 2, update: 3, delete: 1 }).unwrap();
+    let changes =
+        control.mutate("Account", Mutation { insert: 2, update: 3, delete: 1, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(60));
 
     // A backfill from just before the changes, rendered in Pacific time by the client: exactly the changes.

@@ -1,7 +1,7 @@
 //! Days of exports, merged as the lake merges them, equal the simulator's ground truth row for row: nothing lost
 //! across increments, a backfill and an immediate re-run.
 
-use common::merge::MergedTable;
+use common::merge::{self, MergedTable};
 use common::messages::CompletionMessage;
 use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
@@ -88,7 +88,7 @@ async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<Strin
         work_all(&worker, &d).await;
         control.advance_clock(Duration::from_secs(6 * 3600));
         for object in OBJECTS {
-            control.mutate(object, Mutation { insert: 3, update: 4, delete: 2 }).unwrap();
+            control.mutate(object, Mutation { insert: 3, update: 4, delete: 2, ..Mutation::default() }).unwrap();
         }
         control.advance_clock(Duration::from_secs(6 * 3600));
     }
@@ -164,7 +164,7 @@ async fn a_subset_increment_on_a_later_day_then_an_aborted_daily_job_merge_to_th
     let control = d.sim.control();
     let change_everything = || {
         for object in OBJECTS {
-            control.mutate(object, Mutation { insert: 3, update: 4, delete: 2 }).unwrap();
+            control.mutate(object, Mutation { insert: 3, update: 4, delete: 2, ..Mutation::default() }).unwrap();
         }
     };
     producer.serve(daily, "day-0").await.unwrap();
@@ -200,13 +200,13 @@ async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_win
     producer.serve(refund, "first-load").await.unwrap();
     work_all(&worker, &d).await;
     control.advance_clock(Duration::from_secs(600));
-    control.mutate("Refund", Mutation { insert: 12, update: 0, delete: 0 }).unwrap();
+    control.mutate("Refund", Mutation { insert: 12, update: 0, delete: 0, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(3600));
     // The rows reach the lake alive.
     producer.serve(refund, "increment-1").await.unwrap();
     work_all(&worker, &d).await;
     control.advance_clock(Duration::from_secs(600));
-    control.mutate("Refund", Mutation { insert: 0, update: 0, delete: 8 }).unwrap();
+    control.mutate("Refund", Mutation { insert: 0, update: 0, delete: 8, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(600));
     // The increment that would report the deletions is aborted; its window is asked for again. A backfill since
     // midnight would not report them: rows created and deleted within one interval cannot be extracted.
@@ -229,13 +229,13 @@ async fn an_increment_zuora_answers_in_full_after_180_idle_days_is_published_and
     producer.serve(account, "first-load").await.unwrap();
     work_all(&worker, &d).await;
     control.advance_clock(Duration::from_secs(3600));
-    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 2 }).unwrap();
+    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 2, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(3600));
     producer.serve(account, "increment").await.unwrap();
     work_all(&worker, &d).await;
     // 181 days without a job: Zuora starts the session again. The rows deleted meanwhile are never reported.
     control.advance_clock(Duration::from_secs(181 * 86_400));
-    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 4 }).unwrap();
+    control.mutate("Account", Mutation { insert: 2, update: 3, delete: 4, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(3600));
     producer.serve(account, "after-idle-days").await.unwrap();
     work_all(&worker, &d).await;
@@ -260,4 +260,52 @@ async fn a_first_load_zuora_kills_at_its_query_time_limit_is_exported_in_windows
     assert_eq!((killed.len(), killed[0].partner.is_some()), (1, true), "the stateful first load alone was killed");
     let windows = jobs.iter().filter(|j| j.partner.is_none()).count();
     assert!(windows > 1 && jobs.iter().filter(|j| j.partner.is_none()).all(|j| j.status == "completed"), "{jobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_zuora_made_without_moving_updated_date_reach_the_lake_with_the_next_lookback() {
+    // Every charge was created in the last 20 days; RatePlanCharge looks back 30.
+    let d = Deployment::start(|c| {
+        c.genesis = chrono::Utc::now() - chrono::Days::new(20);
+        c.history_days = 10;
+        c.rows.insert("RatePlanCharge".into(), 40);
+    })
+    .await;
+    let catalogue = d.dir().join("catalogue.toml");
+    let text = std::fs::read_to_string(&catalogue).unwrap();
+    let with_lookback = text.replace("FROM RatePlanCharge\"\n", "FROM RatePlanCharge\"\nlookback_days = 30\n");
+    assert_ne!(text, with_lookback);
+    std::fs::write(&catalogue, with_lookback).unwrap();
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let control = d.sim.control();
+    let charges = r#"{"exportFromDate":"afterLastIncrement","objects":["RatePlanCharge"]}"#;
+    producer.serve(charges, "first-load").await.unwrap();
+    work_all(&worker, &d).await;
+    control.advance_clock(Duration::from_secs(3600));
+    let changed =
+        control.mutate("RatePlanCharge", Mutation { update: 2, undated_update: 5, ..Mutation::default() }).unwrap();
+    control.advance_clock(Duration::from_secs(3600));
+    producer.serve(charges, "increment").await.unwrap();
+    work_all(&worker, &d).await;
+
+    // The increment reported the dated changes only: the undated ones differ in the lake.
+    let config = d.config();
+    let catalogue = config.catalogue().unwrap();
+    let object = catalogue.objects.iter().find(|o| o.name == "RatePlanCharge").unwrap();
+    let store = d.bucket.store();
+    let published = merge::completions_from_metadata(&*store, &[object]).await.unwrap();
+    let lake = merge::merge_object(&*store, object, &published).await.unwrap();
+    let mut truth = MergedTable::default();
+    truth.apply(control.ground_truth_csv("RatePlanCharge").unwrap().as_bytes(), "RatePlanCharge.Id", None).unwrap();
+    let differences = merge::differences(&lake, &truth, 1000);
+    let stale: std::collections::BTreeSet<&str> = differences.iter().filter_map(|d| d.split(':').next()).collect();
+    let undated: std::collections::BTreeSet<&str> = changed.undated.iter().map(String::as_str).collect();
+    assert_eq!(stale, undated, "the increment missed exactly the undated changes");
+
+    producer.serve(r#"{"exportFromDate":"lookback"}"#, "lookback").await.unwrap();
+    work_all(&worker, &d).await;
+    let completions = lake_equals_the_truth_of(&d, &["RatePlanCharge"]).await;
+    let lookback = completions.iter().filter(|c| c.kind == Some(common::messages::JobKind::FullWindow)).count();
+    assert_eq!(lookback, 1, "one window of the last 30 days");
 }

@@ -292,7 +292,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
-    d.sim.control().mutate("Account", Mutation { insert: 1, update: 0, delete: 0 }).unwrap();
+    d.sim.control().mutate("Account", Mutation { insert: 1, update: 0, delete: 0, ..Mutation::default() }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-2").await.unwrap();
     d.sim.control().advance_clock(Duration::from_secs(73 * 3600));
@@ -433,7 +433,7 @@ async fn a_legacy_fixed_key_and_its_old_metadata_are_kept_for_the_latest_increme
     let first = completions(&d).await.pop().unwrap();
     assert_eq!(legacy().await, d.bucket.object(&first.key).await, "the fixed key holds the full load");
 
-    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 0, delete: 0 }).unwrap();
+    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 0, delete: 0, ..Mutation::default() }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-2").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -582,7 +582,7 @@ async fn a_legacy_fixed_key_holds_the_latest_increment_not_a_later_backfill_or_f
     work_until_settled(&worker, &d).await;
     let first = completions(&d).await.pop().unwrap();
 
-    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 1, delete: 0 }).unwrap();
+    d.sim.control().mutate("Refund", Mutation { insert: 2, update: 1, delete: 0, ..Mutation::default() }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
     // Both end after the increment: a backfill since today, and a full export's window ending now.
     let now = chrono::Utc::now();

@@ -9,6 +9,7 @@ use crate::lake;
 use anyhow::{Context, bail};
 use common::catalogue::Catalogue;
 use common::config::Config;
+use common::merge;
 use common::messages::CompletionMessage;
 use common::queue::{Queue, QueueDepth};
 use common::services::{Queues, Services};
@@ -172,7 +173,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 fn change_every_object(control: &Control, catalogue: &Catalogue) -> anyhow::Result<()> {
     control.advance_clock(Duration::from_secs(6 * 3600));
     for object in &catalogue.objects {
-        control.mutate(&object.name, Mutation { insert: 3, update: 5, delete: 2 })?;
+        control.mutate(&object.name, Mutation { insert: 3, update: 5, delete: 2, ..Mutation::default() })?;
     }
     control.advance_clock(Duration::from_secs(6 * 3600));
     Ok(())
@@ -293,8 +294,8 @@ async fn check_file(
         .await?
         .with_context(|| format!("{}: no metadata JSON", completion.metadata_key))?;
     let metadata = CompletionMessage::from_metadata_json(&metadata)?;
-    let csv = lake::file_csv(store, &completion).await?;
-    let deleted_column = object.deleted_column.as_deref().map(|d| lake::column(object, d));
+    let csv = merge::file_csv(store, &completion).await?;
+    let deleted_column = object.deleted_column.as_deref().map(|d| merge::column(object, d));
     let (records, deleted) = lake::count_records(&csv, deleted_column.as_deref())?;
     if records != metadata.record_count {
         bail!("{}: {records} records, metadata says {}", completion.key, metadata.record_count);
@@ -314,10 +315,10 @@ async fn compare_with_zuora(
     let completions: Vec<CompletionMessage> = files.iter().map(|f| f.completion.clone()).collect();
     let mut matching = 0;
     for object in &catalogue.objects {
-        let merged = lake::merge_object(store, object, &completions).await?;
+        let merged = merge::merge_object(store, object, &completions).await?;
         let mut truth = common::merge::MergedTable::default();
-        truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &lake::column(object, "Id"), None)?;
-        let differences = lake::differences(&merged, &truth, 5);
+        truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
+        let differences = merge::differences(&merged, &truth, 5);
         if differences.is_empty() {
             matching += 1;
         } else {

@@ -5,13 +5,12 @@
 //! Zuora's data.
 
 use common::config::Config;
-use common::merge::MergedTable;
+use common::merge::{self, MergedTable};
 use common::messages::CompletionMessage;
 use common::services::Services;
 use common::zuora::{BatchQueryRequest, Job, ZuoraClient};
 use consumer::worker::Settled;
 use futures::StreamExt;
-use local_export::lake;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use zuora_sim::{Control, Mutation, SimConfig, Simulator};
@@ -35,9 +34,9 @@ async fn old_export_run(
         let object = catalogue.objects.iter().find(|o| Some(&o.name) == batch.name.as_ref()).unwrap();
         let file = batch.file_ids()[0].to_owned();
         let csv: Vec<u8> = zuora.download(&file).await.unwrap().map(|c| c.unwrap().to_vec()).concat().await;
-        let deleted = object.deleted_column.as_deref().map(|d| lake::column(object, d));
+        let deleted = object.deleted_column.as_deref().map(|d| merge::column(object, d));
         let table = lake.entry(object.name.clone()).or_default();
-        table.apply(&csv, &lake::column(object, "Id"), deleted.as_deref()).unwrap();
+        table.apply(&csv, &merge::column(object, "Id"), deleted.as_deref()).unwrap();
     }
     job
 }
@@ -45,7 +44,7 @@ async fn old_export_run(
 fn change_everything(control: &Control, config: &Config) {
     control.advance_clock(Duration::from_secs(6 * 3600));
     for object in &config.catalogue().unwrap().objects {
-        control.mutate(&object.name, Mutation { insert: 2, update: 3, delete: 1 }).unwrap();
+        control.mutate(&object.name, Mutation { insert: 2, update: 3, delete: 1, ..Mutation::default() }).unwrap();
     }
     control.advance_clock(Duration::from_secs(6 * 3600));
 }
@@ -170,15 +169,15 @@ impl Takeover {
         completions.sort_by(|a, b| (a.executed_at, &a.job_id).cmp(&(b.executed_at, &b.job_id)));
         for object in &self.config.catalogue().unwrap().objects {
             let table = self.lake.get_mut(&object.name).unwrap();
-            let deleted = object.deleted_column.as_deref().map(|d| lake::column(object, d));
+            let deleted = object.deleted_column.as_deref().map(|d| merge::column(object, d));
             for completion in completions.iter().filter(|c| c.object == object.name) {
-                let csv = lake::file_csv(&*self.services.store, completion).await.unwrap();
-                table.apply(&csv, &lake::column(object, "Id"), deleted.as_deref()).unwrap();
+                let csv = merge::file_csv(&*self.services.store, completion).await.unwrap();
+                table.apply(&csv, &merge::column(object, "Id"), deleted.as_deref()).unwrap();
             }
             let mut truth = MergedTable::default();
-            let id = lake::column(object, "Id");
+            let id = merge::column(object, "Id");
             truth.apply(self.control.ground_truth_of(&object.query).unwrap().as_bytes(), &id, None).unwrap();
-            let differences = lake::differences(table, &truth, 5);
+            let differences = merge::differences(table, &truth, 5);
             assert!(differences.is_empty(), "{}: {}", object.name, differences.join("; "));
         }
     }

@@ -33,7 +33,8 @@ pub fn backfill_explained(date: NaiveDate, data_center: DataCenter) -> String {
 }
 
 /// The jobs a valid request needs, in submission order: one for an increment or a backfill; for a full export one
-/// per object and half-open `CreatedDate` window, from `full.earliest` to `now` (or the request's one exact window).
+/// per object and half-open `CreatedDate` window, from `full.earliest` to `now` (or the request's one exact window);
+/// for a lookback one window per object that has `lookback_days`, its last days to `now` (none: nothing to do).
 pub fn plan(
     request: &ExportRequest,
     request_key: &str,
@@ -56,6 +57,15 @@ pub fn plan(
         ExportFrom::AfterLastIncrement => vec![job(0, JobKind::Increment, names(), None, None)],
         ExportFrom::Date(date) => vec![job(0, JobKind::Backfill, names(), Some(backfill_start(date)), None)],
         ExportFrom::Instant(at) => vec![job(0, JobKind::Backfill, names(), Some(at), None)],
+        ExportFrom::Lookback => objects
+            .iter()
+            .filter_map(|o| Some((o.name.clone(), o.lookback_days?)))
+            .enumerate()
+            .map(|(i, (name, days))| {
+                let from = now - chrono::Duration::days(i64::from(days));
+                job(i, JobKind::FullWindow, vec![name], Some(from), Some(now))
+            })
+            .collect(),
         ExportFrom::Beginning => {
             let windows = match request.window {
                 Some(exact) => vec![(exact.from, exact.to)],
@@ -208,6 +218,30 @@ mod tests {
             (again[0].kind, again[0].from, again[0].to),
             (JobKind::FullWindow, Some(at("2022-01-01T00:00:00Z")), Some(at("2022-07-01T00:00:00Z")))
         );
+    }
+
+    #[test]
+    fn a_lookback_plans_one_window_of_its_last_days_per_object_that_has_lookback_days() {
+        let text = "[defaults]\nbucket = \"b\"\nkey = \"{object}/{job_id}/{batch_id}-{segment}.csv\"\n\
+                    deleted_column = \"IsDeleted\"\n\
+                    [[object]]\nname = \"Account\"\nquery = \"SELECT Id FROM Account\"\n\
+                    [[object]]\nname = \"RatePlanCharge\"\nquery = \"SELECT Id FROM RatePlanCharge\"\nlookback_days = 35\n";
+        let catalogue = Catalogue::parse(text, "t").unwrap();
+        let objects: Vec<&ObjectSpec> = catalogue.objects.iter().collect();
+        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(), window_months: 1 };
+        let now = at("2026-11-24T10:00:00Z");
+        let jobs = plan(&request(r#"{"exportFromDate":"lookback"}"#), "l1", &objects, &full, now);
+        assert_eq!(jobs.len(), 1, "Account has no lookback");
+        assert_eq!(
+            (jobs[0].kind, jobs[0].objects.as_slice(), jobs[0].from, jobs[0].to),
+            (
+                JobKind::FullWindow,
+                ["RatePlanCharge".to_owned()].as_slice(),
+                Some(at("2026-10-20T10:00:00Z")),
+                Some(now)
+            )
+        );
+        assert!(plan(&request(r#"{"exportFromDate":"lookback"}"#), "l2", &objects[..1], &full, now).is_empty());
     }
 
     #[test]

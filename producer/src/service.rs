@@ -147,6 +147,12 @@ impl Producer {
                     None => self.catalogue.objects.iter().collect(),
                 };
                 let jobs = plan(&request, &request_key, &objects, &self.full_export, now);
+                if jobs.is_empty() && request.export_from_date == ExportFrom::Lookback {
+                    return Err(RequestError::Rejected(
+                        "exportFromDate: \"lookback\" and no object of the request has lookback_days in the catalogue"
+                            .to_owned(),
+                    ));
+                }
                 if let ExportFrom::Date(date) = request.export_from_date {
                     info!(%request_key, "a backfill of {date}: it exports {}", backfill_explained(date, self.data_center()));
                 }

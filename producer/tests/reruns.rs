@@ -188,7 +188,10 @@ async fn an_increment_a_killed_submit_left_unrecorded_is_adopted_and_the_next_re
     w.allowed.store(u32::MAX, Ordering::SeqCst);
     // The orphan runs; changes keep coming; the next day's request arrives.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    w.sim.control().mutate("Account", zuora_sim::Mutation { insert: 2, update: 1, delete: 0 }).unwrap();
+    w.sim
+        .control()
+        .mutate("Account", zuora_sim::Mutation { insert: 2, update: 1, delete: 0, ..zuora_sim::Mutation::default() })
+        .unwrap();
     let served = w.producer().serve(DAILY, "day-2").await.unwrap();
     let orphan = w.session_jobs().into_iter().find(|id| !served.job_ids.contains(id));
     // The orphan is exported, and this request's own increment covers from the orphan's start to now.

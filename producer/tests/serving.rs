@@ -107,7 +107,8 @@ async fn two_increments_in_a_row_deliver_both_windows() {
     let daily = r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#;
     let first = producer.serve(daily, "day-1").await.unwrap();
     d.sim.control().advance_clock(Duration::from_secs(3600));
-    let changes = d.sim.control().mutate("Account", Mutation { insert: 1, update: 1, delete: 1 }).unwrap();
+    let changes =
+        d.sim.control().mutate("Account", Mutation { insert: 1, update: 1, delete: 1, ..Mutation::default() }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
     // Re-run at once, before any consumer has read the first: the old system lost the first window here.
     let second = producer.serve(daily, "day-1-rerun").await.unwrap();
@@ -188,7 +189,7 @@ async fn a_date_backfill_starts_at_utc_midnight_sent_in_pacific_time_and_does_no
     assert_eq!(from, "2022-05-04T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
 
     d.sim.control().advance_clock(Duration::from_secs(600));
-    d.sim.control().mutate("Account", Mutation { insert: 0, update: 2, delete: 0 }).unwrap();
+    d.sim.control().mutate("Account", Mutation { insert: 0, update: 2, delete: 0, ..Mutation::default() }).unwrap();
     d.sim.control().advance_clock(Duration::from_secs(60));
     let next =
         producer.serve(r#"{"exportFromDate": "afterLastIncrement", "objects": ["Account"]}"#, "day-2").await.unwrap();

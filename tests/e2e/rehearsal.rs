@@ -259,7 +259,12 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     let control = sim.control();
     control.advance_clock(Duration::from_secs(12 * 3600));
     for object in common::catalogue::Catalogue::builtin().objects {
-        control.mutate(&object.name, zuora_sim::Mutation { insert: 2, update: 3, delete: 1 }).unwrap();
+        control
+            .mutate(
+                &object.name,
+                zuora_sim::Mutation { insert: 2, update: 3, delete: 1, ..zuora_sim::Mutation::default() },
+            )
+            .unwrap();
     }
     control.advance_clock(Duration::from_secs(12 * 3600));
     schedule.send(OutgoingMessage::new(daily)).await.unwrap();

@@ -680,3 +680,26 @@ fn every_s3_grant_is_limited_to_buckets_of_the_expected_account() {
         }
     }
 }
+
+#[test]
+fn every_scheduled_request_is_one_the_producer_accepts_and_the_lookback_is_off_unless_given() {
+    let template = test_support::deploy_template();
+    let catalogue = common::catalogue::Catalogue::builtin();
+    let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+    let mut sent = Vec::new();
+    for (id, schedule) in resources(&template).iter().filter(|(_, r)| r["Type"] == "AWS::Scheduler::Schedule") {
+        let Some(input) = schedule["Properties"]["Target"]["Input"].as_str() else { continue };
+        let request = common::messages::ExportRequest::parse(input, &names, chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{id:?}: {e}"));
+        sent.push((id.as_str().unwrap(), request.export_from_date.to_string(), schedule["Condition"].as_str()));
+    }
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            ("DailyExport", "afterLastIncrement".to_owned(), None),
+            ("LookbackExport", "lookback".to_owned(), Some("Lookback"))
+        ]
+    );
+    assert_eq!(template["Parameters"]["LookbackScheduleExpression"]["Default"], "");
+}

@@ -24,6 +24,9 @@ pub enum EventKind {
     Insert,
     /// Its values changed.
     Update,
+    /// Its values changed and `UpdatedDate` did not move: Zuora's fields whose change does not date the row (a
+    /// charge's `ChargedThroughDate` moved by a bill run, for one). No increment reports it.
+    UndatedUpdate,
     /// It was deleted.
     Delete,
 }
@@ -286,6 +289,11 @@ impl Snapshot {
                     EventKind::Update => {
                         if let Some(s) = state.as_mut() {
                             s.updated = event.at;
+                            s.version += 1;
+                        }
+                    }
+                    EventKind::UndatedUpdate => {
+                        if let Some(s) = state.as_mut() {
                             s.version += 1;
                         }
                     }

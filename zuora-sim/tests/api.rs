@@ -24,7 +24,8 @@ async fn stateful_sessions_go_full_then_incremental_then_full_on_a_changed_query
 
     // Changes, then an incremental run: the changes and the deleted row, flagged true in the first column.
     control.advance_clock(Duration::from_secs(60));
-    let changes = control.mutate("Account", Mutation { insert: 2, update: 1, delete: 1 }).unwrap();
+    let changes =
+        control.mutate("Account", Mutation { insert: 2, update: 1, delete: 1, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(60));
     let (job, files) = api.export(stateful("seq", QUERY)).await;
     assert_eq!(job["batches"][0]["full"], false);
@@ -45,7 +46,7 @@ async fn stateful_sessions_go_full_then_incremental_then_full_on_a_changed_query
 
     // incrementalTime overrides the lower bound and does not move the session.
     control.advance_clock(Duration::from_secs(60));
-    control.mutate("Account", Mutation { insert: 0, update: 2, delete: 0 }).unwrap();
+    control.mutate("Account", Mutation { insert: 0, update: 2, delete: 0, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(60));
     let mut backfill = stateful("seq", "select Id, Name, Status, UpdatedDate from Account");
     backfill["incrementalTime"] = json!("2019-01-01 00:00:00");
@@ -67,7 +68,7 @@ async fn a_session_unused_for_180_days_starts_again_with_a_full_load() {
     let (job, _) = api.export(stateful("idle", QUERY)).await;
     assert_eq!(job["batches"][0]["full"], false, "179 idle days: still an increment");
     control.advance_clock(Duration::from_secs(181 * 86_400));
-    control.mutate("Account", Mutation { insert: 0, update: 0, delete: 3 }).unwrap();
+    control.mutate("Account", Mutation { insert: 0, update: 0, delete: 3, ..Mutation::default() }).unwrap();
     api.sign_in_again().await;
     let (job, files) = api.export(stateful("idle", QUERY)).await;
     assert_eq!(job["batches"][0]["full"], true, "181 idle days: the session started again");
@@ -82,9 +83,9 @@ async fn an_increment_reports_only_the_deletions_zuora_still_keeps() {
     api.export(stateful("retention", QUERY)).await;
     let first_export = control.now();
     control.advance_clock(Duration::from_secs(3_600));
-    let early = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 2 }).unwrap();
+    let early = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 2, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(40 * 86_400));
-    let late = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 1 }).unwrap();
+    let late = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 1, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(3_600));
     api.sign_in_again().await;
     let (job, files) = api.export(stateful("retention", QUERY)).await;

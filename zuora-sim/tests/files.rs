@@ -107,7 +107,7 @@ async fn segmented_full_loads_list_segments_each_with_a_header_and_increments_do
         ids.extend(file[1..].iter().map(|r| r[1].clone()));
     }
     assert_eq!(ids.len() as u64, batch["recordCount"].as_u64().unwrap(), "segments add up, no overlap");
-    api.sim.control().mutate("Account", Mutation { insert: 1, update: 0, delete: 0 }).unwrap();
+    api.sim.control().mutate("Account", Mutation { insert: 1, update: 0, delete: 0, ..Mutation::default() }).unwrap();
     api.sim.control().advance_clock(Duration::from_secs(10));
     let (job, files) = api.export(stateful("segments", QUERY)).await;
     assert_eq!(job["batches"][0]["full"], false);
@@ -190,7 +190,8 @@ async fn stateless_jobs_are_full_loads_and_force_export_adds_deleted_rows_flagge
     let api = Api::start(|_| {}).await;
     let control = api.sim.control();
     control.advance_clock(Duration::from_secs(1));
-    let changes = control.mutate("Account", Mutation { insert: 0, update: 0, delete: 2 }).unwrap();
+    let changes =
+        control.mutate("Account", Mutation { insert: 0, update: 0, delete: 2, ..Mutation::default() }).unwrap();
     control.advance_clock(Duration::from_secs(1));
     let body = json!({"version": "1.0", "format": "CSV", "useQueryLabels": true,
                       "queries": [{"query": QUERY, "type": "zoqlexport",

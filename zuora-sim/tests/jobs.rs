@@ -67,7 +67,10 @@ async fn a_stateful_job_without_queries_reuses_the_sessions_queries_incrementall
     let api = Api::start(|_| {}).await;
     api.export(stateful("reuse", QUERY)).await;
     api.sim.control().advance_clock(Duration::from_secs(5));
-    api.sim.control().mutate("Account", zuora_sim::Mutation { insert: 0, update: 3, delete: 0 }).unwrap();
+    api.sim
+        .control()
+        .mutate("Account", zuora_sim::Mutation { insert: 0, update: 3, delete: 0, ..zuora_sim::Mutation::default() })
+        .unwrap();
     api.sim.control().advance_clock(Duration::from_secs(5));
     let mut body = stateful("reuse", QUERY);
     body.as_object_mut().unwrap().remove("queries");
@@ -192,7 +195,9 @@ async fn a_queued_job_reads_the_data_as_of_when_it_starts_and_the_next_increment
     let queued = id(&api.submit(stateful("queued", QUERY)).await);
     // Changed while the job waits in Zuora's queue: the job, when it starts, reads them.
     control.advance_clock(Duration::from_secs(100));
-    let changed = control.mutate("Account", zuora_sim::Mutation { insert: 2, update: 3, delete: 0 }).unwrap();
+    let changed = control
+        .mutate("Account", zuora_sim::Mutation { insert: 2, update: 3, delete: 0, ..zuora_sim::Mutation::default() })
+        .unwrap();
     control.advance_clock(Duration::from_secs(600));
     control.update_settings(|s| s.job_queue_secs = 0.0);
     let done = api.finished(&queued).await;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use common::catalogue::Catalogue;
 use common::config::Config;
-use common::merge::MergedTable;
+use common::merge::{self, MergedTable};
 use common::services::Services;
 use common::store::{LocalStore, ObjectStore};
 use local_export::lake;
@@ -72,13 +72,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Some(path) => lake::completions_from_lines(
             &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
         )?,
-        None => lake::completions_from_metadata(&*store, &objects).await?,
+        None => merge::completions_from_metadata(&*store, &objects).await?,
     };
     let mut same = true;
     let mut out = Lines::default();
     for object in objects {
         let files = completions.iter().filter(|c| c.object == object.name).count();
-        let merged = lake::merge_object(&*store, object, &completions).await?;
+        let merged = merge::merge_object(&*store, object, &completions).await?;
         if let Some(dir) = &cli.out {
             std::fs::create_dir_all(dir)?;
             let path = dir.join(format!("{}.csv", object.name));
@@ -93,8 +93,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let path = dir.join(format!("{}.csv", object.name));
             let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut expected = MergedTable::default();
-            expected.apply(&text, &lake::column(object, "Id"), None).with_context(|| path.display().to_string())?;
-            let differences = lake::differences(&merged, &expected, 10);
+            expected.apply(&text, &merge::column(object, "Id"), None).with_context(|| path.display().to_string())?;
+            let differences = merge::differences(&merged, &expected, 10);
             let verdict = if differences.is_empty() { "same" } else { "DIFFERENT" };
             out.line(format_args!("{:<22} {files:>4} files {:>9} rows: {verdict}", object.name, merged.rows.len()))?;
             for difference in &differences {

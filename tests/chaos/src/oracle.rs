@@ -19,6 +19,7 @@
 //!   neither is one job too many).
 
 use crate::world::{Drain, World};
+use common::merge;
 use common::messages::{CompletionMessage, MAX_REQUESTS_AGAIN};
 use local_export::lake;
 use std::collections::BTreeMap;
@@ -58,20 +59,20 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
     let received: Vec<CompletionMessage> = world.received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     verdict.completions = received.len();
     let objects: Vec<_> = world.catalogue.objects.iter().collect();
-    let published = lake::completions_from_metadata(&*world.store, &objects).await?;
+    let published = merge::completions_from_metadata(&*world.store, &objects).await?;
     verdict.files = published.len();
 
     // (b)
     for file in &published {
         let object = objects.iter().find(|o| o.name == file.object);
-        let csv = match lake::file_csv(&*world.store, file).await {
+        let csv = match merge::file_csv(&*world.store, file).await {
             Ok(csv) => csv,
             Err(e) => {
                 fail(&mut verdict, format!("(b) {}: {e:#}", file.metadata_key));
                 continue;
             }
         };
-        let deleted = object.and_then(|o| o.deleted_column.as_deref().map(|d| lake::column(o, d)));
+        let deleted = object.and_then(|o| o.deleted_column.as_deref().map(|d| merge::column(o, d)));
         match lake::count_records(&csv, deleted.as_deref()) {
             Ok((records, _)) if records == file.record_count => {}
             Ok((records, _)) => {
@@ -103,7 +104,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
 
     // (a)
     for object in &objects {
-        let merged = match lake::merge_object(&*world.store, object, &received).await {
+        let merged = match merge::merge_object(&*world.store, object, &received).await {
             Ok(merged) => merged,
             Err(e) => {
                 fail(&mut verdict, format!("(a) {}: the lake does not merge: {e:#}", object.name));
@@ -111,7 +112,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
             }
         };
         let mut truth = common::merge::MergedTable::default();
-        truth.apply(world.control.ground_truth_of(&object.query)?.as_bytes(), &lake::column(object, "Id"), None)?;
+        truth.apply(world.control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
         // A row Zuora deleted without ever being able to say so (created and deleted within one increment's
         // interval, seen alive in between by a backfill or a full export) stays in any lake: Zuora's limit, not
         // a loss. Such rows are counted, and only they are forgiven.
@@ -133,7 +134,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
         for id in ghosts {
             merged.rows.remove(&id);
         }
-        let differences = lake::differences(&merged, &truth, 3);
+        let differences = merge::differences(&merged, &truth, 3);
         if !differences.is_empty() {
             fail(
                 &mut verdict,

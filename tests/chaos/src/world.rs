@@ -390,7 +390,7 @@ impl World {
         match action {
             Action::Mutate { object, insert, update, delete } => {
                 let name = self.object_name(object);
-                self.control.mutate(name, Mutation { insert, update, delete })?;
+                self.control.mutate(name, Mutation { insert, update, delete, ..Mutation::default() })?;
             }
             Action::Daily => {
                 self.send(DAILY).await?;

@@ -59,6 +59,8 @@ pub struct Mutation {
     pub update: u64,
     /// Existing rows deleted.
     pub delete: u64,
+    /// Existing rows changed without moving their `UpdatedDate` (see `EventKind::UndatedUpdate`).
+    pub undated_update: u64,
 }
 
 /// The ids a mutation touched.
@@ -70,6 +72,9 @@ pub struct MutationResult {
     pub updated: Vec<String>,
     /// Deleted rows.
     pub deleted: Vec<String>,
+    /// Rows changed without a new `UpdatedDate`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undated: Vec<String>,
 }
 
 /// A job as the control API lists it.

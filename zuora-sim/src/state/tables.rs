@@ -9,8 +9,9 @@ impl Sim {
         let schema = self.schema(object).ok_or_else(|| SimError::UnknownObject(object.to_owned()))?;
         let now = self.clock.now();
         let snapshot = self.snapshot(&schema);
-        let chosen = self.pick_live_rows(&snapshot, now, mutation.update + mutation.delete);
-        let (updates, deletes) = chosen.split_at((mutation.update as usize).min(chosen.len()));
+        let chosen = self.pick_live_rows(&snapshot, now, mutation.update + mutation.delete + mutation.undated_update);
+        let (updates, rest) = chosen.split_at((mutation.update as usize).min(chosen.len()));
+        let (deletes, undated) = rest.split_at((mutation.delete as usize).min(rest.len()));
         let mut result = MutationResult::default();
         let mut tables = lock(&self.tables);
         let generator = self.generator(&tables);
@@ -27,6 +28,10 @@ impl Sim {
         for &key in deletes {
             table.record(key, Event { at: now, kind: EventKind::Delete });
             result.deleted.push(id(key));
+        }
+        for &key in undated {
+            table.record(key, Event { at: now, kind: EventKind::UndatedUpdate });
+            result.undated.push(id(key));
         }
         for _ in 0..mutation.insert {
             let key = table.next_insert;

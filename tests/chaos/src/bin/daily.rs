@@ -101,7 +101,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // The day's changes, then the morning's request.
         tokio::time::sleep(Duration::from_secs(if day == 0 { 3600 } else { 24 * 3600 })).await;
         for object in &objects {
-            let changes = Mutation { insert: rng.random_range(5..50), update: rng.random_range(10..100), delete: 2 };
+            let changes = Mutation {
+                insert: rng.random_range(5..50),
+                update: rng.random_range(10..100),
+                delete: 2,
+                ..Mutation::default()
+            };
             // Objects the simulator keeps only ids of (journal entries, snapshots) take no changes.
             let _ = control.mutate(object, changes);
         }
