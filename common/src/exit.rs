@@ -15,8 +15,9 @@ use std::process::ExitCode;
 pub enum Exit {
     /// 0: done.
     Success,
-    /// 1: `status` found an object whose data is older than the threshold.
-    Stale,
+    /// 1: a check found a problem: `status` an object whose data is older than the threshold, `audit` a row the
+    /// lake does not hold as Zuora does.
+    Found,
     /// 2: the command line or the configuration is wrong, or the deployment cannot work as configured (missing
     /// secret, credentials refused, access denied, no such queue or bucket). Fix it; running again will not help.
     Usage,
@@ -33,7 +34,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Self::Success => 0,
-            Self::Stale => 1,
+            Self::Found => 1,
             Self::Usage => 2,
             Self::Refused => 3,
             Self::Temporary => 4,
@@ -109,7 +110,7 @@ mod tests {
         let config = crate::config::Config::parse("[zuora]\n", "x.toml", None).unwrap_err();
         assert_eq!(exit_of(&config), Exit::Usage);
         assert_eq!(
-            [Exit::Success, Exit::Stale, Exit::Usage, Exit::Refused, Exit::Temporary].map(Exit::code),
+            [Exit::Success, Exit::Found, Exit::Usage, Exit::Refused, Exit::Temporary].map(Exit::code),
             [0, 1, 2, 3, 4]
         );
     }

@@ -406,6 +406,14 @@ pub struct CompletionMessage {
     pub kind: Option<JobKind>,
 }
 
+/// Where a file's metadata JSON is written, beside it (part of the lake's contract):
+/// `Account/2026-11-24/job/batch-0.csv` (or a compressed `.csv.gz`, `.csv.zst`) ->
+/// `Account/2026-11-24/job/batch-0.metadata.json`.
+pub fn metadata_key(key: &str) -> String {
+    let plain = [".gz", ".zst"].iter().find_map(|ext| key.strip_suffix(ext)).unwrap_or(key);
+    format!("{}.metadata.json", plain.strip_suffix(".csv").unwrap_or(plain))
+}
+
 impl CompletionMessage {
     /// Whether the file is part of the object's whole live table, which replaces what the lake holds of it: a
     /// session's full load (a first load, or Zuora starting the session again), not a window of a full export.

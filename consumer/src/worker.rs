@@ -19,7 +19,9 @@ use common::clock::Clock;
 use common::config::{ConsumerSettings, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
 use common::marks::PublishedMark;
-use common::messages::{CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future};
+use common::messages::{
+    CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future, metadata_key,
+};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ByteChunks, ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
@@ -712,11 +714,4 @@ fn after_first_line(chunks: ByteChunks) -> ByteChunks {
         })
         .try_filter(|chunk| std::future::ready(!chunk.is_empty()))
         .boxed()
-}
-
-/// `Account/2026-11-24/job/batch-0.csv` (or a compressed `.csv.gz`, `.csv.zst`) ->
-/// `Account/2026-11-24/job/batch-0.metadata.json`.
-pub fn metadata_key(key: &str) -> String {
-    let plain = [".gz", ".zst"].iter().find_map(|ext| key.strip_suffix(ext)).unwrap_or(key);
-    format!("{}.metadata.json", plain.strip_suffix(".csv").unwrap_or(plain))
 }

@@ -309,3 +309,74 @@ async fn changes_zuora_made_without_moving_updated_date_reach_the_lake_with_the_
     let lookback = completions.iter().filter(|c| c.kind == Some(common::messages::JobKind::FullWindow)).count();
     assert_eq!(lookback, 1, "one window of the last 30 days");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_makes_the_lake_equal_to_zuora() {
+    // Zuora's clock starts far enough back that 33 days still end in the past.
+    let d = Deployment::start(|c| {
+        c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(40));
+        c.rows.insert("Account".into(), 40);
+    })
+    .await;
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let auditor = producer::audit::Auditor::from_config(&d.config(), &d.services()).unwrap();
+    let config = d.config();
+    let catalogue = config.catalogue().unwrap();
+    let account = catalogue.objects.iter().find(|o| o.name == "Account").unwrap();
+    let control = d.sim.control();
+    let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
+    let hour = Duration::from_secs(3600);
+    producer.serve(daily, "first-load").await.unwrap();
+    work_all(&worker, &d).await;
+    let first = auditor.audit(account).await.unwrap();
+    assert!(first.is_equal(), "{}", first.summary());
+
+    // Zuora loses deletions: 31 days without an increment, and the rows deleted meanwhile are purged.
+    control.advance_clock(hour);
+    let purged = control.mutate("Account", Mutation { delete: 3, ..Mutation::default() }).unwrap().deleted;
+    control.advance_clock(Duration::from_secs(31 * 86_400));
+    producer.serve(daily, "after-31-days").await.unwrap();
+    work_all(&worker, &d).await;
+    // The lake loses a file: a day's increment, gone from the bucket before anyone merged it.
+    control.advance_clock(hour);
+    let lost = control.mutate("Account", Mutation { insert: 2, update: 4, delete: 1, ..Mutation::default() }).unwrap();
+    control.advance_clock(hour);
+    let before: std::collections::BTreeSet<String> = d.bucket.keys("Account/").await.into_iter().collect();
+    producer.serve(daily, "lost-day").await.unwrap();
+    work_all(&worker, &d).await;
+    for key in d.bucket.keys("Account/").await.into_iter().filter(|k| !before.contains(k)) {
+        d.bucket.remove(&key).await;
+    }
+    control.advance_clock(hour);
+    producer.serve(daily, "next-day").await.unwrap();
+    work_all(&worker, &d).await;
+
+    let audit = auditor.audit(account).await.unwrap();
+    let found = |problem| -> std::collections::BTreeSet<String> {
+        audit.differences.iter().filter(|d| d.problem == problem).map(|d| d.id.clone()).collect()
+    };
+    use producer::audit::Problem;
+    let set = |ids: &[String]| ids.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(found(Problem::Gone), set(&purged), "{}", audit.summary());
+    assert_eq!(found(Problem::Missing), set(&lost.inserted));
+    assert_eq!(found(Problem::Differing), set(&lost.updated));
+    assert_eq!(found(Problem::Deleted), set(&lost.deleted));
+    assert!(audit.summary().contains("DIFFERENT, 2 missing, 4 differing, 1 deleted in Zuora, 3 gone from Zuora"));
+
+    let done = auditor.repair(account, &audit).await.unwrap();
+    assert_eq!(done.len(), 2, "a backfill and a file of deletions: {done:?}");
+    for request in test_support::drain(d.queues().requests.as_ref()).await {
+        producer.serve(&request.body, &request.id).await.unwrap();
+    }
+    work_all(&worker, &d).await;
+    let after = auditor.audit(account).await.unwrap();
+    assert!(after.is_equal(), "{}", after.summary());
+    // And the lake, merged from its files, is Zuora's table column for column.
+    let store = d.bucket.store();
+    let published = merge::completions_from_metadata(&*store, &[account]).await.unwrap();
+    let lake = merge::merge_object(&*store, account, &published).await.unwrap();
+    let mut truth = MergedTable::default();
+    truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
+    assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
+}

@@ -2,8 +2,9 @@
 //! queues are in memory (same [`Queue`](common::queue::Queue) trait as SQS), the lake is a local directory (same
 //! [`ObjectStore`] trait as S3), and the real producer and consumer services run on them:
 //! day 1 `afterLastIncrement` (full loads) -> inserts, updates and deletes at Zuora -> day 2 `afterLastIncrement`
-//! (increments with deleted rows) -> a date backfill since day 1. Then every file is checked: its records, counted
-//! by an RFC 4180 parser, equal its metadata's `recordCount`, and the merged lake equals the simulator's data.
+//! (increments with deleted rows) -> a date backfill since day 1 -> `producer audit` of every object. Then every file
+//! is checked: its records, counted by an RFC 4180 parser, equal its metadata's `recordCount`, and the merged lake
+//! equals the simulator's data.
 
 use crate::lake;
 use anyhow::{Context, bail};
@@ -66,6 +67,8 @@ pub struct Report {
     pub objects_matching: usize,
     /// Objects in the catalogue.
     pub objects: usize,
+    /// `producer audit`'s line per object.
+    pub audits: Vec<String>,
 }
 
 /// The configuration: the file given, or the embedded one; pointed at the simulator and the lake directory.
@@ -153,12 +156,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         files.extend(steps.run("day 2: afterLastIncrement", r#"{"exportFromDate":"afterLastIncrement"}"#).await?);
         let backfill = format!(r#"{{"exportFromDate":"{day_one}"}}"#);
         files.extend(steps.run("backfill from day 1", &backfill).await?);
-        anyhow::Ok(())
+        audit(&config, &services, &catalogue).await
     }
     .await;
     let _ = stop.send(true);
     while services_running.join_next().await.is_some() {}
-    outcome?;
+    let audits = outcome?;
 
     let mut reports = Vec::new();
     for (step, completion) in files {
@@ -166,7 +169,21 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     let objects_matching = compare_with_zuora(&*services.store, &catalogue, &control, &reports).await?;
     sim.shutdown().await;
-    Ok(Report { files: reports, objects_matching, objects: catalogue.objects.len() })
+    Ok(Report { files: reports, objects_matching, objects: catalogue.objects.len(), audits })
+}
+
+/// `producer audit` of every object, as an operator runs it: Zuora's Ids and `UpdatedDate`s against the lake.
+async fn audit(config: &Config, services: &Services, catalogue: &Catalogue) -> anyhow::Result<Vec<String>> {
+    let auditor = producer::audit::Auditor::from_config(config, services)?;
+    let mut lines = Vec::new();
+    for object in &catalogue.objects {
+        let audit = auditor.audit(object).await.with_context(|| format!("auditing {}", object.name))?;
+        if !audit.is_equal() {
+            bail!("audit: {}", audit.summary());
+        }
+        lines.push(audit.summary());
+    }
+    Ok(lines)
 }
 
 /// Inserts, updates and deletes in every object, between two advances of Zuora's clock.
@@ -355,5 +372,9 @@ pub fn summary(report: &Report) -> String {
         report.objects_matching,
         report.objects
     ));
+    out.push_str("\nproducer audit (Zuora's Ids and UpdatedDates against the lake):\n");
+    for line in &report.audits {
+        out.push_str(&format!("  {line}\n"));
+    }
     out
 }

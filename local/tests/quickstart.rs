@@ -23,6 +23,8 @@ async fn the_quick_start_exports_checks_and_summarises_every_object() {
         assert_eq!(lines.lines().count(), report.files.len(), "one completion line per file");
         let summary = quickstart::summary(&report);
         assert!(summary.contains("merged lake equals Zuora for 13/13 objects"), "{summary}");
+        assert_eq!(report.audits.len(), 13, "producer audit of every object");
+        assert!(report.audits.iter().all(|line| line.ends_with(": equal")), "{summary}");
     }
 }
 
@@ -33,6 +35,7 @@ async fn the_quick_start_runs_the_old_exports_queries_and_keeps_its_fixed_keys()
     let catalogue = Some("builtin:old-export".into());
     let options = Options { lake_dir: lake_dir.to_owned(), config: None, catalogue, consumers: 2 };
     let report = quickstart::run(&options).await.unwrap();
+    assert!(report.audits.iter().all(|line| line.ends_with(": equal")), "{:?}", report.audits);
     // The lake's joined columns (Account.Id, Product.Name, ...) equal Zuora's, as the simulator's truth reads them.
     assert_eq!((report.objects, report.objects_matching), (13, 13));
     let account = report.files.iter().rev().find(|f| f.completion.object == "Account").unwrap();

@@ -1,5 +1,6 @@
 //! The `producer` command line and the wiring of real services from the configuration.
 
+use crate::audit::Auditor;
 use crate::service::{self, Producer, RequestError, TransientError};
 use crate::status;
 use anyhow::{Context, bail};
@@ -16,8 +17,8 @@ use std::path::PathBuf;
 use tracing::info;
 
 /// Turns Zuora export requests into AQuA jobs for the consumers, and keeps a ledger so that no job is lost.
-/// Exit codes: 0 done, 1 stale (status), 2 usage or configuration, 3 refused, 4 temporary failure (retry),
-/// 130 stopped by a second Ctrl-C.
+/// Exit codes: 0 done, 1 found (status: stale; audit: a difference), 2 usage or configuration, 3 refused,
+/// 4 temporary failure (retry), 130 stopped by a second Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(version = common::version!(), about)]
 pub struct Cli {
@@ -74,6 +75,20 @@ pub enum Command {
     /// Check the configuration (and the catalogue it names) without running anything; print it with the secret
     /// masked. Exit 2, naming the field, when it is wrong.
     CheckConfig,
+    /// Compare the lake with Zuora, row by row: a stateless job of every Id and UpdatedDate per object against the
+    /// lake's files merged; print a line per object; exit 1 when a row differs.
+    Audit {
+        /// Only these objects (comma-separated); all catalogue objects when left out.
+        #[arg(long, value_delimiter = ',')]
+        objects: Vec<String>,
+        /// Write each differing object's rows to DIR/<object>.differences.csv (id, problem, both UpdatedDates).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mend what is found: a backfill request for missing and differing rows, a published file of deletions
+        /// for rows Zuora no longer has.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 /// The three queues.
@@ -186,6 +201,41 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             }
             Ok(Exit::Success)
         }
+        Command::Audit { objects, out, repair } => {
+            let auditor = Auditor::from_config(&config, &services)?;
+            let objects = match catalogue.select(&objects) {
+                Ok(objects) => objects,
+                Err(unknown) => {
+                    eprintln!("producer: --objects: not in the catalogue: {}", unknown.join(", "));
+                    return Ok(Exit::Usage);
+                }
+            };
+            let mut different = 0;
+            for object in objects {
+                let audit = auditor.audit(object).await.with_context(|| format!("auditing {}", object.name))?;
+                println!("{}", audit.summary());
+                if audit.is_equal() {
+                    continue;
+                }
+                different += 1;
+                if let Some(dir) = &out {
+                    std::fs::create_dir_all(dir)?;
+                    let path = dir.join(format!("{}.differences.csv", object.name));
+                    std::fs::write(&path, audit.differences_csv())?;
+                    println!("  rows: {}", path.display());
+                }
+                if repair {
+                    for done in auditor.repair(object, &audit).await? {
+                        println!("  {done}");
+                    }
+                }
+            }
+            if different > 0 {
+                eprintln!("producer: {different} object(s) differ from Zuora");
+                return Ok(Exit::Found);
+            }
+            Ok(Exit::Success)
+        }
         Command::Status { stale_after_hours, json, metrics } => {
             let hours = stale_after_hours.unwrap_or(config.producer.stale_after_hours);
             let now = Utc::now();
@@ -203,7 +253,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
             let stale = statuses.iter().filter(|s| s.stale).count();
             if stale > 0 {
                 eprintln!("producer: {stale} object(s) older than {hours} h");
-                return Ok(Exit::Stale);
+                return Ok(Exit::Found);
             }
             Ok(Exit::Success)
         }

@@ -150,10 +150,16 @@ impl Stack {
 
     /// Runs an operator command in the operator task, as the runbook's `op` does; its output, checked for success.
     fn operator(&self, argv: &[&str]) -> String {
+        let (code, stdout, stderr) = self.operator_exit(argv);
+        assert_eq!(code, Some(0), "{argv:?} as the operator: {stdout}{stderr}");
+        stdout
+    }
+
+    /// An operator command's exit code, stdout and stderr.
+    fn operator_exit(&self, argv: &[&str]) -> (Option<i32>, String, String) {
         let out = self.task("operator", Some(argv)).output().unwrap();
-        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{argv:?} as the operator ({}): {said}", out.status);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
     }
 
     fn output(&self, key: &str) -> String {
@@ -323,6 +329,25 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
         stack.operator(&["producer", "redrive", "--queue", queue, "--dry-run"]);
         stack.operator(&["producer", "redrive", "--queue", queue]);
     }
+    // Zuora loses deletions: two Accounts deleted, then 31 days before the next increment of Account, by which time
+    // Zuora has purged them. The audit finds them in the lake; its repair publishes their deletion.
+    control.advance_clock(Duration::from_secs(3600));
+    let purged = control.mutate("Account", zuora_sim::Mutation { delete: 2, ..zuora_sim::Mutation::default() });
+    assert_eq!(purged.unwrap().deleted.len(), 2);
+    control.advance_clock(Duration::from_secs(31 * 86_400));
+    let account = OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#);
+    stack.queue("RequestsQueueUrl", "admin").send(account).await.unwrap();
+    announced(&lake, 1, &mut seen, &denied).await;
+    let (code, said, stderr) = stack.operator_exit(&["producer", "audit", "--objects", "Account", "--repair"]);
+    assert_eq!(code, Some(1), "{said}{stderr}");
+    assert!(
+        said.contains("DIFFERENT, 2 gone from Zuora") && said.contains("published the deletion of 2 rows"),
+        "{said}"
+    );
+    let deletions = announced(&lake, 1, &mut seen, &denied).await;
+    assert_eq!((deletions[0].object.as_str(), deletions[0].record_count), ("Account", 2));
+    let again = stack.operator(&["producer", "audit", "--objects", "Account"]);
+    assert!(again.trim_end().ends_with(": equal"), "{again}");
     assert!(producer.terminate().success(), "the producer stops cleanly on SIGTERM");
     assert!(consumer.terminate().success(), "the consumer stops cleanly on SIGTERM");
 

@@ -89,6 +89,16 @@ impl Bucket {
         csv::Reader::from_reader(body.as_ref()).records().try_fold(0, |n, r| r.map(|_| n + 1)).expect("valid CSV")
     }
 
+    /// Deletes an object behind the services' back, as a lake that lost a file would.
+    pub async fn remove(&self, key: &str) {
+        match &self.place {
+            Place::Server(aws) => {
+                aws.s3.delete_object().bucket(&self.name).key(key).send().await.expect("delete");
+            }
+            Place::Directory(store) => std::fs::remove_file(store.root().join(&self.name).join(key)).expect("delete"),
+        }
+    }
+
     /// Multipart uploads neither completed nor aborted.
     pub async fn open_uploads(&self) -> usize {
         match &self.place {

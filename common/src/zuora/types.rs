@@ -376,7 +376,8 @@ impl ZuoraTime {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// Reads one of the forms above; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim();
         for format in ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%z"] {
             if let Ok(at) = DateTime::parse_from_str(text, format) {

@@ -113,8 +113,9 @@ impl Sim {
 
     /// What a lake fed with every completed job of this query should hold now: the live rows that pass its
     /// filter, its columns (API names), sorted by Id. A joined field is read as the related row stood when the
-    /// last completed batch on the object returned the row (Zuora exports a row again only when the row itself
-    /// changes, not when a row it joins does), or now for a row no batch returned yet.
+    /// last completed batch on the object that selects joined fields returned the row (Zuora exports a row again
+    /// only when the row itself changes, not when a row it joins does; a batch without joins, such as an audit's
+    /// `SELECT Id, UpdatedDate`, feeds no joined value), or now for a row no batch returned yet.
     pub fn ground_truth_of(&self, query: &str) -> Result<String, SimError> {
         let object = zoql::from_object(query).ok_or_else(|| SimError::BadQuery(format!("no FROM object: {query}")))?;
         let schema = self.schema(&object).ok_or(SimError::UnknownObject(object))?;
@@ -164,9 +165,11 @@ impl Sim {
         plans.into_iter().map(|(plan, run)| if run { plan } else { Arc::new(self.as_run(&plan)) }).collect()
     }
 
-    /// For each row some completed batch returned alive, the instant the last such batch read it at.
+    /// For each row some completed batch with joined fields returned alive, the instant the last such batch read
+    /// it at.
     fn last_returned(&self, snapshot: &Snapshot) -> HashMap<u64, DateTime<Utc>> {
-        let completed = self.completed_batches(snapshot.schema.name);
+        let mut completed = self.completed_batches(snapshot.schema.name);
+        completed.retain(|plan| plan.query.fields.iter().any(|c| matches!(c, zoql::Column::Joined(_))));
         let mut at = HashMap::new();
         for key in snapshot.keys() {
             let read = completed
