@@ -93,6 +93,23 @@ pub struct JobRecord {
     pub enqueued: bool,
 }
 
+impl JobRecord {
+    /// The job message of this job: what the producer enqueues, and what a consumer told by Zuora that the job
+    /// finished works from.
+    pub fn job_message(&self) -> crate::messages::JobMessage {
+        crate::messages::JobMessage {
+            version: crate::messages::MESSAGE_VERSION,
+            job_id: self.job_id.clone(),
+            request_id: self.request_key.clone(),
+            kind: self.kind,
+            objects: self.objects.clone(),
+            window: self.window,
+            starts: self.starts.clone(),
+            submitted_at: self.submitted_at,
+        }
+    }
+}
+
 /// The session's latest recorded increment (its upper bound and its job), and where each object's next window
 /// starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

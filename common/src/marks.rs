@@ -66,6 +66,12 @@ impl PublishedMark {
     }
 }
 
+/// A job whose every file is published.
+#[derive(Debug, Serialize, Deserialize)]
+struct JobPublished {
+    files: usize,
+}
+
 /// The published marks, in the ledger's bucket and prefix.
 #[derive(Clone)]
 pub struct Marks {
@@ -81,6 +87,19 @@ impl Marks {
     /// Records a published file; recording the same file again writes the same name.
     pub async fn record(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
         self.ledger.write_once(&mark.name(), mark).await
+    }
+
+    /// Records that every file of job `job_id` (a Zuora id) is published and announced, `files` of them: a later
+    /// message of the job (the slow poll after a notification published it, a redelivery) is settled without
+    /// asking Zuora again. Written once, after the last announcement.
+    pub async fn record_job_published(&self, job_id: &str, files: usize) -> Result<(), LedgerError> {
+        self.ledger.write_once(&format!("published-jobs/{job_id}.json"), &JobPublished { files }).await
+    }
+
+    /// Whether [`Marks::record_job_published`] was recorded for `job_id`.
+    pub async fn job_published(&self, job_id: &str) -> Result<bool, LedgerError> {
+        let record: Option<JobPublished> = self.ledger.read(&format!("published-jobs/{job_id}.json")).await?;
+        Ok(record.is_some())
     }
 
     /// The object's latest published file: the newest data (the latest window end, then the latest run of it),

@@ -348,6 +348,39 @@ pub struct JobMessage {
     pub submitted_at: DateTime<Utc>,
 }
 
+/// Zuora's word that a job finished (jobs queue): the body the stack's notification route puts there when Zuora
+/// calls the job's `notifyUrl`. The consumer reads the job's record in the ledger and publishes it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobFinished {
+    /// Zuora's job id (`${JOBID}`).
+    pub job_finished: String,
+    /// Its status as Zuora said it (`${STATUS}`, `Completed`).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A message of the jobs queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobsQueueMessage {
+    /// A job to publish once Zuora has run it (the producer's).
+    Job(JobMessage),
+    /// Zuora said a job finished (a notification).
+    Finished(JobFinished),
+}
+
+impl JobsQueueMessage {
+    /// Reads a jobs-queue body: a notification has `jobFinished`, a job message `jobId`.
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(body)?;
+        if value.get("jobFinished").is_some() {
+            serde_json::from_value(value).map(Self::Finished)
+        } else {
+            serde_json::from_value(value).map(Self::Job)
+        }
+    }
+}
+
 /// Checksum of a published file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

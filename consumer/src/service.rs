@@ -101,6 +101,8 @@ async fn work(worker: &Worker, message: &ReceivedMessage) {
         Ok(Settled::Waiting { delay }) => info!(delay_secs = delay.as_secs(), "job not finished"),
         Ok(Settled::DeadLettered { reason }) => warn!(%reason, "job dead-lettered"),
         Ok(Settled::AskedAgain { reason }) => warn!(%reason, "job failed at Zuora; its window was asked for again"),
+        Ok(Settled::AlreadyPublished) => info!(files = 0, "job done (published already)"),
+        Ok(Settled::Ignored { reason }) => warn!(%reason, "notification ignored"),
         Err(e) => warn!(error = %e, "job failed for now; its message will be received again"),
     }
 }

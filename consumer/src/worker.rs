@@ -20,7 +20,8 @@ use common::config::{ConsumerSettings, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
 use common::marks::PublishedMark;
 use common::messages::{
-    CompletionMessage, JobMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future, metadata_key,
+    CompletionMessage, JobFinished, JobMessage, JobsQueueMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION,
+    ends_in_the_future, metadata_key,
 };
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ByteChunks, ObjectStore, StoreError};
@@ -83,6 +84,13 @@ pub enum Settled {
     },
     /// The job failed at Zuora: its window was asked for again (a request on the requests queue).
     AskedAgain {
+        /// Why.
+        reason: String,
+    },
+    /// Every file of the job was published by an earlier message of it (a notification's, before this poll).
+    AlreadyPublished,
+    /// A notification of a job the ledger does not know: deleted (the job's own message, if any, still polls).
+    Ignored {
         /// Why.
         reason: String,
     },
@@ -153,12 +161,37 @@ impl WorkError {
 impl Worker {
     /// Works on one job message and settles it (deleted, re-sent with a delay, or dead-lettered).
     pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, WorkError> {
-        let job_message: JobMessage = match serde_json::from_str(&message.body) {
-            Ok(m) => m,
-            Err(e) => return self.dead_letter(message, format!("not a job message: {e}")).await,
-        };
-        let span = info_span!("job", job_id = %job_message.job_id, kind = ?job_message.kind);
-        self.handle_job(message, job_message).instrument(span).await
+        match JobsQueueMessage::parse(&message.body) {
+            Ok(JobsQueueMessage::Job(job_message)) => {
+                let span = info_span!("job", job_id = %job_message.job_id, kind = ?job_message.kind);
+                self.handle_job(message, job_message).instrument(span).await
+            }
+            Ok(JobsQueueMessage::Finished(finished)) => {
+                let span = info_span!("job", job_id = %finished.job_finished, notified = true);
+                self.handle_finished(message, finished).instrument(span).await
+            }
+            Err(e) => self.dead_letter(message, format!("not a job message: {e}")).await,
+        }
+    }
+
+    /// Zuora said a job finished: its record in the ledger says what the job is, and it is published now, not at
+    /// the job message's next poll (which then finds it published).
+    async fn handle_finished(&self, message: &ReceivedMessage, finished: JobFinished) -> Result<Settled, WorkError> {
+        let job_id = finished.job_finished;
+        if !common::zuora::is_zuora_id(&job_id) {
+            let reason = format!("jobFinished {job_id:?} is not a Zuora id (32 hexadecimal digits)");
+            return self.dead_letter(message, reason).await;
+        }
+        match self.ledger.job(&job_id).await? {
+            Some(record) => self.handle_job(message, record.job_message()).await,
+            None => {
+                // Not a job of this exporter's (or not recorded yet): its own job message, if any, still polls.
+                let reason = format!("Zuora said job {job_id} finished, and the ledger has no such job");
+                warn!(%reason, "notification ignored");
+                self.jobs.delete(&message.receipt).await?;
+                Ok(Settled::Ignored { reason })
+            }
+        }
     }
 
     async fn handle_job(&self, message: &ReceivedMessage, job_message: JobMessage) -> Result<Settled, WorkError> {
@@ -173,6 +206,11 @@ impl Worker {
         }
         if let Some(reason) = ends_in_the_future(job_message.window.to, self.clock.now()) {
             return self.dead_letter(message, format!("the job's window {reason}")).await;
+        }
+        if self.ledger.marks().job_published(&job_message.job_id).await? {
+            self.jobs.delete(&message.receipt).await?;
+            info!("every file of the job is published already");
+            return Ok(Settled::AlreadyPublished);
         }
         let job = match self.zuora.job(&job_message.job_id).await {
             Ok(job) => job,
@@ -262,6 +300,7 @@ impl Worker {
         if !failures.is_empty() {
             return self.dead_letter(message, failures.join("; ")).await;
         }
+        self.ledger.marks().record_job_published(&job.id, files).await?;
         self.jobs.delete(&message.receipt).await?;
         Ok(Settled::Published { files })
     }

@@ -26,6 +26,12 @@ async fn next_job_message(d: &Deployment) -> ReceivedMessage {
     panic!("no job message");
 }
 
+/// The state a consumer leaves when it stops after announcing every file of a job and before recording the job
+/// published: a delivery of the job then does the work again (and finds it done, file by file).
+async fn forget_job_published(d: &Deployment, job_id: &str) {
+    d.bucket.remove(&format!("{}published-jobs/{job_id}.json", d.config().ledger.prefix)).await;
+}
+
 /// Works on job messages until one is settled as something other than waiting.
 async fn work_until_settled(worker: &Worker, d: &Deployment) -> Settled {
     for _ in 0..20 {
@@ -138,7 +144,12 @@ async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
     assert_eq!(uploads.load(std::sync::atomic::Ordering::SeqCst), 2, "one upload per file");
     let before = d.bucket.keys("").await;
 
-    // The same message again (SQS at-least-once), after its completions were read.
+    // The same message again (SQS at-least-once), after its completions were read: the job is recorded published.
+    d.queues().jobs.send(common::queue::OutgoingMessage::new(message.body.clone())).await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::AlreadyPublished);
+    assert!(completions(&d).await.is_empty(), "nothing announced again");
+    // And again, as if the first consumer had stopped after announcing, before recording the job published.
+    forget_job_published(&d, &first[0].job_id).await;
     d.queues().jobs.send(common::queue::OutgoingMessage::new(message.body.clone())).await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 2 });
     assert_eq!(d.bucket.keys("").await, before, "no new object");
@@ -475,7 +486,7 @@ async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code
 async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() {
     let d = Deployment::start(|_| {}).await;
     // The first delivery publishes and announces, and its consumer stops before the legacy copy (here: a consumer
-    // without the legacy key configured yet, which is the same state).
+    // without the legacy key configured yet, whose job is then forgotten as published: the same state).
     let first = worker_from(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
     let message = next_job_message(&d).await;
@@ -489,6 +500,7 @@ async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() 
         first.handle(&again).await.unwrap();
     };
     set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
+    forget_job_published(&d, &published.job_id).await;
     let second = worker_from(&d.config(), &d.services()).unwrap();
     d.queues().jobs.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
     assert_eq!(work_until_settled(&second, &d).await, Settled::Published { files: 1 });
@@ -768,6 +780,7 @@ async fn metadata_naming_another_bucket_or_key_is_never_announced() {
         .put(&d.bucket.name, &published.metadata_key, serde_json::to_vec(&forged).unwrap().into())
         .await
         .unwrap();
+    forget_job_published(&d, &published.job_id).await;
     d.queues().jobs.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
     assert!(reason.contains("names s3://someone-elses-bucket/exfiltrated.csv"), "{reason}");

@@ -282,7 +282,8 @@ pub fn producer_from(config: &Config, services: &Services) -> anyhow::Result<Pro
         config.catalogue()?,
         config.session.clone(),
         config.full_export.clone(),
-    ))
+    )
+    .with_notify_url(config.producer.notify_url.clone()))
 }
 
 /// The request key of a `producer submit` run: its own each run, like a queued request's message id.

@@ -12,7 +12,7 @@ use common::catalogue::Catalogue;
 use common::clock::Clock;
 use common::config::{FullExportConfig, SessionConfig};
 use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord, SessionMark};
-use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, JobMessage, MESSAGE_VERSION, Window};
+use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, Window};
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
 use std::collections::BTreeMap;
@@ -88,6 +88,7 @@ pub struct Producer {
     session: SessionConfig,
     full_export: FullExportConfig,
     clock: Clock,
+    notify_url: Option<String>,
 }
 
 impl Producer {
@@ -100,7 +101,13 @@ impl Producer {
         session: SessionConfig,
         full_export: FullExportConfig,
     ) -> Self {
-        Self { zuora, ledger, jobs, catalogue, session, full_export, clock: Clock::System }
+        Self { zuora, ledger, jobs, catalogue, session, full_export, clock: Clock::System, notify_url: None }
+    }
+
+    /// The same producer having Zuora call `url` when each of its jobs completes (`producer.notify_url`).
+    pub fn with_notify_url(mut self, url: Option<String>) -> Self {
+        self.notify_url = url;
+        self
     }
 
     /// The same producer reading `clock` for "now" (the chaos harness's simulated time).
@@ -316,18 +323,8 @@ impl Producer {
     }
 
     async fn enqueue(&self, job: &JobRecord) -> Result<(), QueueError> {
-        let message = JobMessage {
-            version: MESSAGE_VERSION,
-            job_id: job.job_id.clone(),
-            request_id: job.request_key.clone(),
-            kind: job.kind,
-            objects: job.objects.clone(),
-            window: job.window,
-            starts: job.starts.clone(),
-            submitted_at: job.submitted_at,
-        };
         #[allow(clippy::expect_used)]
-        let body = serde_json::to_string(&message).expect("a job message serialises");
+        let body = serde_json::to_string(&job.job_message()).expect("a job message serialises");
         self.jobs.send(OutgoingMessage::new(body)).await?;
         info!(job_id = %job.job_id, "enqueued job");
         Ok(())
@@ -376,7 +373,7 @@ impl Producer {
                 request
             }
         };
-        Ok(request.with_format(session.file_format.name()))
+        Ok(request.with_format(session.file_format.name()).with_notify_url(self.notify_url.as_deref()))
     }
 
     /// Compares Zuora's last completed job of the session with the ledger and adopts it if the ledger has no

@@ -698,3 +698,45 @@ fn every_scheduled_request_is_one_the_producer_accepts_and_the_lookback_is_off_u
     );
     assert_eq!(template["Parameters"]["LookbackScheduleExpression"]["Default"], "");
 }
+
+#[test]
+fn completion_pushed_is_a_secret_rate_limited_route_straight_to_the_jobs_queue_and_off_without_a_secret() {
+    let template = test_support::deploy_template();
+    let push: Vec<(&str, &Value)> = resources(&template)
+        .iter()
+        .filter(|(_, r)| r["Condition"] == "Push")
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .collect();
+    let ids: BTreeSet<&str> = push.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, BTreeSet::from(["NotifyApi", "NotifyIntegration", "NotifyRole", "NotifyRoute", "NotifyStage"]));
+    assert_eq!(template["Parameters"]["NotifySecret"]["Default"], "", "off unless a secret is given");
+    assert_eq!(template["Parameters"]["NotifySecret"]["NoEcho"], Value::from(true));
+    let props = |id: &str| &push.iter().find(|(i, _)| *i == id).unwrap().1["Properties"];
+
+    // No code in the path: API Gateway sends the call's `message` parameter to the jobs queue, with a role that may
+    // do that and nothing else.
+    let integration = props("NotifyIntegration");
+    assert_eq!(
+        (&integration["IntegrationType"], &integration["IntegrationSubtype"]),
+        (&Value::from("AWS_PROXY"), &Value::from("SQS-SendMessage"))
+    );
+    assert_eq!(target(&integration["RequestParameters"]["QueueUrl"]), Some("JobsQueue"));
+    assert_eq!(integration["RequestParameters"]["MessageBody"], "$request.querystring.message");
+    assert_eq!(target(&integration["CredentialsArn"]), Some("NotifyRole"));
+    let granted = allowed(&template, "NotifyRole");
+    let actions: BTreeSet<&str> = granted.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(actions, BTreeSet::from(["kms:Decrypt", "kms:GenerateDataKey", "sqs:SendMessage"]));
+    assert!(grants(&template, "NotifyRole", "sqs:SendMessage", "JobsQueue"));
+    for queue in ["RequestsQueue", "LakeQueue", "JobsDeadLetterQueue"] {
+        assert!(!grants(&template, "NotifyRole", "sqs:SendMessage", queue), "the route may send to {queue}");
+    }
+    // The secret is the path; the stage is throttled; its access log leaves the path out.
+    let route = props("NotifyRoute");
+    assert_eq!(strings(&route["RouteKey"]), ["GET /${NotifySecret}/job-finished"]);
+    let stage = props("NotifyStage");
+    let limits = &stage["DefaultRouteSettings"];
+    assert!(limits["ThrottlingRateLimit"].as_u64().is_some_and(|r| r > 0 && r <= 10), "{limits:?}");
+    assert!(limits["ThrottlingBurstLimit"].as_u64().is_some_and(|b| b > 0 && b <= 50), "{limits:?}");
+    assert!(!stage["AccessLogSettings"]["Format"].as_str().unwrap().contains("path"));
+    assert!(!stage["AccessLogSettings"]["Format"].as_str().unwrap().contains("routeKey"));
+}

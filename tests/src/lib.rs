@@ -1,17 +1,19 @@
 //! What the tests share: deployments and buckets on either tier's back end (the servers `tests/run.sh` starts, or
-//! memory and a local directory), the servers themselves, an intercepting store and a failing queue, child
-//! processes, and where the tools `tests/run.sh` installs are.
+//! memory and a local directory), the servers themselves, an intercepting store and a failing queue, a stand-in for
+//! the stack's notification route, child processes, and where the tools `tests/run.sh` installs are.
 //!
 //! Tests that need the servers whatever the tier (the SQS and S3 adapters, the binaries, third-party clients) are
 //! marked `#[ignore = "real-protocol tier: ./tests/run.sh"]`: `cargo test` skips them and says so, `tests/run.sh`
 //! runs them.
 
 mod deployment;
+mod notify;
 pub mod queues;
 mod servers;
 pub mod stores;
 
 pub use deployment::{Bucket, Deployment, drain, with_settings};
+pub use notify::NotifyRoute;
 pub use servers::{Aws, AwsResources, aws_config};
 
 use std::path::{Path, PathBuf};

@@ -138,6 +138,9 @@ pub struct Settings {
     pub query_secs_per_record: f64,
     /// A query that would run longer is killed and its job aborted (Zuora: 3 hours, errors 90027 and 90029).
     pub query_time_limit_secs: f64,
+    /// The share (0 to 1) of completion notifications (`notifyUrl`) never sent, drawn from the seed: a callout
+    /// Zuora drops, or an endpoint down.
+    pub notify_lost: f64,
 }
 
 impl Default for Settings {
@@ -156,6 +159,7 @@ impl Default for Settings {
             session_reset_idle_days: 180.0,
             query_secs_per_record: 0.0,
             query_time_limit_secs: 3.0 * 3600.0,
+            notify_lost: 0.0,
         }
     }
 }

@@ -520,7 +520,7 @@ async fn clock(State(sim): State<Shared>) -> Response {
 async fn advance_clock(State(sim): State<Shared>, body: Bytes) -> Response {
     let seconds = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("seconds").and_then(Value::as_i64));
     let Some(seconds) = seconds.filter(|s| *s >= 0) else { return control_error("expected {\"seconds\": N}, N >= 0") };
-    json_response(StatusCode::OK, json!({"now": sim.clock.advance(chrono::Duration::seconds(seconds))}))
+    json_response(StatusCode::OK, json!({"now": sim.advance_clock(chrono::Duration::seconds(seconds))}))
 }
 
 async fn set_faults(State(sim): State<Shared>, body: Bytes) -> Response {

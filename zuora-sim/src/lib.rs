@@ -41,6 +41,7 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
         let sim = Arc::new(state::Sim::new(config));
+        let notifier = tokio::spawn(state::run_notifier(Arc::downgrade(&sim)));
         let router = http::router(sim.clone());
         let app = tower::Layer::layer(&axum::middleware::map_request(|r| async { http::normalize_path(r) }), router);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -51,6 +52,7 @@ impl Simulator {
                     let _ = stopped.await;
                 })
                 .await;
+            notifier.abort();
         });
         Ok(RunningSim { addr, sim, stop: Some(stop), task: Some(task) })
     }
@@ -118,7 +120,7 @@ impl Control {
 
     /// Moves the simulated clock forward; returns the new now.
     pub fn advance_clock(&self, by: Duration) -> chrono::DateTime<chrono::Utc> {
-        self.sim.clock.advance(chrono::Duration::from_std(by).unwrap_or_default())
+        self.sim.advance_clock(chrono::Duration::from_std(by).unwrap_or_default())
     }
 
     /// The simulated now.

@@ -173,11 +173,18 @@ pub struct ProducerSettings {
     pub busy_retry_secs: u64,
     /// `status` fails when an object's last increment is older than this many hours.
     pub stale_after_hours: u64,
+    /// Zuora calls this URL when a job completes (AQuA's `notifyUrl`, set on every job), with `${JOBID}` and
+    /// `${STATUS}` filled in; it must put `{"jobFinished": "<jobId>", "status": "<status>"}` on the jobs queue (the
+    /// stack's notification route does). The consumers' polling stays the safety net. None: poll only.
+    pub notify_url: Option<String>,
 }
+
+/// Zuora's limit on a `notifyUrl`'s length.
+pub const MAX_NOTIFY_URL: usize = 4999;
 
 impl Default for ProducerSettings {
     fn default() -> Self {
-        Self { wait_secs: 20, busy_retry_secs: 300, stale_after_hours: 36 }
+        Self { wait_secs: 20, busy_retry_secs: 300, stale_after_hours: 36, notify_url: None }
     }
 }
 
@@ -405,6 +412,15 @@ impl Config {
         }
         if !self.ledger.prefix.is_empty() && !self.ledger.prefix.ends_with('/') {
             return Err(format!("ledger.prefix: must end with /, got {:?}", self.ledger.prefix));
+        }
+        if let Some(url) = &self.producer.notify_url {
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if !web || !url.contains("${JOBID}") || url.len() > MAX_NOTIFY_URL {
+                return Err(format!(
+                    "producer.notify_url: an http(s) URL of at most {MAX_NOTIFY_URL} characters holding ${{JOBID}}, \
+                     got {url:?}"
+                ));
+            }
         }
         if self.full_export.window_months == 0 {
             return Err("full_export.window_months: must be at least 1".to_owned());

@@ -79,6 +79,13 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
     let body = &template[start..];
     let body = &body[body.find("- |\n").unwrap() + 4..body.find("- Catalogue:").unwrap()];
     let mut text: String = body.lines().map(|l| format!("{}\n", l.trim())).collect();
+    // The notification URL as CloudFormation renders its `!Sub` (`${!JOBID}` is a literal `${JOBID}`).
+    let line = template.lines().find(|l| l.contains("notify_url = ")).unwrap();
+    let notify_url = line[line.find('\'').unwrap() + 1..line.rfind('\'').unwrap()]
+        .replace("${NotifyApi}", "a1b2c3d4e5")
+        .replace("${AWS::URLSuffix}", "amazonaws.com")
+        .replace("${NotifySecret}", "0123456789abcdefghijklmnop")
+        .replace("${!", "${");
     let variables = [
         (
             "${Catalogue}",
@@ -89,8 +96,11 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
             if old_export { "version = \"1.2\"\nincrement_job_name = \"zuora-datalake-export\"" } else { "" },
         ),
         ("${ObjectAcl}", if other_account { "object_acl = \"bucket-owner-full-control\"" } else { "" }),
-        // The entity line (ZuoraEntityId) is set in the drop-in's variant, left out in the other.
+        // The entity line (ZuoraEntityId) and completion pushed (NotifySecret) are set in the drop-in's variant,
+        // left out in the other.
         ("${Entity}", if old_export { "entity_id = \"8a8082c4-north\"" } else { "" }),
+        ("${NotifyUrl}", if old_export { &notify_url } else { "" }),
+        ("${SafetyNetPolls}", if old_export { "poll_delay_secs = 60\nmax_poll_delay_secs = 900" } else { "" }),
         (
             "${Owners}",
             if old_export {
@@ -125,7 +135,7 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
     ] {
         text = text.replace(name, value);
     }
-    assert!(!text.contains("${"), "a variable left: {text}");
+    assert!(!text.replace("${JOBID}", "").replace("${STATUS}", "").contains("${"), "a variable left: {text}");
     text
 }
 
@@ -137,6 +147,16 @@ fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in
     assert_eq!((plain.session.version.as_str(), plain.aws.object_acl), ("1.1", None));
     let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
     assert_eq!((plain.zuora.entity_id.as_deref(), old.zuora.entity_id.as_deref()), (None, Some("8a8082c4-north")));
+    assert_eq!(plain.producer.notify_url, None);
+    assert_eq!(
+        old.producer.notify_url.as_deref(),
+        Some(
+            "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/0123456789abcdefghijklmnop/job-finished\
+             ?message=%7B%22jobFinished%22%3A%22${JOBID}%22%2C%22status%22%3A%22${STATUS}%22%7D"
+        ),
+        "Zuora fills in ${{JOBID}}; the route's message parameter is the notification's JSON, URL-encoded"
+    );
+    assert_eq!((old.consumer.poll_delay_secs, old.consumer.max_poll_delay_secs), (60, 900), "polls as a safety net");
     assert_eq!(old.catalogue().unwrap().objects.len(), 13);
     assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
     assert_eq!(
@@ -168,6 +188,8 @@ fn errors_name_the_field() {
         (format!("{GOOD}\n[full_export]\nwindow_months = 0"), "full_export.window_months"),
         (format!("raw_bucket = \"r\"\n{GOOD}"), "raw_bucket: only with the built-in catalogue"),
         (format!("{GOOD}\n[producer]\nwait_secs = 60"), "producer.wait_secs"),
+        (format!("{GOOD}\n[producer]\nnotify_url = \"https://h/done\""), "producer.notify_url: an http(s) URL"),
+        (format!("{GOOD}\n[producer]\nnotify_url = \"ftp://h/${{JOBID}}\""), "producer.notify_url"),
         (format!("{GOOD}\n[consumer]\npart_size_mib = 4"), "consumer.part_size_mib"),
         (format!("{GOOD}\n[consumer]\nchecksum = \"MD5\""), "unknown variant `MD5`, expected `CRC32C` or `CRC64NVME`"),
         (format!("{GOOD}\n[consumer]\ncompression = \"brotli\""), "in `consumer.compression`"),

@@ -34,6 +34,9 @@ pub struct BatchQueryRequest {
     /// Lower bound of the window, in the data centre's zone (see [`super::render_incremental_time`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental_time: Option<String>,
+    /// Called by Zuora when the job completes, `${JOBID}` and `${STATUS}` filled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
     /// The queries, at most 50.
     pub queries: Vec<Query>,
 }
@@ -54,6 +57,7 @@ impl BatchQueryRequest {
             partner: Some(partner.to_owned()),
             project: Some(project.to_owned()),
             incremental_time: None,
+            notify_url: None,
             queries,
         }
     }
@@ -61,6 +65,12 @@ impl BatchQueryRequest {
     /// Sent as `version` (`1.1` and `1.2` are both stateful).
     pub fn with_version(mut self, version: &str) -> Self {
         self.version = version.to_owned();
+        self
+    }
+
+    /// Has Zuora call `url` when the job completes (none: no call).
+    pub fn with_notify_url(mut self, url: Option<&str>) -> Self {
+        self.notify_url = url.map(str::to_owned);
         self
     }
 

@@ -122,6 +122,9 @@ pub struct Configuration {
     pub legacy_keys: Vec<usize>,
     /// An object left out of the catalogue at the start (it joins with [`CatalogueChange::AddObject`]).
     pub added_later: Option<usize>,
+    /// Completion pushed (`producer.notify_url`, through a stand-in for the stack's route), with the share of
+    /// Zuora's calls lost; `None`: polling only.
+    pub push: Option<f64>,
 }
 
 impl Configuration {
@@ -150,7 +153,8 @@ impl Configuration {
             CatalogueChoice::Default => Vec::new(),
         };
         let added_later = rng.random_bool(0.3).then(|| rng.random_range(0..objects));
-        Self { catalogue, compression, file_format, gzip_downloads, legacy_keys, added_later }
+        let push = rng.random_bool(0.4).then(|| [0.0, 0.0, 0.3, 1.0][rng.random_range(0..4)]);
+        Self { catalogue, compression, file_format, gzip_downloads, legacy_keys, added_later, push }
     }
 
     /// One label per dimension, for the run's report of the mix drawn.
@@ -169,6 +173,10 @@ impl Configuration {
             },
             keys,
             format!("object added mid-seed: {}", if self.added_later.is_some() { "yes" } else { "no" }),
+            match self.push {
+                None => "completion: polled".to_owned(),
+                Some(lost) => format!("completion: pushed, {:.0}% of Zuora's calls lost", lost * 100.0),
+            },
         ]
     }
 }

@@ -70,6 +70,8 @@ pub struct World {
     pub plan: Plan,
     /// The simulator.
     pub sim: RunningSim,
+    /// The stand-in for the stack's notification route, when the seed pushes completion.
+    _notify_route: Option<test_support::NotifyRoute>,
     /// Its control handle.
     pub control: Control,
     /// The deployment's configuration.
@@ -120,6 +122,7 @@ impl World {
         sim_config.settings.job_execution_secs = plan.job_execution_secs;
         sim_config.settings.file_lifetime_hours = plan.file_lifetime_hours;
         sim_config.settings.segment_rows = plan.segment_rows;
+        sim_config.settings.notify_lost = plan.configuration.push.unwrap_or(0.0);
         let sim = Simulator::start(sim_config).await?;
         let control = sim.control();
         control.set_faults(plan.zuora_faults.clone());
@@ -161,6 +164,12 @@ impl World {
         if let Some(bucket) = &bucket {
             config.ledger.bucket = bucket.clone();
         }
+        // Zuora's completion calls reach the jobs queue as the stack's route puts them there, past the faults.
+        let notify_route = match drawn.push {
+            Some(_) => Some(test_support::NotifyRoute::start(queues.jobs.clone(), "chaos-notify-secret").await),
+            None => None,
+        };
+        config.producer.notify_url = notify_route.as_ref().map(test_support::NotifyRoute::notify_url);
         let mut all_objects = config.catalogue()?.objects;
         for (index, object) in all_objects.iter_mut().enumerate() {
             // The drawn objects keep a legacy fixed key (check (g) follows it through parallel publishing); the old
@@ -190,6 +199,7 @@ impl World {
         Ok(Self {
             plan,
             sim,
+            _notify_route: notify_route,
             control,
             config,
             catalogue,

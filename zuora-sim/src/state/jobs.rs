@@ -185,6 +185,7 @@ impl Sim {
             offset: request.offset,
             incremental_time,
             notify_url: request.notify_url,
+            notified: false,
             submitted_at: now,
             queue: secs(settings.job_queue_secs),
             execution: secs(settings.job_execution_secs),
@@ -199,7 +200,12 @@ impl Sim {
         if let Some(key) = idempotency_key {
             jobs.idempotency.insert(key.to_owned(), job.id.clone());
         }
+        let notifies = job.notify_url.is_some();
         jobs.list.push(job);
+        drop(jobs);
+        if notifies {
+            self.wake_notifier();
+        }
         Ok(json)
     }
 

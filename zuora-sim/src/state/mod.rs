@@ -2,7 +2,7 @@
 //!
 //! The handle and the state it keeps are here; what each part does is in its room: `tokens`, `faults`,
 //! `tables` (changes and the ground truth), `request` (a submission read whole), `jobs` (submission,
-//! sessions, status, cancellation) and `files`.
+//! sessions, status, cancellation), `notify` (calls of a job's `notifyUrl`) and `files`.
 
 use crate::clock::SimClock;
 use crate::config::{DataCenter, Settings, SimConfig};
@@ -186,6 +186,8 @@ struct JobEntry {
     offset: i64,
     incremental_time: Option<DateTime<Utc>>,
     notify_url: Option<String>,
+    /// Its `notifyUrl` was called (or will never be).
+    notified: bool,
     submitted_at: DateTime<Utc>,
     /// How long it waits in the queue at least (`job_queue_secs` at submission).
     queue: Duration,
@@ -295,6 +297,7 @@ pub struct Sim {
     rng: Mutex<u64>,
     abort_next: Mutex<HashMap<String, String>>,
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
+    notifier: Arc<tokio::sync::Notify>,
 }
 
 fn secs(seconds: f64) -> Duration {
@@ -333,6 +336,7 @@ impl Sim {
             faults: Mutex::default(),
             abort_next: Mutex::default(),
             calls: Mutex::default(),
+            notifier: Arc::default(),
         }
     }
 
@@ -349,6 +353,13 @@ impl Sim {
     /// Current settings.
     pub fn settings(&self) -> Settings {
         self.settings.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Moves the clock forward (and the notifications with it).
+    pub fn advance_clock(&self, by: Duration) -> DateTime<Utc> {
+        let now = self.clock.advance(by);
+        self.wake_notifier();
+        now
     }
 
     /// Changes settings.
@@ -416,8 +427,10 @@ impl Sim {
 mod faults;
 mod files;
 mod jobs;
+mod notify;
 mod request;
 mod tables;
 mod tokens;
 
 pub use jobs::parse_incremental_time;
+pub(crate) use notify::run_notifier;

@@ -5,7 +5,10 @@
 //! received its last completion message, and the job's calls of Zuora's API (token requests, status polls,
 //! downloads). Times are simulated: they are the polling schedule's doing, not this machine's speed.
 //!
-//! Usage: `cargo run --release -p chaos --bin daily -- [--days N] [--poll-delay-secs S] [--max-poll-delay-secs S]`.
+//! With `--push`, Zuora calls each job's `notifyUrl` when it completes, through a stand-in for the stack's
+//! notification route (`test_support::NotifyRoute`), and the consumers poll as the stack's safety net does.
+//!
+//! Usage: `cargo run --release -p chaos --bin daily -- [--days N] [--push] [--poll-delay-secs S] [--max-poll-delay-secs S]`.
 
 use anyhow::Context;
 use chaos::world::signal;
@@ -46,6 +49,13 @@ struct Cli {
     /// Longest time Zuora takes over a day's job, seconds.
     #[arg(long, default_value_t = 900.0)]
     max_job_secs: f64,
+    /// Completion pushed: Zuora calls the job's notifyUrl; polling at the stack's safety-net settings (60 s doubling
+    /// to 900 s) unless given.
+    #[arg(long)]
+    push: bool,
+    /// With `--push`: the share (0 to 1) of Zuora's calls that never arrive.
+    #[arg(long, default_value_t = 0.0)]
+    notify_lost: f64,
 }
 
 /// One day's measurement.
@@ -69,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         SimConfig { seed: cli.seed, clock_start: Some(start), render_inline: true, ..SimConfig::default() };
     sim_config.genesis = "2024-01-01T00:00:00Z".parse()?;
     sim_config.history_days = 700;
+    sim_config.settings.notify_lost = cli.notify_lost;
     let sim = Simulator::start(sim_config).await?;
     let control = sim.control();
     let dir = std::env::temp_dir().join(format!("daily-{:016x}", rand::random::<u64>()));
@@ -79,9 +90,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every timing at its default, as deployed: the embedded local configuration shortens them.
     config.producer = common::config::ProducerSettings::default();
     config.consumer = common::config::ConsumerSettings { emf_metrics: false, ..Default::default() };
+    let services = Services::connect(&config).await;
+    let route = match cli.push {
+        true => Some(test_support::NotifyRoute::start(services.queues.jobs.clone(), "daily-notify-secret").await),
+        false => None,
+    };
+    if let Some(route) = &route {
+        config.producer.notify_url = Some(route.notify_url());
+        (config.consumer.poll_delay_secs, config.consumer.max_poll_delay_secs) = (60, 900);
+    }
     config.consumer.poll_delay_secs = cli.poll_delay_secs.unwrap_or(config.consumer.poll_delay_secs);
     config.consumer.max_poll_delay_secs = cli.max_poll_delay_secs.unwrap_or(config.consumer.max_poll_delay_secs);
-    let services = Services::connect(&config).await;
     let clock = Clock::following_tokio(start);
     let (stop, stopped) = watch::channel(false);
     let producer = producer::cli::producer_from(&config, &services)?.with_clock(clock);
@@ -158,24 +177,29 @@ fn difference(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> 
 fn report(cli: &Cli, config: &Config, days: &[Day]) {
     let c = &config.consumer;
     println!(
-        "{} days, poll_delay_secs {}, max_poll_delay_secs {}, Zuora's job {}-{} s",
+        "{} days, {}, poll_delay_secs {}, max_poll_delay_secs {}, Zuora's job {}-{} s",
         days.len(),
+        if cli.push {
+            format!("completion pushed (notifyUrl), {}% of calls lost", cli.notify_lost * 100.0)
+        } else {
+            "polling only".to_owned()
+        },
         c.poll_delay_secs,
         c.max_poll_delay_secs,
         cli.min_job_secs,
         cli.max_job_secs
     );
     println!(
-        "| day | job s | files | heard after s | token | submit | status polls | downloads | polls per minute of the job |"
+        "| day | job s | files | heard after s | token | submit | status polls | downloads | notifications | polls per minute of the job |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let count = |calls: &BTreeMap<String, u64>, what: &str| -> u64 {
         calls.iter().filter(|(route, _)| route.contains(what)).map(|(_, n)| n).sum()
     };
     for (i, day) in days.iter().enumerate() {
         let polls = count(&day.calls, "GET /v1/batch-query/jobs/{id}");
         println!(
-            "| {} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {} | {:.2} |",
             i + 1,
             day.job_secs,
             day.files,
@@ -184,9 +208,20 @@ fn report(cli: &Cli, config: &Config, days: &[Day]) {
             count(&day.calls, "POST /v1/batch-query"),
             polls,
             count(&day.calls, "/file"),
+            count(&day.calls, "NOTIFY sent"),
             polls as f64 / ((day.job_secs + day.heard_after) / 60.0)
         );
     }
+    let per_job = |what: &str| days.iter().map(|d| count(&d.calls, what)).sum::<u64>() as f64 / days.len() as f64;
+    let api: f64 = ["/oauth/token", "POST /v1/batch-query", "GET /v1/batch-query/jobs/{id}", "/file"]
+        .iter()
+        .map(|what| per_job(what))
+        .sum();
+    println!(
+        "per job: {:.1} status polls, {:.1} calls of Zuora's API in all (tokens, submit, polls, downloads)",
+        per_job("GET /v1/batch-query/jobs/{id}"),
+        api
+    );
     let mut heard: Vec<f64> = days.iter().map(|d| d.heard_after).collect();
     heard.sort_by(f64::total_cmp);
     let at = |q: f64| heard[((heard.len() - 1) as f64 * q).round() as usize];

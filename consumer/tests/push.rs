@@ -1,0 +1,97 @@
+//! Completion pushed by Zuora (`notifyUrl`), polling kept as the safety net: the notification publishes the job at
+//! once, the job's own message then finds it published without asking Zuora, and a notification that never comes
+//! leaves the job to its poll.
+
+use common::messages::CompletionMessage;
+use common::queue::{OutgoingMessage, ReceivedMessage};
+use consumer::cli::worker_from;
+use consumer::worker::Settled;
+use std::time::Duration;
+use test_support::{Deployment, NotifyRoute};
+
+const ACCOUNT: &str = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
+
+async fn next_job_message(d: &Deployment, within: Duration) -> ReceivedMessage {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(m) = d.queues().jobs.receive(1, Duration::from_secs(1)).await.unwrap().pop() {
+            return m;
+        }
+    }
+    panic!("no message on the jobs queue within {within:?}");
+}
+
+fn status_polls(d: &Deployment) -> u64 {
+    d.sim.control().calls().get("GET /v1/batch-query/jobs/{id}").copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notified_job_is_published_at_once_and_its_own_message_then_finds_it_published_without_asking_zuora() {
+    let d = Deployment::start(|c| c.settings.job_execution_secs = 2.0).await;
+    let route = NotifyRoute::start(d.queues().jobs.clone(), "s3cret-route").await;
+    let notify = format!("notify_url = \"{}\"", route.notify_url());
+    // Polling slowed to a safety net: ten minutes before the job's message looks again.
+    let config =
+        d.config_with(&[("producer", &notify), ("consumer", "poll_delay_secs = 600\nmax_poll_delay_secs = 900")]);
+    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = worker_from(&config, &d.services()).unwrap();
+    producer.serve(ACCOUNT, "daily").await.unwrap();
+    let job_message = next_job_message(&d, Duration::from_secs(5)).await;
+    assert!(matches!(worker.handle(&job_message).await.unwrap(), Settled::Waiting { delay } if delay.as_secs() == 600));
+
+    // Zuora finishes and calls the route; the notification is on the jobs queue long before the poll.
+    let notification = next_job_message(&d, Duration::from_secs(30)).await;
+    assert!(notification.body.contains("\"jobFinished\""), "{}", notification.body);
+    assert_eq!(worker.handle(&notification).await.unwrap(), Settled::Published { files: 1 });
+    let completions = test_support::drain(d.queues().lake.as_ref()).await;
+    let completion: CompletionMessage = serde_json::from_str(&completions[0].body).unwrap();
+    assert_eq!((completions.len(), completion.object.as_str()), (1, "Account"));
+    assert_eq!(d.sim.control().calls().get("NOTIFY sent"), Some(&1));
+
+    // The job's own message, when its poll comes: settled from the ledger, Zuora not asked, nothing announced twice.
+    let polls = status_polls(&d);
+    d.queues().jobs.send(OutgoingMessage::new(job_message.body.clone())).await.unwrap();
+    let poll = next_job_message(&d, Duration::from_secs(5)).await;
+    assert_eq!(worker.handle(&poll).await.unwrap(), Settled::AlreadyPublished);
+    assert_eq!(status_polls(&d), polls, "the job was not looked up at Zuora again");
+    assert!(test_support::drain(d.queues().lake.as_ref()).await.is_empty(), "no second completion");
+
+    // Notifications of a job the ledger does not know, or of no job at all.
+    for (body, expected) in [
+        (r#"{"jobFinished":"0123456789abcdef0123456789abcdef","status":"Completed"}"#, "ignored"),
+        (r#"{"jobFinished":"../../secrets","status":"Completed"}"#, "dead-lettered"),
+    ] {
+        d.queues().jobs.send(OutgoingMessage::new(body)).await.unwrap();
+        let message = next_job_message(&d, Duration::from_secs(5)).await;
+        let settled = worker.handle(&message).await.unwrap();
+        let kind = match settled {
+            Settled::Ignored { .. } => "ignored",
+            Settled::DeadLettered { .. } => "dead-lettered",
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(kind, expected, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notification_zuora_never_sends_leaves_the_job_to_its_poll() {
+    let d = Deployment::start(|c| {
+        c.settings.job_execution_secs = 1.0;
+        c.settings.notify_lost = 1.0;
+    })
+    .await;
+    let route = NotifyRoute::start(d.queues().jobs.clone(), "s3cret-route").await;
+    let notify = format!("notify_url = \"{}\"", route.notify_url());
+    let config = d.config_with(&[("producer", &notify)]);
+    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = worker_from(&config, &d.services()).unwrap();
+    producer.serve(ACCOUNT, "daily").await.unwrap();
+    let mut settled = Settled::Waiting { delay: Duration::ZERO };
+    while let Settled::Waiting { .. } = settled {
+        let message = next_job_message(&d, Duration::from_secs(10)).await;
+        assert!(!message.body.contains("jobFinished"), "no notification comes: {}", message.body);
+        settled = worker.handle(&message).await.unwrap();
+    }
+    assert_eq!(settled, Settled::Published { files: 1 });
+    assert_eq!(d.sim.control().calls().get("NOTIFY lost"), Some(&1));
+}
