@@ -66,6 +66,9 @@ pub struct PlannedJob {
     pub window: Option<Window>,
     /// True once the job message is on the jobs queue.
     pub enqueued: bool,
+    /// A full-export window's export goes on to here after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// A job known to the producer.
@@ -91,6 +94,9 @@ pub struct JobRecord {
     pub adopted: bool,
     /// True once its job message is on the jobs queue.
     pub enqueued: bool,
+    /// A full-export window's export goes on to here after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl JobRecord {
@@ -106,6 +112,7 @@ impl JobRecord {
             window: self.window,
             starts: self.starts.clone(),
             submitted_at: self.submitted_at,
+            until: self.until,
         }
     }
 }
@@ -419,6 +426,7 @@ mod tests {
             submitted_at: at.parse().unwrap(),
             adopted: false,
             enqueued: false,
+            until: None,
         };
         let conflict =
             |written: Result<(), LedgerError>| matches!(written, Err(LedgerError::Store(e)) if e.is_conflict());

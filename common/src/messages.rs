@@ -104,6 +104,10 @@ pub struct ExactWindow {
     pub from: DateTime<Utc>,
     /// Exclusive upper bound.
     pub to: DateTime<Utc>,
+    /// A full export sized by its data goes on after this window to here: the consumer that publishes the window
+    /// asks for the next one, its length from this one's records (`full_export.window_rows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// How far past the reader's "now" a window may end and still be taken: clocks of two machines (and Zuora's) are
@@ -146,7 +150,9 @@ impl JobMessage {
 
     /// The requests that ask again for this job's window of `objects` (`what` names the batch or the job in their
     /// ids, so one failure asks once however often it is seen), or `None` when the window was asked for again
-    /// [`MAX_REQUESTS_AGAIN`] times already. The same window exactly for a full-export window; a full export for a
+    /// [`MAX_REQUESTS_AGAIN`] times already. For a full-export window, its first half when Zuora failed the job
+    /// (`what` starting `job`: a query killed at its time limit would be killed again whole), the export going on
+    /// from there, and the same window exactly when its files were purged; a full export for a
     /// full load (`full`: Zuora's flag on the batch); for an increment or a backfill, changes since each object's own
     /// start ([`JobMessage::starts`], else the window's), one request per distinct start: an earlier start would
     /// miss deletions (Zuora cannot report a row created and deleted within one interval, and a backfill from
@@ -172,12 +178,16 @@ impl JobMessage {
         let all = || objects.to_vec();
         let requests = match (self.kind, self.window.from) {
             (JobKind::FullWindow, Some(from)) => {
-                vec![request(
-                    all(),
-                    what.to_owned(),
-                    ExportFrom::Beginning,
-                    Some(ExactWindow { from, to: self.window.to }),
-                )]
+                // A window Zuora failed (a query killed at its time limit) is asked for again in halves: its first
+                // half now, the rest as the export goes on. Purged files, the same window.
+                let to = self.window.to;
+                let half = from + (to - from) / 2;
+                let window = if what.starts_with("job") && half - from >= chrono::TimeDelta::hours(1) {
+                    ExactWindow { from, to: half, until: Some(self.until.map_or(to, |until| until.max(to))) }
+                } else {
+                    ExactWindow { from, to, until: self.until }
+                };
+                vec![request(all(), what.to_owned(), ExportFrom::Beginning, Some(window))]
             }
             // A full load's rows are not changes since any date.
             (_, None) | (JobKind::Increment, Some(_)) if full => {
@@ -283,6 +293,14 @@ impl ExportRequest {
             if window.from >= window.to {
                 return fail(format!("window: from {} is not before to {}", window.from, window.to));
             }
+            if let Some(until) = window.until {
+                if until < window.to {
+                    return fail(format!("window: until {until} is before to {}", window.to));
+                }
+                if let Some(reason) = ends_in_the_future(until, now) {
+                    return fail(format!("window: until {reason}"));
+                }
+            }
             if let Some(reason) = ends_in_the_future(window.to, now) {
                 return fail(format!("window: {reason}"));
             }
@@ -346,6 +364,9 @@ pub struct JobMessage {
     pub starts: std::collections::BTreeMap<String, DateTime<Utc>>,
     /// When it was submitted.
     pub submitted_at: DateTime<Utc>,
+    /// A full-export window's export goes on to here after it ([`ExactWindow::until`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Zuora's word that a job finished (jobs queue): the body the stack's notification route puts there when Zuora
@@ -581,6 +602,7 @@ mod tests {
             window: Window { from: from.map(|f| f.parse().unwrap()), to: "2022-07-01T00:00:00Z".parse().unwrap() },
             starts: Default::default(),
             submitted_at: "2022-07-01T00:00:01Z".parse().unwrap(),
+            until: None,
         }
     }
 
@@ -602,6 +624,20 @@ mod tests {
             r#"{"exportFromDate":"beginning","objects":["Invoice"],"fullExport":true,"requestId":"again-1-2c92c0f966cd4f580166ec0ac89d5bb7-b1","window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#
         );
         assert!(again.check(KNOWN, now()).is_ok());
+        // A window whose job Zuora failed (a query killed at its time limit): its first half, the export going on
+        // to the window's end (or its own export's end) from there.
+        let failed = one(window.request_again(&invoice, "job", false)).unwrap().window.unwrap();
+        let half = ExactWindow {
+            from: "2022-01-01T00:00:00Z".parse().unwrap(),
+            to: "2022-04-01T12:00:00Z".parse().unwrap(),
+            until: Some("2022-07-01T00:00:00Z".parse().unwrap()),
+        };
+        assert_eq!(failed, half);
+        let going_on = JobMessage { until: Some("2026-01-01T00:00:00Z".parse().unwrap()), ..window.clone() };
+        let failed = one(going_on.request_again(&invoice, "job", false)).unwrap().window.unwrap();
+        assert_eq!(failed.until, going_on.until, "the export's own end");
+        let purged = one(going_on.request_again(&invoice, "purged", false)).unwrap().window.unwrap();
+        assert_eq!((purged.to, purged.until), (window.window.to, going_on.until), "purged: the same window");
         // An increment: changes since the instant its window started, not since that day's midnight (a row created
         // after midnight and deleted in the window would not be reported).
         let increment =
@@ -681,6 +717,7 @@ mod tests {
             },
             starts: Default::default(),
             submitted_at: "2022-05-05T00:00:01Z".parse().unwrap(),
+            until: None,
         };
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains("\"kind\":\"backfill\"") && json.contains("\"jobId\""), "{json}");

@@ -61,6 +61,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         },
         uploads: Arc::default(),
         settings,
+        full_export: config.full_export.clone(),
         clock: Clock::System,
         protection: crate::protection::TaskProtection::from_env(),
     })

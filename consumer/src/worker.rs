@@ -16,12 +16,12 @@ use crate::relay::{Destination, PendingUpload, RelayError, RelaySettings, Upload
 use crate::verify;
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
-use common::config::{ConsumerSettings, GzipDownloads};
+use common::config::{ConsumerSettings, FullExportConfig, GzipDownloads};
 use common::ledger::{Ledger, LedgerError};
 use common::marks::PublishedMark;
 use common::messages::{
-    CompletionMessage, JobFinished, JobMessage, JobsQueueMessage, MAX_REQUESTS_AGAIN, MESSAGE_VERSION,
-    ends_in_the_future, metadata_key,
+    CompletionMessage, ExactWindow, ExportFrom, ExportRequest, JobFinished, JobKind, JobMessage, JobsQueueMessage,
+    MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future, metadata_key,
 };
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ByteChunks, ObjectStore, StoreError};
@@ -58,6 +58,8 @@ pub struct Worker {
     pub uploads: Arc<UploadTracker>,
     /// Consumer settings.
     pub settings: ConsumerSettings,
+    /// How full exports sized by their data go on (`full_export.window_rows`).
+    pub full_export: FullExportConfig,
     /// Where "now" comes from.
     pub clock: Clock,
     /// The task's scale-in protection while jobs are in flight (off outside ECS).
@@ -300,9 +302,42 @@ impl Worker {
         if !failures.is_empty() {
             return self.dead_letter(message, failures.join("; ")).await;
         }
+        // The next window before the job is recorded published: a consumer stopped in between asks for it again
+        // (the same request id) when the job's message comes back.
+        self.continue_full_export(&job_message, &job).await?;
         self.ledger.marks().record_job_published(&job.id, files).await?;
         self.jobs.delete(&message.receipt).await?;
         Ok(Settled::Published { files })
+    }
+
+    /// A full export sized by its data goes on: the window after this published one, as long as this one's records
+    /// say (`FullExportConfig::next_window`), requested under an id that names it (object, start and end of the
+    /// export), so asking twice serves it once.
+    async fn continue_full_export(&self, job_message: &JobMessage, job: &Job) -> Result<(), WorkError> {
+        let (JobKind::FullWindow, Some(from), Some(until)) =
+            (job_message.kind, job_message.window.from, job_message.until)
+        else {
+            return Ok(());
+        };
+        let records = job.batches.iter().filter_map(|b| b.record_count).sum();
+        let Some((next_from, next_to)) = self.full_export.next_window(from, job_message.window.to, records, until)
+        else {
+            return Ok(());
+        };
+        let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%S%.3fZ").to_string();
+        let request = ExportRequest {
+            version: MESSAGE_VERSION,
+            export_from_date: ExportFrom::Beginning,
+            objects: Some(job_message.objects.clone()),
+            full_export: true,
+            request_id: Some(format!("window-{}-{}-{}", job_message.objects.join("_"), stamp(next_from), stamp(until))),
+            window: Some(ExactWindow { from: next_from, to: next_to, until: Some(until) }),
+        };
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(&request).expect("a request serialises");
+        self.requests.send(OutgoingMessage::new(body.clone())).await?;
+        info!(records, request = %body, "full export goes on");
+        Ok(())
     }
 
     async fn wait(&self, message: &ReceivedMessage, job_message: &JobMessage, job: &Job) -> Result<Settled, WorkError> {

@@ -26,10 +26,26 @@ async fn serve_what_the_aborted_job_asks_again(
         settled = worker.handle(&message).await.unwrap();
     }
     assert!(matches!(settled, Settled::AskedAgain { .. }), "{settled:?}");
-    for request in test_support::drain(d.queues().requests.as_ref()).await {
-        producer.serve(&request.body, &request.id).await.unwrap();
+    serve_until_settled(worker, producer, d).await;
+}
+
+/// Works the jobs, serves the requests that causes (a window asked for again, a full export going on), and so on
+/// until nothing is left.
+async fn serve_until_settled(worker: &Worker, producer: &producer::service::Producer, d: &Deployment) {
+    loop {
+        let requests = test_support::drain(d.queues().requests.as_ref()).await;
+        if requests.is_empty() {
+            work_all(worker, d).await;
+            if d.queues().requests.depth().await.unwrap() == Default::default() {
+                return;
+            }
+            continue;
+        }
+        for request in requests {
+            producer.serve(&request.body, &request.id).await.unwrap();
+        }
+        work_all(worker, d).await;
     }
-    work_all(worker, d).await;
 }
 
 async fn work_all(worker: &Worker, d: &Deployment) {
@@ -247,8 +263,8 @@ async fn an_increment_zuora_answers_in_full_after_180_idle_days_is_published_and
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_load_zuora_kills_at_its_query_time_limit_is_exported_in_windows_that_each_fit() {
-    // Three minutes a record: Account's 200 records in one query run 10 hours, past Zuora's 3-hour limit; a
-    // six-month window of them (about 25 records) runs well under it.
+    // Three minutes a record: Account's 200 records in one query run 10 hours, past Zuora's 3-hour limit; so does
+    // any window of more than 60 of them, which the export's growing windows reach, and Zuora kills too.
     let d = Deployment::start(|c| c.settings.query_secs_per_record = 180.0).await;
     let worker = worker_from(&d.config(), &d.services()).unwrap();
     let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
@@ -256,10 +272,13 @@ async fn a_first_load_zuora_kills_at_its_query_time_limit_is_exported_in_windows
     serve_what_the_aborted_job_asks_again(&worker, &producer, &d).await;
     lake_equals_the_truth_of(&d, &["Account"]).await;
     let jobs = d.sim.control().jobs();
-    let killed: Vec<_> = jobs.iter().filter(|j| j.status == "aborted").collect();
-    assert_eq!((killed.len(), killed[0].partner.is_some()), (1, true), "the stateful first load alone was killed");
-    let windows = jobs.iter().filter(|j| j.partner.is_none()).count();
-    assert!(windows > 1 && jobs.iter().filter(|j| j.partner.is_none()).all(|j| j.status == "completed"), "{jobs:?}");
+    let killed = |stateful: bool| jobs.iter().filter(move |j| j.status == "aborted" && j.partner.is_some() == stateful);
+    assert_eq!(killed(true).count(), 1, "the stateful first load, asked for again as a full export");
+    // Each window Zuora killed was asked for again in halves, until the halves fit.
+    let windows: Vec<_> = jobs.iter().filter(|j| j.partner.is_none()).collect();
+    let completed = windows.iter().filter(|j| j.status == "completed").count();
+    assert_eq!(completed + killed(false).count(), windows.len(), "{jobs:?}");
+    assert!(completed > 1, "{jobs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -379,4 +398,37 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     let mut truth = MergedTable::default();
     truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
     assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_export_is_cut_into_windows_by_its_data_not_by_the_calendar() {
+    // 200 Accounts created over four years: by calendar month from 2020, 84 windows, each a Zuora job.
+    let d = Deployment::start(|c| {
+        c.rows.insert("Account".into(), 200);
+        c.settings.job_execution_secs = 0.2;
+    })
+    .await;
+    let config = d.config_with(&[("full_export", "earliest = \"2020-01-01\"\nwindow_months = 1\nwindow_rows = 100")]);
+    let worker = worker_from(&config, &d.services()).unwrap();
+    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let full = r#"{"exportFromDate":"beginning","fullExport":true,"objects":["Account"]}"#;
+    producer.serve(full, "full").await.unwrap();
+    serve_until_settled(&worker, &producer, &d).await;
+    let completions = lake_equals_the_truth_of(&d, &["Account"]).await;
+    let jobs = d.sim.control().jobs();
+    let calendar = producer::plan::windows(&config.full_export, chrono::Utc::now()).len();
+    assert!(calendar > 80, "{calendar} calendar windows");
+    // Windows grow eightfold while they hold under 100 rows, and no longer once they do.
+    assert!(
+        jobs.len() <= 6,
+        "{} Zuora jobs: {:?}",
+        jobs.len(),
+        completions.iter().map(|c| c.window).collect::<Vec<_>>()
+    );
+    let mut windows: Vec<_> = completions.iter().map(|c| c.window).collect();
+    windows.sort_by_key(|w| w.from);
+    for pair in windows.windows(2) {
+        assert_eq!(pair[0].to, pair[1].from.unwrap(), "contiguous, no gap, no overlap");
+    }
+    assert_eq!(windows[0].from, Some("2020-01-01T00:00:00Z".parse().unwrap()));
 }

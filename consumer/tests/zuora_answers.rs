@@ -53,6 +53,7 @@ async fn handle_job_message_with_zuora_answering(
         window: Window { from: None, to: chrono::Utc::now() },
         starts: Default::default(),
         submitted_at: chrono::Utc::now(),
+        until: None,
     };
     let jobs = &services.queues.jobs;
     jobs.send(OutgoingMessage::new(serde_json::to_string(&message).unwrap())).await.unwrap();

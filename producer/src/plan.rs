@@ -33,8 +33,10 @@ pub fn backfill_explained(date: NaiveDate, data_center: DataCenter) -> String {
 }
 
 /// The jobs a valid request needs, in submission order: one for an increment or a backfill; for a full export one
-/// per object and half-open `CreatedDate` window, from `full.earliest` to `now` (or the request's one exact window);
-/// for a lookback one window per object that has `lookback_days`, its last days to `now` (none: nothing to do).
+/// per object, its first `CreatedDate` window from `full.earliest` (`window_months` long), the export going on to
+/// `now` window by window as each is published (sized by its data: `FullExportConfig::next_window`), or the
+/// request's one exact window (going on to its `until`, if any); for a lookback one window per object that has
+/// `lookback_days`, its last days to `now` (none: nothing to do).
 pub fn plan(
     request: &ExportRequest,
     request_key: &str,
@@ -52,6 +54,7 @@ pub fn plan(
         job_id: None,
         window: None,
         enqueued: false,
+        until: None,
     };
     match request.export_from_date {
         ExportFrom::AfterLastIncrement => vec![job(0, JobKind::Increment, names(), None, None)],
@@ -67,15 +70,20 @@ pub fn plan(
             })
             .collect(),
         ExportFrom::Beginning => {
-            let windows = match request.window {
-                Some(exact) => vec![(exact.from, exact.to)],
-                None => windows(full, now),
+            let (from, to, until) = match request.window {
+                Some(exact) => (exact.from, exact.to, exact.until),
+                None => match windows(full, now).first() {
+                    Some(&(from, to)) => (from, to, Some(now)),
+                    None => return Vec::new(),
+                },
             };
             objects
                 .iter()
-                .flat_map(|o| windows.iter().map(move |w| (o.name.clone(), *w)))
                 .enumerate()
-                .map(|(i, (name, (from, to)))| job(i, JobKind::FullWindow, vec![name], Some(from), Some(to)))
+                .map(|(i, o)| PlannedJob {
+                    until: until.filter(|until| *until > to),
+                    ..job(i, JobKind::FullWindow, vec![o.name.clone()], Some(from), Some(to))
+                })
                 .collect()
         }
     }
@@ -151,7 +159,11 @@ mod tests {
 
     #[test]
     fn windows_are_half_open_contiguous_and_end_now() {
-        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(), window_months: 2 };
+        let full = FullExportConfig {
+            earliest: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
+            window_months: 2,
+            window_rows: 2_000_000,
+        };
         let now = at("2026-06-10T12:00:00Z");
         let w = windows(&full, now);
         assert_eq!(
@@ -187,7 +199,11 @@ mod tests {
     fn requests_plan_one_job_or_one_per_object_and_window() {
         let catalogue = Catalogue::builtin();
         let objects = catalogue.select(&["Account".into(), "Invoice".into()]).unwrap();
-        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(), window_months: 1 };
+        let full = FullExportConfig {
+            earliest: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
+            window_months: 1,
+            window_rows: 2_000_000,
+        };
         let now = at("2026-11-24T10:00:00Z");
 
         let daily = plan(&request(r#"{"exportFromDate":"afterLastIncrement"}"#), "m1", &objects, &full, now);
@@ -203,11 +219,14 @@ mod tests {
 
         let body = r#"{"exportFromDate":"beginning","fullExport":true}"#;
         let windows = plan(&request(body), "m3", &objects, &full, now);
-        assert_eq!(windows.len(), 6, "two objects x three months");
+        assert_eq!(windows.len(), 2, "each object's first window: the rest follows as each is published");
         assert!(windows.iter().all(|j| j.kind == JobKind::FullWindow && j.objects.len() == 1));
+        for window in &windows {
+            let first = (Some(at("2026-09-01T00:00:00Z")), Some(at("2026-10-01T00:00:00Z")), Some(now));
+            assert_eq!((window.from, window.to, window.until), first, "one month from earliest, going on to now");
+        }
         let keys: std::collections::HashSet<_> = windows.iter().map(|j| &j.idempotency_key).collect();
-        assert_eq!(keys.len(), 6, "every window job has its own idempotency key");
-        assert_eq!(windows[2].to, Some(now));
+        assert_eq!(keys.len(), 2, "every window job has its own idempotency key");
 
         let exact = r#"{"exportFromDate":"beginning","fullExport":true,"objects":["Invoice"],
                         "window":{"from":"2022-01-01T00:00:00Z","to":"2022-07-01T00:00:00Z"}}"#;
@@ -215,9 +234,36 @@ mod tests {
         let again = plan(&request(exact), "m4", &invoice, &full, now);
         assert_eq!(again.len(), 1, "one exact window, not a full export from the beginning");
         assert_eq!(
-            (again[0].kind, again[0].from, again[0].to),
-            (JobKind::FullWindow, Some(at("2022-01-01T00:00:00Z")), Some(at("2022-07-01T00:00:00Z")))
+            (again[0].kind, again[0].from, again[0].to, again[0].until),
+            (JobKind::FullWindow, Some(at("2022-01-01T00:00:00Z")), Some(at("2022-07-01T00:00:00Z")), None)
         );
+        let going_on = exact
+            .replace(r#""to":"2022-07-01T00:00:00Z""#, r#""to":"2022-07-01T00:00:00Z","until":"2026-11-01T00:00:00Z""#);
+        let next = plan(&request(&going_on), "m5", &invoice, &full, now);
+        assert_eq!(next[0].until, Some(at("2026-11-01T00:00:00Z")), "an exact window of an export that goes on");
+    }
+
+    #[test]
+    fn windows_grow_while_they_come_back_small_and_shrink_toward_window_months_when_large() {
+        let full = FullExportConfig {
+            earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            window_months: 1,
+            window_rows: 1_000_000,
+        };
+        let (from, to, until) = (at("2020-01-01T00:00:00Z"), at("2020-02-01T00:00:00Z"), at("2026-11-24T10:00:00Z"));
+        let days = |(a, b): (DateTime<Utc>, DateTime<Utc>)| (b - a).num_days();
+        // Small: eight times as long; empty: the same.
+        assert_eq!(days(full.next_window(from, to, 200, until).unwrap()), 31 * 8);
+        assert_eq!(days(full.next_window(from, to, 0, until).unwrap()), 31 * 8);
+        // Half the target: twice as long. Four times the target: a quarter, but never under 28 days.
+        assert_eq!(days(full.next_window(from, to, 500_000, until).unwrap()), 62);
+        let long = (at("2020-01-01T00:00:00Z"), at("2021-01-01T00:00:00Z"));
+        assert_eq!(days(full.next_window(long.0, long.1, 4_000_000, until).unwrap()), 91);
+        assert_eq!(days(full.next_window(from, to, 40_000_000, until).unwrap()), 28);
+        // The last window ends at the export's end; there is none after it.
+        let last = full.next_window(at("2026-10-01T00:00:00Z"), at("2026-11-01T00:00:00Z"), 10, until).unwrap();
+        assert_eq!(last, (at("2026-11-01T00:00:00Z"), until));
+        assert_eq!(full.next_window(at("2026-11-01T00:00:00Z"), until, 10, until), None);
     }
 
     #[test]
@@ -228,7 +274,11 @@ mod tests {
                     [[object]]\nname = \"RatePlanCharge\"\nquery = \"SELECT Id FROM RatePlanCharge\"\nlookback_days = 35\n";
         let catalogue = Catalogue::parse(text, "t").unwrap();
         let objects: Vec<&ObjectSpec> = catalogue.objects.iter().collect();
-        let full = FullExportConfig { earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(), window_months: 1 };
+        let full = FullExportConfig {
+            earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+            window_months: 1,
+            window_rows: 2_000_000,
+        };
         let now = at("2026-11-24T10:00:00Z");
         let jobs = plan(&request(r#"{"exportFromDate":"lookback"}"#), "l1", &objects, &full, now);
         assert_eq!(jobs.len(), 1, "Account has no lookback");

@@ -272,6 +272,7 @@ impl Producer {
                 submitted_at,
                 adopted: false,
                 enqueued: false,
+                until: planned.until,
             };
             self.ledger.put_job(&job_record).await?;
         }
@@ -303,6 +304,7 @@ impl Producer {
                 submitted_at: window.to,
                 adopted: false,
                 enqueued: false,
+                until: planned.until,
             },
             (None, None) => {
                 return Err(RequestError::Transient(TransientError::Ledger(LedgerError::Corrupt {
@@ -443,6 +445,7 @@ impl Producer {
             submitted_at: started,
             adopted: true,
             enqueued: false,
+            until: None,
         })
     }
 }

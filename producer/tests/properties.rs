@@ -16,7 +16,7 @@ proptest! {
         let earliest = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid") + chrono::Duration::days(earliest_days);
         let start = earliest.with_day(1).expect("day 1").and_hms_opt(0, 0, 0).expect("midnight").and_utc();
         let now = Utc.timestamp_opt(start.timestamp() + span_secs, 0).single().expect("in range");
-        let planned = windows(&FullExportConfig { earliest, window_months }, now);
+        let planned = windows(&FullExportConfig { earliest, window_months, window_rows: 2_000_000 }, now);
         prop_assert!(!planned.is_empty());
         prop_assert_eq!(planned[0].0, start);
         prop_assert_eq!(planned[planned.len() - 1].1, now);

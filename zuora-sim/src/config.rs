@@ -138,6 +138,10 @@ pub struct Settings {
     pub query_secs_per_record: f64,
     /// A query that would run longer is killed and its job aborted (Zuora: 3 hours, errors 90027 and 90029).
     pub query_time_limit_secs: f64,
+    /// Seconds a job executes per record its queries return, on top of `job_execution_secs` (which is then the
+    /// job's overhead at Zuora, however small the job): a tenant's real pace, for benchmarks of many jobs. 0: every
+    /// job takes `job_execution_secs`.
+    pub execution_secs_per_record: f64,
     /// The share (0 to 1) of completion notifications (`notifyUrl`) never sent, drawn from the seed: a callout
     /// Zuora drops, or an endpoint down.
     pub notify_lost: f64,
@@ -159,6 +163,7 @@ impl Default for Settings {
             session_reset_idle_days: 180.0,
             query_secs_per_record: 0.0,
             query_time_limit_secs: 3.0 * 3600.0,
+            execution_secs_per_record: 0.0,
             notify_lost: 0.0,
         }
     }

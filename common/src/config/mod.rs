@@ -9,7 +9,7 @@ use crate::catalogue::Catalogue;
 use crate::secret::Secret;
 use crate::store::ChecksumAlgorithm;
 use crate::zuora::ZuoraConfig;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -151,15 +151,40 @@ fn default_ledger_prefix() -> String {
 pub struct FullExportConfig {
     /// The first window starts here (UTC midnight); nothing in the tenant is older.
     pub earliest: NaiveDate,
-    /// Months per window.
+    /// Months of the first window, and the shortest window planned.
     pub window_months: u32,
+    /// Records a window should hold: each window's successor is as long as this one times `window_rows` over its
+    /// records, at most 8 times as long and never shorter than `window_months`.
+    pub window_rows: u64,
 }
 
 impl Default for FullExportConfig {
     fn default() -> Self {
         #[allow(clippy::expect_used)]
         let earliest = NaiveDate::from_ymd_opt(2007, 1, 1).expect("a valid date");
-        Self { earliest, window_months: 1 }
+        Self { earliest, window_months: 1, window_rows: 2_000_000 }
+    }
+}
+
+impl FullExportConfig {
+    /// The window after `[from, to)`, which held `records`, of an export that ends at `until`: longer while windows
+    /// come back small (up to 8 times), shorter when they come back large (never below `window_months` of 28 days).
+    pub fn next_window(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        records: u64,
+        until: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        if to >= until {
+            return None;
+        }
+        let span = (to - from).num_seconds().max(1) as f64;
+        let factor = (self.window_rows as f64 / records.max(1) as f64).min(8.0);
+        let shortest = f64::from(self.window_months.max(1)) * 28.0 * 86_400.0;
+        let next = (span * factor).max(shortest).min(i64::MAX as f64 / 2.0) as i64;
+        let end = to.checked_add_signed(chrono::TimeDelta::seconds(next)).map_or(until, |end| end.min(until));
+        Some((to, end))
     }
 }
 
@@ -424,6 +449,9 @@ impl Config {
         }
         if self.full_export.window_months == 0 {
             return Err("full_export.window_months: must be at least 1".to_owned());
+        }
+        if self.full_export.window_rows == 0 {
+            return Err("full_export.window_rows: must be at least 1".to_owned());
         }
         let c = &self.consumer;
         if c.part_size_mib < 5 {

@@ -166,7 +166,11 @@ impl Sim {
                 segmented: stateful && full && settings.segment_rows.is_some(),
             });
         }
-        let end_at = start_at + secs(settings.job_execution_secs);
+        let records: u64 = match settings.execution_secs_per_record > 0.0 {
+            true => batches.iter().map(|b| b.plan.count()).sum(),
+            false => 0,
+        };
+        let end_at = start_at + secs(settings.job_execution_secs + records as f64 * settings.execution_secs_per_record);
         if stateful {
             let session = jobs.sessions.entry(session_key).or_default();
             session.busy_until = Some(end_at);
