@@ -145,6 +145,12 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// Full exports from `earliest` (year, month, day), first windows of `months`, 2 M rows a window.
+    fn full_export((year, month, day): (i32, u32, u32), months: u32) -> FullExportConfig {
+        let earliest = NaiveDate::from_ymd_opt(year, month, day).unwrap();
+        FullExportConfig { earliest, window_months: months, window_rows: 2_000_000 }
+    }
+
     fn request(body: &str) -> ExportRequest {
         serde_json::from_str(body).unwrap()
     }
@@ -159,11 +165,7 @@ mod tests {
 
     #[test]
     fn windows_are_half_open_contiguous_and_end_now() {
-        let full = FullExportConfig {
-            earliest: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
-            window_months: 2,
-            window_rows: 2_000_000,
-        };
+        let full = full_export((2026, 1, 15), 2);
         let now = at("2026-06-10T12:00:00Z");
         let w = windows(&full, now);
         assert_eq!(
@@ -199,11 +201,7 @@ mod tests {
     fn requests_plan_one_job_or_one_per_object_and_window() {
         let catalogue = Catalogue::builtin();
         let objects = catalogue.select(&["Account".into(), "Invoice".into()]).unwrap();
-        let full = FullExportConfig {
-            earliest: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap(),
-            window_months: 1,
-            window_rows: 2_000_000,
-        };
+        let full = full_export((2026, 9, 1), 1);
         let now = at("2026-11-24T10:00:00Z");
 
         let daily = plan(&request(r#"{"exportFromDate":"afterLastIncrement"}"#), "m1", &objects, &full, now);
@@ -245,11 +243,7 @@ mod tests {
 
     #[test]
     fn windows_grow_while_they_come_back_small_and_shrink_toward_window_months_when_large() {
-        let full = FullExportConfig {
-            earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
-            window_months: 1,
-            window_rows: 1_000_000,
-        };
+        let full = FullExportConfig { window_rows: 1_000_000, ..full_export((2020, 1, 1), 1) };
         let (from, to, until) = (at("2020-01-01T00:00:00Z"), at("2020-02-01T00:00:00Z"), at("2026-11-24T10:00:00Z"));
         let days = |(a, b): (DateTime<Utc>, DateTime<Utc>)| (b - a).num_days();
         // Small: eight times as long; empty: the same.
@@ -274,11 +268,7 @@ mod tests {
                     [[object]]\nname = \"RatePlanCharge\"\nquery = \"SELECT Id FROM RatePlanCharge\"\nlookback_days = 35\n";
         let catalogue = Catalogue::parse(text, "t").unwrap();
         let objects: Vec<&ObjectSpec> = catalogue.objects.iter().collect();
-        let full = FullExportConfig {
-            earliest: NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
-            window_months: 1,
-            window_rows: 2_000_000,
-        };
+        let full = full_export((2020, 1, 1), 1);
         let now = at("2026-11-24T10:00:00Z");
         let jobs = plan(&request(r#"{"exportFromDate":"lookback"}"#), "l1", &objects, &full, now);
         assert_eq!(jobs.len(), 1, "Account has no lookback");

@@ -48,8 +48,14 @@ impl SeedReport {
 
 /// Runs one seed on its own paused-clock runtime, on in-memory queues and a local store.
 pub fn run_seed(seed: u64) -> anyhow::Result<SeedReport> {
+    on_paused_clock(play_seed(plan::Plan::from_seed(seed), world::Backend::Memory))
+}
+
+/// Runs `work` to its end on a runtime of its own whose clock is Tokio's paused one: simulated time that jumps
+/// ahead whenever everything waits (the harness and the benchmarks of days or hours).
+pub fn on_paused_clock<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
-    runtime.block_on(play_seed(plan::Plan::from_seed(seed), world::Backend::Memory))
+    runtime.block_on(work)
 }
 
 /// Plays one seed's plan on `backend` (on the runtime the caller chose: paused for the in-memory backend, real

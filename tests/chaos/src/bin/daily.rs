@@ -68,9 +68,7 @@ struct Day {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
-    runtime.block_on(run(cli))
+    chaos::on_paused_clock(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
