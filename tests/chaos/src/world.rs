@@ -550,6 +550,29 @@ pub async fn signal(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
+/// The real producer service and `consumers` consumer services of `config` on `services`, reading `clock`, each
+/// running until `stopped` says true (the benchmarks' deployment: no faults, no kills).
+pub fn spawn_services(
+    config: &Config,
+    services: &Services,
+    clock: Clock,
+    consumers: usize,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let producer = producer::cli::producer_from(config, services)?.with_clock(clock);
+    let (q, settings) = (services.queues.clone(), config.producer.clone());
+    let producer_stopped = signal(stopped.clone());
+    let mut tasks = vec![tokio::spawn(async move {
+        producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, producer_stopped).await;
+    })];
+    for _ in 0..consumers {
+        let mut worker = consumer::cli::worker_from(config, services)?;
+        worker.clock = clock;
+        tasks.push(tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped.clone()))));
+    }
+    Ok(tasks)
+}
+
 /// The lake: receives every completion message, keeps it, deletes it.
 async fn read_lake(lake: Arc<dyn Queue>, received: Arc<Mutex<Vec<CompletionMessage>>>) {
     loop {

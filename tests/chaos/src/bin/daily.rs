@@ -11,7 +11,6 @@
 //! Usage: `cargo run --release -p chaos --bin daily -- [--days N] [--push] [--poll-delay-secs S] [--max-poll-delay-secs S]`.
 
 use anyhow::Context;
-use chaos::world::signal;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use common::clock::Clock;
@@ -22,7 +21,6 @@ use common::services::Services;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use zuora_sim::{Mutation, SimConfig, Simulator};
@@ -101,15 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     config.consumer.max_poll_delay_secs = cli.max_poll_delay_secs.unwrap_or(config.consumer.max_poll_delay_secs);
     let clock = Clock::following_tokio(start);
     let (stop, stopped) = watch::channel(false);
-    let producer = producer::cli::producer_from(&config, &services)?.with_clock(clock);
-    let (q, settings) = (services.queues.clone(), config.producer.clone());
-    let producer_stopped = signal(stopped.clone());
-    let producer_task = tokio::spawn(async move {
-        producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, producer_stopped).await;
-    });
-    let mut worker = consumer::cli::worker_from(&config, &services)?;
-    worker.clock = clock;
-    let consumer_task = tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped)));
+    let tasks = chaos::world::spawn_services(&config, &services, clock, 1, &stopped)?;
 
     let objects: Vec<String> = config.catalogue()?.objects.iter().map(|o| o.name.clone()).collect();
     let mut rng = StdRng::seed_from_u64(cli.seed);
@@ -162,7 +152,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         days.push(Day { job_secs, heard_after, files, calls });
     }
     let _ = stop.send(true);
-    let _ = tokio::join!(producer_task, consumer_task);
+    for task in tasks {
+        let _ = task.await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     report(&cli, &config, &days);
     Ok(())

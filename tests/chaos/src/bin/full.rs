@@ -8,7 +8,6 @@
 //! Usage: `cargo run --release -p chaos --bin full -- [--rows N] [--objects A,B] [--job-overhead-secs S]
 //! [--secs-per-record S] [--window-months M]`.
 
-use chaos::world::signal;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use common::clock::Clock;
@@ -17,7 +16,6 @@ use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, QueueDepth};
 use common::services::Services;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use zuora_sim::{SimConfig, Simulator};
@@ -80,18 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let services = Services::connect(&config).await;
     let clock = Clock::following_tokio(start);
     let (stop, stopped) = watch::channel(false);
-    let producer = producer::cli::producer_from(&config, &services)?.with_clock(clock);
-    let (q, settings) = (services.queues.clone(), config.producer.clone());
-    let producer_stopped = signal(stopped.clone());
-    let producer_task = tokio::spawn(async move {
-        producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, producer_stopped).await;
-    });
-    let mut consumer_tasks = Vec::new();
-    for _ in 0..cli.consumers {
-        let mut worker = consumer::cli::worker_from(&config, &services)?;
-        worker.clock = clock;
-        consumer_tasks.push(tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped.clone()))));
-    }
+    let tasks = chaos::world::spawn_services(&config, &services, clock, cli.consumers, &stopped)?;
 
     let request = serde_json::json!({"exportFromDate": "beginning", "fullExport": true, "objects": objects});
     services.queues.requests.send(OutgoingMessage::new(request.to_string())).await?;
@@ -114,8 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::ensure!(clock.now() - start < chrono::TimeDelta::days(30), "the export did not finish in 30 days");
     }
     let _ = stop.send(true);
-    let _ = producer_task.await;
-    for task in consumer_tasks {
+    for task in tasks {
         let _ = task.await;
     }
     let _ = std::fs::remove_dir_all(&dir);
