@@ -480,6 +480,15 @@ impl CompletionMessage {
         format!("{}:{}:{}", self.job_id, self.batch_id, self.segment)
     }
 
+    /// This message as the lake queue takes it, whoever publishes the file: deduplicated by
+    /// [`CompletionMessage::deduplication_id`], in one message group per object (a completion the lake cannot take
+    /// holds back its object's later files, not others').
+    pub fn lake_message(&self) -> crate::queue::OutgoingMessage {
+        #[allow(clippy::expect_used)]
+        let body = serde_json::to_string(self).expect("a completion message serialises");
+        crate::queue::OutgoingMessage::new(body).deduplicated(self.deduplication_id()).grouped(&self.object)
+    }
+
     /// The metadata JSON written next to the file: this message plus the old Lambda's `status` and `name` and
     /// the export time.
     pub fn metadata_json(&self, exported_at: DateTime<Utc>) -> Vec<u8> {

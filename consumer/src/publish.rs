@@ -8,7 +8,6 @@ use common::catalogue::ObjectSpec;
 use common::config::ConsumerSettings;
 use common::marks::PublishedMark;
 use common::messages::{Checksum, CompletionMessage, JobKind, JobMessage, MESSAGE_VERSION};
-use common::queue::OutgoingMessage;
 use common::zuora::Job;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
@@ -136,12 +135,7 @@ impl Worker {
     /// Completion message on the lake queue, and the file's published mark (`kind`: the export it came from).
     /// Idempotent: same deduplication id and mark each time.
     pub(crate) async fn announce(&self, completion: &CompletionMessage, kind: JobKind) -> Result<(), WorkError> {
-        #[allow(clippy::expect_used)]
-        let body = serde_json::to_string(completion).expect("a completion message serialises");
-        // One group per object: a completion the lake cannot take holds back its object's later files, not others'.
-        let message =
-            OutgoingMessage::new(body).deduplicated(completion.deduplication_id()).grouped(&completion.object);
-        self.lake.send(message).await?;
+        self.lake.send(completion.lake_message()).await?;
         let mark = PublishedMark {
             object: completion.object.clone(),
             job_id: completion.job_id.clone(),

@@ -353,9 +353,7 @@ impl Auditor {
         self.store.put(bucket, &key, body).await.map_err(|e| fail(&e))?;
         let metadata = completion.metadata_json(self.clock.now());
         self.store.put(bucket, &completion.metadata_key, metadata.into()).await.map_err(|e| fail(&e))?;
-        let message = serde_json::to_string(&completion).map_err(|e| fail(&e))?;
-        let message = OutgoingMessage::new(message).deduplicated(completion.deduplication_id()).grouped(&object.name);
-        self.lake.send(message).await.map_err(|e| fail(&e))?;
+        self.lake.send(completion.lake_message()).await.map_err(|e| fail(&e))?;
         Ok(format!("{}: published the deletion of {} rows at s3://{bucket}/{key}", object.name, ids.len()))
     }
 }
