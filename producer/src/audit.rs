@@ -25,7 +25,7 @@ use common::messages::{
 use common::queue::{OutgoingMessage, Queue};
 use common::services::Services;
 use common::store::{ChecksumAlgorithm, ObjectStore};
-use common::zuora::{BatchQueryRequest, DeletedSpec, Phase, Query, ZuoraClient, ZuoraTime};
+use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Phase, Query, ZuoraClient, ZuoraTime};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -179,6 +179,8 @@ pub enum AuditError {
 struct ZuoraRows {
     job_id: String,
     as_of: DateTime<Utc>,
+    /// The tenant's data centre: the zone of a wall-clock `UpdatedDate`.
+    data_center: DataCenter,
     live: BTreeMap<String, String>,
     deleted: BTreeMap<String, String>,
 }
@@ -226,7 +228,8 @@ impl Auditor {
     pub async fn repair(&self, object: &ObjectSpec, audit: &ObjectAudit) -> Result<Vec<String>, AuditError> {
         let mut done = Vec::new();
         let stale = audit.differences.iter().filter(|d| matches!(d.problem, Problem::Missing | Problem::Differing));
-        if let Some(from) = stale.filter_map(|d| instant(&d.zuora_updated)).min() {
+        let data_center = self.zuora.config().data_center;
+        if let Some(from) = stale.filter_map(|d| instant(&d.zuora_updated, data_center)).min() {
             let request_id = format!("audit-{}-{}", object.name, audit.job_id);
             let request = ExportRequest {
                 version: MESSAGE_VERSION,
@@ -285,7 +288,8 @@ impl Auditor {
         let as_of = job.start_time.as_ref().and_then(|t| t.to_utc(data_center)).unwrap_or(now);
         let (id, updated) = (merge::column(object, "Id"), merge::column(object, "UpdatedDate"));
         let flag = object.deleted_column.as_deref().map(|d| merge::column(object, d));
-        let mut rows = ZuoraRows { job_id: job.id.clone(), as_of, live: BTreeMap::new(), deleted: BTreeMap::new() };
+        let mut rows =
+            ZuoraRows { job_id: job.id.clone(), as_of, data_center, live: BTreeMap::new(), deleted: BTreeMap::new() };
         for file_id in batch.file_ids() {
             let stream = self.zuora.download(file_id).await?;
             let chunks: Vec<Bytes> = stream.try_collect().await?;
@@ -358,17 +362,9 @@ impl Auditor {
     }
 }
 
-/// An `UpdatedDate` as Zuora writes it, as an instant.
-fn instant(text: &str) -> Option<DateTime<Utc>> {
-    match ZuoraTime::parse(text)? {
-        ZuoraTime::Instant(at) => Some(at),
-        ZuoraTime::WallClock(naive) => Some(naive.and_utc()),
-    }
-}
-
-/// The same instant written either way, or the same text.
-fn same_time(a: &str, b: &str) -> bool {
-    a == b || instant(a).is_some_and(|a| Some(a) == instant(b))
+/// An `UpdatedDate` as Zuora writes it, as an instant (a wall-clock time read in the tenant's zone).
+fn instant(text: &str, data_center: DataCenter) -> Option<DateTime<Utc>> {
+    ZuoraTime::parse(text)?.to_utc(data_center)
 }
 
 /// Zuora's rows against the lake's merged table.
@@ -382,6 +378,9 @@ fn compare(
     let lake_updated = |row: &BTreeMap<String, String>| {
         row.iter().find(|(k, _)| k.eq_ignore_ascii_case(&updated_column)).map(|(_, v)| v.clone())
     };
+    let instant = |text: &str| instant(text, zuora.data_center);
+    // The same instant written either way, or the same text.
+    let same_time = |a: &str, b: &str| a == b || instant(a).is_some_and(|a| Some(a) == instant(b));
     let since_lake = |updated: &str| lake_until.is_some_and(|until| instant(updated).is_some_and(|at| at >= until));
     let mut audit = ObjectAudit {
         object: object.name.clone(),
@@ -442,7 +441,8 @@ mod tests {
 
     fn zuora(live: &[(&str, &str)], deleted: &[(&str, &str)]) -> ZuoraRows {
         let map = |rows: &[(&str, &str)]| rows.iter().map(|(i, u)| (i.to_string(), u.to_string())).collect();
-        ZuoraRows { job_id: "j".into(), as_of: Utc::now(), live: map(live), deleted: map(deleted) }
+        let data_center = DataCenter::Us;
+        ZuoraRows { job_id: "j".into(), as_of: Utc::now(), data_center, live: map(live), deleted: map(deleted) }
     }
 
     #[test]
@@ -486,6 +486,10 @@ mod tests {
 
         let equal = compare(&object("Account"), &zuora, &lake, None);
         assert_eq!(equal.pending, 0, "without an increment, nothing is pending");
+        // A wall-clock `UpdatedDate` is read in the tenant's zone: 01:00 in a US data centre is 09:00 UTC.
+        let wall_clock = self::zuora(&[("same", "2026-11-24 01:00:00")], &[]);
+        let nine = self::lake(&[("same", &t(9))]);
+        assert!(compare(&object("Account"), &wall_clock, &nine, until).summary().ends_with(": equal"));
         let whole = self::lake(&[("same", &t(1))]);
         let only = self::zuora(&[("same", &t(1))], &[]);
         assert!(compare(&object("Account"), &only, &whole, until).summary().ends_with(": equal"));
