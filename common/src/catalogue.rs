@@ -3,6 +3,7 @@
 //! It is configuration, not code: adding an object or a field is an edit to a TOML file. The built-in default
 //! ([`Catalogue::builtin`]) is the thirteen objects the old Lambda exported.
 
+use crate::messages::metadata_key;
 use crate::zuora::{DeletedFormat, DeletedSpec, Query};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -57,6 +58,9 @@ pub struct Target {
     pub key: String,
     /// A fixed key (same bucket) kept a copy of the latest increment, for readers of the old layout.
     pub legacy_key: Option<String>,
+    /// Where metadata JSON goes: under this prefix (`_metadata/`), so the data prefixes hold only data; `None`
+    /// beside each file (the old layout).
+    pub metadata_prefix: Option<String>,
 }
 
 impl Target {
@@ -67,6 +71,12 @@ impl Target {
         let (dir, file) = legacy.rsplit_once('/').map_or(("", legacy), |(dir, file)| (dir, file));
         let stem = file.strip_suffix(".csv").unwrap_or(file);
         Some(if dir.is_empty() { format!("metadata/{stem}.json") } else { format!("{dir}/metadata/{stem}.json") })
+    }
+
+    /// Where the metadata JSON of the file at `key` goes: beside it ([`metadata_key`]), or the same under
+    /// `metadata_prefix` (`_metadata/Account/2026-11-24/job/batch-0.metadata.json`).
+    pub fn metadata_key(&self, key: &str) -> String {
+        format!("{}{}", self.metadata_prefix.as_deref().unwrap_or_default(), metadata_key(key))
     }
 
     /// The key of one file: the template with `{object}`, `{date}` (yyyy-mm-dd), `{job_id}`, `{batch_id}` and
@@ -109,6 +119,7 @@ struct Defaults {
     bucket: Option<String>,
     key: Option<String>,
     deleted_column: Option<String>,
+    metadata_prefix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +135,7 @@ struct ObjectEntry {
     key: Option<String>,
     /// A fixed key kept current with a server-side copy of the latest increment (e.g. `Account.csv`).
     legacy_key: Option<String>,
+    metadata_prefix: Option<String>,
     lookback_days: Option<u32>,
 }
 
@@ -227,7 +239,16 @@ impl Catalogue {
             {
                 return Err(fail(format!("{}: 1 to {MAX_LOOKBACK_DAYS} days, got {days}", at("lookback_days"))));
             }
-            let target = Target { bucket, key, legacy_key: entry.legacy_key };
+            let metadata_prefix = entry.metadata_prefix.or_else(|| file.defaults.metadata_prefix.clone());
+            if let Some(prefix) = &metadata_prefix
+                && (prefix.contains('{') || prefix.starts_with('/') || !prefix.ends_with('/') || prefix.len() < 2)
+            {
+                return Err(fail(format!(
+                    "{}: a fixed prefix ending in /, e.g. \"_metadata/\"",
+                    at("metadata_prefix")
+                )));
+            }
+            let target = Target { bucket, key, legacy_key: entry.legacy_key, metadata_prefix };
             let lookback_days = entry.lookback_days;
             objects.push(ObjectSpec { name: entry.name, query: entry.query, deleted_column, target, lookback_days });
         }
@@ -352,7 +373,12 @@ mod tests {
         assert!(object.to_query().deleted.is_none());
         assert_eq!(
             object.target,
-            Target { bucket: "periods".into(), key: "{date}/{batch_id}-{segment}.csv".into(), legacy_key: None }
+            Target {
+                bucket: "periods".into(),
+                key: "{date}/{batch_id}-{segment}.csv".into(),
+                legacy_key: None,
+                metadata_prefix: None,
+            }
         );
     }
 
@@ -400,8 +426,29 @@ mod tests {
     }
 
     #[test]
+    fn a_metadata_prefix_keeps_metadata_out_of_the_data_prefixes() {
+        let text = "[defaults]\nbucket = \"b\"\nkey = \"{object}/{date}/{job_id}/{batch_id}-{segment}.csv\"\n\
+                    deleted_column = \"IsDeleted\"\nmetadata_prefix = \"_metadata/\"\n\
+                    [[object]]\nname = \"Account\"\nquery = \"SELECT Id FROM Account\"\n";
+        let target = &Catalogue::parse(text, "t").unwrap().objects[0].target;
+        let key = "Account/2026-11-24/j/b-0.csv.gz";
+        assert_eq!(target.metadata_key(key), "_metadata/Account/2026-11-24/j/b-0.metadata.json");
+        let beside = Target { metadata_prefix: None, ..target.clone() };
+        assert_eq!(beside.metadata_key(key), "Account/2026-11-24/j/b-0.metadata.json");
+        for bad in ["", "_metadata", "/_metadata/", "{object}/"] {
+            let error = Catalogue::parse(&text.replace("\"_metadata/\"", &format!("{bad:?}")), "t").unwrap_err();
+            assert!(error.to_string().contains("metadata_prefix"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
     fn the_old_layouts_metadata_sits_in_metadata_beside_the_fixed_key() {
-        let target = |legacy: &str| Target { bucket: "b".into(), key: "k".into(), legacy_key: Some(legacy.into()) };
+        let target = |legacy: &str| Target {
+            bucket: "b".into(),
+            key: "k".into(),
+            legacy_key: Some(legacy.into()),
+            metadata_prefix: None,
+        };
         assert_eq!(target("Account.csv").legacy_metadata_key().as_deref(), Some("metadata/Account.json"));
         assert_eq!(target("old/Account.csv").legacy_metadata_key().as_deref(), Some("old/metadata/Account.json"));
         assert_eq!(Target { legacy_key: None, ..target("x") }.legacy_metadata_key(), None);

@@ -458,6 +458,69 @@ pub struct CompletionMessage {
     /// earlier releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<JobKind>,
+    /// What the file's columns are, for readers that type them (a table writer, an engine's DDL). Absent from
+    /// messages of earlier releases and from files of deletions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<FileSchema>,
+}
+
+/// A published file's columns, its key and its deleted flag: enough to read it into a typed table without knowing
+/// Zuora (docs/messages.md, "The file's schema").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSchema {
+    /// The header's columns, in order.
+    pub columns: Vec<FileColumn>,
+    /// The column that identifies a row (`Account.Id`): the merge key.
+    pub id_column: String,
+    /// The deleted flag, for objects that export deleted rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedColumn>,
+    /// The zone of datetimes written without an offset (Zuora renders a datetime at midnight of its system time as
+    /// a bare date); every other datetime carries its UTC offset (`2026-08-04T20:11:15-0700`).
+    pub time_zone: String,
+}
+
+impl FileSchema {
+    /// The schema of a file of deletions (docs/messages.md, "Files of deletions"): the deleted flag, `true` on
+    /// every row, then the Id.
+    pub fn of_deletions(id_column: String, deleted_column: String, time_zone: &str) -> Self {
+        let column = |name: &String, zuora_type: &str| FileColumn {
+            name: name.clone(),
+            zuora_type: zuora_type.to_owned(),
+            nullable: false,
+        };
+        Self {
+            columns: vec![column(&deleted_column, "boolean"), column(&id_column, "text")],
+            id_column,
+            deleted: Some(DeletedColumn { column: deleted_column, format: crate::zuora::DeletedFormat::Boolean }),
+            time_zone: time_zone.to_owned(),
+        }
+    }
+}
+
+/// One column of a published file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileColumn {
+    /// As in the header (`Account.Balance`).
+    pub name: String,
+    /// Zuora's type, from Describe, lower case: `boolean`, `date`, `datetime`, `decimal`, `integer`, `picklist`,
+    /// `text`, `timestamp` or `zoql`; `text` when Zuora does not describe the field.
+    #[serde(rename = "type")]
+    pub zuora_type: String,
+    /// Whether a value can be empty (Zuora writes null as an empty field).
+    pub nullable: bool,
+}
+
+/// The deleted flag of a file: the column, and how it marks a deleted row (`Boolean`: `true`; `Numeric`: `1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedColumn {
+    /// As in the header (`Account.IsDeleted`).
+    pub column: String,
+    /// `Boolean` or `Numeric`, as the query's deleted spec asked.
+    pub format: crate::zuora::DeletedFormat,
 }
 
 /// Where a file's metadata JSON is written, beside it (part of the lake's contract):

@@ -64,6 +64,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         full_export: config.full_export.clone(),
         clock: Clock::System,
         protection: crate::protection::TaskProtection::from_env(),
+        schemas: Default::default(),
     })
 }
 

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod protection;
 pub mod publish;
 pub mod relay;
+pub mod schema;
 pub mod service;
 pub mod verify;
 pub mod worker;

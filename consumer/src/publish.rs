@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
 use common::config::ConsumerSettings;
 use common::marks::PublishedMark;
-use common::messages::{Checksum, CompletionMessage, JobKind, JobMessage, MESSAGE_VERSION};
+use common::messages::{Checksum, CompletionMessage, FileSchema, JobKind, JobMessage, MESSAGE_VERSION};
 use common::zuora::Job;
 use std::time::{Duration, Instant};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// What every file of a batch shares.
 pub(crate) struct BatchToPublish<'a> {
@@ -43,6 +43,7 @@ impl BatchToPublish<'_> {
         records: u64,
         published: &Published,
         settings: &ConsumerSettings,
+        schema: FileSchema,
     ) -> CompletionMessage {
         CompletionMessage {
             version: MESSAGE_VERSION,
@@ -63,6 +64,7 @@ impl BatchToPublish<'_> {
             checksum: Checksum { algorithm: settings.checksum.name().to_owned(), value: published.checksum.clone() },
             compression: self.relay.compression.name().to_owned(),
             kind: Some(self.job_message.kind),
+            schema: Some(schema),
         }
     }
 }
@@ -79,9 +81,18 @@ impl Worker {
     ) -> Result<(), WorkError> {
         let (object, records) = (batch.object, upload.counter.data_records());
         let completing = Instant::now();
+        let schema = match self.schemas.of_file(&self.zuora, object, &upload.counter.header()).await {
+            Ok(schema) => schema,
+            Err(e) => {
+                if let Err(abort) = upload.abort().await {
+                    warn!(error = %abort, "could not abort a multipart upload; the bucket's lifecycle rule will");
+                }
+                return Err(e.into());
+            }
+        };
         // 1. The CSV becomes visible, whole, at its key (before this, nothing of it is).
         let published = upload.complete().await?;
-        let completion = batch.completion(file, records, &published, &self.settings);
+        let completion = batch.completion(file, records, &published, &self.settings, schema);
         // 2. Its metadata JSON: from here on a redelivery announces the file again instead of uploading it.
         let metadata = completion.metadata_json(self.clock.now());
         self.store.put(&object.target.bucket, file.metadata_key, metadata.into()).await?;

@@ -21,7 +21,7 @@ use common::ledger::{Ledger, LedgerError};
 use common::marks::PublishedMark;
 use common::messages::{
     CompletionMessage, ExactWindow, ExportFrom, ExportRequest, JobFinished, JobKind, JobMessage, JobsQueueMessage,
-    MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future, metadata_key,
+    MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future,
 };
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use common::store::{ByteChunks, ObjectStore, StoreError};
@@ -64,6 +64,8 @@ pub struct Worker {
     pub clock: Clock,
     /// The task's scale-in protection while jobs are in flight (off outside ECS).
     pub protection: crate::protection::TaskProtection,
+    /// Zuora's descriptions of the objects files name, for their schema.
+    pub schemas: crate::schema::Schemas,
 }
 
 /// How a message was settled.
@@ -414,7 +416,7 @@ impl Worker {
         for (segment, file_id) in file_ids.iter().enumerate() {
             let plain =
                 object.target.key_for(&object.name, executed_at.date_naive(), &job.id, &batch_id, segment as u32);
-            let metadata_key = metadata_key(&plain);
+            let metadata_key = object.target.metadata_key(&plain);
             let key = format!("{plain}{}", relay.compression.extension());
             match self.store.get(&object.target.bucket, &metadata_key).await? {
                 Some(metadata) => {
@@ -640,7 +642,7 @@ impl Worker {
                 break;
             }
             let described = if latest.segments == 1 {
-                let described = self.published_metadata(&latest.bucket, &latest.key).await?;
+                let described = self.published_metadata(object, &latest.bucket, &latest.key).await?;
                 if described.bytes <= COPY_OBJECT_LIMIT {
                     self.store.copy(&latest.bucket, &latest.key, legacy).await?;
                     described
@@ -667,8 +669,13 @@ impl Worker {
     }
 
     /// The completion message a published file's metadata JSON was written from.
-    async fn published_metadata(&self, bucket: &str, key: &str) -> Result<CompletionMessage, WorkError> {
-        let metadata_key = metadata_key(key);
+    async fn published_metadata(
+        &self,
+        object: &ObjectSpec,
+        bucket: &str,
+        key: &str,
+    ) -> Result<CompletionMessage, WorkError> {
+        let metadata_key = object.target.metadata_key(key);
         let corrupt = |detail: String| LedgerError::Corrupt { key: metadata_key.clone(), detail };
         let Some(metadata) = self.store.get(bucket, &metadata_key).await? else {
             return Err(corrupt("a published mark names a file without metadata".to_owned()).into());
@@ -689,7 +696,7 @@ impl Worker {
         let mut records = 0;
         let mut sources = Vec::with_capacity(segments.len());
         for segment in segments {
-            let completion = self.published_metadata(&segment.bucket, &segment.key).await?;
+            let completion = self.published_metadata(object, &segment.bucket, &segment.key).await?;
             records += completion.record_count;
             described.get_or_insert(completion);
             sources.push((segment.bucket.clone(), segment.key.clone(), segment.segment > 0));

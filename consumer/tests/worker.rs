@@ -810,3 +810,57 @@ async fn a_segmented_first_load_is_published_whole_at_the_legacy_key_with_one_he
     assert_eq!((old["recordCount"].as_u64(), old["jobId"].as_str()), (Some(500), Some(segments[0].job_id.as_str())));
     assert_eq!(d.bucket.open_uploads().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_files_columns_are_typed_by_zuoras_describe_and_its_metadata_can_live_under_a_prefix_of_its_own() {
+    let d = Deployment::start(|_| {}).await;
+    set_in_catalogue(&d, "Invoice", "metadata_prefix", "_metadata/");
+    let path = d.config_text.lines().find_map(|l| l.strip_prefix("catalogue = ")).unwrap().trim_matches('"').to_owned();
+    let joined =
+        "SELECT Id, Amount, InvoiceDate, UpdatedDate, Account.Name, Account.Balance, BillToContact.Id FROM Invoice";
+    let catalogue = std::fs::read_to_string(&path).unwrap();
+    let (start, end) =
+        (catalogue.find("SELECT Id, AccountId, InvoiceNumber").unwrap(), catalogue.find("FROM Invoice\"").unwrap());
+    std::fs::write(&path, format!("{}{joined}{}", &catalogue[..start], &catalogue[end + "FROM Invoice".len()..]))
+        .unwrap();
+    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
+    let message = next_job_message(&d).await;
+    assert_eq!(worker.handle(&message).await.unwrap(), Settled::Published { files: 1 });
+    let completion = completions(&d).await.pop().unwrap();
+
+    let schema = completion.schema.clone().expect("a published file says its schema");
+    let stored = d.bucket.object(&completion.key).await;
+    let header = csv::Reader::from_reader(stored.as_ref()).headers().unwrap().clone();
+    let typed: Vec<(&str, &str, bool)> =
+        schema.columns.iter().map(|c| (c.name.as_str(), c.zuora_type.as_str(), c.nullable)).collect();
+    assert_eq!(typed.iter().map(|c| c.0).collect::<Vec<_>>(), header.iter().collect::<Vec<_>>());
+    for expected in [
+        ("Invoice.Id", "text", false),
+        ("Invoice.Amount", "decimal", true),
+        ("Invoice.InvoiceDate", "date", true),
+        ("Invoice.UpdatedDate", "datetime", false),
+        ("Account.Name", "text", true),
+        ("Account.Balance", "decimal", true),
+        ("BillToContact.Id", "text", true),
+        ("Invoice.IsDeleted", "boolean", false),
+    ] {
+        assert!(typed.contains(&expected), "{expected:?} not in {typed:?}");
+    }
+    assert_eq!((schema.id_column.as_str(), schema.time_zone.as_str()), ("Invoice.Id", "America/Los_Angeles"));
+    assert_eq!(schema.deleted.as_ref().map(|d| d.column.as_str()), Some("Invoice.IsDeleted"));
+
+    // The metadata JSON, which says the same, is under its own prefix: the data prefix holds only data.
+    assert!(completion.metadata_key.starts_with("_metadata/Invoice/"), "{}", completion.metadata_key);
+    assert_eq!(metadata(&d, &completion.metadata_key).await["schema"]["idColumn"], "Invoice.Id");
+    assert!(d.bucket.keys("Invoice/").await.iter().all(|k| k.ends_with(".csv")));
+    // A redelivery finds the metadata there: the file is announced again, not uploaded again.
+    let before = d.bucket.keys("").await;
+    forget_job_published(&d, &completion.job_id).await;
+    d.queues().jobs.send(common::queue::OutgoingMessage::new(message.body.clone())).await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
+    assert_eq!(d.bucket.keys("").await, before);
+    // (Whether the queue delivers the re-sent completion depends on its deduplication window; if it does, it is
+    // the same message.)
+    assert!(completions(&d).await.iter().all(|again| *again == completion));
+}

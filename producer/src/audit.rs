@@ -20,7 +20,7 @@ use common::clock::Clock;
 use common::config::Config;
 use common::merge::{self, MergedTable};
 use common::messages::{
-    Checksum, CompletionMessage, ExportFrom, ExportRequest, JobKind, MESSAGE_VERSION, Window, metadata_key,
+    Checksum, CompletionMessage, ExportFrom, ExportRequest, FileSchema, JobKind, MESSAGE_VERSION, Window,
 };
 use common::queue::{OutgoingMessage, Queue};
 use common::services::Services;
@@ -341,7 +341,7 @@ impl Auditor {
             segments: 1,
             bucket: bucket.clone(),
             key: key.clone(),
-            metadata_key: metadata_key(&key),
+            metadata_key: object.target.metadata_key(&key),
             record_count: ids.len() as u64,
             bytes: body.len() as u64,
             full: false,
@@ -353,6 +353,11 @@ impl Auditor {
             },
             compression: "none".to_owned(),
             kind: Some(JobKind::Backfill),
+            schema: Some(FileSchema::of_deletions(
+                merge::column(object, "Id"),
+                merge::column(object, deleted_column),
+                self.zuora.config().data_center.zone_name(),
+            )),
         };
         self.store.put(bucket, &key, body).await.map_err(|e| fail(&e))?;
         let metadata = completion.metadata_json(self.clock.now());

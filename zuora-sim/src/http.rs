@@ -30,6 +30,7 @@ pub fn router(sim: Shared) -> Router {
         .route("/v1/batch-query/jobs/{id}", get(job).delete(cancel))
         .route("/apps/api/batch-query/jobs/{id}", get(job).delete(cancel))
         .route("/v1/batch-query/jobs/partner/{partner}/project/{project}", get(last_completed))
+        .route("/v1/describe/{object}", get(describe))
         .route("/v1/file/{id}", file.clone())
         .route("/v1/files/{id}", file.clone())
         .route("/v1/batch-query/file/{id}", file.clone())
@@ -323,6 +324,43 @@ async fn last_completed(
         }
     }
     .await
+}
+
+/// Describe: the object's fields as XML, each with its type, `required` and the `export` context; 404 for a name
+/// that is not an object (a relation such as `BillToContact`). Zuora's answer to an unknown object is not
+/// documented: see the README.
+async fn describe(State(sim): State<Shared>, headers: HeaderMap, Path(object): Path<String>) -> Response {
+    if let Some(refused) = refused(&sim, &headers) {
+        return refused;
+    }
+    if let (Some(response), _) = fault_gate(&sim, "describe").await {
+        return response;
+    }
+    let Some(schema) = sim.schema(&object) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!({"success": false, "reasons": [{"code": 50000040, "message": format!("Unknown object {object}")}]}),
+        );
+    };
+    let fields: String = schema
+        .fields
+        .iter()
+        .map(|f| {
+            format!(
+                "<field><name>{}</name><label>{}</label><type>{}</type><required>{}</required>\
+                 <contexts><context>soap</context><context>export</context></contexts></field>",
+                f.name,
+                f.name,
+                f.ty.zuora_type(),
+                f.ty.required()
+            )
+        })
+        .collect();
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<object><name>{0}</name><label>{0}</label><fields>{fields}</fields></object>",
+        schema.name
+    );
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml;charset=utf-8")], xml).into_response()
 }
 
 async fn download(State(sim): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {

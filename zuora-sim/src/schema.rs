@@ -31,6 +31,25 @@ pub enum FieldType {
     User,
 }
 
+impl FieldType {
+    /// How Zuora's Describe names the type (`GET /v1/describe/{object}`).
+    pub fn zuora_type(self) -> &'static str {
+        match self {
+            Self::Id | Self::Text | Self::Free | Self::Ref(_) | Self::User => "text",
+            Self::Created | Self::Updated | Self::DateTime => "datetime",
+            Self::Decimal => "decimal",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Date => "date",
+        }
+    }
+
+    /// Whether every row has a value (Describe's `required`): the id and the row's history.
+    pub fn required(self) -> bool {
+        matches!(self, Self::Id | Self::Created | Self::Updated)
+    }
+}
+
 /// One field.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {

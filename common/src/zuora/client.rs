@@ -2,7 +2,7 @@
 
 use super::token::TokenCache;
 use super::types::{BatchQueryRequest, Job, Phase};
-use super::{ZuoraConfig, ZuoraError};
+use super::{Described, ZuoraConfig, ZuoraError};
 use crate::secret::Secret;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -18,7 +18,8 @@ use tracing::{debug, warn};
 
 /// How much of an error body is kept in an error message.
 const ERROR_BODY_SNIPPET: usize = 512;
-/// The largest JSON answer read: a job of 50 batches with thousands of segments is well under 1 MiB.
+/// The largest JSON (or Describe XML) answer read: a job of 50 batches with thousands of segments is well under
+/// 1 MiB, an object of hundreds of fields described about 100 KiB.
 const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 
 /// A client for one tenant. Cheap to clone; clones share the connection pool and the token.
@@ -98,6 +99,31 @@ impl ZuoraClient {
             Err(ZuoraError::Http { status: 404, .. }) => Ok(None),
             Err(other) => Err(other),
         }
+    }
+
+    /// What Zuora says of an object's fields (`GET /v1/describe/{object}`), or `None` when it describes no such
+    /// object (a relation named after a field, not an object).
+    pub async fn describe(&self, object: &str) -> Result<Option<Described>, ZuoraError> {
+        let url = self.url(&format!("/v1/describe/{object}"));
+        let timeout = self.request_timeout();
+        let response =
+            self.authorized("describe", |token| self.http.get(&url).bearer_auth(token).timeout(timeout)).await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let body = read_snippet("describe", response).await?;
+            return Err(ZuoraError::Http {
+                endpoint: "describe",
+                status: status.as_u16(),
+                code: error_code(&body),
+                body,
+            });
+        }
+        let body = read_at_most("describe", response, MAX_JSON_BODY).await?;
+        let text = String::from_utf8_lossy(&body);
+        Described::parse(&text).map(Some).map_err(|detail| ZuoraError::Decode { endpoint: "describe", detail })
     }
 
     /// Cancels a job that has not finished; Zuora answers with the job, status `cancelled`.

@@ -16,6 +16,16 @@ pub enum DataCenter {
     Eu,
 }
 
+impl DataCenter {
+    /// The IANA name of Zuora's system time here: the zone of a datetime Zuora writes without an offset.
+    pub fn zone_name(self) -> &'static str {
+        match self {
+            Self::Us => "America/Los_Angeles",
+            Self::Eu => "UTC",
+        }
+    }
+}
+
 /// How transient failures (429, 5xx, timeouts, connection resets) are retried.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

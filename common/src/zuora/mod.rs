@@ -7,6 +7,7 @@
 
 mod client;
 mod config;
+mod describe;
 mod error;
 mod time;
 mod token;
@@ -14,6 +15,7 @@ pub mod types;
 
 pub use client::{FileStream, ZuoraClient};
 pub use config::{DataCenter, RetryPolicy, ZuoraConfig};
+pub use describe::{Described, DescribedField, UNKNOWN_TYPE, relations_named, typed_columns};
 pub use error::ZuoraError;
 pub use time::{parse_incremental_time, render_incremental_time};
 pub use types::{

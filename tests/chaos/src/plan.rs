@@ -269,9 +269,15 @@ impl Plan {
         let zuora_rate = |rng: &mut StdRng, top: f64| if quiet { 0.0 } else { rng.random_range(0.0..top) };
         let mut zuora_faults = Vec::new();
         let rule = |endpoint: &str| FaultRule { endpoint: endpoint.to_owned(), ..FaultRule::default() };
-        for (endpoint, status) in
-            [("token", 500), ("submit", 429), ("submit", 503), ("job", 503), ("last", 500), ("file", 500)]
-        {
+        for (endpoint, status) in [
+            ("token", 500),
+            ("submit", 429),
+            ("submit", 503),
+            ("job", 503),
+            ("last", 500),
+            ("describe", 503),
+            ("file", 500),
+        ] {
             zuora_faults.push(FaultRule {
                 status: Some(status),
                 rate: Some(zuora_rate(&mut rng, 0.05)),
