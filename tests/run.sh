@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite in its two tiers. First `cargo test --workspace` as on a bare checkout: the service
 # tests on in-memory queues and a local-directory store. Then the real-protocol tier: it installs what the tests
-# need (moto server for SQS and S3 and the official Zuora Python SDK as a third-party AQuA client into ./.venv;
+# need (moto server for SQS and S3, the official Zuora Python SDK as a third-party AQuA client, and DuckDB and
+# deltalake as third-party table readers into ./.venv;
 # Garage, a stricter S3 server, into ./.tools), starts moto and a single-node Garage on free loopback ports, runs the
 # same tests against them with the server-only ones included (`-- --include-ignored`), and stops the servers
 # whatever happens. Arguments, if any, replace `--workspace` in both tiers (e.g. `-p consumer --test worker`).
@@ -9,8 +10,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
-# Pinned: moto 5.2.5 is the version whose SQS/S3 behaviour docs/ and the tests were checked against.
-pins=("moto[server]==5.2.5" "zuora-sdk==3.21.0")
+# Pinned: moto 5.2.5 is the version whose SQS/S3 behaviour docs/ and the tests were checked against; DuckDB with
+# its delta extension (a package: DuckDB cannot download extensions here) and delta-rs's Python package read the
+# table writer's tables (docs/tables.md).
+pins=("moto[server]==5.2.5" "zuora-sdk==3.21.0" "duckdb==1.4.4" "duckdb-ext-delta==1.4.4.20260205" "deltalake==1.6.6"
+  "pyarrow==26.0.1" "pytz==2025.2")
 
 if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$venv/.pins" 2>/dev/null)" != "${pins[*]}" ]]; then
   echo "run.sh: installing ${pins[*]} into $venv" >&2

@@ -2,7 +2,8 @@
 //! for the one-process quick start) and the object store (S3, or a local directory).
 
 use crate::config::{Config, MEMORY_SCHEME, QueuesConfig};
-use crate::queue::{MemoryQueue, Queue, SqsQueue};
+use crate::messages::CompletionMessage;
+use crate::queue::{MemoryQueue, Queue, QueueError, SqsQueue};
 use crate::store::{LocalStore, ObjectStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub struct Queues {
     pub lake: Arc<dyn Queue>,
     /// Completions the lake could not process.
     pub lake_dlq: Arc<dyn Queue>,
+    /// The same completions for the table writer, when there is one.
+    pub tables: Option<Arc<dyn Queue>>,
+    /// Completions the table writer could not apply.
+    pub tables_dlq: Option<Arc<dyn Queue>>,
 }
 
 /// Queues and store of one deployment.
@@ -93,10 +98,39 @@ fn sqs_queues(client: &aws_sdk_sqs::Client, urls: &QueuesConfig) -> Queues {
         jobs_dlq: queue(&urls.jobs_dlq),
         lake: queue(&urls.lake),
         lake_dlq: queue(&urls.lake_dlq),
+        tables: urls.tables.as_deref().map(queue),
+        tables_dlq: urls.tables_dlq.as_deref().map(queue),
+    }
+}
+
+/// Where a published file is announced: the lake queue, then the table writer's when there is one (docs/tables.md,
+/// "How the writer is fed").
+#[derive(Clone)]
+pub struct CompletionQueues {
+    /// The lake queue.
+    pub lake: Arc<dyn Queue>,
+    /// The table writer's queue.
+    pub tables: Option<Arc<dyn Queue>>,
+}
+
+impl CompletionQueues {
+    /// Sends `completion` to each queue, the same message (deduplication id, group) to both.
+    pub async fn announce(&self, completion: &CompletionMessage) -> Result<(), QueueError> {
+        let message = completion.lake_message();
+        self.lake.send(message.clone()).await?;
+        if let Some(tables) = &self.tables {
+            tables.send(message).await?;
+        }
+        Ok(())
     }
 }
 
 impl Queues {
+    /// Where published files are announced.
+    pub fn completions(&self) -> CompletionQueues {
+        CompletionQueues { lake: self.lake.clone(), tables: self.tables.clone() }
+    }
+
     /// The queues `memory://NAME` URLs name, in this process, with a default visibility timeout: a message is
     /// dead-lettered on its sixth receive, like the deployed queues' redrive policy.
     pub fn in_memory(urls: &QueuesConfig, visibility: Duration) -> Self {
@@ -106,13 +140,17 @@ impl Queues {
         let queue = |url: &str, dlq: &Arc<MemoryQueue>| -> Arc<dyn Queue> {
             Arc::new(MemoryQueue::new(name(url), visibility).with_dead_letter(dlq.clone(), MEMORY_MAX_RECEIVES))
         };
+        let tables_dlq = urls.tables_dlq.as_deref().map(dlq);
+        let tables = urls.tables.as_deref().zip(tables_dlq.as_ref()).map(|(url, dlq)| queue(url, dlq));
         Self {
             requests: queue(&urls.requests, &requests_dlq),
             jobs: queue(&urls.jobs, &jobs_dlq),
             lake: queue(&urls.lake, &lake_dlq),
+            tables,
             requests_dlq,
             jobs_dlq,
             lake_dlq,
+            tables_dlq: tables_dlq.map(|dlq| dlq as Arc<dyn Queue>),
         }
     }
 }

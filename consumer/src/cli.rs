@@ -48,7 +48,7 @@ pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worke
         ledger: Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
         jobs: q.jobs.clone(),
         jobs_dlq: q.jobs_dlq.clone(),
-        lake: q.lake.clone(),
+        completions: q.completions(),
         requests: q.requests.clone(),
         catalogue: config.catalogue()?,
         pool: PartPool::new(settings.part_pool_mib * MIB, settings.part_size_mib * MIB),

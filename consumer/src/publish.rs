@@ -146,7 +146,7 @@ impl Worker {
     /// Completion message on the lake queue, and the file's published mark (`kind`: the export it came from).
     /// Idempotent: same deduplication id and mark each time.
     pub(crate) async fn announce(&self, completion: &CompletionMessage, kind: JobKind) -> Result<(), WorkError> {
-        self.lake.send(completion.lake_message()).await?;
+        self.completions.announce(completion).await?;
         let mark = PublishedMark {
             object: completion.object.clone(),
             job_id: completion.job_id.clone(),

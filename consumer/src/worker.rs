@@ -24,6 +24,7 @@ use common::messages::{
     MAX_REQUESTS_AGAIN, MESSAGE_VERSION, ends_in_the_future,
 };
 use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::services::CompletionQueues;
 use common::store::{ByteChunks, ObjectStore, StoreError};
 use common::zuora::{Batch, Job, Phase, ZuoraClient, ZuoraError};
 use futures::{StreamExt, TryStreamExt};
@@ -44,8 +45,8 @@ pub struct Worker {
     pub jobs: Arc<dyn Queue>,
     /// Jobs dead-letter queue.
     pub jobs_dlq: Arc<dyn Queue>,
-    /// Lake queue (completion messages).
-    pub lake: Arc<dyn Queue>,
+    /// Where completion messages go: the lake queue (and the table writer's).
+    pub completions: CompletionQueues,
     /// Requests queue (for re-requesting a purged window).
     pub requests: Arc<dyn Queue>,
     /// Objects and their targets.

@@ -20,6 +20,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use table_writer::service::TableWriter;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use zuora_sim::{Control, Mutation, SimConfig, Simulator};
@@ -69,6 +70,19 @@ pub struct Report {
     pub objects: usize,
     /// `producer audit`'s line per object.
     pub audits: Vec<String>,
+    /// Each object's table, read back (none without `[tables]`).
+    pub tables: Vec<TableReport>,
+}
+
+/// An object's table as read back after the run.
+#[derive(Debug)]
+pub struct TableReport {
+    /// The object.
+    pub object: String,
+    /// Rows, equal to Zuora's live rows.
+    pub rows: u64,
+    /// The table's version (one commit per file applied, after the one creating it).
+    pub version: u64,
 }
 
 /// The configuration: the file given, or the embedded one; pointed at the simulator and the lake directory.
@@ -95,6 +109,7 @@ fn configuration(options: &Options, base_url: String) -> anyhow::Result<Config> 
 fn clear_previous_run(lake_dir: &Path, catalogue: &Catalogue, config: &Config) -> std::io::Result<()> {
     let mut buckets: Vec<&str> = catalogue.objects.iter().map(|o| o.target.bucket.as_str()).collect();
     buckets.push(&config.ledger.bucket);
+    buckets.extend(config.tables.as_ref().and_then(|t| t.bucket_and_prefix()).map(|(bucket, _)| bucket));
     for name in buckets.into_iter().chain([".uploads"]) {
         match std::fs::remove_dir_all(lake_dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -136,6 +151,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         let worker = Arc::new(consumer::cli::worker_from(&config, &services)?);
         services_running.spawn(consumer::service::run(worker, shutdown()));
     }
+    let writer = match &config.tables {
+        Some(_) => Some(Arc::new(TableWriter::from_config(&config, &services)?)),
+        None => None,
+    };
+    if let Some(writer) = &writer {
+        services_running.spawn(table_writer::service::run(writer.clone(), Duration::from_secs(1), shutdown()));
+    }
     let published = Arc::new(Mutex::new(Vec::new()));
     let completions_file =
         std::fs::OpenOptions::new().create(true).append(true).open(options.lake_dir.join(COMPLETIONS_FILE))?;
@@ -168,8 +190,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         reports.push(check_file(&*services.store, &catalogue, &options.lake_dir, step, completion).await?);
     }
     let objects_matching = compare_with_zuora(&*services.store, &catalogue, &control, &reports).await?;
+    let tables = match &writer {
+        Some(writer) => compare_tables_with_zuora(writer, &catalogue, &control).await?,
+        None => Vec::new(),
+    };
     sim.shutdown().await;
-    Ok(Report { files: reports, objects_matching, objects: catalogue.objects.len(), audits })
+    Ok(Report { files: reports, objects_matching, objects: catalogue.objects.len(), audits, tables })
 }
 
 /// `producer audit` of every object, as an operator runs it: Zuora's Ids and `UpdatedDate`s against the lake.
@@ -278,7 +304,8 @@ impl Steps<'_> {
     }
 
     async fn settled(&self) -> anyhow::Result<bool> {
-        for queue in [&self.queues.requests, &self.queues.jobs, &self.queues.lake] {
+        let tables = self.queues.tables.iter();
+        for queue in [&self.queues.requests, &self.queues.jobs, &self.queues.lake].into_iter().chain(tables) {
             if queue.depth().await? != QueueDepth::default() {
                 return Ok(false);
             }
@@ -287,7 +314,8 @@ impl Steps<'_> {
     }
 
     async fn fail_on_dead_letters(&self) -> anyhow::Result<()> {
-        for dlq in [&self.queues.requests_dlq, &self.queues.jobs_dlq] {
+        let tables = self.queues.tables_dlq.iter();
+        for dlq in [&self.queues.requests_dlq, &self.queues.jobs_dlq].into_iter().chain(tables) {
             if let Some(message) = dlq.receive(1, Duration::ZERO).await?.into_iter().next() {
                 let reason = message.attributes.get("reason").cloned().unwrap_or_default();
                 bail!("a message went to {}: {reason}\n{}", dlq.name(), message.body);
@@ -345,6 +373,34 @@ async fn compare_with_zuora(
     Ok(matching)
 }
 
+/// Reads each object's table back through delta-rs and compares its Ids with the simulator's live rows.
+async fn compare_tables_with_zuora(
+    writer: &TableWriter,
+    catalogue: &Catalogue,
+    control: &Control,
+) -> anyhow::Result<Vec<TableReport>> {
+    let mut reports = Vec::new();
+    for object in &catalogue.objects {
+        let table = writer.table(&object.name).await?;
+        let rows = table_writer::delta::row_count(&table).await?;
+        let ids = table_writer::delta::ids(&table).await?;
+        let mut truth = common::merge::MergedTable::default();
+        truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
+        let expected: std::collections::BTreeSet<String> = truth.rows.keys().cloned().collect();
+        if rows != expected.len() as u64 || ids != expected {
+            let missing: Vec<_> = expected.difference(&ids).take(5).collect();
+            let extra: Vec<_> = ids.difference(&expected).take(5).collect();
+            bail!(
+                "{}: the table has {rows} rows, Zuora {}; missing {missing:?}, extra {extra:?}",
+                object.name,
+                expected.len()
+            );
+        }
+        reports.push(TableReport { object: object.name.clone(), rows, version: table.version().unwrap_or_default() });
+    }
+    Ok(reports)
+}
+
 /// The summary table: one line per published file.
 pub fn summary(report: &Report) -> String {
     let mut out = format!(
@@ -372,6 +428,12 @@ pub fn summary(report: &Report) -> String {
         report.objects_matching,
         report.objects
     ));
+    if !report.tables.is_empty() {
+        out.push_str("\ntables (Delta Lake, read back through delta-rs; rows equal Zuora's live rows, Id by Id):\n");
+        for table in &report.tables {
+            out.push_str(&format!("  {:<22} {:>8} rows  version {}\n", table.object, table.rows, table.version));
+        }
+    }
     out.push_str("\nproducer audit (Zuora's Ids and UpdatedDates against the lake):\n");
     for line in &report.audits {
         out.push_str(&format!("  {line}\n"));

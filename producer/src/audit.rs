@@ -23,7 +23,7 @@ use common::messages::{
     Checksum, CompletionMessage, ExportFrom, ExportRequest, FileSchema, JobKind, MESSAGE_VERSION, Window,
 };
 use common::queue::{OutgoingMessage, Queue};
-use common::services::Services;
+use common::services::{CompletionQueues, Services};
 use common::store::{ChecksumAlgorithm, ObjectStore};
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Phase, Query, ZuoraClient, ZuoraTime};
 use futures::TryStreamExt;
@@ -43,7 +43,7 @@ pub struct Auditor {
     /// Where a repair's backfill request goes.
     pub requests: Arc<dyn Queue>,
     /// Where a repair's file of deletions is announced.
-    pub lake: Arc<dyn Queue>,
+    pub completions: CompletionQueues,
     /// The checksum of a published file's completion message.
     pub checksum: ChecksumAlgorithm,
     /// How often the audit job is polled.
@@ -202,7 +202,7 @@ impl Auditor {
             zuora: ZuoraClient::new(config.zuora.clone())?,
             store: services.store.clone(),
             requests: services.queues.requests.clone(),
-            lake: services.queues.lake.clone(),
+            completions: services.queues.completions(),
             checksum: config.consumer.checksum,
             poll_every: Duration::from_secs(config.consumer.poll_delay_secs.max(1)),
             deadline: AUDIT_DEADLINE,
@@ -362,7 +362,7 @@ impl Auditor {
         self.store.put(bucket, &key, body).await.map_err(|e| fail(&e))?;
         let metadata = completion.metadata_json(self.clock.now());
         self.store.put(bucket, &completion.metadata_key, metadata.into()).await.map_err(|e| fail(&e))?;
-        self.lake.send(completion.lake_message()).await.map_err(|e| fail(&e))?;
+        self.completions.announce(&completion).await.map_err(|e| fail(&e))?;
         Ok(format!("{}: published the deletion of {} rows at s3://{bucket}/{key}", object.name, ids.len()))
     }
 }

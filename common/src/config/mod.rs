@@ -52,6 +52,27 @@ pub struct Config {
     /// Consumer settings.
     #[serde(default)]
     pub consumer: ConsumerSettings,
+    /// The table writer's settings (docs/tables.md); absent without a table writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<TablesConfig>,
+}
+
+/// Where the table writer keeps one Delta table per object.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesConfig {
+    /// `s3://BUCKET/PREFIX/`: the table of object `X` is at `PREFIX/X/` (with `aws.local_dir`, the directory
+    /// `LOCAL_DIR/BUCKET/PREFIX/X`).
+    pub location: String,
+}
+
+impl TablesConfig {
+    /// The bucket and prefix (ending in `/`, or empty) of `location`.
+    pub fn bucket_and_prefix(&self) -> Option<(&str, &str)> {
+        let rest = self.location.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        (!bucket.is_empty() && (prefix.is_empty() || prefix.ends_with('/'))).then_some((bucket, prefix))
+    }
 }
 
 /// Zuora's stateful session: partner + project identify it.
@@ -119,6 +140,13 @@ pub struct QueuesConfig {
     pub lake: String,
     /// Completions the lake could not process.
     pub lake_dlq: String,
+    /// The same completions for the table writer (FIFO; docs/tables.md), sent beside the lake queue's; absent
+    /// without a table writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<String>,
+    /// Completions the table writer could not apply, with their reason; with `tables`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables_dlq: Option<String>,
 }
 
 impl QueuesConfig {
@@ -395,6 +423,10 @@ impl Config {
             return Err(format!("session.version: {:?} is not a stateful AQuA version (1.1 or 1.2)", session.version));
         }
         let q = &self.queues;
+        if q.tables.is_some() != q.tables_dlq.is_some() {
+            return Err("queues.tables_dlq: queues.tables and queues.tables_dlq go together".into());
+        }
+        let tables = [("queues.tables", &q.tables), ("queues.tables_dlq", &q.tables_dlq)];
         for (field, url) in [
             ("queues.requests", &q.requests),
             ("queues.requests_dlq", &q.requests_dlq),
@@ -402,7 +434,10 @@ impl Config {
             ("queues.jobs_dlq", &q.jobs_dlq),
             ("queues.lake", &q.lake),
             ("queues.lake_dlq", &q.lake_dlq),
-        ] {
+        ]
+        .into_iter()
+        .chain(tables.into_iter().filter_map(|(field, url)| Some((field, url.as_ref()?))))
+        {
             if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with(MEMORY_SCHEME)) {
                 return Err(format!("{field}: expected a queue URL, got {url:?}"));
             }
@@ -413,11 +448,19 @@ impl Config {
                 ));
             }
         }
-        if !q.lake.ends_with(".fifo") {
-            return Err(format!(
-                "queues.lake: must be a FIFO queue (URL ending in .fifo) for deduplication, got {:?}",
-                q.lake
-            ));
+        for (field, url) in [("queues.lake", Some(&q.lake)), ("queues.tables", q.tables.as_ref())] {
+            if let Some(url) = url
+                && !url.ends_with(".fifo")
+            {
+                return Err(format!(
+                    "{field}: must be a FIFO queue (URL ending in .fifo) for deduplication, got {url:?}"
+                ));
+            }
+        }
+        if let Some(tables) = &self.tables
+            && tables.bucket_and_prefix().is_none()
+        {
+            return Err(format!("tables.location: s3://BUCKET/ or s3://BUCKET/PREFIX/, got {:?}", tables.location));
         }
         if self.raw_bucket.is_some() && self.catalogue.is_some() {
             return Err("raw_bucket: only with the built-in catalogue (a catalogue file names its own buckets)".into());

@@ -182,6 +182,16 @@ fn errors_name_the_field() {
     );
     let cases = [
         (GOOD.replace("lake.fifo", "lake"), "queues.lake: must be a FIFO queue"),
+        (format!("{GOOD}\n[tables]\nlocation = \"s3://b/no-slash\""), "tables.location: s3://BUCKET/"),
+        (GOOD.replace("[ledger]", "tables = \"https://sqs.eu-west-1.amazonaws.com/1/tables.fifo\"\n[ledger]"), "queues.tables_dlq: queues.tables and queues.tables_dlq go together"),
+        (
+            GOOD.replace(
+                "[ledger]",
+                "tables = \"https://sqs.eu-west-1.amazonaws.com/1/tables\"\ntables_dlq = \"https://sqs.eu-west-1.amazonaws.com/1/tables-dlq.fifo\"\n[ledger]",
+            ),
+            "queues.tables: must be a FIFO queue",
+        ),
+        (GOOD.replace("[ledger]", "tables = \"t.fifo\"\ntables_dlq = \"d.fifo\"\n[ledger]"), "queues.tables: expected a queue URL"),
         (GOOD.replace("partner = \"p\"", "partner = \"\""), "session.partner: must not be empty"),
         (GOOD.replace("base_url = \"https://rest.zuora.com\"", "base_url = \"rest\""), "zuora.base_url"),
         (GOOD.replace("[ledger]", "[ledger]\ncolour = 1"), "unknown field `colour`"),

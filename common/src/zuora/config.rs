@@ -17,12 +17,17 @@ pub enum DataCenter {
 }
 
 impl DataCenter {
-    /// The IANA name of Zuora's system time here: the zone of a datetime Zuora writes without an offset.
-    pub fn zone_name(self) -> &'static str {
+    /// Zuora's system time here: the zone of a datetime Zuora writes without an offset, and of `incrementalTime`.
+    pub fn zone(self) -> chrono_tz::Tz {
         match self {
-            Self::Us => "America/Los_Angeles",
-            Self::Eu => "UTC",
+            Self::Us => chrono_tz::America::Los_Angeles,
+            Self::Eu => chrono_tz::UTC,
         }
+    }
+
+    /// The IANA name of [`DataCenter::zone`].
+    pub fn zone_name(self) -> &'static str {
+        self.zone().name()
     }
 }
 

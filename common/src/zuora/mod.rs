@@ -17,7 +17,7 @@ pub use client::{FileStream, ZuoraClient};
 pub use config::{DataCenter, RetryPolicy, ZuoraConfig};
 pub use describe::{Described, DescribedField, UNKNOWN_TYPE, relations_named, typed_columns};
 pub use error::ZuoraError;
-pub use time::{parse_incremental_time, render_incremental_time};
+pub use time::{parse_incremental_time, render_incremental_time, wall_clock_to_utc};
 pub use types::{
     Batch, BatchQueryRequest, BatchStatus, DeletedFormat, DeletedSpec, Job, JobStatus, Phase, Query, ZuoraTime,
     is_zuora_id,

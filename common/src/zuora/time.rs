@@ -2,7 +2,7 @@
 
 use super::DataCenter;
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::America::Los_Angeles;
+use chrono_tz::Tz;
 
 /// The wire format of `incrementalTime`.
 const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -10,10 +10,7 @@ const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 /// Renders an instant as Zuora reads `incrementalTime` in that data centre: US Pacific (DST-aware) in the US, UTC in
 /// the EU. `2022-10-01T00:00:00Z` is `2022-09-30 17:00:00` for a US tenant.
 pub fn render_incremental_time(at: DateTime<Utc>, data_center: DataCenter) -> String {
-    match data_center {
-        DataCenter::Us => at.with_timezone(&Los_Angeles).format(FORMAT).to_string(),
-        DataCenter::Eu => at.format(FORMAT).to_string(),
-    }
+    at.with_timezone(&data_center.zone()).format(FORMAT).to_string()
 }
 
 /// Reads a `yyyy-MM-dd HH:mm:ss` wall-clock time the way that data centre does. In the autumn hour that happens
@@ -26,15 +23,17 @@ pub fn parse_incremental_time(text: &str, data_center: DataCenter) -> Option<Dat
 
 /// A wall-clock time of the data centre's zone as an instant.
 pub(crate) fn local_to_utc(naive: NaiveDateTime, data_center: DataCenter) -> Option<DateTime<Utc>> {
-    match data_center {
-        DataCenter::Eu => Some(naive.and_utc()),
-        DataCenter::Us => match Los_Angeles.from_local_datetime(&naive) {
-            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
-            LocalResult::None => Los_Angeles
-                .from_local_datetime(&(naive + chrono::Duration::hours(1)))
-                .earliest()
-                .map(|t| t.with_timezone(&Utc)),
-        },
+    wall_clock_to_utc(naive, data_center.zone())
+}
+
+/// A wall-clock time of `zone` as an instant: in the autumn hour that happens twice the earlier instant, in the
+/// spring hour that does not exist the wall clock one hour later, as the clocks do.
+pub fn wall_clock_to_utc(naive: NaiveDateTime, zone: Tz) -> Option<DateTime<Utc>> {
+    match zone.from_local_datetime(&naive) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+        LocalResult::None => {
+            zone.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest().map(|t| t.with_timezone(&Utc))
+        }
     }
 }
 

@@ -245,6 +245,8 @@ impl World {
                 jobs_dlq: queue(&q.jobs_dlq),
                 lake: queue(&q.lake),
                 lake_dlq: queue(&q.lake_dlq),
+                tables: q.tables.as_ref().map(queue),
+                tables_dlq: q.tables_dlq.as_ref().map(queue),
             },
         )
     }

@@ -30,6 +30,8 @@ async fn servers() -> Backend {
         jobs_dlq: queue(jobs_dlq),
         lake: queue(lake),
         lake_dlq: queue(lake_dlq),
+        tables: None,
+        tables_dlq: None,
     };
     let bucket = aws.bucket("chaos").await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(aws.s3.clone()));

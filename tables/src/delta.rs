@@ -1,0 +1,325 @@
+//! One object's Delta Lake table, kept equal to Zuora as of the last file applied (docs/tables.md).
+//!
+//! Each published file is one commit, made through delta-rs's own commit protocol (`CommitBuilder`: conflict
+//! checks, retries, checkpoints); this module only decides which data files the commit adds and removes:
+//! - a file that replaces the table (`full: true` of an increment, its first segment) removes every data file;
+//! - any other file is merged copy-on-write: every data file holding an Id of the file is rewritten without the
+//!   versions the file supersedes, and the file's live rows are added. A row's version is the `executedAt` of the
+//!   file it came from ([`EXECUTED_AT`]): a file applied late (published after a newer one) never overwrites a newer
+//!   version of a row.
+//!
+//! Every commit records the file's deduplication id as an application transaction (`txn`: app id
+//! `zuora-lake-export:<jobId>:<batchId>:<segment>`, version its `executedAt` in milliseconds): a completion
+//! delivered again finds it and is not applied twice, whatever happened in between.
+
+use crate::rows::{EXECUTED_AT, Layout, Refused};
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use common::messages::CompletionMessage;
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Metadata, MetadataExt, StructField, StructType, Transaction};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Rows read from a CSV at a time.
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// What applying a file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Committed as table version `version`.
+    Committed {
+        /// The table's new version.
+        version: u64,
+        /// Data files rewritten or removed.
+        files_removed: usize,
+        /// Live rows of the file added.
+        rows_added: u64,
+    },
+    /// The table already records the file's transaction: nothing done.
+    AlreadyApplied,
+}
+
+/// Why a file was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The file cannot go into its table, ever (its DLQ, with the reason).
+    #[error("{0}")]
+    Refused(#[from] Refused),
+    /// The table's storage or a commit failed; trying again may succeed.
+    #[error("delta: {0}")]
+    Table(#[from] DeltaTableError),
+}
+
+impl From<deltalake::arrow::error::ArrowError> for ApplyError {
+    fn from(e: deltalake::arrow::error::ArrowError) -> Self {
+        Self::Refused(Refused(e.to_string()))
+    }
+}
+
+/// The application transaction id of a file: its deduplication id, under this project's name.
+pub fn app_id(completion: &CompletionMessage) -> String {
+    format!("zuora-lake-export:{}", completion.deduplication_id())
+}
+
+/// Applies one published file (`csv`: its decompressed bytes) to its object's table at `table`, creating the table
+/// on its first file.
+pub async fn apply(table: &mut DeltaTable, completion: &CompletionMessage, csv: &[u8]) -> Result<Applied, ApplyError> {
+    let schema = completion
+        .schema
+        .as_ref()
+        .ok_or_else(|| Refused("the completion has no schema (a release before 2026-12 published it)".to_owned()))?;
+    let layout = Layout::of(&completion.object, schema)?;
+    let app_id = app_id(completion);
+    if table.version().is_some() {
+        let snapshot = table.snapshot()?;
+        if snapshot.transaction_version(table.log_store().as_ref(), &app_id).await?.is_some() {
+            return Ok(Applied::AlreadyApplied);
+        }
+    } else {
+        create(table, &completion.object, &layout).await?;
+    }
+    let evolved = evolve(table, &layout)?;
+    let executed_at = completion.executed_at.timestamp_micros();
+    let replaces = completion.replaces_the_table() && completion.segment == 0;
+    let mut actions: Vec<Action> = Vec::new();
+    let mut keep_newer: HashSet<String> = HashSet::new();
+    let mut writer = RecordBatchWriter::for_table(table)?;
+    let (table_schema, mode) = match evolved {
+        Some((metadata, schema)) => {
+            actions.push(Action::Metadata(metadata));
+            (Arc::new((&schema).try_into_arrow()?), WriteMode::MergeSchema)
+        }
+        None => (writer.arrow_schema(), WriteMode::Default),
+    };
+    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+    let mut files_removed = 0;
+    if replaces {
+        actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
+        files_removed = files.len();
+    } else {
+        let ids = file_ids(&layout, csv)?;
+        let store = table.object_store();
+        for file in &files {
+            let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
+            let bytes = bytes.map_err(DeltaTableError::from)?;
+            let batches = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?.build();
+            let mut kept = Vec::new();
+            let mut rewritten = false;
+            for batch in batches.map_err(parquet_error)? {
+                let batch = batch?;
+                let (keep, dropped) = superseded(&batch, layout.id_column(), &ids, executed_at, &mut keep_newer)?;
+                rewritten |= dropped;
+                kept.push(filter_record_batch(&batch, &keep)?);
+            }
+            if rewritten {
+                for batch in kept.into_iter().filter(|b| b.num_rows() > 0) {
+                    writer.write_with_mode(conform(batch, &table_schema)?, mode).await?;
+                }
+                actions.push(Action::Remove(file.remove_action(true)));
+                files_removed += 1;
+            }
+        }
+    }
+    let mut rows_added = 0;
+    for rows in layout.read(csv, completion.executed_at, BATCH_ROWS) {
+        let rows = rows?;
+        let batch =
+            if keep_newer.is_empty() { rows.upserts } else { without(&rows.upserts, layout.id_column(), &keep_newer)? };
+        rows_added += batch.num_rows() as u64;
+        if batch.num_rows() > 0 {
+            writer.write_with_mode(conform(batch, &table_schema)?, mode).await?;
+        }
+    }
+    actions.extend(writer.flush().await?.into_iter().map(Action::Add));
+    let operation = if replaces {
+        DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: None }
+    } else {
+        DeltaOperation::Merge {
+            predicate: None,
+            merge_predicate: Some(format!("target.{0} = source.{0}", layout.id_column())),
+            matched_predicates: Vec::new(),
+            not_matched_predicates: Vec::new(),
+            not_matched_by_source_predicates: Vec::new(),
+        }
+    };
+    let properties = CommitProperties::default()
+        .with_application_transaction(Transaction::new(&app_id, completion.executed_at.timestamp_millis()))
+        .with_metadata([
+            ("zuoraLakeExport.deduplicationId".to_owned(), completion.deduplication_id().into()),
+            ("zuoraLakeExport.key".to_owned(), completion.key.clone().into()),
+        ]);
+    let committed = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    table.update_state().await?;
+    Ok(Applied::Committed { version: committed.version(), files_removed, rows_added })
+}
+
+/// Creates the table with the file's columns.
+async fn create(table: &mut DeltaTable, object: &str, layout: &Layout) -> Result<(), ApplyError> {
+    let schema: StructType = layout.schema.as_ref().try_into_kernel()?;
+    let created = table
+        .create()
+        .with_table_name(object)
+        .with_columns(schema.fields().cloned())
+        .with_save_mode(SaveMode::Ignore)
+        .await?;
+    *table = created;
+    Ok(())
+}
+
+/// The table's metadata and schema with the file's columns it lacks added (a query that gained a field), or
+/// `None` when it has them all. A column whose type differs from the table's refuses the file.
+fn evolve(table: &DeltaTable, layout: &Layout) -> Result<Option<(Metadata, StructType)>, ApplyError> {
+    let snapshot = table.snapshot()?;
+    let current = snapshot.schema();
+    let wanted: StructType = layout.schema.as_ref().try_into_kernel()?;
+    let mut fields: Vec<StructField> = current.fields().cloned().collect();
+    let mut added = false;
+    for field in wanted.fields() {
+        match current.field(field.name()) {
+            Some(existing) if existing.data_type() != field.data_type() => {
+                return Err(Refused(format!(
+                    "column {} is {} in the file and {} in the table",
+                    field.name(),
+                    field.data_type(),
+                    existing.data_type()
+                ))
+                .into());
+            }
+            Some(_) => {}
+            None => {
+                fields.push(field.clone());
+                added = true;
+            }
+        }
+    }
+    if !added {
+        return Ok(None);
+    }
+    let refused = |e: &dyn std::fmt::Display| Refused(format!("the table's new schema: {e}"));
+    let schema = StructType::try_new(fields).map_err(|e| refused(&e))?;
+    let metadata = snapshot.metadata().clone().with_schema(&schema).map_err(|e| refused(&e))?;
+    Ok(Some((metadata, schema)))
+}
+
+/// The file's Ids.
+fn file_ids(layout: &Layout, csv: &[u8]) -> Result<HashSet<String>, Refused> {
+    let mut ids = HashSet::new();
+    for rows in layout.read(csv, chrono::Utc::now(), BATCH_ROWS) {
+        let rows = rows?;
+        ids.extend(rows.deleted);
+        let column = rows.upserts.column_by_name(layout.id_column()).ok_or_else(|| Refused("no Id".into()))?;
+        ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    Ok(ids)
+}
+
+/// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file holds its Id and is
+/// not older than it; a row newer than the file stays, and its Id is kept out of the file's rows (`keep_newer`).
+fn superseded(
+    batch: &RecordBatch,
+    id_column: &str,
+    ids: &HashSet<String>,
+    executed_at: i64,
+    keep_newer: &mut HashSet<String>,
+) -> Result<(BooleanArray, bool), Refused> {
+    let missing = |name: &str| Refused(format!("the table has no column {name}"));
+    let id = batch.column_by_name(id_column).ok_or_else(|| missing(id_column))?.as_string::<i32>();
+    let versions = batch.column_by_name(EXECUTED_AT).ok_or_else(|| missing(EXECUTED_AT))?;
+    let versions = versions.as_primitive::<TimestampMicrosecondType>();
+    let mut dropped = false;
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            let Some(row_id) = id.is_valid(row).then(|| id.value(row)) else { return Some(true) };
+            if !ids.contains(row_id) {
+                return Some(true);
+            }
+            if versions.value(row) > executed_at {
+                keep_newer.insert(row_id.to_owned());
+                return Some(true);
+            }
+            dropped = true;
+            Some(false)
+        })
+        .collect();
+    Ok((keep, dropped))
+}
+
+/// `batch` without the rows whose Id is in `ids`.
+fn without(batch: &RecordBatch, id_column: &str, ids: &HashSet<String>) -> Result<RecordBatch, ApplyError> {
+    let id = batch.column_by_name(id_column).ok_or_else(|| Refused("no Id".into()))?.as_string::<i32>();
+    let keep: BooleanArray = id.iter().map(|v| Some(v.is_none_or(|v| !ids.contains(v)))).collect();
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
+/// `batch` with the table's columns, in the table's order: a column the batch lacks (one the table gained after
+/// the batch's file was written, or one the file's query no longer selects) is null.
+fn conform(batch: RecordBatch, table: &deltalake::arrow::datatypes::SchemaRef) -> Result<RecordBatch, ApplyError> {
+    let schema = batch.schema();
+    let by_name: HashMap<&str, usize> =
+        schema.fields().iter().enumerate().map(|(i, f)| (f.name().as_str(), i)).collect();
+    let columns = table
+        .fields()
+        .iter()
+        .map(|field| match by_name.get(field.name().as_str()) {
+            Some(&i) => batch.column(i).clone(),
+            None => deltalake::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(table.clone(), columns)?)
+}
+
+fn parquet_error(e: deltalake::parquet::errors::ParquetError) -> ApplyError {
+    ApplyError::Table(DeltaTableError::Parquet { source: e })
+}
+
+/// The number of rows in the table, as its log records them (each data file's `numRecords`).
+pub async fn row_count(table: &DeltaTable) -> Result<u64, DeltaTableError> {
+    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+    files
+        .iter()
+        .map(|f| {
+            f.num_records()
+                .map(|n| n as u64)
+                .ok_or_else(|| DeltaTableError::Generic(format!("{}: no numRecords", f.path())))
+        })
+        .sum()
+}
+
+/// Every row of the table, read from its data files.
+pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, ApplyError> {
+    let store = table.object_store();
+    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
+    let mut out = Vec::new();
+    for file in files {
+        let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes.map_err(DeltaTableError::from)?).map_err(parquet_error)?;
+        for batch in reader.build().map_err(parquet_error)? {
+            out.push(batch?);
+        }
+    }
+    Ok(out)
+}
+
+/// The Ids of the table's rows (its `Id` column).
+pub async fn ids(table: &DeltaTable) -> Result<std::collections::BTreeSet<String>, ApplyError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for batch in scan(table).await? {
+        let column = batch.column_by_name("Id").ok_or_else(|| Refused("the table has no column Id".into()))?;
+        ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_owned));
+    }
+    Ok(ids)
+}

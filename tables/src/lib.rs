@@ -1,0 +1,5 @@
+//! The lake's side as tables: each published file applied, once, to its object's merged table (docs/tables.md).
+
+pub mod delta;
+pub mod rows;
+pub mod service;

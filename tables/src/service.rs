@@ -1,0 +1,163 @@
+//! The table writer's loop: each completion on its queue applied to its object's table, in the order the queue
+//! gives them (one message group per object), then deleted; a file the table cannot take goes to the writer's DLQ
+//! with its reason; a failure of the table's storage leaves the message to come back.
+
+use crate::delta::{Applied, ApplyError, apply};
+use common::config::Config;
+use common::merge::file_csv;
+use common::messages::CompletionMessage;
+use common::queue::{OutgoingMessage, Queue, ReceivedMessage};
+use common::services::Services;
+use common::store::ObjectStore;
+use deltalake::DeltaTable;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::{error, info, warn};
+
+/// Everything the writer talks to.
+pub struct TableWriter {
+    store: Arc<dyn ObjectStore>,
+    queue: Arc<dyn Queue>,
+    dlq: Arc<dyn Queue>,
+    location: TablesAt,
+    open: Mutex<HashMap<String, DeltaTable>>,
+}
+
+/// Where the tables are.
+#[derive(Debug, Clone)]
+enum TablesAt {
+    /// A local directory (`aws.local_dir`).
+    Directory(PathBuf),
+}
+
+/// A configuration the writer cannot run with.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WriterConfigError(String);
+
+/// How one message was settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Applied, or found applied already.
+    Applied(Applied),
+    /// Moved to the DLQ with this reason.
+    DeadLettered(String),
+}
+
+impl TableWriter {
+    /// The writer of a configuration: `[tables]`, the tables queue and its DLQ.
+    pub fn from_config(config: &Config, services: &Services) -> Result<Self, WriterConfigError> {
+        let missing = |what: &str| WriterConfigError(format!("{what}: needed by the table writer"));
+        let tables = config.tables.as_ref().ok_or_else(|| missing("tables.location"))?;
+        let (bucket, prefix) = tables.bucket_and_prefix().ok_or_else(|| missing("tables.location"))?;
+        let location = match &config.aws.local_dir {
+            Some(dir) => TablesAt::Directory(dir.join(bucket).join(prefix)),
+            None => {
+                return Err(WriterConfigError(
+                    "tables.location: tables on S3 are not written yet; the writer runs with aws.local_dir".to_owned(),
+                ));
+            }
+        };
+        Ok(Self {
+            store: services.store.clone(),
+            queue: services.queues.tables.clone().ok_or_else(|| missing("queues.tables"))?,
+            dlq: services.queues.tables_dlq.clone().ok_or_else(|| missing("queues.tables_dlq"))?,
+            location,
+            open: Mutex::default(),
+        })
+    }
+
+    /// The table of `object`, as last seen by this writer.
+    pub async fn table(&self, object: &str) -> Result<DeltaTable, ApplyError> {
+        let TablesAt::Directory(dir) = &self.location;
+        let path = dir.join(object);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string())))?;
+        let url = url::Url::from_directory_path(&path).map_err(|()| {
+            ApplyError::Table(deltalake::DeltaTableError::Generic(format!("{}: not a path", path.display())))
+        })?;
+        if path.join("_delta_log").is_dir() {
+            Ok(DeltaTable::try_from_url(url).await?)
+        } else {
+            // Not created yet (its first file creates it): not loaded, which would log an error.
+            Ok(deltalake::DeltaTableBuilder::from_url(url)?.build()?)
+        }
+    }
+
+    /// Applies one message's completion.
+    pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, ApplyError> {
+        let completion: CompletionMessage = match serde_json::from_str(&message.body) {
+            Ok(completion) => completion,
+            Err(e) => return self.dead_letter(message, format!("not a completion message: {e}")).await,
+        };
+        let mut open = self.open.lock().await;
+        let table = match open.remove(&completion.object) {
+            Some(table) => table,
+            None => self.table(&completion.object).await?,
+        };
+        let mut table = table;
+        let csv = file_csv(&*self.store, &completion)
+            .await
+            .map_err(|e| ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string())));
+        let outcome = match csv {
+            Ok(csv) => apply(&mut table, &completion, &csv).await,
+            Err(e) => Err(e),
+        };
+        // A table whose commit failed is read again next time: another writer may have committed meanwhile.
+        if outcome.is_ok() {
+            open.insert(completion.object.clone(), table);
+        }
+        drop(open);
+        match outcome {
+            Ok(applied) => {
+                self.queue.delete(&message.receipt).await.map_err(table_error)?;
+                Ok(Settled::Applied(applied))
+            }
+            Err(ApplyError::Refused(reason)) => {
+                self.dead_letter(message, format!("s3://{}/{}: {reason}", completion.bucket, completion.key)).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, ApplyError> {
+        let dead = OutgoingMessage::new(message.body.clone()).attribute("reason", reason.clone());
+        self.dlq.send(dead).await.map_err(table_error)?;
+        self.queue.delete(&message.receipt).await.map_err(table_error)?;
+        Ok(Settled::DeadLettered(reason))
+    }
+}
+
+fn table_error(e: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string()))
+}
+
+/// Serves the tables queue until `shutdown` resolves.
+pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let received = tokio::select! {
+            () = &mut shutdown => break,
+            received = writer.queue.receive(1, wait) => received,
+        };
+        let messages = match received {
+            Ok(messages) => messages,
+            Err(e) => {
+                error!(error = %e, "cannot receive completions; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        for message in messages {
+            match writer.handle(&message).await {
+                Ok(Settled::Applied(applied)) => info!(?applied, "completion applied"),
+                Ok(Settled::DeadLettered(reason)) => warn!(%reason, "completion dead-lettered"),
+                Err(e) => warn!(error = %e, "completion not applied for now; it will be received again"),
+            }
+        }
+    }
+    info!("table writer stopped");
+}

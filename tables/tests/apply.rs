@@ -1,0 +1,213 @@
+//! Files applied to a Delta table on the local disk, against the reference merge (`common::merge`, the lake merger's
+//! reading of the files): upserts, deletes, a replacing full load, a file applied twice, a file applied late and a
+//! query that gains a field.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use chrono::{DateTime, Utc};
+use common::merge::MergedTable;
+use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobKind, Window};
+use deltalake::DeltaTable;
+use std::collections::BTreeMap;
+use table_writer::delta::{Applied, apply, row_count, scan};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// A completion of a file of Account with `columns` (after the deleted flag and the Id).
+fn file(job: &str, executed_at: &str, full: bool, columns: &[(&str, &str)]) -> CompletionMessage {
+    let mut all = vec![("Account.IsDeleted", "boolean"), ("Account.Id", "text")];
+    all.extend_from_slice(columns);
+    CompletionMessage {
+        version: 1,
+        job_id: job.into(),
+        batch_id: format!("{job}-b"),
+        file_id: format!("{job}-f"),
+        object: "Account".into(),
+        segment: 0,
+        segments: 1,
+        bucket: "raw".into(),
+        key: format!("Account/{job}.csv"),
+        metadata_key: format!("Account/{job}.metadata.json"),
+        record_count: 0,
+        bytes: 0,
+        full,
+        window: Window { from: None, to: at(executed_at) },
+        executed_at: at(executed_at),
+        checksum: Checksum { algorithm: "CRC32C".into(), value: String::new() },
+        compression: "none".into(),
+        kind: Some(JobKind::Increment),
+        schema: Some(FileSchema::of_deletions("Account.Id".into(), "Account.IsDeleted".into(), "UTC")).map(|s| {
+            FileSchema {
+                columns: all
+                    .iter()
+                    .map(|(name, ty)| FileColumn { name: (*name).into(), zuora_type: (*ty).into(), nullable: true })
+                    .collect(),
+                ..s
+            }
+        }),
+    }
+}
+
+/// Rows as the reference merge keeps them: Id -> column -> text.
+type Rows = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The table's rows.
+async fn table_rows(table: &DeltaTable) -> Rows {
+    let mut out = BTreeMap::new();
+    for batch in scan(table).await.unwrap() {
+        rows_of(&batch, &mut out);
+    }
+    out
+}
+
+fn rows_of(batch: &RecordBatch, out: &mut Rows) {
+    let schema = batch.schema();
+    let as_text: Vec<_> = batch
+        .columns()
+        .iter()
+        .map(|c| deltalake::arrow::compute::cast(c, &deltalake::arrow::datatypes::DataType::Utf8).unwrap())
+        .collect();
+    for row in 0..batch.num_rows() {
+        let mut values = BTreeMap::new();
+        for (field, column) in schema.fields().iter().zip(&as_text) {
+            let column = column.as_string::<i32>();
+            if field.name() != "_zle_executed_at" && !column.is_null(row) {
+                let mut value = column.value(row).to_owned();
+                if matches!(field.data_type(), deltalake::arrow::datatypes::DataType::Decimal128(..)) {
+                    value = value.trim_end_matches('0').trim_end_matches('.').to_owned();
+                }
+                values.insert(format!("Account.{}", field.name()), value);
+            }
+        }
+        out.insert(values["Account.Id"].clone(), values);
+    }
+}
+
+/// The reference merge's rows, nulls left out (a table column the file did not have is null, not empty).
+fn expected(files: &[(&CompletionMessage, &str)]) -> Rows {
+    let mut merged = MergedTable::default();
+    let mut ordered: Vec<_> = files.to_vec();
+    ordered.sort_by_key(|(c, _)| c.executed_at);
+    for (completion, csv) in ordered {
+        if completion.replaces_the_table() {
+            merged = MergedTable::default();
+        }
+        merged.apply(csv.as_bytes(), "Account.Id", Some("Account.IsDeleted")).unwrap();
+    }
+    merged.rows.into_iter().map(|(id, row)| (id, row.into_iter().filter(|(_, v)| !v.is_empty()).collect())).collect()
+}
+
+async fn new_table() -> (tempfile::TempDir, DeltaTable) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    (dir, DeltaTable::try_from_url(url).await.unwrap())
+}
+
+const COLUMNS: &[(&str, &str)] = &[("Account.Name", "text"), ("Account.Balance", "decimal")];
+
+/// Four days of files, in the order published: a first load; upserts and a delete; a day whose query gained a
+/// field (`Region`); a backfill published after that day but run before it (its version of `a4` is older); then
+/// Zuora starting the session again (a full load that replaces the table).
+fn days() -> Vec<(CompletionMessage, &'static str)> {
+    let mut widened = COLUMNS.to_vec();
+    widened.push(("Account.Region", "text"));
+    vec![
+        (
+            file("j1", "2026-11-01T06:00:00Z", true, COLUMNS),
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             false,a1,Ann,10\nfalse,a2,Bob,20.5\nfalse,a3,\"Cy, \"\"the\"\" third\nof line two\",\n",
+        ),
+        (
+            file("j2", "2026-11-02T06:00:00Z", false, COLUMNS),
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a2,Bob,21\ntrue,a3,,\nfalse,a4,Dee,4\n",
+        ),
+        (
+            file("j4", "2026-11-03T06:00:00Z", false, &widened),
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance,Account.Region\n\
+             false,a4,Dee,44,EU\nfalse,a1,Ann,10,US\n",
+        ),
+        (
+            file("j3", "2026-11-02T12:00:00Z", false, COLUMNS),
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a4,Dee (old),4\nfalse,a5,Eve,5\n",
+        ),
+        (
+            file("j5", "2026-11-04T06:00:00Z", true, &widened),
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance,Account.Region\nfalse,a1,Ann,1,US\n",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn days_of_files_a_duplicate_a_late_file_a_new_field_and_a_full_reload_leave_the_reference_merge() {
+    let (_dir, mut table) = new_table().await;
+    let days = days();
+    let mut applied = Vec::new();
+    for (completion, csv) in &days {
+        let outcome = apply(&mut table, completion, csv.as_bytes()).await.unwrap();
+        assert!(matches!(outcome, Applied::Committed { .. }), "{outcome:?}");
+        applied.push((completion, *csv));
+        assert_eq!(table_rows(&table).await, expected(&applied), "after {}", completion.job_id);
+        if completion.job_id == "j3" {
+            assert_eq!(table_rows(&table).await["a4"]["Account.Name"], "Dee", "the late file's older version lost");
+            assert_eq!(row_count(&table).await.unwrap(), 4);
+            // Delivered again: recorded, not applied twice.
+            let (again, again_csv) = &days[1];
+            assert_eq!(apply(&mut table, again, again_csv.as_bytes()).await.unwrap(), Applied::AlreadyApplied);
+            assert_eq!(table_rows(&table).await, expected(&applied));
+        }
+    }
+    // The full load replaced the table: a5 and the others not in it are gone.
+    assert_eq!(row_count(&table).await.unwrap(), 1);
+}
+
+/// The rows a reader this project did not write sees, by the reference merge's names.
+fn read_with_python(dir: &std::path::Path) -> [(String, Rows); 2] {
+    let python = std::env::var("ZLE_TEST_PYTHON").expect("ZLE_TEST_PYTHON: run the suite with ./tests/run.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/third_party/read_delta.py");
+    let output = std::process::Command::new(python).arg(script).arg(dir).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    ["duckdb", "deltalake"].map(|reader| {
+        let rows = read[reader].as_object().unwrap().iter().map(|(id, row)| {
+            let row = row.as_object().unwrap().iter();
+            (id.clone(), row.map(|(k, v)| (format!("Account.{k}"), v.as_str().unwrap().to_owned())).collect())
+        });
+        (reader.to_owned(), rows.collect())
+    })
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (DuckDB and deltalake in its Python venv)"]
+async fn duckdb_and_delta_rs_python_read_the_tables_rows_as_the_reference_merge_has_them() {
+    let (dir, mut table) = new_table().await;
+    let days = days();
+    let mut applied = Vec::new();
+    for (completion, csv) in &days {
+        apply(&mut table, completion, csv.as_bytes()).await.unwrap();
+        apply(&mut table, completion, csv.as_bytes()).await.unwrap();
+        applied.push((completion, *csv));
+        for (reader, rows) in read_with_python(dir.path()) {
+            assert_eq!(rows, expected(&applied), "{reader}, after {}", completion.job_id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_file_whose_column_changed_type_is_refused_and_the_table_is_untouched() {
+    let (_dir, mut table) = new_table().await;
+    let first = file("j1", "2026-11-01T06:00:00Z", true, COLUMNS);
+    apply(&mut table, &first, b"Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,10\n")
+        .await
+        .unwrap();
+    let version = table.version();
+    let changed = file("j2", "2026-11-02T06:00:00Z", false, &[("Account.Name", "text"), ("Account.Balance", "text")]);
+    let error =
+        apply(&mut table, &changed, b"Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,x\n")
+            .await
+            .unwrap_err();
+    assert!(matches!(error, table_writer::delta::ApplyError::Refused(_)), "{error}");
+    assert!(error.to_string().contains("column Balance"), "{error}");
+    assert_eq!(table.version(), version);
+}
