@@ -13,6 +13,7 @@
 //! delivered again finds it and is not applied twice, whatever happened in between.
 
 use crate::rows::{EXECUTED_AT, Layout, Refused};
+use crate::source::FileSource;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, BooleanArray, RecordBatch};
@@ -29,9 +30,6 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-
-/// Rows read from a CSV at a time.
-const BATCH_ROWS: usize = 64 * 1024;
 
 /// What applying a file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +69,14 @@ pub fn app_id(completion: &CompletionMessage) -> String {
     format!("zuora-lake-export:{}", completion.deduplication_id())
 }
 
-/// Applies one published file (`csv`: its decompressed bytes) to its object's table at `table`, creating the table
-/// on its first file.
-pub async fn apply(table: &mut DeltaTable, completion: &CompletionMessage, csv: &[u8]) -> Result<Applied, ApplyError> {
+/// Applies one published file, read from `source`, to its object's table `table`, creating the table on its first
+/// file. The file is read twice when it is merged (its Ids first, then its rows), a batch at a time; a file whose
+/// records differ in number from its completion's `recordCount` is refused.
+pub async fn apply(
+    table: &mut DeltaTable,
+    completion: &CompletionMessage,
+    source: &FileSource,
+) -> Result<Applied, ApplyError> {
     let schema = completion
         .schema
         .as_ref()
@@ -107,7 +110,7 @@ pub async fn apply(table: &mut DeltaTable, completion: &CompletionMessage, csv: 
         actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
         files_removed = files.len();
     } else {
-        let ids = file_ids(&layout, csv)?;
+        let ids = file_ids(&layout, source, completion).await?;
         let store = table.object_store();
         for file in &files {
             let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
@@ -130,15 +133,20 @@ pub async fn apply(table: &mut DeltaTable, completion: &CompletionMessage, csv: 
             }
         }
     }
-    let mut rows_added = 0;
-    for rows in layout.read(csv, completion.executed_at, BATCH_ROWS) {
+    let (mut rows_added, mut records) = (0, 0);
+    let mut reading = source.read(completion, &layout).await?;
+    while let Some(rows) = reading.next().await {
         let rows = rows?;
+        records += (rows.upserts.num_rows() + rows.deleted.len()) as u64;
         let batch =
             if keep_newer.is_empty() { rows.upserts } else { without(&rows.upserts, layout.id_column(), &keep_newer)? };
         rows_added += batch.num_rows() as u64;
         if batch.num_rows() > 0 {
             writer.write_with_mode(conform(batch, &table_schema)?, mode).await?;
         }
+    }
+    if records != completion.record_count {
+        return Err(Refused(format!("{records} records read, the completion says {}", completion.record_count)).into());
     }
     actions.extend(writer.flush().await?.into_iter().map(Action::Add));
     let operation = if replaces {
@@ -215,9 +223,14 @@ fn evolve(table: &DeltaTable, layout: &Layout) -> Result<Option<(Metadata, Struc
 }
 
 /// The file's Ids.
-fn file_ids(layout: &Layout, csv: &[u8]) -> Result<HashSet<String>, Refused> {
+async fn file_ids(
+    layout: &Layout,
+    source: &FileSource,
+    completion: &CompletionMessage,
+) -> Result<HashSet<String>, ApplyError> {
     let mut ids = HashSet::new();
-    for rows in layout.read(csv, chrono::Utc::now(), BATCH_ROWS) {
+    let mut reading = source.read(completion, layout).await?;
+    while let Some(rows) = reading.next().await {
         let rows = rows?;
         ids.extend(rows.deleted);
         let column = rows.upserts.column_by_name(layout.id_column()).ok_or_else(|| Refused("no Id".into()))?;

@@ -3,3 +3,4 @@
 pub mod delta;
 pub mod rows;
 pub mod service;
+pub mod source;

@@ -3,8 +3,8 @@
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
 use crate::delta::{Applied, ApplyError, apply};
+use crate::source::FileSource;
 use common::config::Config;
-use common::merge::file_csv;
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, ReceivedMessage};
 use common::services::Services;
@@ -99,13 +99,7 @@ impl TableWriter {
             None => self.table(&completion.object).await?,
         };
         let mut table = table;
-        let csv = file_csv(&*self.store, &completion)
-            .await
-            .map_err(|e| ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string())));
-        let outcome = match csv {
-            Ok(csv) => apply(&mut table, &completion, &csv).await,
-            Err(e) => Err(e),
-        };
+        let outcome = apply(&mut table, &completion, &FileSource::Store(self.store.clone())).await;
         // A table whose commit failed is read again next time: another writer may have committed meanwhile.
         if outcome.is_ok() {
             open.insert(completion.object.clone(), table);

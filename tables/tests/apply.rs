@@ -10,13 +10,30 @@ use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobK
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
 use table_writer::delta::{Applied, apply, row_count, scan};
+use table_writer::source::FileSource;
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
 
-/// A completion of a file of Account with `columns` (after the deleted flag and the Id).
-fn file(job: &str, executed_at: &str, full: bool, columns: &[(&str, &str)]) -> CompletionMessage {
+/// A file of Account with `columns` (after the deleted flag and the Id), and its completion.
+fn file(
+    job: &str,
+    executed_at: &str,
+    full: bool,
+    columns: &[(&str, &str)],
+    csv: &'static str,
+) -> (CompletionMessage, &'static str) {
+    let records = csv::Reader::from_reader(csv.as_bytes()).records().count() as u64;
+    (CompletionMessage { record_count: records, ..completion(job, executed_at, full, columns) }, csv)
+}
+
+/// The file as the writer reads it.
+fn source(csv: &str) -> FileSource {
+    FileSource::Bytes(bytes::Bytes::copy_from_slice(csv.as_bytes()))
+}
+
+fn completion(job: &str, executed_at: &str, full: bool, columns: &[(&str, &str)]) -> CompletionMessage {
     let mut all = vec![("Account.IsDeleted", "boolean"), ("Account.Id", "text")];
     all.extend_from_slice(columns);
     CompletionMessage {
@@ -114,26 +131,41 @@ fn days() -> Vec<(CompletionMessage, &'static str)> {
     let mut widened = COLUMNS.to_vec();
     widened.push(("Account.Region", "text"));
     vec![
-        (
-            file("j1", "2026-11-01T06:00:00Z", true, COLUMNS),
+        file(
+            "j1",
+            "2026-11-01T06:00:00Z",
+            true,
+            COLUMNS,
             "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
              false,a1,Ann,10\nfalse,a2,Bob,20.5\nfalse,a3,\"Cy, \"\"the\"\" third\nof line two\",\n",
         ),
-        (
-            file("j2", "2026-11-02T06:00:00Z", false, COLUMNS),
+        file(
+            "j2",
+            "2026-11-02T06:00:00Z",
+            false,
+            COLUMNS,
             "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a2,Bob,21\ntrue,a3,,\nfalse,a4,Dee,4\n",
         ),
-        (
-            file("j4", "2026-11-03T06:00:00Z", false, &widened),
+        file(
+            "j4",
+            "2026-11-03T06:00:00Z",
+            false,
+            &widened,
             "Account.IsDeleted,Account.Id,Account.Name,Account.Balance,Account.Region\n\
              false,a4,Dee,44,EU\nfalse,a1,Ann,10,US\n",
         ),
-        (
-            file("j3", "2026-11-02T12:00:00Z", false, COLUMNS),
+        file(
+            "j3",
+            "2026-11-02T12:00:00Z",
+            false,
+            COLUMNS,
             "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a4,Dee (old),4\nfalse,a5,Eve,5\n",
         ),
-        (
-            file("j5", "2026-11-04T06:00:00Z", true, &widened),
+        file(
+            "j5",
+            "2026-11-04T06:00:00Z",
+            true,
+            &widened,
             "Account.IsDeleted,Account.Id,Account.Name,Account.Balance,Account.Region\nfalse,a1,Ann,1,US\n",
         ),
     ]
@@ -145,7 +177,7 @@ async fn days_of_files_a_duplicate_a_late_file_a_new_field_and_a_full_reload_lea
     let days = days();
     let mut applied = Vec::new();
     for (completion, csv) in &days {
-        let outcome = apply(&mut table, completion, csv.as_bytes()).await.unwrap();
+        let outcome = apply(&mut table, completion, &source(csv)).await.unwrap();
         assert!(matches!(outcome, Applied::Committed { .. }), "{outcome:?}");
         applied.push((completion, *csv));
         assert_eq!(table_rows(&table).await, expected(&applied), "after {}", completion.job_id);
@@ -154,7 +186,7 @@ async fn days_of_files_a_duplicate_a_late_file_a_new_field_and_a_full_reload_lea
             assert_eq!(row_count(&table).await.unwrap(), 4);
             // Delivered again: recorded, not applied twice.
             let (again, again_csv) = &days[1];
-            assert_eq!(apply(&mut table, again, again_csv.as_bytes()).await.unwrap(), Applied::AlreadyApplied);
+            assert_eq!(apply(&mut table, again, &source(again_csv)).await.unwrap(), Applied::AlreadyApplied);
             assert_eq!(table_rows(&table).await, expected(&applied));
         }
     }
@@ -185,8 +217,8 @@ async fn duckdb_and_delta_rs_python_read_the_tables_rows_as_the_reference_merge_
     let days = days();
     let mut applied = Vec::new();
     for (completion, csv) in &days {
-        apply(&mut table, completion, csv.as_bytes()).await.unwrap();
-        apply(&mut table, completion, csv.as_bytes()).await.unwrap();
+        apply(&mut table, completion, &source(csv)).await.unwrap();
+        apply(&mut table, completion, &source(csv)).await.unwrap();
         applied.push((completion, *csv));
         for (reader, rows) in read_with_python(dir.path()) {
             assert_eq!(rows, expected(&applied), "{reader}, after {}", completion.job_id);
@@ -197,17 +229,33 @@ async fn duckdb_and_delta_rs_python_read_the_tables_rows_as_the_reference_merge_
 #[tokio::test]
 async fn a_file_whose_column_changed_type_is_refused_and_the_table_is_untouched() {
     let (_dir, mut table) = new_table().await;
-    let first = file("j1", "2026-11-01T06:00:00Z", true, COLUMNS);
-    apply(&mut table, &first, b"Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,10\n")
-        .await
-        .unwrap();
+    let (first, csv) = file(
+        "j1",
+        "2026-11-01T06:00:00Z",
+        true,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,10\n",
+    );
+    apply(&mut table, &first, &source(csv)).await.unwrap();
     let version = table.version();
-    let changed = file("j2", "2026-11-02T06:00:00Z", false, &[("Account.Name", "text"), ("Account.Balance", "text")]);
-    let error =
-        apply(&mut table, &changed, b"Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,x\n")
-            .await
-            .unwrap_err();
+    let text_balance = [("Account.Name", "text"), ("Account.Balance", "text")];
+    let csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,x\n";
+    let (changed, csv) = file("j2", "2026-11-02T06:00:00Z", false, &text_balance, csv);
+    let error = apply(&mut table, &changed, &source(csv)).await.unwrap_err();
     assert!(matches!(error, table_writer::delta::ApplyError::Refused(_)), "{error}");
     assert!(error.to_string().contains("column Balance"), "{error}");
+    assert_eq!(table.version(), version);
+
+    // A stored file whose records are not the ones its completion counted (cut, or replaced since) is refused.
+    let (day, csv) = file(
+        "j3",
+        "2026-11-03T06:00:00Z",
+        false,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a2,Bo,1\n",
+    );
+    let counted_more = CompletionMessage { record_count: 2, ..day };
+    let error = apply(&mut table, &counted_more, &source(csv)).await.unwrap_err();
+    assert!(error.to_string().contains("1 records read, the completion says 2"), "{error}");
     assert_eq!(table.version(), version);
 }
