@@ -106,12 +106,10 @@ pub async fn apply(
     };
     let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
     let mut files_removed = 0;
-    if replaces {
-        actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
-        files_removed = files.len();
-    } else {
-        let ids = file_ids(&layout, source, completion).await?;
-        let store = table.object_store();
+    // The Ids the file covers: all of them when it replaces the table.
+    let ids = if replaces { None } else { Some(file_ids(&layout, source, completion).await?) };
+    let store = table.object_store();
+    {
         for file in &files {
             let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
             let bytes = bytes.map_err(DeltaTableError::from)?;
@@ -120,7 +118,8 @@ pub async fn apply(
             let mut rewritten = false;
             for batch in batches.map_err(parquet_error)? {
                 let batch = batch?;
-                let (keep, dropped) = superseded(&batch, layout.id_column(), &ids, executed_at, &mut keep_newer)?;
+                let (keep, dropped) =
+                    superseded(&batch, layout.id_column(), ids.as_ref(), executed_at, &mut keep_newer)?;
                 rewritten |= dropped;
                 kept.push(filter_record_batch(&batch, &keep)?);
             }
@@ -149,16 +148,13 @@ pub async fn apply(
         return Err(Refused(format!("{records} records read, the completion says {}", completion.record_count)).into());
     }
     actions.extend(writer.flush().await?.into_iter().map(Action::Add));
-    let operation = if replaces {
-        DeltaOperation::Write { mode: SaveMode::Overwrite, partition_by: None, predicate: None }
-    } else {
-        DeltaOperation::Merge {
-            predicate: None,
-            merge_predicate: Some(format!("target.{0} = source.{0}", layout.id_column())),
-            matched_predicates: Vec::new(),
-            not_matched_predicates: Vec::new(),
-            not_matched_by_source_predicates: Vec::new(),
-        }
+    // A replacement is a merge that also deletes the rows the file does not have (unless newer than it).
+    let operation = DeltaOperation::Merge {
+        predicate: None,
+        merge_predicate: Some(format!("target.{0} = source.{0}", layout.id_column())),
+        matched_predicates: Vec::new(),
+        not_matched_predicates: Vec::new(),
+        not_matched_by_source_predicates: Vec::new(),
     };
     let properties = CommitProperties::default()
         .with_application_transaction(Transaction::new(&app_id, completion.executed_at.timestamp_millis()))
@@ -239,12 +235,13 @@ async fn file_ids(
     Ok(ids)
 }
 
-/// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file holds its Id and is
-/// not older than it; a row newer than the file stays, and its Id is kept out of the file's rows (`keep_newer`).
+/// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file covers its Id (`ids`;
+/// every Id when `None`: the file replaces the table) and the row is not newer than the file; a newer row stays, and
+/// its Id is kept out of the file's rows (`keep_newer`).
 fn superseded(
     batch: &RecordBatch,
     id_column: &str,
-    ids: &HashSet<String>,
+    ids: Option<&HashSet<String>>,
     executed_at: i64,
     keep_newer: &mut HashSet<String>,
 ) -> Result<(BooleanArray, bool), Refused> {
@@ -256,7 +253,7 @@ fn superseded(
     let keep: BooleanArray = (0..batch.num_rows())
         .map(|row| {
             let Some(row_id) = id.is_valid(row).then(|| id.value(row)) else { return Some(true) };
-            if !ids.contains(row_id) {
+            if ids.is_some_and(|ids| !ids.contains(row_id)) {
                 return Some(true);
             }
             if versions.value(row) > executed_at {

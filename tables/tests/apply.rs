@@ -259,3 +259,27 @@ async fn a_file_whose_column_changed_type_is_refused_and_the_table_is_untouched(
     assert!(error.to_string().contains("1 records read, the completion says 2"), "{error}");
     assert_eq!(table.version(), version);
 }
+
+#[tokio::test]
+async fn a_full_load_applied_after_a_newer_increment_keeps_the_increments_rows() {
+    let (_dir, mut table) = new_table().await;
+    let first: &'static str =
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,1\nfalse,a2,Bob,2\n";
+    let newer: &'static str =
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,11\nfalse,a3,Cy,3\n";
+    let reload: &'static str =
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,1\nfalse,a2,Bob,2\nfalse,a4,Dee,4\n";
+    let files = [
+        file("j1", "2026-11-01T06:00:00Z", true, COLUMNS, first),
+        file("j3", "2026-11-03T06:00:00Z", false, COLUMNS, newer),
+        // Zuora's full load of the 2nd, published after the 3rd's increment.
+        file("j2", "2026-11-02T06:00:00Z", true, COLUMNS, reload),
+    ];
+    let mut applied = Vec::new();
+    for (completion, csv) in &files {
+        apply(&mut table, completion, &source(csv)).await.unwrap();
+        applied.push((completion, *csv));
+    }
+    assert_eq!(table_rows(&table).await, expected(&applied));
+    assert_eq!(table_rows(&table).await["a1"]["Account.Balance"], "11");
+}
