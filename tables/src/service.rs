@@ -76,9 +76,7 @@ impl TableWriter {
         let path = dir.join(object);
         std::fs::create_dir_all(&path)
             .map_err(|e| ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string())))?;
-        let url = url::Url::from_directory_path(&path).map_err(|()| {
-            ApplyError::Table(deltalake::DeltaTableError::Generic(format!("{}: not a path", path.display())))
-        })?;
+        let url = directory_url(&path)?;
         if path.join("_delta_log").is_dir() {
             Ok(DeltaTable::try_from_url(url).await?)
         } else {
@@ -154,4 +152,20 @@ pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future
         }
     }
     info!("table writer stopped");
+}
+
+/// The `file://` URL of a directory, relative ones (the quick start's `lake`) taken from the working directory.
+fn directory_url(path: &std::path::Path) -> Result<url::Url, ApplyError> {
+    let absolute = std::path::absolute(path).map_err(table_error)?;
+    url::Url::from_directory_path(&absolute).map_err(|()| table_error(format!("{}: not a path", absolute.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_relative_lake_directory_is_a_table_url_under_the_working_directory() {
+        let url = super::directory_url(std::path::Path::new("lake/zuora-tables/Account")).unwrap();
+        let expected = std::env::current_dir().unwrap().join("lake/zuora-tables/Account/");
+        assert_eq!(url.to_file_path().unwrap(), expected);
+    }
 }
