@@ -2,7 +2,7 @@
 //! that describe it, and what is logged and measured of it.
 
 use crate::relay::{PendingUpload, Published, RelaySettings};
-use crate::worker::{WorkError, Worker};
+use crate::worker::{WorkError, Worker, abort_all};
 use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
 use common::config::ConsumerSettings;
@@ -10,7 +10,7 @@ use common::marks::PublishedMark;
 use common::messages::{Checksum, CompletionMessage, FileSchema, JobKind, JobMessage, MESSAGE_VERSION};
 use common::zuora::Job;
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// What every file of a batch shares.
 pub(crate) struct BatchToPublish<'a> {
@@ -84,9 +84,7 @@ impl Worker {
         let schema = match self.schemas.of_file(&self.zuora, object, &upload.counter.header()).await {
             Ok(schema) => schema,
             Err(e) => {
-                if let Err(abort) = upload.abort().await {
-                    warn!(error = %abort, "could not abort a multipart upload; the bucket's lifecycle rule will");
-                }
+                abort_all(vec![(upload, Duration::ZERO)]).await;
                 return Err(e.into());
             }
         };

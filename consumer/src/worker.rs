@@ -770,7 +770,8 @@ fn name_of(batch: &Batch) -> String {
     batch.name.clone().unwrap_or_else(|| "unnamed batch".to_owned())
 }
 
-async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
+/// Aborts uploads that will not be completed (their parts are released now, not by the lifecycle rule).
+pub(crate) async fn abort_all(pending: Vec<(PendingUpload, Duration)>) {
     for (upload, _) in pending {
         if let Err(e) = upload.abort().await {
             warn!(error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");

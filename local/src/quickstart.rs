@@ -8,9 +8,9 @@
 
 use crate::lake;
 use anyhow::{Context, bail};
-use common::catalogue::Catalogue;
+use common::catalogue::{Catalogue, ObjectSpec};
 use common::config::Config;
-use common::merge;
+use common::merge::{self, MergedTable};
 use common::messages::CompletionMessage;
 use common::queue::{Queue, QueueDepth};
 use common::services::{Queues, Services};
@@ -189,9 +189,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     for (step, completion) in files {
         reports.push(check_file(&*services.store, &catalogue, &options.lake_dir, step, completion).await?);
     }
-    let objects_matching = compare_with_zuora(&*services.store, &catalogue, &control, &reports).await?;
+    let truths =
+        catalogue.objects.iter().map(|object| zuora_truth(&control, object)).collect::<anyhow::Result<Vec<_>>>()?;
+    let objects_matching = compare_with_zuora(&*services.store, &catalogue, &truths, &reports).await?;
     let tables = match &writer {
-        Some(writer) => compare_tables_with_zuora(writer, &catalogue, &control).await?,
+        Some(writer) => compare_tables_with_zuora(writer, &catalogue, &truths).await?,
         None => Vec::new(),
     };
     sim.shutdown().await;
@@ -349,21 +351,27 @@ async fn check_file(
     Ok(FileReport { step, completion, records, deleted, path })
 }
 
-/// Merges every object's files and compares the result with the simulator's live rows. Objects whose query has
-/// a filter are compared on the rows the filter let through.
+/// The simulator's live rows of `object`, as its query selects them (a query with a filter: the rows it lets
+/// through), keyed by Id.
+pub fn zuora_truth(control: &Control, object: &ObjectSpec) -> anyhow::Result<MergedTable> {
+    let mut truth = MergedTable::default();
+    truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
+    Ok(truth)
+}
+
+/// Merges every object's files and compares the result with the simulator's live rows (`truths`, in catalogue
+/// order).
 async fn compare_with_zuora(
     store: &dyn ObjectStore,
     catalogue: &Catalogue,
-    control: &Control,
+    truths: &[MergedTable],
     files: &[FileReport],
 ) -> anyhow::Result<usize> {
     let completions: Vec<CompletionMessage> = files.iter().map(|f| f.completion.clone()).collect();
     let mut matching = 0;
-    for object in &catalogue.objects {
+    for (object, truth) in catalogue.objects.iter().zip(truths) {
         let merged = merge::merge_object(store, object, &completions).await?;
-        let mut truth = common::merge::MergedTable::default();
-        truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
-        let differences = merge::differences(&merged, &truth, 5);
+        let differences = merge::differences(&merged, truth, 5);
         if differences.is_empty() {
             matching += 1;
         } else {
@@ -373,19 +381,18 @@ async fn compare_with_zuora(
     Ok(matching)
 }
 
-/// Reads each object's table back through delta-rs and compares its Ids with the simulator's live rows.
+/// Reads each object's table back through delta-rs and compares its Ids with the simulator's live rows (`truths`,
+/// in catalogue order).
 async fn compare_tables_with_zuora(
     writer: &TableWriter,
     catalogue: &Catalogue,
-    control: &Control,
+    truths: &[MergedTable],
 ) -> anyhow::Result<Vec<TableReport>> {
     let mut reports = Vec::new();
-    for object in &catalogue.objects {
+    for (object, truth) in catalogue.objects.iter().zip(truths) {
         let table = writer.table(&object.name).await?;
         let rows = table_writer::delta::row_count(&table).await?;
         let ids = table_writer::delta::ids(&table).await?;
-        let mut truth = common::merge::MergedTable::default();
-        truth.apply(control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
         let expected: std::collections::BTreeSet<String> = truth.rows.keys().cloned().collect();
         if rows != expected.len() as u64 || ids != expected {
             let missing: Vec<_> = expected.difference(&ids).take(5).collect();

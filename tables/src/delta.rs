@@ -2,7 +2,8 @@
 //!
 //! Each published file is one commit, made through delta-rs's own commit protocol (`CommitBuilder`: conflict
 //! checks, retries, checkpoints); this module only decides which data files the commit adds and removes:
-//! - a file that replaces the table (`full: true` of an increment, its first segment) removes every data file;
+//! - a file that replaces the table (`full: true` of an increment, its first segment) covers every Id: every data
+//!   file is rewritten without the rows that are not newer than it, and the file's live rows are added;
 //! - any other file is merged copy-on-write: every data file holding an Id of the file is rewritten without the
 //!   versions the file supersedes, and the file's live rows are added. A row's version is the `executedAt` of the
 //!   file it came from ([`EXECUTED_AT`]): a file applied late (published after a newer one) never overwrites a newer
@@ -21,7 +22,8 @@ use common::messages::CompletionMessage;
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Metadata, MetadataExt, StructField, StructType, Transaction};
+use deltalake::kernel::{Action, LogicalFileView, Metadata, MetadataExt, StructField, StructType, Transaction};
+use deltalake::logstore::ObjectStoreRef;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
@@ -56,6 +58,13 @@ pub enum ApplyError {
     /// The table's storage or a commit failed; trying again may succeed.
     #[error("delta: {0}")]
     Table(#[from] DeltaTableError),
+}
+
+impl ApplyError {
+    /// A failure of the table's storage or of reading a file, worth trying again.
+    pub fn table(detail: impl std::fmt::Display) -> Self {
+        Self::Table(DeltaTableError::Generic(detail.to_string()))
+    }
 }
 
 impl From<deltalake::arrow::error::ArrowError> for ApplyError {
@@ -104,32 +113,24 @@ pub async fn apply(
         }
         None => (writer.arrow_schema(), WriteMode::Default),
     };
-    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
     let mut files_removed = 0;
     // The Ids the file covers: all of them when it replaces the table.
     let ids = if replaces { None } else { Some(file_ids(&layout, source, completion).await?) };
     let store = table.object_store();
-    {
-        for file in &files {
-            let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
-            let bytes = bytes.map_err(DeltaTableError::from)?;
-            let batches = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?.build();
-            let mut kept = Vec::new();
-            let mut rewritten = false;
-            for batch in batches.map_err(parquet_error)? {
-                let batch = batch?;
-                let (keep, dropped) =
-                    superseded(&batch, layout.id_column(), ids.as_ref(), executed_at, &mut keep_newer)?;
-                rewritten |= dropped;
-                kept.push(filter_record_batch(&batch, &keep)?);
+    for file in data_files(table).await? {
+        let mut kept = Vec::new();
+        let mut rewritten = false;
+        for batch in read_data_file(&store, &file).await? {
+            let (keep, dropped) = superseded(&batch, layout.id_column(), ids.as_ref(), executed_at, &mut keep_newer)?;
+            rewritten |= dropped;
+            kept.push(filter_record_batch(&batch, &keep)?);
+        }
+        if rewritten {
+            for batch in kept.into_iter().filter(|b| b.num_rows() > 0) {
+                writer.write_with_mode(conform(batch, &table_schema)?, mode).await?;
             }
-            if rewritten {
-                for batch in kept.into_iter().filter(|b| b.num_rows() > 0) {
-                    writer.write_with_mode(conform(batch, &table_schema)?, mode).await?;
-                }
-                actions.push(Action::Remove(file.remove_action(true)));
-                files_removed += 1;
-            }
+            actions.push(Action::Remove(file.remove_action(true)));
+            files_removed += 1;
         }
     }
     let (mut rows_added, mut records) = (0, 0);
@@ -229,10 +230,15 @@ async fn file_ids(
     while let Some(rows) = reading.next().await {
         let rows = rows?;
         ids.extend(rows.deleted);
-        let column = rows.upserts.column_by_name(layout.id_column()).ok_or_else(|| Refused("no Id".into()))?;
-        ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_owned));
+        ids.extend(id_values(&rows.upserts, layout.id_column())?);
     }
     Ok(ids)
+}
+
+/// The Ids in `batch`'s column `id_column`.
+fn id_values<'a>(batch: &'a RecordBatch, id_column: &str) -> Result<impl Iterator<Item = String> + 'a, Refused> {
+    let column = batch.column_by_name(id_column).ok_or_else(|| Refused(format!("no column {id_column}")))?;
+    Ok(column.as_string::<i32>().iter().flatten().map(str::to_owned))
 }
 
 /// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file covers its Id (`ids`;
@@ -295,10 +301,23 @@ fn parquet_error(e: deltalake::parquet::errors::ParquetError) -> ApplyError {
     ApplyError::Table(DeltaTableError::Parquet { source: e })
 }
 
+/// The table's data files.
+async fn data_files(table: &DeltaTable) -> Result<Vec<LogicalFileView>, DeltaTableError> {
+    table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await
+}
+
+/// The rows of one data file.
+async fn read_data_file(store: &ObjectStoreRef, file: &LogicalFileView) -> Result<Vec<RecordBatch>, ApplyError> {
+    let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(bytes.map_err(DeltaTableError::from)?).map_err(parquet_error)?;
+    Ok(reader.build().map_err(parquet_error)?.collect::<Result<_, _>>()?)
+}
+
 /// The number of rows in the table, as its log records them (each data file's `numRecords`).
 pub async fn row_count(table: &DeltaTable) -> Result<u64, DeltaTableError> {
-    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
-    files
+    data_files(table)
+        .await?
         .iter()
         .map(|f| {
             f.num_records()
@@ -311,15 +330,9 @@ pub async fn row_count(table: &DeltaTable) -> Result<u64, DeltaTableError> {
 /// Every row of the table, read from its data files.
 pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, ApplyError> {
     let store = table.object_store();
-    let files: Vec<_> = table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await?;
     let mut out = Vec::new();
-    for file in files {
-        let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(bytes.map_err(DeltaTableError::from)?).map_err(parquet_error)?;
-        for batch in reader.build().map_err(parquet_error)? {
-            out.push(batch?);
-        }
+    for file in data_files(table).await? {
+        out.extend(read_data_file(&store, &file).await?);
     }
     Ok(out)
 }
@@ -328,8 +341,7 @@ pub async fn scan(table: &DeltaTable) -> Result<Vec<RecordBatch>, ApplyError> {
 pub async fn ids(table: &DeltaTable) -> Result<std::collections::BTreeSet<String>, ApplyError> {
     let mut ids = std::collections::BTreeSet::new();
     for batch in scan(table).await? {
-        let column = batch.column_by_name("Id").ok_or_else(|| Refused("the table has no column Id".into()))?;
-        ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_owned));
+        ids.extend(id_values(&batch, "Id")?);
     }
     Ok(ids)
 }

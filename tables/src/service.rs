@@ -74,8 +74,7 @@ impl TableWriter {
     pub async fn table(&self, object: &str) -> Result<DeltaTable, ApplyError> {
         let TablesAt::Directory(dir) = &self.location;
         let path = dir.join(object);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string())))?;
+        std::fs::create_dir_all(&path).map_err(ApplyError::table)?;
         let url = directory_url(&path)?;
         if path.join("_delta_log").is_dir() {
             Ok(DeltaTable::try_from_url(url).await?)
@@ -92,11 +91,10 @@ impl TableWriter {
             Err(e) => return self.dead_letter(message, format!("not a completion message: {e}")).await,
         };
         let mut open = self.open.lock().await;
-        let table = match open.remove(&completion.object) {
+        let mut table = match open.remove(&completion.object) {
             Some(table) => table,
             None => self.table(&completion.object).await?,
         };
-        let mut table = table;
         let outcome = apply(&mut table, &completion, &FileSource::Store(self.store.clone())).await;
         // A table whose commit failed is read again next time: another writer may have committed meanwhile.
         if outcome.is_ok() {
@@ -105,7 +103,7 @@ impl TableWriter {
         drop(open);
         match outcome {
             Ok(applied) => {
-                self.queue.delete(&message.receipt).await.map_err(table_error)?;
+                self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
                 Ok(Settled::Applied(applied))
             }
             Err(ApplyError::Refused(reason)) => {
@@ -117,14 +115,10 @@ impl TableWriter {
 
     async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, ApplyError> {
         let dead = OutgoingMessage::new(message.body.clone()).attribute("reason", reason.clone());
-        self.dlq.send(dead).await.map_err(table_error)?;
-        self.queue.delete(&message.receipt).await.map_err(table_error)?;
+        self.dlq.send(dead).await.map_err(ApplyError::table)?;
+        self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
         Ok(Settled::DeadLettered(reason))
     }
-}
-
-fn table_error(e: impl std::fmt::Display) -> ApplyError {
-    ApplyError::Table(deltalake::DeltaTableError::Generic(e.to_string()))
 }
 
 /// Serves the tables queue until `shutdown` resolves.
@@ -156,8 +150,9 @@ pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future
 
 /// The `file://` URL of a directory, relative ones (the quick start's `lake`) taken from the working directory.
 fn directory_url(path: &std::path::Path) -> Result<url::Url, ApplyError> {
-    let absolute = std::path::absolute(path).map_err(table_error)?;
-    url::Url::from_directory_path(&absolute).map_err(|()| table_error(format!("{}: not a path", absolute.display())))
+    let absolute = std::path::absolute(path).map_err(ApplyError::table)?;
+    url::Url::from_directory_path(&absolute)
+        .map_err(|()| ApplyError::table(format!("{}: not a path", absolute.display())))
 }
 
 #[cfg(test)]

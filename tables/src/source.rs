@@ -38,7 +38,7 @@ impl Reading {
         let next = self.batches.recv().await;
         let broken = self.broken.lock().unwrap_or_else(|e| e.into_inner()).take();
         match (next, broken) {
-            (_, Some(reason)) => Some(Err(ApplyError::Table(deltalake::DeltaTableError::Generic(reason)))),
+            (_, Some(reason)) => Some(Err(ApplyError::table(reason))),
             (Some(rows), None) => Some(rows.map_err(ApplyError::from)),
             (None, None) => None,
         }
@@ -59,8 +59,8 @@ impl FileSource {
                 let stream = store
                     .get_stream(&completion.bucket, &completion.key)
                     .await
-                    .map_err(|e| table_error(format!("{at}: {e}")))?
-                    .ok_or_else(|| table_error(format!("{at}: announced but missing")))?;
+                    .map_err(|e| ApplyError::table(format!("{at}: {e}")))?
+                    .ok_or_else(|| ApplyError::table(format!("{at}: announced but missing")))?;
                 let broken = broken.clone();
                 tokio::spawn(async move {
                     let mut stream = stream;
@@ -108,10 +108,6 @@ impl FileSource {
         });
         Ok(Reading { batches, broken })
     }
-}
-
-fn table_error(detail: String) -> ApplyError {
-    ApplyError::Table(deltalake::DeltaTableError::Generic(detail))
 }
 
 /// The chunks a task receives from the store, as a blocking `Read` (for the parser's thread).

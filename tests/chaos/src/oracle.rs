@@ -122,8 +122,7 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
                 continue;
             }
         };
-        let mut truth = common::merge::MergedTable::default();
-        truth.apply(world.control.ground_truth_of(&object.query)?.as_bytes(), &merge::column(object, "Id"), None)?;
+        let truth = local_export::quickstart::zuora_truth(&world.control, object)?;
         // A row Zuora deleted without ever being able to say so (created and deleted within one increment's
         // interval, seen alive in between by a backfill or a full export) stays in any lake: Zuora's limit, not
         // a loss. Such rows are counted, and only they are forgiven.
