@@ -12,12 +12,25 @@
 //! Every commit records the file's deduplication id as an application transaction (`txn`: app id
 //! `zuora-lake-export:<jobId>:<batchId>:<segment>`, version its `executedAt` in milliseconds): a completion
 //! delivered again finds it and is not applied twice, whatever happened in between.
+//!
+//! A row deleted by a newer file leaves no row to be newer than an older file's version of it, so the table keeps
+//! what a late file needs besides its rows:
+//! - the `executedAt` of the newest full load that replaced it, a table property ([`FULL_LOAD_AT`]) set in the
+//!   replacing commit itself: a file older than that load is superseded whole (the load has every live row, and
+//!   a row it lacks was deleted);
+//! - the Ids deleted by merged files, with the `executedAt` of the file that deleted them, in a Delta table of its
+//!   own beside the data ([`DELETED_TABLE`], inside the table's directory, where readers and vacuum do not look),
+//!   committed before the file's own commit under the same application transaction: a late file's version of a
+//!   deleted Id is dropped. A crash between the two commits leaves a deletion recorded ahead of its file, which is
+//!   applied when its completion comes back.
 
-use crate::rows::{EXECUTED_AT, Layout, Refused};
+use crate::rows::{ColumnType, EXECUTED_AT, Layout, Refused};
 use crate::source::FileSource;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::{DateTime, Utc};
 use common::messages::CompletionMessage;
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
@@ -26,6 +39,7 @@ use deltalake::kernel::{Action, LogicalFileView, Metadata, MetadataExt, StructFi
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
@@ -47,7 +61,19 @@ pub enum Applied {
     },
     /// The table already records the file's transaction: nothing done.
     AlreadyApplied,
+    /// The file is older than the full load that last replaced the table, which supersedes every row of it:
+    /// nothing done.
+    Superseded {
+        /// The `executedAt` of that full load.
+        full_load_at: DateTime<Utc>,
+    },
 }
+
+/// The table property holding the `executedAt` (RFC 3339) of the newest full load that replaced the table.
+pub const FULL_LOAD_AT: &str = "zuoraLakeExport.fullLoadAt";
+
+/// The directory, inside a table's, of the Delta table of the Ids deleted by its merged files.
+pub const DELETED_TABLE: &str = "_zle_deleted/";
 
 /// Why a file was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -92,21 +118,31 @@ pub async fn apply(
         .ok_or_else(|| Refused("the completion has no schema (a release before 2026-12 published it)".to_owned()))?;
     let layout = Layout::of(&completion.object, schema)?;
     let app_id = app_id(completion);
-    if table.version().is_some() {
+    let full_load_at = if table.version().is_some() {
         let snapshot = table.snapshot()?;
         if snapshot.transaction_version(table.log_store().as_ref(), &app_id).await?.is_some() {
             return Ok(Applied::AlreadyApplied);
         }
+        full_load_at(table)?
     } else {
         create(table, &completion.object, &layout).await?;
+        None
+    };
+    if let Some(full_load_at) = full_load_at.filter(|at| completion.executed_at < *at) {
+        return Ok(Applied::Superseded { full_load_at });
     }
-    let evolved = evolve(table, &layout)?;
-    let executed_at = completion.executed_at.timestamp_micros();
     let replaces = completion.replaces_the_table() && completion.segment == 0;
+    let evolved = evolve(table, &layout)?;
+    let metadata = if replaces { Some(marked_full_load(table, evolved, completion.executed_at)?) } else { evolved };
+    let executed_at = completion.executed_at.timestamp_micros();
     let mut actions: Vec<Action> = Vec::new();
-    let mut keep_newer: HashSet<String> = HashSet::new();
-    let mut writer = RecordBatchWriter::for_table(table)?;
-    let (table_schema, mode) = match evolved {
+    // Ids whose row is newer than the file, or deleted by a newer file: the file's version of them is dropped.
+    let mut keep_newer = deleted_after(table, executed_at).await?;
+    // Data files of the table's target size (100 MiB unless `delta.targetFileSize` says otherwise), not one file
+    // per commit: a merge reads a rewritten file whole, so the file's size bounds its memory.
+    let target_file_size = table.snapshot()?.table_config().target_file_size().get();
+    let mut writer = RecordBatchWriter::for_table(table)?.with_target_file_size(target_file_size);
+    let (table_schema, mode) = match metadata {
         Some((metadata, schema)) => {
             actions.push(Action::Metadata(metadata));
             (Arc::new((&schema).try_into_arrow()?), WriteMode::MergeSchema)
@@ -115,7 +151,12 @@ pub async fn apply(
     };
     let mut files_removed = 0;
     // The Ids the file covers: all of them when it replaces the table.
-    let ids = if replaces { None } else { Some(file_ids(&layout, source, completion).await?) };
+    let (ids, deleted) = if replaces {
+        (None, Vec::new())
+    } else {
+        let (ids, deleted) = file_ids(&layout, source, completion).await?;
+        (Some(ids), deleted)
+    };
     let store = table.object_store();
     for file in data_files(table).await? {
         let mut kept = Vec::new();
@@ -163,6 +204,7 @@ pub async fn apply(
             ("zuoraLakeExport.deduplicationId".to_owned(), completion.deduplication_id().into()),
             ("zuoraLakeExport.key".to_owned(), completion.key.clone().into()),
         ]);
+    record_deletions(table, &deleted, completion, &properties).await?;
     let committed = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
@@ -219,20 +261,128 @@ fn evolve(table: &DeltaTable, layout: &Layout) -> Result<Option<(Metadata, Struc
     Ok(Some((metadata, schema)))
 }
 
-/// The file's Ids.
+/// The file's Ids, and those of its deleted rows.
 async fn file_ids(
     layout: &Layout,
     source: &FileSource,
     completion: &CompletionMessage,
-) -> Result<HashSet<String>, ApplyError> {
-    let mut ids = HashSet::new();
+) -> Result<(HashSet<String>, Vec<String>), ApplyError> {
+    let (mut ids, mut deleted) = (HashSet::new(), Vec::new());
     let mut reading = source.read(completion, layout).await?;
     while let Some(rows) = reading.next().await {
         let rows = rows?;
-        ids.extend(rows.deleted);
+        ids.extend(rows.deleted.iter().cloned());
+        deleted.extend(rows.deleted);
         ids.extend(id_values(&rows.upserts, layout.id_column())?);
     }
+    Ok((ids, deleted))
+}
+
+/// The `executedAt` of the newest full load that replaced the table ([`FULL_LOAD_AT`]).
+fn full_load_at(table: &DeltaTable) -> Result<Option<DateTime<Utc>>, ApplyError> {
+    let snapshot = table.snapshot()?;
+    let Some(text) = snapshot.metadata().configuration().get(FULL_LOAD_AT) else { return Ok(None) };
+    let at =
+        DateTime::parse_from_rfc3339(text).map_err(|e| ApplyError::table(format!("{FULL_LOAD_AT} {text:?}: {e}")))?;
+    Ok(Some(at.to_utc()))
+}
+
+/// The table's metadata and schema (as evolved for the file, if it was) marked as replaced by a full load at `at`.
+fn marked_full_load(
+    table: &DeltaTable,
+    evolved: Option<(Metadata, StructType)>,
+    at: DateTime<Utc>,
+) -> Result<(Metadata, StructType), ApplyError> {
+    let (metadata, schema) = match evolved {
+        Some(evolved) => evolved,
+        None => {
+            let snapshot = table.snapshot()?;
+            (snapshot.metadata().clone(), snapshot.schema().as_ref().clone())
+        }
+    };
+    let marked = metadata.add_config_key(FULL_LOAD_AT.to_owned(), at.to_rfc3339()).map_err(DeltaTableError::from)?;
+    Ok((marked, schema))
+}
+
+/// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), and whether it exists yet (it is
+/// created by the first deletion; until then it is not loaded).
+async fn deletions_table(table: &DeltaTable) -> Result<(DeltaTable, bool), ApplyError> {
+    let url = table.table_url().join(DELETED_TABLE).map_err(ApplyError::table)?;
+    let log = object_store::path::Path::from(format!("{DELETED_TABLE}_delta_log/"));
+    let exists = table.object_store().list(Some(&log)).try_next().await.map_err(DeltaTableError::from)?.is_some();
+    let mut deletions = deltalake::DeltaTableBuilder::from_url(url)?.build()?;
+    if exists {
+        deletions.load().await?;
+    }
+    Ok((deletions, exists))
+}
+
+/// The Ids deleted by files newer than `executed_at` (microseconds).
+async fn deleted_after(table: &DeltaTable, executed_at: i64) -> Result<HashSet<String>, ApplyError> {
+    let (deletions, exists) = deletions_table(table).await?;
+    let mut ids = HashSet::new();
+    if !exists {
+        return Ok(ids);
+    }
+    for batch in scan(&deletions).await? {
+        let versions = batch.column_by_name(EXECUTED_AT).ok_or_else(|| ApplyError::table("deletions: no version"))?;
+        let versions = versions.as_primitive::<TimestampMicrosecondType>();
+        let newer: BooleanArray = versions.iter().map(|v| Some(v.is_some_and(|v| v > executed_at))).collect();
+        ids.extend(id_values(&filter_record_batch(&batch, &newer)?, DELETED_ID)?);
+    }
     Ok(ids)
+}
+
+/// The deletions table's columns: the deleted Id, and the `executedAt` of the file that deleted it.
+const DELETED_ID: &str = "Id";
+
+/// Records the Ids `completion`'s file deletes, before the file's own commit and under its application
+/// transaction, so that recording them again is a no-op.
+async fn record_deletions(
+    table: &DeltaTable,
+    deleted: &[String],
+    completion: &CompletionMessage,
+    properties: &CommitProperties,
+) -> Result<(), ApplyError> {
+    if deleted.is_empty() {
+        return Ok(());
+    }
+    let (mut deletions, exists) = deletions_table(table).await?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(DELETED_ID, DataType::Utf8, false),
+        Field::new(EXECUTED_AT, ColumnType::Timestamp.arrow(), false),
+    ]));
+    if exists {
+        let app_id = app_id(completion);
+        if deletions.snapshot()?.transaction_version(deletions.log_store().as_ref(), &app_id).await?.is_some() {
+            return Ok(());
+        }
+    } else {
+        let columns: StructType = schema.as_ref().try_into_kernel()?;
+        deletions = deletions
+            .create()
+            .with_table_name(format!("{} deletions", completion.object))
+            .with_columns(columns.fields().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .await?;
+    }
+    let executed_at = completion.executed_at.timestamp_micros();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(deleted)),
+            Arc::new(TimestampMicrosecondArray::from(vec![executed_at; deleted.len()]).with_timezone("UTC")),
+        ],
+    )?;
+    let mut writer = RecordBatchWriter::for_table(&deletions)?;
+    writer.write(batch).await?;
+    let actions = writer.flush().await?.into_iter().map(Action::Add).collect();
+    let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+    CommitBuilder::from(properties.clone())
+        .with_actions(actions)
+        .build(Some(deletions.snapshot()?), deletions.log_store(), operation)
+        .await?;
+    Ok(())
 }
 
 /// The Ids in `batch`'s column `id_column`.
@@ -312,6 +462,22 @@ async fn read_data_file(store: &ObjectStoreRef, file: &LogicalFileView) -> Resul
     let reader =
         ParquetRecordBatchReaderBuilder::try_new(bytes.map_err(DeltaTableError::from)?).map_err(parquet_error)?;
     Ok(reader.build().map_err(parquet_error)?.collect::<Result<_, _>>()?)
+}
+
+/// Deletes the data files that versions older than `keep` removed (a merged file's earlier copies), leaving the
+/// table's current files and the versions of the last `keep` to time travel. Only files the log says were removed
+/// are deleted (delta-rs's `lite` vacuum: never a file of another writer's commit in flight, never the deletions
+/// table beside the data), and no data changes: commits go on while it runs. Returns the files deleted.
+pub async fn expire(table: &DeltaTable, keep: std::time::Duration) -> Result<usize, DeltaTableError> {
+    let keep = chrono::Duration::from_std(keep).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    let (_, metrics) = table
+        .clone()
+        .vacuum()
+        .with_mode(deltalake::operations::vacuum::VacuumMode::Lite)
+        .with_retention_period(keep)
+        .with_enforce_retention_duration(false)
+        .await?;
+    Ok(metrics.files_deleted.len())
 }
 
 /// The number of rows in the table, as its log records them (each data file's `numRecords`).

@@ -2,7 +2,7 @@
 //! gives them (one message group per object), then deleted; a file the table cannot take goes to the writer's DLQ
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
-use crate::delta::{Applied, ApplyError, apply};
+use crate::delta::{Applied, ApplyError, apply, expire};
 use crate::source::FileSource;
 use common::config::Config;
 use common::messages::CompletionMessage;
@@ -16,6 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{error, info, warn};
+
+/// How long a replaced version of a table stays readable (time travel) before its files are deleted.
+pub const KEEP_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the writer expires the replaced versions of the tables it has applied files to.
+const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything the writer talks to.
 pub struct TableWriter {
@@ -113,6 +118,27 @@ impl TableWriter {
         }
     }
 
+    /// Deletes the files of every open table's versions replaced more than `keep` ago ([`expire`]); the tables are
+    /// not held meanwhile, so files go on being applied. Returns the files deleted; a table that fails is tried
+    /// again next time.
+    pub async fn expire_old_versions(&self, keep: Duration) -> usize {
+        let tables: Vec<(String, DeltaTable)> =
+            self.open.lock().await.iter().map(|(object, table)| (object.clone(), table.clone())).collect();
+        let mut deleted = 0;
+        for (object, table) in tables {
+            match expire(&table, keep).await {
+                Ok(files) => {
+                    deleted += files;
+                    if files > 0 {
+                        info!(object, files, "replaced versions expired");
+                    }
+                }
+                Err(e) => warn!(object, error = %e, "replaced versions not expired; trying again next time"),
+            }
+        }
+        deleted
+    }
+
     async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, ApplyError> {
         let dead = OutgoingMessage::new(message.body.clone()).attribute("reason", reason.clone());
         self.dlq.send(dead).await.map_err(ApplyError::table)?;
@@ -121,12 +147,17 @@ impl TableWriter {
     }
 }
 
-/// Serves the tables queue until `shutdown` resolves.
+/// Serves the tables queue until `shutdown` resolves, expiring the tables' replaced versions every hour.
 pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut expiry = tokio::time::interval(EXPIRE_EVERY);
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
+            _ = expiry.tick() => {
+                writer.expire_old_versions(KEEP_VERSIONS).await;
+                continue;
+            }
             received = writer.queue.receive(1, wait) => received,
         };
         let messages = match received {

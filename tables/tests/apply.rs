@@ -9,7 +9,7 @@ use common::merge::MergedTable;
 use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobKind, Window};
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
-use table_writer::delta::{Applied, apply, row_count, scan};
+use table_writer::delta::{Applied, apply, expire, row_count, scan};
 use table_writer::source::FileSource;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -282,4 +282,97 @@ async fn a_full_load_applied_after_a_newer_increment_keeps_the_increments_rows()
     }
     assert_eq!(table_rows(&table).await, expected(&applied));
     assert_eq!(table_rows(&table).await["a1"]["Account.Balance"], "11");
+}
+
+#[tokio::test]
+async fn rows_deleted_by_a_newer_file_or_absent_from_a_newer_full_load_stay_deleted_when_an_older_file_comes_late() {
+    let (_dir, mut table) = new_table().await;
+    let files = [
+        file(
+            "j1",
+            "2026-11-01T06:00:00Z",
+            true,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             false,a1,Ann,1\nfalse,a2,Bob,2\nfalse,a3,Cy,3\n",
+        ),
+        // a2 deleted on the 3rd; the 2nd's increment, which still has it, published after.
+        file(
+            "j3",
+            "2026-11-03T06:00:00Z",
+            false,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             true,a2,,\n",
+        ),
+        file(
+            "j2",
+            "2026-11-02T06:00:00Z",
+            false,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             false,a2,Bob,22\nfalse,a4,Dee,4\n",
+        ),
+        // Zuora's full load of the 5th has a1 only; the 4th's increment, published after, has a3 and a new a6.
+        file(
+            "j5",
+            "2026-11-05T06:00:00Z",
+            true,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             false,a1,Ann,5\n",
+        ),
+        file(
+            "j4",
+            "2026-11-04T06:00:00Z",
+            false,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n\
+             false,a3,Cy,33\nfalse,a6,Fay,6\n",
+        ),
+    ];
+    let mut applied = Vec::new();
+    for (completion, csv) in &files {
+        let outcome = apply(&mut table, completion, &source(csv)).await.unwrap();
+        applied.push((completion, *csv));
+        assert_eq!(table_rows(&table).await, expected(&applied), "after {}", completion.job_id);
+        match completion.job_id.as_str() {
+            "j2" => assert!(!table_rows(&table).await.contains_key("a2"), "a2, deleted on the 3rd, came back"),
+            "j4" => assert_eq!(outcome, Applied::Superseded { full_load_at: at("2026-11-05T06:00:00Z") }),
+            _ => assert!(matches!(outcome, Applied::Committed { .. }), "{outcome:?}"),
+        }
+    }
+    // The deletion is recorded once, however often its file is delivered.
+    let (again, csv) = &files[1];
+    assert_eq!(apply(&mut table, again, &source(csv)).await.unwrap(), Applied::AlreadyApplied);
+    assert_eq!(table_rows(&table).await, expected(&applied));
+}
+
+#[tokio::test]
+async fn expiring_replaced_versions_deletes_only_the_files_no_current_row_is_in() {
+    let (dir, mut table) = new_table().await;
+    let parquet_files = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("parquet".as_ref()))
+            .count()
+    };
+    let days = days();
+    for (completion, csv) in &days[..3] {
+        apply(&mut table, completion, &source(csv)).await.unwrap();
+    }
+    let current = table.snapshot().unwrap().log_data().num_files();
+    assert!(parquet_files(dir.path()) > current, "the merges replaced no file");
+    // Versions replaced less than a day ago stay for time travel.
+    assert_eq!(expire(&table, std::time::Duration::from_secs(86_400)).await.unwrap(), 0);
+    let rows = table_rows(&table).await;
+    let expired = expire(&table, std::time::Duration::ZERO).await.unwrap();
+    assert!(expired > 0);
+    assert_eq!(parquet_files(dir.path()), current);
+    assert_eq!(table_rows(&table).await, rows);
+    // The table goes on taking files.
+    let (late, csv) = &days[3];
+    apply(&mut table, late, &source(csv)).await.unwrap();
+    let applied: Vec<_> = days[..4].iter().map(|(c, csv)| (c, *csv)).collect();
+    assert_eq!(table_rows(&table).await, expected(&applied));
 }
