@@ -119,13 +119,12 @@ pub async fn apply(
     let layout = Layout::of(&completion.object, schema)?;
     let app_id = app_id(completion);
     let full_load_at = if table.version().is_some() {
-        let snapshot = table.snapshot()?;
-        if snapshot.transaction_version(table.log_store().as_ref(), &app_id).await?.is_some() {
+        if recorded(table, &app_id).await? {
             return Ok(Applied::AlreadyApplied);
         }
         full_load_at(table)?
     } else {
-        create(table, &completion.object, &layout).await?;
+        create(table, &completion.object, &layout.schema).await?;
         None
     };
     if let Some(full_load_at) = full_load_at.filter(|at| completion.executed_at < *at) {
@@ -137,7 +136,8 @@ pub async fn apply(
     let executed_at = completion.executed_at.timestamp_micros();
     let mut actions: Vec<Action> = Vec::new();
     // Ids whose row is newer than the file, or deleted by a newer file: the file's version of them is dropped.
-    let mut keep_newer = deleted_after(table, executed_at).await?;
+    let deletions = deletions_table(table).await?;
+    let mut keep_newer = deleted_after(deletions.as_ref(), executed_at).await?;
     // Data files of the table's target size (100 MiB unless `delta.targetFileSize` says otherwise), not one file
     // per commit: a merge reads a rewritten file whole, so the file's size bounds its memory.
     let target_file_size = table.snapshot()?.table_config().target_file_size().get();
@@ -204,7 +204,7 @@ pub async fn apply(
             ("zuoraLakeExport.deduplicationId".to_owned(), completion.deduplication_id().into()),
             ("zuoraLakeExport.key".to_owned(), completion.key.clone().into()),
         ]);
-    record_deletions(table, &deleted, completion, &properties).await?;
+    record_deletions(table, deletions, &deleted, completion, &properties).await?;
     let committed = CommitBuilder::from(properties)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
@@ -214,11 +214,12 @@ pub async fn apply(
 }
 
 /// Creates the table with the file's columns.
-async fn create(table: &mut DeltaTable, object: &str, layout: &Layout) -> Result<(), ApplyError> {
-    let schema: StructType = layout.schema.as_ref().try_into_kernel()?;
+/// Creates `table` named `name` with the columns of `schema`.
+async fn create(table: &mut DeltaTable, name: &str, schema: &Schema) -> Result<(), ApplyError> {
+    let schema: StructType = schema.try_into_kernel()?;
     let created = table
         .create()
-        .with_table_name(object)
+        .with_table_name(name)
         .with_columns(schema.fields().cloned())
         .with_save_mode(SaveMode::Ignore)
         .await?;
@@ -304,27 +305,32 @@ fn marked_full_load(
     Ok((marked, schema))
 }
 
-/// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), and whether it exists yet (it is
-/// created by the first deletion; until then it is not loaded).
-async fn deletions_table(table: &DeltaTable) -> Result<(DeltaTable, bool), ApplyError> {
-    let url = table.table_url().join(DELETED_TABLE).map_err(ApplyError::table)?;
+/// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), loaded; `None` until the first
+/// deletion creates it.
+async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
     let log = object_store::path::Path::from(format!("{DELETED_TABLE}_delta_log/"));
-    let exists = table.object_store().list(Some(&log)).try_next().await.map_err(DeltaTableError::from)?.is_some();
-    let mut deletions = deltalake::DeltaTableBuilder::from_url(url)?.build()?;
-    if exists {
-        deletions.load().await?;
+    if table.object_store().list(Some(&log)).try_next().await.map_err(DeltaTableError::from)?.is_none() {
+        return Ok(None);
     }
-    Ok((deletions, exists))
+    let mut deletions = deltalake::DeltaTableBuilder::from_url(deletions_url(table)?)?.build()?;
+    deletions.load().await?;
+    Ok(Some(deletions))
 }
 
-/// The Ids deleted by files newer than `executed_at` (microseconds).
-async fn deleted_after(table: &DeltaTable, executed_at: i64) -> Result<HashSet<String>, ApplyError> {
-    let (deletions, exists) = deletions_table(table).await?;
+fn deletions_url(table: &DeltaTable) -> Result<url::Url, ApplyError> {
+    table.table_url().join(DELETED_TABLE).map_err(ApplyError::table)
+}
+
+/// Whether `table` records the application transaction `app_id`.
+async fn recorded(table: &DeltaTable, app_id: &str) -> Result<bool, ApplyError> {
+    Ok(table.snapshot()?.transaction_version(table.log_store().as_ref(), app_id).await?.is_some())
+}
+
+/// The Ids of `deletions` deleted by files newer than `executed_at` (microseconds).
+async fn deleted_after(deletions: Option<&DeltaTable>, executed_at: i64) -> Result<HashSet<String>, ApplyError> {
     let mut ids = HashSet::new();
-    if !exists {
-        return Ok(ids);
-    }
-    for batch in scan(&deletions).await? {
+    let Some(deletions) = deletions else { return Ok(ids) };
+    for batch in scan(deletions).await? {
         let versions = batch.column_by_name(EXECUTED_AT).ok_or_else(|| ApplyError::table("deletions: no version"))?;
         let versions = versions.as_primitive::<TimestampMicrosecondType>();
         let newer: BooleanArray = versions.iter().map(|v| Some(v.is_some_and(|v| v > executed_at))).collect();
@@ -340,6 +346,7 @@ const DELETED_ID: &str = "Id";
 /// transaction, so that recording them again is a no-op.
 async fn record_deletions(
     table: &DeltaTable,
+    deletions: Option<DeltaTable>,
     deleted: &[String],
     completion: &CompletionMessage,
     properties: &CommitProperties,
@@ -347,25 +354,19 @@ async fn record_deletions(
     if deleted.is_empty() {
         return Ok(());
     }
-    let (mut deletions, exists) = deletions_table(table).await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new(DELETED_ID, DataType::Utf8, false),
         Field::new(EXECUTED_AT, ColumnType::Timestamp.arrow(), false),
     ]));
-    if exists {
-        let app_id = app_id(completion);
-        if deletions.snapshot()?.transaction_version(deletions.log_store().as_ref(), &app_id).await?.is_some() {
-            return Ok(());
+    let deletions = match deletions {
+        Some(deletions) if recorded(&deletions, &app_id(completion)).await? => return Ok(()),
+        Some(deletions) => deletions,
+        None => {
+            let mut deletions = deltalake::DeltaTableBuilder::from_url(deletions_url(table)?)?.build()?;
+            create(&mut deletions, &format!("{} deletions", completion.object), &schema).await?;
+            deletions
         }
-    } else {
-        let columns: StructType = schema.as_ref().try_into_kernel()?;
-        deletions = deletions
-            .create()
-            .with_table_name(format!("{} deletions", completion.object))
-            .with_columns(columns.fields().cloned())
-            .with_save_mode(SaveMode::Ignore)
-            .await?;
-    }
+    };
     let executed_at = completion.executed_at.timestamp_micros();
     let batch = RecordBatch::try_new(
         schema,
