@@ -308,17 +308,25 @@ fn marked_full_load(
 /// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), loaded; `None` until the first
 /// deletion creates it.
 async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
-    let log = object_store::path::Path::from(format!("{DELETED_TABLE}_delta_log/"));
-    if table.object_store().list(Some(&log)).try_next().await.map_err(DeltaTableError::from)?.is_none() {
+    if !has_log(table, DELETED_TABLE).await? {
         return Ok(None);
     }
-    let mut deletions = deltalake::DeltaTableBuilder::from_url(deletions_url(table)?)?.build()?;
+    let mut deletions = deletions_builder(table)?.build()?;
     deletions.load().await?;
     Ok(Some(deletions))
 }
 
-fn deletions_url(table: &DeltaTable) -> Result<url::Url, ApplyError> {
-    table.table_url().join(DELETED_TABLE).map_err(ApplyError::table)
+/// Whether the table at `prefix` under `table` (`""`: `table` itself) has a log, i.e. has been created.
+pub async fn has_log(table: &DeltaTable, prefix: &str) -> Result<bool, ApplyError> {
+    let log = object_store::path::Path::from(format!("{prefix}_delta_log/"));
+    Ok(table.object_store().list(Some(&log)).try_next().await.map_err(DeltaTableError::from)?.is_some())
+}
+
+/// The deletions table of `table`, on the same storage with the same options.
+fn deletions_builder(table: &DeltaTable) -> Result<deltalake::DeltaTableBuilder, ApplyError> {
+    let url = table.table_url().join(DELETED_TABLE).map_err(ApplyError::table)?;
+    let options = table.log_store().config().options().raw.clone();
+    Ok(deltalake::DeltaTableBuilder::from_url(url)?.with_storage_options(options))
 }
 
 /// Whether `table` records the application transaction `app_id`.
@@ -362,7 +370,7 @@ async fn record_deletions(
         Some(deletions) if recorded(&deletions, &app_id(completion)).await? => return Ok(()),
         Some(deletions) => deletions,
         None => {
-            let mut deletions = deltalake::DeltaTableBuilder::from_url(deletions_url(table)?)?.build()?;
+            let mut deletions = deletions_builder(table)?.build()?;
             create(&mut deletions, &format!("{} deletions", completion.object), &schema).await?;
             deletions
         }

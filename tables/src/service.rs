@@ -2,9 +2,9 @@
 //! gives them (one message group per object), then deleted; a file the table cannot take goes to the writer's DLQ
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
-use crate::delta::{Applied, ApplyError, apply, expire};
+use crate::delta::{Applied, ApplyError, apply, expire, has_log};
 use crate::source::FileSource;
-use common::config::Config;
+use common::config::{Config, ConfigError};
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, Queue, ReceivedMessage};
 use common::services::Services;
@@ -36,12 +36,29 @@ pub struct TableWriter {
 enum TablesAt {
     /// A local directory (`aws.local_dir`).
     Directory(PathBuf),
+    /// An S3 prefix (`s3://BUCKET/PREFIX/`), with the storage options of the configuration's S3.
+    S3 { url: url::Url, options: HashMap<String, String> },
 }
 
-/// A configuration the writer cannot run with.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WriterConfigError(String);
+impl TablesAt {
+    fn of(config: &Config) -> Result<Self, ConfigError> {
+        let tables = config.tables.as_ref().ok_or_else(|| needed("tables.location"))?;
+        let (bucket, prefix) = tables.bucket_and_prefix().ok_or_else(|| needed("tables.location"))?;
+        Ok(match &config.aws.local_dir {
+            Some(dir) => Self::Directory(dir.join(bucket).join(prefix)),
+            None => {
+                crate::s3::register();
+                let url = format!("s3://{bucket}/{prefix}").parse();
+                let url = url.map_err(|e| ConfigError::unusable(format!("tables.location: {e}")))?;
+                Self::S3 { url, options: crate::s3::storage_options(&config.aws) }
+            }
+        })
+    }
+}
+
+fn needed(field: &str) -> ConfigError {
+    ConfigError::unusable(format!("{field}: needed by the table writer"))
+}
 
 /// How one message was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,39 +71,41 @@ pub enum Settled {
 
 impl TableWriter {
     /// The writer of a configuration: `[tables]`, the tables queue and its DLQ.
-    pub fn from_config(config: &Config, services: &Services) -> Result<Self, WriterConfigError> {
-        let missing = |what: &str| WriterConfigError(format!("{what}: needed by the table writer"));
-        let tables = config.tables.as_ref().ok_or_else(|| missing("tables.location"))?;
-        let (bucket, prefix) = tables.bucket_and_prefix().ok_or_else(|| missing("tables.location"))?;
-        let location = match &config.aws.local_dir {
-            Some(dir) => TablesAt::Directory(dir.join(bucket).join(prefix)),
-            None => {
-                return Err(WriterConfigError(
-                    "tables.location: tables on S3 are not written yet; the writer runs with aws.local_dir".to_owned(),
-                ));
-            }
-        };
+    pub fn from_config(config: &Config, services: &Services) -> Result<Self, ConfigError> {
+        let location = TablesAt::of(config)?;
         Ok(Self {
             store: services.store.clone(),
-            queue: services.queues.tables.clone().ok_or_else(|| missing("queues.tables"))?,
-            dlq: services.queues.tables_dlq.clone().ok_or_else(|| missing("queues.tables_dlq"))?,
+            queue: services.queues.tables.clone().ok_or_else(|| needed("queues.tables"))?,
+            dlq: services.queues.tables_dlq.clone().ok_or_else(|| needed("queues.tables_dlq"))?,
             location,
             open: Mutex::default(),
         })
     }
 
+    /// Whether the writer can run with `config` (what `check-config` checks besides the configuration itself).
+    pub fn check(config: &Config) -> Result<(), ConfigError> {
+        TablesAt::of(config)?;
+        config.queues.tables.as_ref().ok_or_else(|| needed("queues.tables")).map(drop)
+    }
+
     /// The table of `object`, as last seen by this writer.
     pub async fn table(&self, object: &str) -> Result<DeltaTable, ApplyError> {
-        let TablesAt::Directory(dir) = &self.location;
-        let path = dir.join(object);
-        std::fs::create_dir_all(&path).map_err(ApplyError::table)?;
-        let url = directory_url(&path)?;
-        if path.join("_delta_log").is_dir() {
-            Ok(DeltaTable::try_from_url(url).await?)
-        } else {
-            // Not created yet (its first file creates it): not loaded, which would log an error.
-            Ok(deltalake::DeltaTableBuilder::from_url(url)?.build()?)
+        let (url, options) = match &self.location {
+            TablesAt::Directory(dir) => {
+                let path = dir.join(object);
+                std::fs::create_dir_all(&path).map_err(ApplyError::table)?;
+                (directory_url(&path)?, HashMap::new())
+            }
+            TablesAt::S3 { url, options } => {
+                (url.join(&format!("{object}/")).map_err(ApplyError::table)?, options.clone())
+            }
+        };
+        let mut table = deltalake::DeltaTableBuilder::from_url(url)?.with_storage_options(options).build()?;
+        // Not created yet (its first file creates it): not loaded, which would log an error.
+        if has_log(&table, "").await? {
+            table.load().await?;
         }
+        Ok(table)
     }
 
     /// Applies one message's completion.

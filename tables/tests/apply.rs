@@ -9,7 +9,7 @@ use common::merge::MergedTable;
 use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobKind, Window};
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
-use table_writer::delta::{Applied, apply, expire, row_count, scan};
+use table_writer::delta::{Applied, apply, expire, has_log, row_count, scan};
 use table_writer::source::FileSource;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -375,4 +375,48 @@ async fn expiring_replaced_versions_deletes_only_the_files_no_current_row_is_in(
     apply(&mut table, late, &source(csv)).await.unwrap();
     let applied: Vec<_> = days[..4].iter().map(|(c, csv)| (c, *csv)).collect();
     assert_eq!(table_rows(&table).await, expected(&applied));
+}
+
+/// The table of Account under `prefix` of `bucket` on moto's S3, loaded when it exists: a writer's own view.
+async fn table_on_s3(bucket: &str) -> DeltaTable {
+    table_writer::s3::register();
+    let url = format!("s3://{bucket}/zuora/Account/").parse().unwrap();
+    let options = table_writer::s3::storage_options(&test_support::aws_config());
+    let mut table = deltalake::DeltaTableBuilder::from_url(url).unwrap().with_storage_options(options).build().unwrap();
+    if has_log(&table, "").await.unwrap() {
+        table.load().await.unwrap();
+    }
+    table
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (tables on moto's S3)"]
+async fn on_s3_two_writers_committing_from_the_same_version_lose_neither_file_and_a_duplicate_applies_once() {
+    let bucket = test_support::Aws::connect().await.bucket("tables").await;
+    let days = days();
+    let apply_day = |day: usize, mut table: DeltaTable| {
+        let (completion, csv) = &days[day];
+        async move { apply(&mut table, completion, &source(csv)).await }
+    };
+    apply_day(0, table_on_s3(&bucket).await).await.unwrap();
+    // Two writers load the same version; each commits its own file as the next version. S3 takes only the first
+    // `_delta_log` entry of a version (If-None-Match): the second writer must see that, not overwrite it.
+    let (first, second) = (table_on_s3(&bucket).await, table_on_s3(&bucket).await);
+    let loaded = first.version().unwrap();
+    let committed = apply_day(1, first).await.unwrap();
+    assert!(matches!(committed, Applied::Committed { version, .. } if version == loaded + 1), "{committed:?}");
+    match apply_day(2, second).await {
+        Ok(Applied::Committed { version, .. }) => assert_eq!(version, loaded + 2, "committed after the first's"),
+        Ok(other) => panic!("{other:?}"),
+        // A conflict: the completion comes back, and its writer reads the table again.
+        Err(e) => {
+            eprintln!("the second writer's commit conflicted: {e}");
+            let again = apply_day(2, table_on_s3(&bucket).await).await.unwrap();
+            assert!(matches!(again, Applied::Committed { .. }), "{again:?}");
+        }
+    }
+    let outcome = apply_day(1, table_on_s3(&bucket).await).await.unwrap();
+    assert_eq!(outcome, Applied::AlreadyApplied, "a completion delivered again");
+    let applied: Vec<_> = days[..3].iter().map(|(c, csv)| (c, *csv)).collect();
+    assert_eq!(table_rows(&table_on_s3(&bucket).await).await, expected(&applied));
 }

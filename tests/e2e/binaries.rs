@@ -1,7 +1,7 @@
 //! The real binaries end to end: the `zuora-sim` binary, `producer serve` and consumer processes against moto.
 //! Three simulated days of inserts, updates and deletes with a daily `afterLastIncrement` (one of them re-run at
 //! once), a consumer killed with SIGKILL in the middle of a file, a date backfill through `producer backfill`;
-//! the lake, merged as its ETL merges it, equals the simulator's live rows for every object. And `check-config` of both
+//! the lake, merged as its ETL merges it, equals the simulator's live rows for every object. And `check-config` of the
 //! binaries.
 
 use common::merge::MergedTable;
@@ -226,4 +226,22 @@ async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_
             assert!(String::from_utf8_lossy(&out.stderr).contains(field), "{}", String::from_utf8_lossy(&out.stderr));
         }
     }
+    // The table writer also needs its tables and its queue, and names the one missing.
+    let tables = dir.path().join("tables.toml");
+    let queue = r#"lake_dlq = "https://sqs.eu-west-1.amazonaws.com/123456789012/zle-lake-dlq.fifo""#;
+    let with_tables = test_support::CHECKED_CONFIG.replace(
+        queue,
+        &format!(
+            "{queue}\ntables = \"https://sqs.eu-west-1.amazonaws.com/123456789012/zle-tables.fifo\"\n\
+         tables_dlq = \"https://sqs.eu-west-1.amazonaws.com/123456789012/zle-tables-dlq.fifo\""
+        ),
+    );
+    std::fs::write(&tables, format!("{with_tables}[tables]\nlocation = \"s3://acme-zuora-tables/zuora/\"\n")).unwrap();
+    let out = check("table-writer", &tables);
+    assert!(out.status.success(), "table-writer: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#"location = "s3://acme-zuora-tables/zuora/""#));
+    let out = check("table-writer", &good);
+    assert_eq!(out.status.code(), Some(2), "table-writer without [tables]");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tables.location: needed by the table writer"), "{stderr}");
 }

@@ -351,6 +351,13 @@ pub struct ConfigError {
     detail: String,
 }
 
+impl ConfigError {
+    /// A configuration a service cannot run with, though it is valid for others; `detail` names the field.
+    pub fn unusable(detail: impl Into<String>) -> Self {
+        Self { origin: "for this service".to_owned(), detail: detail.into() }
+    }
+}
+
 impl Config {
     /// The configuration file at `path`, or else the TOML in `ZLE_CONFIG_TOML`.
     pub fn from_file_or_env(path: Option<&Path>) -> Result<Self, ConfigError> {

@@ -1,0 +1,2 @@
+// What `--version` prints: common/build/version.rs.
+include!("../common/build/version.rs");
