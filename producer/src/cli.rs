@@ -6,7 +6,7 @@ use crate::status;
 use anyhow::{Context, bail};
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use common::config::Config;
+use common::config::{Config, ConfigError};
 use common::exit::Exit;
 use common::ledger::{Ledger, LedgerError};
 use common::messages::{ExportFrom, ExportRequest, MESSAGE_VERSION};
@@ -91,7 +91,7 @@ pub enum Command {
     },
 }
 
-/// The three queues.
+/// The queues that have a DLQ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueName {
     /// Export requests.
@@ -100,6 +100,8 @@ pub enum QueueName {
     Jobs,
     /// Completion messages.
     Lake,
+    /// The table writer's completions (`queues.tables`, when configured).
+    Tables,
 }
 
 /// Runs a command; the exit says how it ended. A failure's exit comes from what failed
@@ -179,6 +181,10 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
                 QueueName::Requests => (&q.requests_dlq, &q.requests),
                 QueueName::Jobs => (&q.jobs_dlq, &q.jobs),
                 QueueName::Lake => (&q.lake_dlq, &q.lake),
+                QueueName::Tables => match (&q.tables_dlq, &q.tables) {
+                    (Some(dlq), Some(source)) => (dlq, source),
+                    _ => return Err(ConfigError::unusable("queues.tables: not configured, nothing to redrive").into()),
+                },
             };
             let queue = |url: &str| services.sqs_queue(url).ok_or_else(|| anyhow::anyhow!("{url}: not an SQS queue"));
             if dry_run {

@@ -111,6 +111,16 @@ async fn redrive_moves_dead_letters_back_and_prints_the_count() {
     assert!(test_support::drain(d.queues().jobs_dlq.as_ref()).await.is_empty());
 }
 
+#[tokio::test]
+async fn redriving_the_tables_queue_without_a_table_writer_names_the_missing_queue() {
+    let dir = Scratch::new("producer-cli");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, test_support::CHECKED_CONFIG).unwrap();
+    let out = producer(Some(&config), &["redrive", "--queue", "tables", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("queues.tables: not configured"), "{}", text(&out.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "real-protocol tier: ./tests/run.sh (the binary shares queues with the test)"]
 async fn status_fails_while_any_object_is_stale_and_passes_when_all_are_fresh() {
