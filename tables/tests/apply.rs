@@ -194,20 +194,22 @@ async fn days_of_files_a_duplicate_a_late_file_a_new_field_and_a_full_reload_lea
     assert_eq!(row_count(&table).await.unwrap(), 1);
 }
 
-/// The rows a reader this project did not write sees, by the reference merge's names.
-fn read_with_python(dir: &std::path::Path) -> [(String, Rows); 2] {
+/// What `tests/third_party/read_delta.py` prints for `args`: each reader's rows.
+fn read_with_python(args: &[&std::ffi::OsStr]) -> serde_json::Value {
     let python = std::env::var("ZLE_TEST_PYTHON").expect("ZLE_TEST_PYTHON: run the suite with ./tests/run.sh");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/third_party/read_delta.py");
-    let output = std::process::Command::new(python).arg(script).arg(dir).output().unwrap();
+    let output = std::process::Command::new(python).arg(script).args(args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    ["duckdb", "deltalake"].map(|reader| {
-        let rows = read[reader].as_object().unwrap().iter().map(|(id, row)| {
-            let row = row.as_object().unwrap().iter();
-            (id.clone(), row.map(|(k, v)| (format!("Account.{k}"), v.as_str().unwrap().to_owned())).collect())
-        });
-        (reader.to_owned(), rows.collect())
-    })
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The rows `reader` saw, by the reference merge's names.
+fn rows_read_by(read: &serde_json::Value, reader: &str) -> Rows {
+    let rows = read[reader].as_object().unwrap().iter().map(|(id, row)| {
+        let row = row.as_object().unwrap().iter();
+        (id.clone(), row.map(|(k, v)| (format!("Account.{k}"), v.as_str().unwrap().to_owned())).collect())
+    });
+    rows.collect()
 }
 
 #[tokio::test]
@@ -220,8 +222,9 @@ async fn duckdb_and_delta_rs_python_read_the_tables_rows_as_the_reference_merge_
         apply(&mut table, completion, &source(csv)).await.unwrap();
         apply(&mut table, completion, &source(csv)).await.unwrap();
         applied.push((completion, *csv));
-        for (reader, rows) in read_with_python(dir.path()) {
-            assert_eq!(rows, expected(&applied), "{reader}, after {}", completion.job_id);
+        let read = read_with_python(&[dir.path().as_os_str()]);
+        for reader in ["duckdb", "deltalake"] {
+            assert_eq!(rows_read_by(&read, reader), expected(&applied), "{reader}, after {}", completion.job_id);
         }
     }
 }
@@ -390,7 +393,7 @@ async fn table_on_s3(bucket: &str) -> DeltaTable {
 }
 
 #[tokio::test]
-#[ignore = "real-protocol tier: ./tests/run.sh (tables on moto's S3)"]
+#[ignore = "real-protocol tier: ./tests/run.sh (tables on moto's S3, read by delta-rs's Python package)"]
 async fn on_s3_two_writers_committing_from_the_same_version_lose_neither_file_and_a_duplicate_applies_once() {
     let bucket = test_support::Aws::connect().await.bucket("tables").await;
     let days = days();
@@ -419,4 +422,9 @@ async fn on_s3_two_writers_committing_from_the_same_version_lose_neither_file_an
     assert_eq!(outcome, Applied::AlreadyApplied, "a completion delivered again");
     let applied: Vec<_> = days[..3].iter().map(|(c, csv)| (c, *csv)).collect();
     assert_eq!(table_rows(&table_on_s3(&bucket).await).await, expected(&applied));
+    // And as a reader this project did not write sees it on S3.
+    let url = format!("s3://{bucket}/zuora/Account/");
+    let endpoint = test_support::aws_config().endpoint_url.unwrap();
+    let read = read_with_python(&[url.as_ref(), endpoint.as_ref()]);
+    assert_eq!(rows_read_by(&read, "deltalake"), expected(&applied), "delta-rs's Python package");
 }

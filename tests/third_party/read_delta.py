@@ -3,6 +3,8 @@ duckdb-ext-delta package: DuckDB cannot download extensions here) and delta-rs's
 each reader's rows (Id -> column -> text; nulls and the writer's _zle_executed_at left out) and the table's version.
 
 Usage: python read_delta.py TABLE_DIR
+       python read_delta.py s3://BUCKET/PREFIX/ ENDPOINT   (delta-rs's Python package only, on a local S3 server;
+                                                           credentials and region from the AWS_* variables)
 """
 
 import glob
@@ -32,6 +34,14 @@ def rows(names, records):
     return out
 
 
+def main_s3(url, endpoint):
+    options = {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": os.environ["AWS_REGION"]}
+    table = DeltaTable(url, storage_options=options)
+    arrow = table.to_pyarrow_table()
+    python = rows(arrow.column_names, [tuple(r.values()) for r in arrow.to_pylist()])
+    print(json.dumps({"deltalake": python, "version": table.version()}))
+
+
 def main(path):
     extensions = glob.glob(os.path.join(sys.prefix, "lib/python3*/site-packages/duckdb_ext/extensions/*/*"))
     con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
@@ -45,4 +55,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) == 3:
+        main_s3(sys.argv[1], sys.argv[2])
+    else:
+        main(sys.argv[1])
