@@ -156,7 +156,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         None => None,
     };
     if let Some(writer) = &writer {
-        services_running.spawn(table_writer::service::run(writer.clone(), Duration::from_secs(1), shutdown()));
+        services_running.spawn(table_writer::service::run(
+            writer.clone(),
+            Duration::from_secs(1),
+            table_writer::service::KEEP_VERSIONS,
+            shutdown(),
+        ));
     }
     let published = Arc::new(Mutex::new(Vec::new()));
     let completions_file =

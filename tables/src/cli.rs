@@ -1,6 +1,6 @@
 //! The `table-writer` command line.
 
-use crate::service::{TableWriter, run as serve};
+use crate::service::{KEEP_VERSIONS, TableWriter, run as serve};
 use clap::{Parser, Subcommand};
 use common::config::Config;
 use common::services::Services;
@@ -44,6 +44,6 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
     let writer = Arc::new(TableWriter::from_config(&config, &services)?);
-    serve(writer, RECEIVE_WAIT, shutdown).await;
+    serve(writer, RECEIVE_WAIT, KEEP_VERSIONS, shutdown).await;
     Ok(())
 }

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 /// How long a replaced version of a table stays readable (time travel) before its files are deleted.
 pub const KEEP_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How often the writer expires the replaced versions of the tables it has applied files to.
+/// How often the writer expires the replaced versions of the tables it has applied files to while its queue is busy.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything the writer talks to.
@@ -166,15 +166,20 @@ impl TableWriter {
     }
 }
 
-/// Serves the tables queue until `shutdown` resolves, expiring the tables' replaced versions every hour.
-pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future<Output = ()>) {
+/// Serves the tables queue until `shutdown` resolves. The versions the tables replaced more than `keep` ago are
+/// expired when the queue falls idle after a commit, and every hour while it is busy: the stack stops the writer
+/// when its queue has been empty for a while, so an hourly timer alone might never fire.
+pub async fn run(writer: Arc<TableWriter>, wait: Duration, keep: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let mut expiry = tokio::time::interval(EXPIRE_EVERY);
+    expiry.reset();
+    let mut committed_since_expiry = false;
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
             _ = expiry.tick() => {
-                writer.expire_old_versions(KEEP_VERSIONS).await;
+                writer.expire_old_versions(keep).await;
+                committed_since_expiry = false;
                 continue;
             }
             received = writer.queue.receive(1, wait) => received,
@@ -187,9 +192,17 @@ pub async fn run(writer: Arc<TableWriter>, wait: Duration, shutdown: impl Future
                 continue;
             }
         };
+        if messages.is_empty() && committed_since_expiry {
+            writer.expire_old_versions(keep).await;
+            committed_since_expiry = false;
+            expiry.reset();
+        }
         for message in messages {
             match writer.handle(&message).await {
-                Ok(Settled::Applied(applied)) => info!(?applied, "completion applied"),
+                Ok(Settled::Applied(applied)) => {
+                    committed_since_expiry |= matches!(applied, Applied::Committed { .. });
+                    info!(?applied, "completion applied");
+                }
                 Ok(Settled::DeadLettered(reason)) => warn!(%reason, "completion dead-lettered"),
                 Err(e) => warn!(error = %e, "completion not applied for now; it will be received again"),
             }

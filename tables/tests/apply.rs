@@ -10,6 +10,7 @@ use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobK
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
 use table_writer::delta::{Applied, apply, expire, has_log, row_count, scan};
+use table_writer::service::{TableWriter, run};
 use table_writer::source::FileSource;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -354,12 +355,6 @@ async fn rows_deleted_by_a_newer_file_or_absent_from_a_newer_full_load_stay_dele
 #[tokio::test]
 async fn expiring_replaced_versions_deletes_only_the_files_no_current_row_is_in() {
     let (dir, mut table) = new_table().await;
-    let parquet_files = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension() == Some("parquet".as_ref()))
-            .count()
-    };
     let days = days();
     for (completion, csv) in &days[..3] {
         apply(&mut table, completion, &source(csv)).await.unwrap();
@@ -427,4 +422,45 @@ async fn on_s3_two_writers_committing_from_the_same_version_lose_neither_file_an
     let endpoint = test_support::aws_config().endpoint_url.unwrap();
     let read = read_with_python(&[url.as_ref(), endpoint.as_ref()]);
     assert_eq!(rows_read_by(&read, "deltalake"), expected(&applied), "delta-rs's Python package");
+}
+
+/// The `*.parquet` files in a table's directory: its data files, current or replaced.
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let files = std::fs::read_dir(dir).unwrap();
+    files.filter(|e| e.as_ref().unwrap().path().extension() == Some("parquet".as_ref())).count()
+}
+
+#[tokio::test]
+async fn the_writer_expires_replaced_versions_once_its_queue_falls_idle_not_only_on_its_hourly_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = include_str!("../../deploy/examples/local.toml");
+    let text = format!("{local}\n[aws]\nlocal_dir = {:?}\n", dir.path().to_str().unwrap());
+    let config = common::config::Config::parse(&text, "local.toml", None).unwrap();
+    let services = common::services::Services::connect(&config).await;
+    let writer = std::sync::Arc::new(TableWriter::from_config(&config, &services).unwrap());
+    let days = days();
+    for (completion, csv) in &days[..3] {
+        let body = bytes::Bytes::copy_from_slice(csv.as_bytes());
+        services.store.put(&completion.bucket, &completion.key, body).await.unwrap();
+        services.queues.completions().announce(completion).await.unwrap();
+    }
+    let applied: Vec<_> = days[..3].iter().map(|(c, csv)| (c, *csv)).collect();
+    let table_dir = dir.path().join("zuora-tables/Account");
+    let all_applied_and_expired = async {
+        loop {
+            let table = writer.table("Account").await.unwrap();
+            let current = table.snapshot().ok().map(|s| s.log_data().num_files());
+            if current == Some(parquet_files(&table_dir)) && table_rows(&table).await == expected(&applied) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    // Keeping no replaced version; the writer stops once they are gone (or after a minute, failing below).
+    let stop = tokio::time::timeout(std::time::Duration::from_secs(60), all_applied_and_expired);
+    let wait = std::time::Duration::from_millis(20);
+    run(writer.clone(), wait, std::time::Duration::ZERO, async { stop.await.unwrap_or(()) }).await;
+    let table = writer.table("Account").await.unwrap();
+    assert_eq!(table_rows(&table).await, expected(&applied), "every file applied");
+    assert_eq!(parquet_files(&table_dir), table.snapshot().unwrap().log_data().num_files(), "replaced files left");
 }
