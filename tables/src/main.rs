@@ -6,7 +6,8 @@ use table_writer::cli::{Cli, run};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::logging::init("info");
+    // The Delta kernel logs every snapshot it builds at info: a line per file read, more than the file itself.
+    common::logging::init("info,buoyant_kernel=warn,deltalake_core=warn");
     match run(Cli::parse(), common::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -60,6 +60,9 @@ fn needed(field: &str) -> ConfigError {
     ConfigError::unusable(format!("{field}: needed by the table writer"))
 }
 
+/// The DLQ's message group of a body that is not a completion (no object to group it by).
+const UNREADABLE: &str = "unreadable";
+
 /// How one message was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
@@ -112,7 +115,7 @@ impl TableWriter {
     pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, ApplyError> {
         let completion: CompletionMessage = match serde_json::from_str(&message.body) {
             Ok(completion) => completion,
-            Err(e) => return self.dead_letter(message, format!("not a completion message: {e}")).await,
+            Err(e) => return self.dead_letter(message, UNREADABLE, format!("not a completion message: {e}")).await,
         };
         let mut open = self.open.lock().await;
         let mut table = match open.remove(&completion.object) {
@@ -131,7 +134,8 @@ impl TableWriter {
                 Ok(Settled::Applied(applied))
             }
             Err(ApplyError::Refused(reason)) => {
-                self.dead_letter(message, format!("s3://{}/{}: {reason}", completion.bucket, completion.key)).await
+                let reason = format!("s3://{}/{}: {reason}", completion.bucket, completion.key);
+                self.dead_letter(message, &completion.object, reason).await
             }
             Err(e) => Err(e),
         }
@@ -158,8 +162,13 @@ impl TableWriter {
         deleted
     }
 
-    async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, ApplyError> {
-        let dead = OutgoingMessage::new(message.body.clone()).attribute("reason", reason.clone());
+    /// Moves `message` to the DLQ (FIFO, like the tables queue) with its reason: in its object's group, deduplicated
+    /// by its message id, so that moving it again after a crash between the send and the delete adds nothing.
+    async fn dead_letter(&self, message: &ReceivedMessage, group: &str, reason: String) -> Result<Settled, ApplyError> {
+        let dead = OutgoingMessage::new(message.body.clone())
+            .grouped(group)
+            .deduplicated(&message.id)
+            .attribute("reason", reason.clone());
         self.dlq.send(dead).await.map_err(ApplyError::table)?;
         self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
         Ok(Settled::DeadLettered(reason))

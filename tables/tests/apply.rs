@@ -10,7 +10,7 @@ use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobK
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
 use table_writer::delta::{Applied, apply, expire, has_log, row_count, scan};
-use table_writer::service::{TableWriter, run};
+use table_writer::service::{Settled, TableWriter, run};
 use table_writer::source::FileSource;
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -430,20 +430,58 @@ fn parquet_files(dir: &std::path::Path) -> usize {
     files.filter(|e| e.as_ref().unwrap().path().extension() == Some("parquet".as_ref())).count()
 }
 
-#[tokio::test]
-async fn the_writer_expires_replaced_versions_once_its_queue_falls_idle_not_only_on_its_hourly_timer() {
-    let dir = tempfile::tempdir().unwrap();
+/// The quick start's writer, on its `memory://` queues (FIFO, as SQS's) and a lake directory in `dir`.
+async fn local_writer(dir: &std::path::Path) -> (std::sync::Arc<TableWriter>, common::services::Services) {
     let local = include_str!("../../deploy/examples/local.toml");
-    let text = format!("{local}\n[aws]\nlocal_dir = {:?}\n", dir.path().to_str().unwrap());
+    let text = format!("{local}\n[aws]\nlocal_dir = {:?}\n", dir.to_str().unwrap());
     let config = common::config::Config::parse(&text, "local.toml", None).unwrap();
     let services = common::services::Services::connect(&config).await;
-    let writer = std::sync::Arc::new(TableWriter::from_config(&config, &services).unwrap());
-    let days = days();
-    for (completion, csv) in &days[..3] {
+    (std::sync::Arc::new(TableWriter::from_config(&config, &services).unwrap()), services)
+}
+
+/// Stores each file and announces it, as the consumer does.
+async fn publish(services: &common::services::Services, files: &[(CompletionMessage, &str)]) {
+    for (completion, csv) in files {
         let body = bytes::Bytes::copy_from_slice(csv.as_bytes());
         services.store.put(&completion.bucket, &completion.key, body).await.unwrap();
         services.queues.completions().announce(completion).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_body_that_is_no_completion_and_a_file_the_table_cannot_take_go_to_the_dlq_with_their_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, services) = local_writer(dir.path()).await;
+    let (tables, dlq) = (services.queues.tables.clone().unwrap(), services.queues.tables_dlq.clone().unwrap());
+    let days = days();
+    publish(&services, &days[..1]).await;
+    let text_balance = [("Account.Name", "text"), ("Account.Balance", "text")];
+    let csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,x\n";
+    publish(&services, &[file("j2", "2026-11-02T06:00:00Z", false, &text_balance, csv)]).await;
+    let garbage = common::queue::OutgoingMessage::new("not a completion").grouped("Account").deduplicated("g");
+    tables.send(garbage).await.unwrap();
+    let mut settled = Vec::new();
+    while let Some(message) = tables.receive(1, std::time::Duration::ZERO).await.unwrap().pop() {
+        settled.push(writer.handle(&message).await.unwrap());
+    }
+    assert!(matches!(settled[0], Settled::Applied(Applied::Committed { .. })), "{settled:?}");
+    let dead = test_support::drain(dlq.as_ref()).await;
+    let reasons: Vec<&str> = dead.iter().map(|m| m.attributes["reason"].as_str()).collect();
+    assert_eq!(reasons.len(), 2, "{settled:?}");
+    assert!(
+        reasons[0].starts_with("s3://raw/Account/j2.csv: ") && reasons[0].contains("column Balance"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("not a completion message: "), "{reasons:?}");
+    assert_eq!(tables.depth().await.unwrap(), common::queue::QueueDepth::default(), "each settled once");
+}
+
+#[tokio::test]
+async fn the_writer_expires_replaced_versions_once_its_queue_falls_idle_not_only_on_its_hourly_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, services) = local_writer(dir.path()).await;
+    let days = days();
+    publish(&services, &days[..3]).await;
     let applied: Vec<_> = days[..3].iter().map(|(c, csv)| (c, *csv)).collect();
     let table_dir = dir.path().join("zuora-tables/Account");
     let all_applied_and_expired = async {

@@ -33,6 +33,7 @@ const UNREACHABLE: &[(&str, &str, &str)] = &[
     ("SchedulerRole", "PassRoles", "EventBridge Scheduler starts the task; moto has no Scheduler"),
     ("SchedulerRole", "DeadLetters", "EventBridge Scheduler writes its own dead letters; moto has no Scheduler"),
     ("ExecutionRole", "*", "ECS pulls the image and reads the secret into the task; moto runs no container"),
+    ("TableWriterTaskRole", "List", MISSING_KEYS),
 ];
 
 /// Why a role that reads keys which may not exist (ledger records, marks, metadata) holds s3:ListBucket.
@@ -50,6 +51,7 @@ const TASK_ROLES: &[(&str, &str)] = &[
     ("consumer", "ConsumerTaskRole"),
     ("status", "StatusTaskRole"),
     ("operator", "OperatorTaskRole"),
+    ("table-writer", "TableWriterTaskRole"),
 ];
 
 /// A moto server of this test's own, enforcing IAM once the stack's users exist, recording every decision.
@@ -247,6 +249,7 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     assert_eq!(stack.deployed["tasks"]["status"]["secrets"], serde_json::json!([]), "status runs without the secret");
     let producer = Process::start(stack.task("producer", None), &dir.join("producer.log"));
     let consumer = Process::start(stack.task("consumer", None), &dir.join("consumer.log"));
+    let writer = Process::start(stack.task("table-writer", None), &dir.join("table-writer.log"));
 
     // The schedule sends the daily request with its own role; the lake reads with its own (not the stack's).
     let schedule = stack.queue("RequestsQueueUrl", "SchedulerRole");
@@ -282,6 +285,24 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
         assert!(stored.is_ok(), "{} is in the bucket", completion.key);
     }
 
+    // The table writer applied both days' files to one Delta table per object under the stack's tables location.
+    let location = stack.output("TablesLocation");
+    let prefix = location.strip_prefix(&format!("s3://{bucket}/")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for completion in &day_one {
+        // The table's creation, then a commit per day.
+        let log = format!("{prefix}/{}/_delta_log/", completion.object);
+        loop {
+            let listed = s3.list_objects_v2().bucket(&bucket).prefix(&log).send().await.unwrap();
+            let commits = listed.contents().iter().filter(|o| o.key().unwrap_or_default().ends_with(".json")).count();
+            if commits >= 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{log}: {commits} commits; moto denied: {:#}", denied());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     // The status task, with its own configuration, role and no secret: every object fresh, and its metric line.
     let status = stack.task("status", None).output().unwrap();
     let said = String::from_utf8_lossy(&status.stdout).into_owned();
@@ -303,10 +324,14 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     // Bad input from outside goes to the dead-letter queues with its reason, by the services' own roles.
     let (requests_dlq, jobs_dlq) =
         (stack.queue("RequestsDeadLetterQueueUrl", "admin"), stack.queue("JobsDeadLetterQueueUrl", "admin"));
+    let (tables, tables_dlq) =
+        (stack.queue("TablesQueueUrl", "admin"), stack.queue("TablesDeadLetterQueueUrl", "admin"));
     let bad_request = OutgoingMessage::new(r#"{"exportFromDate":"someday"}"#);
     stack.queue("RequestsQueueUrl", "admin").send(bad_request).await.unwrap();
     stack.queue("JobsQueueUrl", "admin").send(OutgoingMessage::new("not a job message")).await.unwrap();
-    for dlq in [&requests_dlq, &jobs_dlq] {
+    let not_a_completion = OutgoingMessage::new("not a completion").grouped("Account").deduplicated("bad-1");
+    tables.send(not_a_completion).await.unwrap();
+    for dlq in [&requests_dlq, &jobs_dlq, &tables_dlq] {
         let deadline = Instant::now() + Duration::from_secs(60);
         while dlq.depth().await.unwrap().visible == 0 {
             assert!(Instant::now() < deadline, "{} stays empty; moto denied: {:#}", dlq.name(), denied());
@@ -325,7 +350,7 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     stack.operator(&["producer", "redrive", "--queue", "requests"]);
     let redriven = announced(&lake, 1, &mut seen, &denied).await;
     assert_eq!(redriven[0].object, "Contact");
-    for queue in ["jobs", "lake"] {
+    for queue in ["jobs", "lake", "tables"] {
         stack.operator(&["producer", "redrive", "--queue", queue, "--dry-run"]);
         stack.operator(&["producer", "redrive", "--queue", queue]);
     }
@@ -350,6 +375,7 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     assert!(again.trim_end().ends_with(": equal"), "{again}");
     assert!(producer.terminate().success(), "the producer stops cleanly on SIGTERM");
     assert!(consumer.terminate().success(), "the consumer stops cleanly on SIGTERM");
+    assert!(writer.terminate().success(), "the table writer stops cleanly on SIGTERM");
 
     // Every call was allowed, and every statement was needed by some call.
     let audit = moto.script(&["audit", moto.record.to_str().unwrap(), dir.join("users.json").to_str().unwrap()]);

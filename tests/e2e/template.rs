@@ -311,10 +311,10 @@ fn the_task_failed_rule_reports_service_tasks_that_fail_or_never_start_as_text()
         of_type(&template, "AWS::Events::Rule").into_iter().find(|(id, _)| *id == "TaskFailedRule").unwrap();
     let detail = &rule["EventPattern"]["detail"];
     let groups = strings(&detail["group"]);
-    for service in ["ProducerService", "ConsumerService"] {
+    for service in ["ProducerService", "ConsumerService", "TableWriterService"] {
         assert!(groups.contains(&format!("service:${{{service}.Name}}")), "the rule matches {service}: {groups:?}");
     }
-    assert_eq!(groups.len(), 2, "operators' one-off tasks and the status task are not services' failures");
+    assert_eq!(groups.len(), 3, "operators' one-off tasks and the status task are not services' failures");
     assert_eq!(strings(&detail["lastStatus"]), ["STOPPED"]);
     let alternatives = detail["$or"].as_sequence().expect("an $or of failed and never started");
     let failed = alternatives.iter().any(|a| a["containers"]["exitCode"][0]["anything-but"] == 0);
@@ -409,13 +409,35 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
         }
     }
 
+    // The table writer takes its own queue's completions, reads the files, writes only the tables (docs/tables.md).
+    let writer = "TableWriterTaskRole";
+    assert!(grants(&template, writer, "sqs:ReceiveMessage", "TablesQueue"));
+    assert!(grants(&template, writer, "sqs:SendMessage", "TablesDeadLetterQueue"));
+    let (_, key) = &catalogue_keys()[0];
+    assert!(grants(&template, writer, "s3:GetObject", &format!("{RAW_OBJECTS}{key}")), "the writer reads the files");
+    let commit = format!("{RAW_OBJECTS}tables/Account/_delta_log/00000000000000000001.json");
+    assert!(grants(&template, writer, "s3:PutObject", &commit), "the writer commits");
+    for (action, resources) in allowed(&template, writer) {
+        if action.starts_with("s3:Put") || action == "s3:DeleteObject" {
+            assert_eq!(resources, [format!("{RAW_OBJECTS}tables/*")], "the writer may {action} on {resources:?}");
+        }
+        if action.starts_with("sqs:") && action != "sqs:SendMessage" {
+            assert!(resources.iter().all(|r| r.contains("TablesQueue")), "the writer may {action} on {resources:?}");
+        }
+    }
+    assert_eq!(target(&task("TableWriterTaskDefinition")["TaskRoleArn"]), Some(writer));
+    let container = &task("TableWriterTaskDefinition")["ContainerDefinitions"][0];
+    assert_eq!(strings(&container["Command"]), ["table-writer"]);
+    assert!(container["Secrets"].is_null(), "the writer gets no secret");
+
     // The operator: `producer submit` (the ledger as the producer service has it, the jobs queue), `backfill` (the
-    // requests queue), `redrive --queue requests|jobs|lake [--dry-run]`, `status` and `audit [--repair]`.
+    // requests queue), `redrive --queue requests|jobs|lake|tables [--dry-run]`, `status` and `audit [--repair]`.
     let operator = "OperatorTaskRole";
     for (dlq, source) in [
         ("RequestsDeadLetterQueue", "RequestsQueue"),
         ("JobsDeadLetterQueue", "JobsQueue"),
         ("LakeDeadLetterQueue", "LakeQueue"),
+        ("TablesDeadLetterQueue", "TablesQueue"),
     ] {
         for action in [
             "sqs:ReceiveMessage",
@@ -464,7 +486,7 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
     }
 
     // Nobody in the stack takes messages off the lake queue: they are the lake's.
-    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "SchedulerRole", operator] {
+    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "SchedulerRole", operator, writer] {
         for (action, resources) in allowed(&template, role) {
             let takes =
                 ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"].contains(&action.as_str());
@@ -498,7 +520,8 @@ fn the_queues_and_the_bucket_use_the_stacks_rotated_keys_and_every_role_may_use_
 
     // A role that sends or receives encrypted messages may use QueueKey; one that reads the bucket may decrypt with
     // BucketKey, and one that writes it may also generate data keys.
-    for role in ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "OperatorTaskRole", "SchedulerRole"] {
+    let roles = ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "OperatorTaskRole", "SchedulerRole"];
+    for role in roles.into_iter().chain(["TableWriterTaskRole"]) {
         let grants_of = allowed(&template, role);
         let on_queues = grants_of.iter().any(|(a, _)| a.starts_with("sqs:"));
         let reads_raw =
@@ -574,6 +597,8 @@ fn a_lake_in_another_account_may_take_its_completions_read_the_files_and_decrypt
     let keys = catalogue_keys();
     let (_, key) = &keys[0];
     assert!(lake_may("s3:GetObject", &format!("{RAW_OBJECTS}{key}"), "Allow"), "the lake reads the files");
+    let table_file = format!("{RAW_OBJECTS}tables/Account/_delta_log/00000000000000000000.json");
+    assert!(lake_may("s3:GetObject", &table_file, "Allow") && !lake_may("s3:GetObject", &table_file, "Deny"), "tables");
     assert!(lake_may("s3:ListBucket", "arn:${AWS::Partition}:s3:::${RawBucketName}", "Allow"), "the lake lists them");
     let records = format!("{RAW_OBJECTS}zuora-lake-export/ledger/jobs/x.json");
     assert!(lake_may("s3:GetObject", &records, "Deny"), "the lake is denied the exporter's records");
@@ -609,6 +634,10 @@ fn the_outputs_name_what_the_runbook_and_the_lake_need() {
         "LakeQueueArn",
         "LakeDeadLetterQueueUrl",
         "LakeDeadLetterQueueArn",
+        "TablesQueueUrl",
+        "TablesDeadLetterQueueUrl",
+        "TablesDeadLetterQueueArn",
+        "TablesLocation",
         "ScheduleDeadLetterQueueUrl",
         "ScheduleDeadLetterQueueArn",
         "RawBucketName",
@@ -618,6 +647,7 @@ fn the_outputs_name_what_the_runbook_and_the_lake_need() {
         "ClusterName",
         "ProducerServiceName",
         "ConsumerServiceName",
+        "TableWriterServiceName",
         "OperatorTaskDefinitionArn",
         "StatusTaskDefinitionArn",
         "TaskNetworkConfiguration",
@@ -661,7 +691,7 @@ fn the_dashboard_shows_every_embedded_metric_and_the_queues() {
 #[test]
 fn every_s3_grant_is_limited_to_buckets_of_the_expected_account() {
     let template = test_support::deploy_template();
-    for role in ["ProducerTaskRole", "StatusTaskRole", "ConsumerTaskRole", "OperatorTaskRole"] {
+    for role in ["ProducerTaskRole", "StatusTaskRole", "ConsumerTaskRole", "OperatorTaskRole", "TableWriterTaskRole"] {
         let grants = statements(&template, role).into_iter().filter(|s| s["Effect"] == "Allow");
         for statement in grants.filter(|s| actions(s).iter().any(|a| a.starts_with("s3:"))) {
             let account = &statement["Condition"]["StringEquals"]["s3:ResourceAccount"];

@@ -128,6 +128,8 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
         ("${JobsPerConsumerTask}", "2"),
         ("${LakeQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake.fifo"),
         ("${LakeDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"),
+        ("${TablesQueue}", "https://sqs.eu-west-1.amazonaws.com/1/tables.fifo"),
+        ("${TablesDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/tables-dlq.fifo"),
         ("${RequestsQueue}", queue),
         ("${RequestsDeadLetterQueue}", queue),
         ("${JobsQueue}", queue),

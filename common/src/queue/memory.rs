@@ -1,7 +1,8 @@
 //! [`Queue`] in process memory, with SQS's semantics where the exporter relies on them: visibility timeouts,
 //! delays, receive counts with a dead-letter queue after `max_receives`, and, on a FIFO queue (a name ending in
 //! `.fifo`), deduplication for five minutes and message groups: a group's messages are received in order, and none
-//! while an earlier one of the group is in flight; other groups do not wait.
+//! while an earlier one of the group is in flight; other groups do not wait. A FIFO send without a group or a
+//! deduplication id is refused, as SQS refuses it on a queue without content-based deduplication.
 //! Used by the quick start (producer and consumers in one process) and by unit tests.
 
 use super::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
@@ -147,6 +148,13 @@ impl Queue for MemoryQueue {
 
     fn send(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<String, QueueError>> {
         async move {
+            // As SQS answers a FIFO queue without content-based deduplication (the exporter's are all so).
+            if self.is_fifo() && (message.group.is_none() || message.deduplication_id.is_none()) {
+                let missing = if message.group.is_none() { "MessageGroupId" } else { "MessageDeduplicationId" };
+                let mut refused = QueueError::new("SendMessage", &self.name, format!("a FIFO queue needs a {missing}"));
+                refused.permanent = true;
+                return Err(refused);
+            }
             if self.is_fifo()
                 && let Some(dedup) = &message.deduplication_id
             {
@@ -252,9 +260,14 @@ mod tests {
 
         let lake = MemoryQueue::new("lake.fifo", Duration::from_secs(30));
         for _ in 0..2 {
-            lake.send(OutgoingMessage::new("done").deduplicated("job:batch:0")).await.unwrap();
+            lake.send(OutgoingMessage::new("done").grouped("Account").deduplicated("job:batch:0")).await.unwrap();
         }
         assert_eq!(lake.receive(10, Duration::ZERO).await.unwrap().len(), 1, "the second send was deduplicated");
+        // Without content-based deduplication, SQS refuses a FIFO message that lacks either id.
+        for message in [OutgoingMessage::new("x").grouped("Account"), OutgoingMessage::new("x").deduplicated("x")] {
+            let refused = lake.send(message).await.unwrap_err();
+            assert!(refused.permanent && refused.message.contains("a FIFO queue needs a Message"), "{refused}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
