@@ -307,7 +307,7 @@ fn marked_full_load(
 
 /// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), loaded; `None` until the first
 /// deletion creates it.
-async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
+pub(crate) async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
     if !has_log(table, DELETED_TABLE).await? {
         return Ok(None);
     }
@@ -441,7 +441,10 @@ fn without(batch: &RecordBatch, id_column: &str, ids: &HashSet<String>) -> Resul
 
 /// `batch` with the table's columns, in the table's order: a column the batch lacks (one the table gained after
 /// the batch's file was written, or one the file's query no longer selects) is null.
-fn conform(batch: RecordBatch, table: &deltalake::arrow::datatypes::SchemaRef) -> Result<RecordBatch, ApplyError> {
+pub(crate) fn conform(
+    batch: RecordBatch,
+    table: &deltalake::arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, ApplyError> {
     let schema = batch.schema();
     let by_name: HashMap<&str, usize> =
         schema.fields().iter().enumerate().map(|(i, f)| (f.name().as_str(), i)).collect();
@@ -461,32 +464,19 @@ fn parquet_error(e: deltalake::parquet::errors::ParquetError) -> ApplyError {
 }
 
 /// The table's data files.
-async fn data_files(table: &DeltaTable) -> Result<Vec<LogicalFileView>, DeltaTableError> {
+pub(crate) async fn data_files(table: &DeltaTable) -> Result<Vec<LogicalFileView>, DeltaTableError> {
     table.snapshot()?.snapshot().file_views(table.log_store().as_ref(), None).try_collect().await
 }
 
 /// The rows of one data file.
-async fn read_data_file(store: &ObjectStoreRef, file: &LogicalFileView) -> Result<Vec<RecordBatch>, ApplyError> {
+pub(crate) async fn read_data_file(
+    store: &ObjectStoreRef,
+    file: &LogicalFileView,
+) -> Result<Vec<RecordBatch>, ApplyError> {
     let bytes = store.get(&file.object_store_path()).await.map_err(DeltaTableError::from)?.bytes().await;
     let reader =
         ParquetRecordBatchReaderBuilder::try_new(bytes.map_err(DeltaTableError::from)?).map_err(parquet_error)?;
     Ok(reader.build().map_err(parquet_error)?.collect::<Result<_, _>>()?)
-}
-
-/// Deletes the data files that versions older than `keep` removed (a merged file's earlier copies), leaving the
-/// table's current files and the versions of the last `keep` to time travel. Only files the log says were removed
-/// are deleted (delta-rs's `lite` vacuum: never a file of another writer's commit in flight, never the deletions
-/// table beside the data), and no data changes: commits go on while it runs. Returns the files deleted.
-pub async fn expire(table: &DeltaTable, keep: std::time::Duration) -> Result<usize, DeltaTableError> {
-    let keep = chrono::Duration::from_std(keep).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-    let (_, metrics) = table
-        .clone()
-        .vacuum()
-        .with_mode(deltalake::operations::vacuum::VacuumMode::Lite)
-        .with_retention_period(keep)
-        .with_enforce_retention_duration(false)
-        .await?;
-    Ok(metrics.files_deleted.len())
 }
 
 /// The number of rows in the table, as its log records them (each data file's `numRecords`).

@@ -2,7 +2,8 @@
 //! gives them (one message group per object), then deleted; a file the table cannot take goes to the writer's DLQ
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
-use crate::delta::{Applied, ApplyError, apply, expire, has_log};
+use crate::delta::{Applied, ApplyError, apply, has_log};
+use crate::maintenance::{Maintained, maintain};
 use crate::source::FileSource;
 use common::config::{Config, ConfigError};
 use common::messages::CompletionMessage;
@@ -19,8 +20,8 @@ use tracing::{error, info, warn};
 
 /// How long a replaced version of a table stays readable (time travel) before its files are deleted.
 pub const KEEP_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How often the writer expires the replaced versions of the tables it has applied files to while its queue is busy.
-const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the writer maintains the tables it has applied files to while its queue is busy.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything the writer talks to.
 pub struct TableWriter {
@@ -141,25 +142,25 @@ impl TableWriter {
         }
     }
 
-    /// Deletes the files of every open table's versions replaced more than `keep` ago ([`expire`]); the tables are
-    /// not held meanwhile, so files go on being applied. Returns the files deleted; a table that fails is tried
+    /// Compacts every open table's small files and deletes the files of its versions replaced more than `keep` ago,
+    /// its deletions table's too ([`maintain`]). Runs between files. Returns what it did; a table that fails is tried
     /// again next time.
-    pub async fn expire_old_versions(&self, keep: Duration) -> usize {
-        let tables: Vec<(String, DeltaTable)> =
-            self.open.lock().await.iter().map(|(object, table)| (object.clone(), table.clone())).collect();
-        let mut deleted = 0;
-        for (object, table) in tables {
-            match expire(&table, keep).await {
-                Ok(files) => {
-                    deleted += files;
-                    if files > 0 {
-                        info!(object, files, "replaced versions expired");
+    pub async fn maintain(&self, keep: Duration) -> Maintained {
+        let mut open = self.open.lock().await;
+        let mut done = Maintained::default();
+        for (object, table) in open.iter_mut() {
+            match maintain(table, keep).await {
+                Ok(this) => {
+                    if this != Maintained::default() {
+                        info!(object, compacted = this.compacted, expired = this.expired, "table maintained");
                     }
+                    done.compacted += this.compacted;
+                    done.expired += this.expired;
                 }
-                Err(e) => warn!(object, error = %e, "replaced versions not expired; trying again next time"),
+                Err(e) => warn!(object, error = %e, "table not maintained; trying again next time"),
             }
         }
-        deleted
+        done
     }
 
     /// Moves `message` to the DLQ (FIFO, like the tables queue) with its reason: in its object's group, deduplicated
@@ -175,20 +176,20 @@ impl TableWriter {
     }
 }
 
-/// Serves the tables queue until `shutdown` resolves. The versions the tables replaced more than `keep` ago are
-/// expired when the queue falls idle after a commit, and every hour while it is busy: the stack stops the writer
-/// when its queue has been empty for a while, so an hourly timer alone might never fire.
+/// Serves the tables queue until `shutdown` resolves. The tables are maintained (small files compacted, versions
+/// replaced more than `keep` ago expired) when the queue falls idle after a commit, and every hour while it is busy:
+/// the stack stops the writer when its queue has been empty for a while, so an hourly timer alone might never fire.
 pub async fn run(writer: Arc<TableWriter>, wait: Duration, keep: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut expiry = tokio::time::interval(EXPIRE_EVERY);
-    expiry.reset();
-    let mut committed_since_expiry = false;
+    let mut every_hour = tokio::time::interval(MAINTAIN_EVERY);
+    every_hour.reset();
+    let mut committed_since_maintenance = false;
     loop {
         let received = tokio::select! {
             () = &mut shutdown => break,
-            _ = expiry.tick() => {
-                writer.expire_old_versions(keep).await;
-                committed_since_expiry = false;
+            _ = every_hour.tick() => {
+                writer.maintain(keep).await;
+                committed_since_maintenance = false;
                 continue;
             }
             received = writer.queue.receive(1, wait) => received,
@@ -201,15 +202,15 @@ pub async fn run(writer: Arc<TableWriter>, wait: Duration, keep: Duration, shutd
                 continue;
             }
         };
-        if messages.is_empty() && committed_since_expiry {
-            writer.expire_old_versions(keep).await;
-            committed_since_expiry = false;
-            expiry.reset();
+        if messages.is_empty() && committed_since_maintenance {
+            writer.maintain(keep).await;
+            committed_since_maintenance = false;
+            every_hour.reset();
         }
         for message in messages {
             match writer.handle(&message).await {
                 Ok(Settled::Applied(applied)) => {
-                    committed_since_expiry |= matches!(applied, Applied::Committed { .. });
+                    committed_since_maintenance |= matches!(applied, Applied::Committed { .. });
                     info!(?applied, "completion applied");
                 }
                 Ok(Settled::DeadLettered(reason)) => warn!(%reason, "completion dead-lettered"),

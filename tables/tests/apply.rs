@@ -9,7 +9,8 @@ use common::merge::MergedTable;
 use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobKind, Window};
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
-use table_writer::delta::{Applied, apply, expire, has_log, row_count, scan};
+use table_writer::delta::{Applied, apply, has_log, row_count, scan};
+use table_writer::maintenance::{COMPACT_AT, compact, expire};
 use table_writer::service::{Settled, TableWriter, run};
 use table_writer::source::FileSource;
 
@@ -501,4 +502,79 @@ async fn the_writer_expires_replaced_versions_once_its_queue_falls_idle_not_only
     let table = writer.table("Account").await.unwrap();
     assert_eq!(table_rows(&table).await, expected(&applied), "every file applied");
     assert_eq!(parquet_files(&table_dir), table.snapshot().unwrap().log_data().num_files(), "replaced files left");
+}
+
+/// A table of many small files: a full load of rows f0.., then days of one new row each. A merge rewrites only the
+/// files its Ids are in, so each day adds a small file. Every other day also deletes a row of the full load (a file
+/// in the deletions table); the last days' query gained a field. The files, applied; their reference rows.
+async fn table_of_small_files() -> (tempfile::TempDir, DeltaTable, Vec<(CompletionMessage, &'static str)>, Rows) {
+    let (dir, mut table) = new_table().await;
+    let (mut files, days) = (Vec::new(), 3 * COMPACT_AT);
+    for day in 0..days {
+        let widened = day + 2 >= days;
+        let mut columns = COLUMNS.to_vec();
+        let mut csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance".to_owned();
+        let extra = if widened {
+            columns.push(("Account.Region", "text"));
+            csv.push_str(",Account.Region");
+            ",EU"
+        } else {
+            ""
+        };
+        csv.push('\n');
+        if day == 0 {
+            (0..days).for_each(|i| csv.push_str(&format!("false,f{i},Full {i},{i}{extra}\n")));
+        }
+        csv.push_str(&format!("false,n{day},Name {day},{day}{extra}\n"));
+        if day % 2 == 1 {
+            csv.push_str(&format!("true,f{day},,{}\n", if widened { "," } else { "" }));
+        }
+        let executed_at = format!("2026-11-{:02}T06:00:00Z", day + 1);
+        files.push(file(&format!("d{day}"), &executed_at, day == 0, &columns, csv.leak()));
+    }
+    for (completion, csv) in &files {
+        apply(&mut table, completion, &source(csv)).await.unwrap();
+    }
+    let applied: Vec<_> = files.iter().map(|(c, csv)| (c, *csv)).collect();
+    let rows = table_rows(&table).await;
+    assert_eq!(rows, expected(&applied));
+    (dir, table, files, rows)
+}
+
+#[tokio::test]
+async fn small_files_are_compacted_into_one_with_the_rows_the_transactions_and_the_deletions_kept() {
+    let (dir, mut table, files, rows) = table_of_small_files().await;
+    let before = table.snapshot().unwrap().log_data().num_files();
+    assert!(before >= COMPACT_AT, "{before} data files");
+    let version = table.version().unwrap();
+
+    assert_eq!(compact(&mut table).await.unwrap(), before);
+    assert_eq!(table.snapshot().unwrap().log_data().num_files(), 1);
+    assert_eq!(table.version(), Some(version + 1), "one commit");
+    assert_eq!(table_rows(&table).await, rows);
+    assert_eq!(compact(&mut table).await.unwrap(), 0, "nothing small left");
+    let (first, csv) = &files[1];
+    assert_eq!(apply(&mut table, first, &source(csv)).await.unwrap(), Applied::AlreadyApplied);
+
+    // The deletions table too, and both tables' replaced files expired.
+    let done = table_writer::maintenance::maintain(&mut table, std::time::Duration::ZERO).await.unwrap();
+    assert!(done.compacted >= COMPACT_AT && done.expired >= before, "{done:?}");
+    assert_eq!(parquet_files(dir.path()), 1);
+    assert_eq!(parquet_files(&dir.path().join("_zle_deleted")), 1);
+    // A late file still finds the Ids deleted after it.
+    let csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,f1,Late,1\n";
+    let (late, csv) = file("late", "2026-11-01T12:00:00Z", false, COLUMNS, csv);
+    apply(&mut table, &late, &source(csv)).await.unwrap();
+    assert_eq!(table_rows(&table).await, rows, "f1, deleted on day 1, stays deleted");
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (DuckDB and deltalake in its Python venv)"]
+async fn duckdb_and_delta_rs_python_read_a_compacted_table_as_before() {
+    let (dir, mut table, _, rows) = table_of_small_files().await;
+    table_writer::maintenance::maintain(&mut table, std::time::Duration::ZERO).await.unwrap();
+    let read = read_with_python(&[dir.path().as_os_str()]);
+    for reader in ["duckdb", "deltalake"] {
+        assert_eq!(rows_read_by(&read, reader), rows, "{reader}");
+    }
 }

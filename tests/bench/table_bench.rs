@@ -17,7 +17,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use table_writer::delta::{Applied, apply, expire, row_count};
+use table_writer::delta::{Applied, apply, row_count};
+use table_writer::maintenance::expire;
 use table_writer::source::FileSource;
 
 /// The file's columns and their Zuora types: InvoiceItem's own fields, then the joined Invoice and Account Ids.
