@@ -1,5 +1,6 @@
 //! The `table-writer` command line.
 
+use crate::glue::GlueCatalog;
 use crate::service::{KEEP_VERSIONS, TableWriter, run as serve};
 use clap::{Parser, Subcommand};
 use common::config::Config;
@@ -43,7 +44,11 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     }
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
-    let writer = Arc::new(TableWriter::from_config(&config, &services)?);
+    let mut writer = TableWriter::from_config(&config, &services)?;
+    if let Some(database) = config.tables.as_ref().and_then(|t| t.glue_database.as_deref()) {
+        writer = writer.with_catalog(GlueCatalog::new(&config.aws, database).await);
+    }
+    let writer = Arc::new(writer);
     serve(writer, RECEIVE_WAIT, KEEP_VERSIONS, shutdown).await;
     Ok(())
 }

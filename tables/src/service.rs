@@ -3,6 +3,7 @@
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
 use crate::delta::{Applied, ApplyError, apply, has_log};
+use crate::glue::GlueCatalog;
 use crate::maintenance::{Maintained, maintain};
 use crate::source::FileSource;
 use common::config::{Config, ConfigError};
@@ -11,7 +12,7 @@ use common::queue::{OutgoingMessage, Queue, ReceivedMessage};
 use common::services::Services;
 use common::store::ObjectStore;
 use deltalake::DeltaTable;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ pub struct TableWriter {
     dlq: Arc<dyn Queue>,
     location: TablesAt,
     open: Mutex<HashMap<String, DeltaTable>>,
+    catalog: Option<GlueCatalog>,
+    /// The objects whose table this process has seen registered in `catalog`.
+    registered: Mutex<HashSet<String>>,
 }
 
 /// Where the tables are.
@@ -83,7 +87,15 @@ impl TableWriter {
             dlq: services.queues.tables_dlq.clone().ok_or_else(|| needed("queues.tables_dlq"))?,
             location,
             open: Mutex::default(),
+            catalog: None,
+            registered: Mutex::default(),
         })
+    }
+
+    /// Registers each table in `catalog` once it exists (`tables.glue_database`).
+    pub fn with_catalog(mut self, catalog: GlueCatalog) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     /// Whether the writer can run with `config` (what `check-config` checks besides the configuration itself).
@@ -124,6 +136,7 @@ impl TableWriter {
             None => self.table(&completion.object).await?,
         };
         let outcome = apply(&mut table, &completion, &FileSource::Store(self.store.clone())).await;
+        let location = table.table_url().to_string();
         // A table whose commit failed is read again next time: another writer may have committed meanwhile.
         if outcome.is_ok() {
             open.insert(completion.object.clone(), table);
@@ -131,6 +144,7 @@ impl TableWriter {
         drop(open);
         match outcome {
             Ok(applied) => {
+                self.register(&completion.object, &location).await?;
                 self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
                 Ok(Settled::Applied(applied))
             }
@@ -161,6 +175,20 @@ impl TableWriter {
             }
         }
         done
+    }
+
+    /// Registers `object`'s table at `location` in the Glue catalog, if there is one, unless this process has seen
+    /// it there already. A failure leaves the completion to come back: applying it again finds it applied.
+    async fn register(&self, object: &str, location: &str) -> Result<(), ApplyError> {
+        let Some(catalog) = &self.catalog else { return Ok(()) };
+        if self.registered.lock().await.contains(object) {
+            return Ok(());
+        }
+        if catalog.register(object, location).await? {
+            info!(object, location, "table registered in the Glue catalog");
+        }
+        self.registered.lock().await.insert(object.to_owned());
+        Ok(())
     }
 
     /// Moves `message` to the DLQ (FIFO, like the tables queue) with its reason: in its object's group, deduplicated

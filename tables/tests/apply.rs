@@ -10,6 +10,7 @@ use common::messages::{Checksum, CompletionMessage, FileColumn, FileSchema, JobK
 use deltalake::DeltaTable;
 use std::collections::BTreeMap;
 use table_writer::delta::{Applied, apply, has_log, row_count, scan};
+use table_writer::glue::GlueCatalog;
 use table_writer::maintenance::{COMPACT_AT, compact, expire};
 use table_writer::service::{Settled, TableWriter, run};
 use table_writer::source::FileSource;
@@ -577,4 +578,33 @@ async fn duckdb_and_delta_rs_python_read_a_compacted_table_as_before() {
     for reader in ["duckdb", "deltalake"] {
         assert_eq!(rows_read_by(&read, reader), rows, "{reader}");
     }
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (moto's Glue)"]
+async fn each_table_is_registered_in_the_glue_database_as_a_delta_table_and_an_existing_entry_is_kept() {
+    let aws = test_support::aws_config();
+    let glue = aws_sdk_glue::Client::new(&aws.load().await);
+    let database = test_support::unique("zle").replace('-', "_");
+    let input = aws_sdk_glue::types::DatabaseInput::builder().name(&database).build().unwrap();
+    glue.create_database().database_input(input).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, services) = local_writer(dir.path()).await;
+    let writer = std::sync::Arc::into_inner(writer).unwrap().with_catalog(GlueCatalog::new(&aws, &database).await);
+    publish(&services, &days()[..2]).await;
+    let tables = services.queues.tables.clone().unwrap();
+    while let Some(message) = tables.receive(1, std::time::Duration::ZERO).await.unwrap().pop() {
+        writer.handle(&message).await.unwrap();
+    }
+    let entry = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    let parameters = entry.parameters.unwrap();
+    assert_eq!((parameters["table_type"].as_str(), entry.table_type.as_deref()), ("DELTA", Some("EXTERNAL_TABLE")));
+    let location = entry.storage_descriptor.unwrap().location.unwrap();
+    assert_eq!(location, writer.table("Account").await.unwrap().table_url().to_string());
+    // An entry an operator made (or another writer) is left as it is.
+    let catalog = GlueCatalog::new(&aws, &database).await;
+    assert!(!catalog.register("Account", "s3://elsewhere/Account/").await.unwrap());
+    let kept = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    assert_eq!(kept.storage_descriptor.unwrap().location.unwrap(), location);
+    assert!(catalog.register("Invoice", "s3://tables/Invoice/").await.unwrap(), "a new entry");
 }

@@ -12,7 +12,8 @@
                                         statement matching), as JSON
 
 What moto enforces (moto 5): identity policies of users (inline and attached), Allow and explicit Deny, actions
-and resources with wildcards: the queue's ARN for SQS calls, the bucket's or `bucket/key` ARN for S3 calls. What it
+and resources with wildcards: the queue's ARN for SQS calls, the bucket's or `bucket/key` ARN for S3 calls, and (as
+this script teaches it) the table's ARN for Glue calls that name a table. What it
 does not: conditions (s3:prefix, s3:ResourceAccount, kms:ViaService are taken as met), resource policies (bucket,
 queue and key policies), KMS calls SQS and S3 would make on the caller's behalf, sts:AssumeRole into a role (hence a
 user per role), and the resource of SQS calls that name a queue by ARN (StartMessageMoveTask is checked against `*`:
@@ -48,6 +49,18 @@ def serve(record_path: str) -> None:
                 record.write(json.dumps(line) + "\n")
 
     access_control.IAMRequestBase.check_action_permitted = recorded
+
+    from moto.glue.responses import GlueResponse
+
+    def glue_table(self):
+        # The table a Glue call names (GetTable, CreateTable): moto resolves no Glue resource on its own.
+        body = json.loads(self.body or "{}")
+        database, name = body.get("DatabaseName"), body.get("Name") or body.get("TableInput", {}).get("Name")
+        if database and name:
+            return f"arn:aws:glue:{self.region}:{self.current_account}:table/{database}/{name}"
+        return "*"
+
+    GlueResponse._determine_resource = glue_table
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

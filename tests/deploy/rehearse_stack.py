@@ -1,8 +1,9 @@
 """Creates deploy/template.yaml as a CloudFormation stack on a moto server and prints, as JSON, what the tasks would
 be given: each task definition's family, command and environment as deployed, the stack's outputs, and the daily
 schedule's input. Used by tests/e2e/rehearsal.rs (the deploy rehearsal); moto creates the queues, the bucket, the
-cluster, the services, the task definitions (producer, consumer, status, operator), the roles, the keys, the topic
-and the rule, not the alarms, schedules, policies or scaling resources (the template's wiring test checks those).
+cluster, the services, the task definitions (producer, consumer, status, operator, table-writer), the roles, the keys,
+the topic and the rule, not the alarms, schedules, policies, scaling resources (the template's wiring test checks
+those) or the Glue database (created here, as the stack would).
 
 Usage: rehearse_stack.py ENDPOINT STACK_NAME KEY=VALUE...   (template parameters)
 """
@@ -42,6 +43,12 @@ def main() -> None:
         time.sleep(0.5)
     if described["StackStatus"] != "CREATE_COMPLETE":
         sys.exit(f"stack {stack}: {described['StackStatus']} {described.get('StackStatusReason')}")
+
+    # moto's CloudFormation has no Glue: the database TablesDatabase names, created as the stack would.
+    glue = boto3.client("glue", **session)
+    database = parameters.get("TablesGlueDatabase", "zuora")
+    if database not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]:
+        glue.create_database(DatabaseInput={"Name": database})
 
     ecs = boto3.client("ecs", **session)
     tasks = {}

@@ -425,6 +425,17 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
             assert!(resources.iter().all(|r| r.contains("TablesQueue")), "the writer may {action} on {resources:?}");
         }
     }
+    // It registers each table in the stack's Glue database, and may touch no other.
+    let glue = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:";
+    for resource in ["catalog", "database/${TablesGlueDatabase}", "table/${TablesGlueDatabase}/account"] {
+        for action in ["glue:GetTable", "glue:CreateTable"] {
+            assert!(grants(&template, writer, action, &format!("{glue}{resource}")), "{action} on {resource}");
+        }
+    }
+    assert!(!grants(&template, writer, "glue:CreateTable", &format!("{glue}table/other/account")));
+    let database = &resources(&template)["TablesDatabase"];
+    assert_eq!(database["Type"], "AWS::Glue::Database");
+    assert_eq!(target(&database["Properties"]["DatabaseInput"]["Name"]), Some("TablesGlueDatabase"));
     assert_eq!(target(&task("TableWriterTaskDefinition")["TaskRoleArn"]), Some(writer));
     let container = &task("TableWriterTaskDefinition")["ContainerDefinitions"][0];
     assert_eq!(strings(&container["Command"]), ["table-writer"]);
@@ -638,6 +649,7 @@ fn the_outputs_name_what_the_runbook_and_the_lake_need() {
         "TablesDeadLetterQueueUrl",
         "TablesDeadLetterQueueArn",
         "TablesLocation",
+        "TablesGlueDatabase",
         "ScheduleDeadLetterQueueUrl",
         "ScheduleDeadLetterQueueArn",
         "RawBucketName",

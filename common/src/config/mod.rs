@@ -64,6 +64,10 @@ pub struct TablesConfig {
     /// `s3://BUCKET/PREFIX/`: the table of object `X` is at `PREFIX/X/` (with `aws.local_dir`, the directory
     /// `LOCAL_DIR/BUCKET/PREFIX/X`).
     pub location: String,
+    /// An AWS Glue database to register each table in (as `x` for object `X`), so that Athena finds it by name;
+    /// absent: no catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glue_database: Option<String>,
 }
 
 impl TablesConfig {
@@ -468,6 +472,15 @@ impl Config {
             && tables.bucket_and_prefix().is_none()
         {
             return Err(format!("tables.location: s3://BUCKET/ or s3://BUCKET/PREFIX/, got {:?}", tables.location));
+        }
+        if let Some(database) = self.tables.as_ref().and_then(|t| t.glue_database.as_ref())
+            && (database.is_empty()
+                || database.len() > 255
+                || !database.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        {
+            return Err(format!(
+                "tables.glue_database: lower-case letters, digits and underscores (Athena's names), got {database:?}"
+            ));
         }
         if self.raw_bucket.is_some() && self.catalogue.is_some() {
             return Err("raw_bucket: only with the built-in catalogue (a catalogue file names its own buckets)".into());

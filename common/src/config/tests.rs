@@ -130,6 +130,7 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
         ("${LakeDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/lake-dlq.fifo"),
         ("${TablesQueue}", "https://sqs.eu-west-1.amazonaws.com/1/tables.fifo"),
         ("${TablesDeadLetterQueue}", "https://sqs.eu-west-1.amazonaws.com/1/tables-dlq.fifo"),
+        ("${TablesGlueDatabase}", "zuora"),
         ("${RequestsQueue}", queue),
         ("${RequestsDeadLetterQueue}", queue),
         ("${JobsQueue}", queue),
@@ -185,6 +186,10 @@ fn errors_name_the_field() {
     let cases = [
         (GOOD.replace("lake.fifo", "lake"), "queues.lake: must be a FIFO queue"),
         (format!("{GOOD}\n[tables]\nlocation = \"s3://b/no-slash\""), "tables.location: s3://BUCKET/"),
+        (
+            format!("{GOOD}\n[tables]\nlocation = \"s3://b/\"\nglue_database = \"zuora-lake\""),
+            "tables.glue_database: lower-case letters, digits and underscores",
+        ),
         (GOOD.replace("[ledger]", "tables = \"https://sqs.eu-west-1.amazonaws.com/1/tables.fifo\"\n[ledger]"), "queues.tables_dlq: queues.tables and queues.tables_dlq go together"),
         (
             GOOD.replace(
