@@ -64,7 +64,7 @@ impl Exit {
         }
         let permanent = match (error.downcast_ref::<StoreError>(), error.downcast_ref::<QueueError>()) {
             (Some(store), _) => Some(store.is_permanent()),
-            (_, Some(queue)) => Some(queue.permanent),
+            (_, Some(queue)) => Some(queue.is_permanent()),
             _ => None,
         };
         permanent.map(|permanent| if permanent { Self::Usage } else { Self::Temporary })
@@ -94,7 +94,7 @@ mod tests {
             ..StoreError::transient("GetObject", "b", "k", "denied")
         };
         let mut queue_denied = QueueError::new("SendMessage", "q", "AccessDenied");
-        queue_denied.permanent = true;
+        queue_denied.kind = crate::queue::QueueErrorKind::Permanent;
         let cases: [(&(dyn Error + 'static), Exit); 7] = [
             (&busy, Exit::Temporary),
             (&bad_query, Exit::Refused),

@@ -24,13 +24,13 @@
 
 use crate::marks::Marks;
 use crate::messages::{ExportRequest, JobKind, Window};
-use crate::store::{ObjectStore, Precondition, StoreError};
-use bytes::Bytes;
+pub use crate::records::LedgerError;
+use crate::records::Records;
+use crate::store::ObjectStore;
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A request and what it turned into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,36 +192,11 @@ fn claim_name(idempotency_key: &str) -> String {
     format!("session/claims/{idempotency_key}.json")
 }
 
-/// A ledger record that could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A record is not what this build writes.
-    #[error("ledger record {key} is unreadable: {detail}")]
-    Corrupt {
-        /// The record's key.
-        key: String,
-        /// What is wrong.
-        detail: String,
-    },
-}
-
 /// The ledger, on an object store.
 #[derive(Clone)]
 pub struct Ledger {
-    store: Arc<dyn ObjectStore>,
-    bucket: String,
-    prefix: String,
-    /// The version of each record this process last read or wrote (`None`: read as absent): the condition of its
-    /// next write. A record not here is written only if absent; a stale version makes the write a conflict.
-    versions: Arc<Mutex<HashMap<String, Option<String>>>>,
+    records: Records,
 }
-
-/// Records whose versions a process remembers; past this the memory is cleared (a forgotten version costs a
-/// conflict and a read, never a lost write).
-const VERSIONS_KEPT: usize = 10_000;
 
 /// Tries at moving the session mark when other producers keep moving it at the same time.
 const MARK_ATTEMPTS: u32 = 5;
@@ -229,32 +204,32 @@ const MARK_ATTEMPTS: u32 = 5;
 impl Ledger {
     /// A ledger under `prefix` (ending in `/`) of `bucket`.
     pub fn new(store: Arc<dyn ObjectStore>, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { store, bucket: bucket.into(), prefix: prefix.into(), versions: Arc::default() }
+        Self { records: Records::new(store, bucket, prefix) }
     }
 
     /// A request's record.
     pub async fn request(&self, request_key: &str) -> Result<Option<RequestRecord>, LedgerError> {
-        self.read(&format!("requests/{request_key}.json")).await
+        self.records.read(&format!("requests/{request_key}.json")).await
     }
 
     /// Writes a request's record.
     pub async fn put_request(&self, record: &RequestRecord) -> Result<(), LedgerError> {
-        self.write(&format!("requests/{}.json", record.request_key), record).await
+        self.records.write(&format!("requests/{}.json", record.request_key), record).await
     }
 
     /// A job's record.
     pub async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, LedgerError> {
-        self.read(&format!("jobs/{job_id}.json")).await
+        self.records.read(&format!("jobs/{job_id}.json")).await
     }
 
     /// Writes a job's record.
     pub async fn put_job(&self, record: &JobRecord) -> Result<(), LedgerError> {
-        self.write(&format!("jobs/{}.json", record.job_id), record).await
+        self.records.write(&format!("jobs/{}.json", record.job_id), record).await
     }
 
     /// The session's latest recorded increment.
     pub async fn session_mark(&self) -> Result<Option<SessionMark>, LedgerError> {
-        self.read::<SessionMark>("session/last-increment.json").await
+        self.records.read::<SessionMark>("session/last-increment.json").await
     }
 
     /// Moves the session's mark forward (never back) to the increment of `job_id` of `objects`, ending at `to`,
@@ -275,7 +250,7 @@ impl Ledger {
             if current.as_ref() == Some(&next) {
                 return Ok(());
             }
-            match self.write("session/last-increment.json", &next).await {
+            match self.records.write("session/last-increment.json", &next).await {
                 // Another producer moved it since it was read: read it again and move it from there.
                 Err(LedgerError::Store(e)) if e.is_conflict() && attempt < MARK_ATTEMPTS => attempt += 1,
                 written => return written,
@@ -285,78 +260,18 @@ impl Ledger {
 
     /// The claim on the increment submitted under `idempotency_key`, if a request made one.
     pub async fn increment_claim(&self, idempotency_key: &str) -> Result<Option<IncrementClaim>, LedgerError> {
-        self.read(&claim_name(idempotency_key)).await
+        self.records.read(&claim_name(idempotency_key)).await
     }
 
     /// Claims the increment submitted under `idempotency_key` for a request, before submitting it.
     pub async fn claim_increment(&self, idempotency_key: &str, request_key: &str) -> Result<(), LedgerError> {
         let claim = IncrementClaim { request_key: request_key.to_owned() };
-        self.write(&claim_name(idempotency_key), &claim).await
+        self.records.write(&claim_name(idempotency_key), &claim).await
     }
 
     /// The published marks kept beside this ledger.
     pub fn marks(&self) -> Marks {
-        Marks::new(self.clone())
-    }
-
-    /// Names (relative to the prefix) of the records under `under`.
-    pub(crate) async fn list(&self, under: &str) -> Result<Vec<String>, LedgerError> {
-        let keys = self.store.list(&self.bucket, &format!("{}{under}", self.prefix)).await?;
-        Ok(keys.into_iter().filter_map(|key| key.strip_prefix(&self.prefix).map(str::to_owned)).collect())
-    }
-
-    /// A record, remembering the version read for the next write of it.
-    pub(crate) async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, LedgerError> {
-        let key = format!("{}{name}", self.prefix);
-        let tagged = self.store.get_tagged(&self.bucket, &key).await?;
-        self.remember(name, tagged.as_ref().map(|t| t.tag.clone()));
-        let Some(tagged) = tagged else { return Ok(None) };
-        serde_json::from_slice(&tagged.body).map(Some).map_err(|e| LedgerError::Corrupt { key, detail: e.to_string() })
-    }
-
-    /// Writes a record if it is still the version this process last read or wrote (absent, if it never did).
-    pub(crate) async fn write<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
-        let known = self.versions().get(name).cloned().flatten();
-        let condition = match known {
-            Some(tag) => Precondition::Tagged(tag),
-            None => Precondition::Absent,
-        };
-        let written = self.put(name, record, &condition).await;
-        match &written {
-            Ok(tag) => self.remember(name, Some(tag.clone())),
-            // The version remembered is not the store's: forget it (the next try reads the record again).
-            Err(_) => {
-                self.versions().remove(name);
-            }
-        }
-        written.map(|_| ())
-    }
-
-    /// Writes a record that is written once and never changed (a published mark); writing it again is a no-op.
-    pub(crate) async fn write_once<T: Serialize>(&self, name: &str, record: &T) -> Result<(), LedgerError> {
-        match self.put(name, record, &Precondition::Absent).await {
-            Err(LedgerError::Store(e)) if e.is_conflict() => Ok(()),
-            written => written.map(|_| ()),
-        }
-    }
-
-    async fn put<T: Serialize>(&self, name: &str, record: &T, condition: &Precondition) -> Result<String, LedgerError> {
-        let key = format!("{}{name}", self.prefix);
-        let body = serde_json::to_vec_pretty(record)
-            .map_err(|e| LedgerError::Corrupt { key: key.clone(), detail: e.to_string() })?;
-        Ok(self.store.put_if(&self.bucket, &key, Bytes::from(body), condition).await?)
-    }
-
-    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
-        self.versions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn remember(&self, name: &str, tag: Option<String>) {
-        let mut versions = self.versions();
-        if versions.len() >= VERSIONS_KEPT {
-            versions.clear();
-        }
-        versions.insert(name.to_owned(), tag);
+        Marks::new(self.records.clone())
     }
 }
 
@@ -403,7 +318,11 @@ mod tests {
         assert_eq!(from(&ledger, &names(&["Contact"])).await.unwrap(), None);
 
         // A mark of an earlier build (one position for all): every object starts at its end until it moves.
-        ledger.write("session/last-increment.json", &serde_json::json!({"to": "2026-03-05T05:00:00Z"})).await.unwrap();
+        ledger
+            .records
+            .write("session/last-increment.json", &serde_json::json!({"to": "2026-03-05T05:00:00Z"}))
+            .await
+            .unwrap();
         assert_eq!(from(&ledger, &daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")));
         ledger.advance_increment_to(at("2026-03-06T05:00:00Z"), "subset-2", &names(&["Account"])).await.unwrap();
         assert_eq!(from(&ledger, &daily).await.unwrap(), Some(at("2026-03-05T05:00:00Z")), "Invoice's");

@@ -33,6 +33,7 @@ pub mod merge;
 pub mod messages;
 pub mod metrics;
 pub mod queue;
+mod records;
 pub mod secret;
 pub mod services;
 pub mod shutdown;

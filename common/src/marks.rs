@@ -8,10 +8,12 @@
 //! name listed. A deployment that ran an earlier build has one mutable `published/<object>.json` instead; it is
 //! read while no mark of the new kind exists.
 
-use crate::ledger::{Ledger, LedgerError};
 use crate::messages::{JobKind, Window};
+use crate::records::{LedgerError, Records};
+use crate::store::ObjectStore;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One published increment of one object (one file of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,30 +77,35 @@ struct JobPublished {
 /// The published marks, in the ledger's bucket and prefix.
 #[derive(Clone)]
 pub struct Marks {
-    ledger: Ledger,
+    records: Records,
 }
 
 impl Marks {
-    /// The marks kept beside `ledger`'s records.
-    pub fn new(ledger: Ledger) -> Self {
-        Self { ledger }
+    /// The marks kept among `records` (the ledger's).
+    pub(crate) fn new(records: Records) -> Self {
+        Self { records }
+    }
+
+    /// The marks under the ledger's `prefix` (ending in `/`) of `bucket` (`ledger.bucket`, `ledger.prefix`).
+    pub fn at(store: Arc<dyn ObjectStore>, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self::new(Records::new(store, bucket, prefix))
     }
 
     /// Records a published file; recording the same file again writes the same name.
     pub async fn record(&self, mark: &PublishedMark) -> Result<(), LedgerError> {
-        self.ledger.write_once(&mark.name(), mark).await
+        self.records.write_once(&mark.name(), mark).await
     }
 
     /// Records that every file of job `job_id` (a Zuora id) is published and announced, `files` of them: a later
     /// message of the job (the slow poll after a notification published it, a redelivery) is settled without
     /// asking Zuora again. Written once, after the last announcement.
     pub async fn record_job_published(&self, job_id: &str, files: usize) -> Result<(), LedgerError> {
-        self.ledger.write_once(&format!("published-jobs/{job_id}.json"), &JobPublished { files }).await
+        self.records.write_once(&format!("published-jobs/{job_id}.json"), &JobPublished { files }).await
     }
 
     /// Whether [`Marks::record_job_published`] was recorded for `job_id`.
     pub async fn job_published(&self, job_id: &str) -> Result<bool, LedgerError> {
-        let record: Option<JobPublished> = self.ledger.read(&format!("published-jobs/{job_id}.json")).await?;
+        let record: Option<JobPublished> = self.records.read(&format!("published-jobs/{job_id}.json")).await?;
         Ok(record.is_some())
     }
 
@@ -107,8 +114,8 @@ impl Marks {
     pub async fn latest(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
         let names = self.names(object).await?;
         match names.last() {
-            Some(name) => self.ledger.read(name).await,
-            None => self.ledger.read(&format!("published/{object}.json")).await,
+            Some(name) => self.records.read(name).await,
+            None => self.records.read(&format!("published/{object}.json")).await,
         }
     }
 
@@ -118,7 +125,7 @@ impl Marks {
     pub async fn latest_increment(&self, object: &str) -> Result<Option<PublishedMark>, LedgerError> {
         let names = self.names(object).await?;
         if names.is_empty() {
-            return self.ledger.read(&format!("published/{object}.json")).await;
+            return self.records.read(&format!("published/{object}.json")).await;
         }
         self.last_increment_of(&names).await
     }
@@ -131,10 +138,10 @@ impl Marks {
     ) -> Result<(Option<PublishedMark>, Option<PublishedMark>), LedgerError> {
         let names = self.names(object).await?;
         let Some((newest, older)) = names.split_last() else {
-            let legacy: Option<PublishedMark> = self.ledger.read(&format!("published/{object}.json")).await?;
+            let legacy: Option<PublishedMark> = self.records.read(&format!("published/{object}.json")).await?;
             return Ok((legacy.clone(), legacy));
         };
-        let latest: Option<PublishedMark> = self.ledger.read(newest).await?;
+        let latest: Option<PublishedMark> = self.records.read(newest).await?;
         if latest.as_ref().is_some_and(PublishedMark::is_increment) {
             return Ok((latest.clone(), latest));
         }
@@ -144,7 +151,7 @@ impl Marks {
     /// The newest increment among the marks `names` (in name order).
     async fn last_increment_of(&self, names: &[String]) -> Result<Option<PublishedMark>, LedgerError> {
         for name in names.iter().rev() {
-            if let Some(mark) = self.ledger.read::<PublishedMark>(name).await?
+            if let Some(mark) = self.records.read::<PublishedMark>(name).await?
                 && mark.is_increment()
             {
                 return Ok(Some(mark));
@@ -159,7 +166,7 @@ impl Marks {
         let prefix = name.trim_end_matches(".json").trim_end_matches(|c: char| c.is_ascii_digit());
         let mut segments = Vec::new();
         for name in self.names(&mark.object).await?.iter().filter(|n| n.starts_with(prefix)) {
-            if let Some(segment) = self.ledger.read::<PublishedMark>(name).await? {
+            if let Some(segment) = self.records.read::<PublishedMark>(name).await? {
                 segments.push(segment);
             }
         }
@@ -169,7 +176,7 @@ impl Marks {
 
     /// The names of the object's marks, oldest data first.
     async fn names(&self, object: &str) -> Result<Vec<String>, LedgerError> {
-        let mut names = self.ledger.list(&format!("published/{object}/")).await?;
+        let mut names = self.records.list(&format!("published/{object}/")).await?;
         names.retain(|name| name.ends_with(".json"));
         names.sort();
         Ok(names)
@@ -205,7 +212,7 @@ mod tests {
     /// Marks in a new directory (removed when the second value is dropped).
     fn marks() -> (Marks, tempfile::TempDir) {
         let root = tempfile::tempdir().unwrap();
-        (Marks::new(Ledger::new(Arc::new(LocalStore::new(root.path())), "lake", "ledger/")), root)
+        (Marks::at(Arc::new(LocalStore::new(root.path())), "lake", "ledger/"), root)
     }
 
     #[tokio::test]
@@ -275,14 +282,14 @@ mod tests {
             written.unwrap();
         }
         assert_eq!(marks.latest("Invoice").await.unwrap(), months.last().cloned());
-        assert_eq!(marks.ledger.list("published/Invoice/").await.unwrap().len(), 12);
+        assert_eq!(marks.records.list("published/Invoice/").await.unwrap().len(), 12);
     }
 
     #[tokio::test]
     async fn a_mark_of_an_earlier_build_is_read_until_the_first_new_one() {
         let (marks, _root) = marks();
         let old = mark(at(2026, 1), at(2026, 2), at(2026, 2));
-        marks.ledger.write("published/Invoice.json", &old).await.unwrap();
+        marks.records.write("published/Invoice.json", &old).await.unwrap();
         assert_eq!(marks.latest("Invoice").await.unwrap(), Some(old));
         let new = mark(at(2026, 2), at(2026, 3), at(2026, 3));
         marks.record(&new).await.unwrap();

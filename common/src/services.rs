@@ -3,7 +3,7 @@
 
 use crate::config::{Config, MEMORY_SCHEME, QueuesConfig};
 use crate::messages::CompletionMessage;
-use crate::queue::{MemoryQueue, Queue, QueueError, SqsQueue};
+use crate::queue::{Inbox, MemoryQueue, Queue, QueueError, SqsQueue};
 use crate::store::{LocalStore, ObjectStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,18 @@ pub struct Queues {
     pub tables: Option<Arc<dyn Queue>>,
     /// Completions the table writer could not apply.
     pub tables_dlq: Option<Arc<dyn Queue>>,
+}
+
+impl Queues {
+    /// The requests queue as the producer serves it.
+    pub fn requests_inbox(&self) -> Inbox {
+        Inbox::new(self.requests.clone(), self.requests_dlq.clone())
+    }
+
+    /// The jobs queue as the consumers serve it.
+    pub fn jobs_inbox(&self) -> Inbox {
+        Inbox::new(self.jobs.clone(), self.jobs_dlq.clone())
+    }
 }
 
 /// Queues and store of one deployment.

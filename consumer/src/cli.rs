@@ -1,15 +1,9 @@
 //! The `consumer` command line and the wiring of real services from the configuration.
 
-use crate::relay::RelaySettings;
-use crate::relay::compress::Compression;
-use crate::relay::pool::PartPool;
 use crate::worker::Worker;
 use clap::{Parser, Subcommand};
-use common::clock::Clock;
 use common::config::Config;
-use common::ledger::Ledger;
 use common::services::Services;
-use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::info;
@@ -37,37 +31,6 @@ pub enum Command {
     CheckConfig,
 }
 
-/// Builds a worker from a configuration and the services it names.
-pub fn worker_from(config: &Config, services: &Services) -> anyhow::Result<Worker> {
-    let settings = config.consumer.clone();
-    const MIB: u64 = 1024 * 1024;
-    let q = &services.queues;
-    Ok(Worker {
-        zuora: ZuoraClient::new(config.zuora.clone())?,
-        store: services.store.clone(),
-        ledger: Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
-        jobs: q.jobs.clone(),
-        jobs_dlq: q.jobs_dlq.clone(),
-        completions: q.completions(),
-        requests: q.requests.clone(),
-        catalogue: config.catalogue()?,
-        pool: PartPool::new(settings.part_pool_mib * MIB, settings.part_size_mib * MIB),
-        relay: RelaySettings {
-            part_size: settings.part_size_mib * MIB,
-            max_part_size: settings.max_part_size_mib * MIB,
-            checksum: settings.checksum,
-            compression: Compression::from_config(settings.compression, settings.compression_level),
-            gzip_source: false,
-        },
-        uploads: Arc::default(),
-        settings,
-        full_export: config.full_export.clone(),
-        clock: Clock::System,
-        protection: crate::protection::TaskProtection::from_env(),
-        schemas: Default::default(),
-    })
-}
-
 /// Runs the consumer until `shutdown` resolves, or checks its configuration.
 pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = Config::from_file_or_env(cli.config.as_deref())?;
@@ -77,7 +40,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     }
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
-    let worker = Arc::new(worker_from(&config, &services)?);
+    let worker = Arc::new(Worker::from_config(&config, &services)?);
     crate::service::run(worker, shutdown).await;
     Ok(())
 }

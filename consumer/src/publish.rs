@@ -1,16 +1,32 @@
 //! Publishing a verified file: the order of its steps (CSV, metadata, completion message, mark), the messages
 //! that describe it, and what is logged and measured of it.
 
+use crate::error::WorkError;
 use crate::relay::{PendingUpload, Published, RelaySettings};
-use crate::worker::{WorkError, Worker, abort_all};
 use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
-use common::config::ConsumerSettings;
-use common::marks::PublishedMark;
+use common::clock::Clock;
+use common::marks::{Marks, PublishedMark};
 use common::messages::{Checksum, CompletionMessage, FileSchema, JobKind, JobMessage, MESSAGE_VERSION};
+use common::services::CompletionQueues;
+use common::store::ChecksumAlgorithm;
+use common::store::ObjectStore;
 use common::zuora::Job;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info};
+
+/// What publishing a file writes to: the lake's store and queues, and the published marks.
+pub(crate) struct Publisher {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) completions: CompletionQueues,
+    pub(crate) marks: Marks,
+    pub(crate) clock: Clock,
+    /// The algorithm of the stored files' checksums (`consumer.checksum`).
+    pub(crate) checksum: ChecksumAlgorithm,
+    /// Whether CloudWatch embedded metrics are printed (`consumer.emf_metrics`).
+    pub(crate) emf_metrics: bool,
+}
 
 /// What every file of a batch shares.
 pub(crate) struct BatchToPublish<'a> {
@@ -27,41 +43,41 @@ pub(crate) struct BatchToPublish<'a> {
     pub(crate) relay: &'a RelaySettings,
 }
 
-/// One file of a batch.
-pub(crate) struct FileToPublish<'a> {
+/// One file of a batch: its segment, Zuora's id for it, and where it and its metadata JSON go.
+pub(crate) struct FileToPublish {
     pub(crate) segment: u32,
-    pub(crate) file_id: &'a str,
-    pub(crate) key: &'a str,
-    pub(crate) metadata_key: &'a str,
+    pub(crate) file_id: String,
+    pub(crate) key: String,
+    pub(crate) metadata_key: String,
 }
 
 impl BatchToPublish<'_> {
     /// The completion message of a file of this batch, once stored.
     fn completion(
         &self,
-        file: &FileToPublish<'_>,
+        file: &FileToPublish,
         records: u64,
         published: &Published,
-        settings: &ConsumerSettings,
+        checksum: ChecksumAlgorithm,
         schema: FileSchema,
     ) -> CompletionMessage {
         CompletionMessage {
             version: MESSAGE_VERSION,
             job_id: self.job.id.clone(),
             batch_id: self.batch_id.to_owned(),
-            file_id: file.file_id.to_owned(),
+            file_id: file.file_id.clone(),
             object: self.object.name.clone(),
             segment: file.segment,
             segments: self.segments,
             bucket: self.object.target.bucket.clone(),
-            key: file.key.to_owned(),
-            metadata_key: file.metadata_key.to_owned(),
+            key: file.key.clone(),
+            metadata_key: file.metadata_key.clone(),
             record_count: records,
             bytes: published.bytes,
             full: self.full,
             window: self.job_message.window,
             executed_at: self.executed_at,
-            checksum: Checksum { algorithm: settings.checksum.name().to_owned(), value: published.checksum.clone() },
+            checksum: Checksum { algorithm: checksum.name().to_owned(), value: published.checksum.clone() },
             compression: self.relay.compression.name().to_owned(),
             kind: Some(self.job_message.kind),
             schema: Some(schema),
@@ -69,31 +85,26 @@ impl BatchToPublish<'_> {
     }
 }
 
-impl Worker {
-    /// Publishes one verified file. The order is what makes a crash at any step harmless (docs/architecture.md,
-    /// "Guarantees"): a redelivery of the job finds whatever the crash left and goes on from there.
+impl Publisher {
+    /// Publishes one verified file, described by `schema`. The order is what makes a crash at any step harmless
+    /// (docs/architecture.md, "Guarantees"): a redelivery of the job finds whatever the crash left and goes on from
+    /// there.
     pub(crate) async fn publish_file(
         &self,
         batch: &BatchToPublish<'_>,
-        file: &FileToPublish<'_>,
+        file: &FileToPublish,
         upload: PendingUpload,
         relayed_in: Duration,
+        schema: FileSchema,
     ) -> Result<(), WorkError> {
         let (object, records) = (batch.object, upload.counter.data_records());
         let completing = Instant::now();
-        let schema = match self.schemas.of_file(&self.zuora, object, &upload.counter.header()).await {
-            Ok(schema) => schema,
-            Err(e) => {
-                abort_all(vec![(upload, Duration::ZERO)]).await;
-                return Err(e.into());
-            }
-        };
         // 1. The CSV becomes visible, whole, at its key (before this, nothing of it is).
         let published = upload.complete().await?;
-        let completion = batch.completion(file, records, &published, &self.settings, schema);
+        let completion = batch.completion(file, records, &published, self.checksum, schema);
         // 2. Its metadata JSON: from here on a redelivery announces the file again instead of uploading it.
         let metadata = completion.metadata_json(self.clock.now());
-        self.store.put(&object.target.bucket, file.metadata_key, metadata.into()).await?;
+        self.store.put(&object.target.bucket, &file.metadata_key, metadata.into()).await?;
         // 3. The completion message, then 4. the published mark (`announce`): the lake hears of the file at least
         // once, and the mark (status, the legacy key) never runs ahead of what the lake was told.
         self.announce(&completion, batch.job_message.kind).await?;
@@ -119,7 +130,7 @@ impl Worker {
             zuora_wait_seconds: seconds(batch.found_completed - job_message.submitted_at),
             lag_seconds: seconds(now - job_message.window.to),
         };
-        if self.settings.emf_metrics {
+        if self.emf_metrics {
             measured.emit(now);
         }
         if completion.full && job_message.expects_changes_of(&completion.object) {
@@ -130,7 +141,7 @@ impl Worker {
                    "Zuora answered an increment with a full load (the session started again: 180 days unused, or the \
                     query or its deleted spec changed); published with full: true, which the lake must apply as a \
                     replacement of the object's table");
-            if self.settings.emf_metrics {
+            if self.emf_metrics {
                 println!("{}", common::metrics::emf_line(now, &[], &[("UnexpectedFullLoads", "Count", 1.0)]));
             }
         }
@@ -157,6 +168,6 @@ impl Worker {
             segments: completion.segments,
             kind: Some(kind),
         };
-        Ok(self.ledger.marks().record(&mark).await?)
+        Ok(self.marks.record(&mark).await?)
     }
 }

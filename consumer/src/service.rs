@@ -13,7 +13,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 /// in flight, and for those still running aborts their multipart uploads and makes their messages visible again at
 /// once (a process killed outright leaves its uploads to the bucket's lifecycle rule).
 pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
-    let settings = worker.settings.clone();
+    let settings = worker.settings().clone();
     let slots = Arc::new(Semaphore::new(settings.jobs_in_flight));
     let mut tasks: JoinSet<()> = JoinSet::new();
     let in_flight: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
@@ -26,7 +26,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
         };
         let received = tokio::select! {
             () = &mut shutdown => break,
-            received = worker.jobs.receive(1, Duration::from_secs(settings.wait_secs)) => received,
+            received = worker.jobs().receive(1, Duration::from_secs(settings.wait_secs)) => received,
         };
         let messages = match received {
             Ok(messages) => messages,
@@ -59,13 +59,13 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) {
         while tasks.join_next().await.is_some() {}
     }
     // The abandoned jobs' uploads, and any whose abort failed earlier.
-    let aborted = worker.uploads.abort_orphans().await;
+    let aborted = worker.uploads().abort_orphans().await;
     if aborted > 0 {
         info!(aborted, "aborted the abandoned multipart uploads");
     }
     let receipts = std::mem::take(&mut *lock(&in_flight));
     for receipt in receipts {
-        if let Err(e) = worker.jobs.set_visibility(&receipt, Duration::ZERO).await {
+        if let Err(e) = worker.jobs().set_visibility(&receipt, Duration::ZERO).await {
             warn!(error = %e, "could not release a job message; it comes back after its visibility timeout");
         }
     }
@@ -78,24 +78,24 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Works on one message, extending its visibility while it runs.
 async fn work(worker: &Worker, message: &ReceivedMessage) {
-    let visibility = Duration::from_secs(worker.settings.visibility_secs);
+    let visibility = Duration::from_secs(worker.settings().visibility_secs);
     // Extended at once (the queue's own timeout may be shorter than the first beat), then every third of it.
     let heartbeat = async {
         loop {
-            if let Err(e) = worker.jobs.set_visibility(&message.receipt, visibility).await {
+            if let Err(e) = worker.jobs().set_visibility(&message.receipt, visibility).await {
                 warn!(error = %e, "could not extend the job message's visibility");
             }
-            worker.protection.keep().await;
+            worker.protection().keep().await;
             tokio::time::sleep(visibility / 3).await;
         }
     };
     // Scaling in leaves the task alone while it works on a job.
-    worker.protection.job_started().await;
+    worker.protection().job_started().await;
     let outcome = tokio::select! {
         outcome = worker.handle(message) => outcome,
         () = heartbeat => unreachable!("the heartbeat never ends"),
     };
-    worker.protection.job_ended().await;
+    worker.protection().job_ended().await;
     match outcome {
         Ok(Settled::Published { files }) => info!(files, "job done"),
         Ok(Settled::Waiting { delay }) => info!(delay_secs = delay.as_secs(), "job not finished"),

@@ -55,7 +55,7 @@ async fn sigterm_mid_stream(d: &Deployment, grace_secs: u64, twice: bool) -> std
 }
 
 async fn producer_for(d: &Deployment) -> producer::service::Producer {
-    producer::cli::producer_from(&d.config(), &d.services()).unwrap()
+    producer::service::Producer::from_config(&d.config(), &d.services()).unwrap()
 }
 
 async fn objects(d: &Deployment) -> usize {

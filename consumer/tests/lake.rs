@@ -3,7 +3,6 @@
 
 use common::merge::{self, MergedTable};
 use common::messages::CompletionMessage;
-use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -86,8 +85,8 @@ async fn days_of_gzip_downloads_stored_as_zstd_merge_to_the_ground_truth() {
 async fn days_of_exports_merge_to_the_truth(edits: &[(&str, &str)]) -> Vec<String> {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_with(edits);
-    let worker = worker_from(&config, &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
     let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;
     let control = d.sim.control();
     let start_date = control.now().date_naive();
@@ -170,8 +169,8 @@ async fn lake_equals_the_truth_of(d: &Deployment, objects: &[&str]) -> Vec<Compl
 async fn a_subset_increment_on_a_later_day_then_an_aborted_daily_job_merge_to_the_ground_truth() {
     // Zuora's days are behind the services' clock, so the windows are Zuora's (each ends when its job started).
     let d = Deployment::start(|c| c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(3))).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Invoice","Contact"]}"#;
     let control = d.sim.control();
     let change_everything = || {
@@ -205,8 +204,8 @@ async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_win
         c.rows.insert("Refund".into(), 0);
     })
     .await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     let control = d.sim.control();
     let refund = r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#;
     producer.serve(refund, "first-load").await.unwrap();
@@ -234,8 +233,8 @@ async fn an_aborted_increment_asked_again_still_reports_the_deletions_of_its_win
 async fn an_increment_zuora_answers_in_full_after_180_idle_days_is_published_and_replaces_the_lakes_table() {
     // Zuora's clock starts far enough back that 181 idle days still end in the past.
     let d = Deployment::start(|c| c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(183))).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     let control = d.sim.control();
     let account = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
     producer.serve(account, "first-load").await.unwrap();
@@ -262,8 +261,8 @@ async fn a_first_load_zuora_kills_at_its_query_time_limit_is_exported_in_windows
     // Three minutes a record: Account's 200 records in one query run 10 hours, past Zuora's 3-hour limit; so does
     // any window of more than 60 of them, which the export's growing windows reach, and Zuora kills too.
     let d = Deployment::start(|c| c.settings.query_secs_per_record = 180.0).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "first-load").await.unwrap();
     serve_what_the_aborted_job_asks_again(&worker, &producer, &d).await;
     lake_equals_the_truth_of(&d, &["Account"]).await;
@@ -291,8 +290,8 @@ async fn changes_zuora_made_without_moving_updated_date_reach_the_lake_with_the_
     let with_lookback = text.replace("FROM RatePlanCharge\"\n", "FROM RatePlanCharge\"\nlookback_days = 30\n");
     assert_ne!(text, with_lookback);
     std::fs::write(&catalogue, with_lookback).unwrap();
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     let control = d.sim.control();
     let charges = r#"{"exportFromDate":"afterLastIncrement","objects":["RatePlanCharge"]}"#;
     producer.serve(charges, "first-load").await.unwrap();
@@ -333,8 +332,8 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
         c.rows.insert("Account".into(), 40);
     })
     .await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
     let auditor = producer::audit::Auditor::from_config(&d.config(), &d.services()).unwrap();
     let config = d.config();
     let catalogue = config.catalogue().unwrap();
@@ -405,8 +404,8 @@ async fn a_full_export_is_cut_into_windows_by_its_data_not_by_the_calendar() {
     })
     .await;
     let config = d.config_with(&[("full_export", "earliest = \"2020-01-01\"\nwindow_months = 1\nwindow_rows = 100")]);
-    let worker = worker_from(&config, &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
     let full = r#"{"exportFromDate":"beginning","fullExport":true,"objects":["Account"]}"#;
     producer.serve(full, "full").await.unwrap();
     serve_until_settled(&worker, &producer, &d).await;

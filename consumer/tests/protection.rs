@@ -89,10 +89,11 @@ async fn the_consumer_service_protects_its_task_from_a_jobs_start_to_its_end() {
     config.zuora.base_url = sim.base_url();
     config.aws.local_dir = Some(lake.path().to_owned());
     let services = Services::connect(&config).await;
-    let producer = producer::cli::producer_from(&config, &services).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
-    let mut worker = consumer::cli::worker_from(&config, &services).unwrap();
-    worker.protection = TaskProtection::new(Some(uri));
+    let worker = consumer::worker::Worker::from_config(&config, &services)
+        .unwrap()
+        .with_protection(TaskProtection::new(Some(uri)));
     let lake_queue = services.queues.lake.clone();
     let published = async move { while lake_queue.receive(1, Duration::from_millis(200)).await.unwrap().is_empty() {} };
     let run = consumer::service::run(Arc::new(worker), published);

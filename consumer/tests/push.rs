@@ -4,8 +4,7 @@
 
 use common::messages::CompletionMessage;
 use common::queue::{OutgoingMessage, ReceivedMessage};
-use consumer::cli::worker_from;
-use consumer::worker::Settled;
+use consumer::worker::{Settled, Worker};
 use std::time::Duration;
 use test_support::{Deployment, NotifyRoute};
 
@@ -33,8 +32,8 @@ async fn a_notified_job_is_published_at_once_and_its_own_message_then_finds_it_p
     // Polling slowed to a safety net: ten minutes before the job's message looks again.
     let config =
         d.config_with(&[("producer", &notify), ("consumer", "poll_delay_secs = 600\nmax_poll_delay_secs = 900")]);
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
-    let worker = worker_from(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer.serve(ACCOUNT, "daily").await.unwrap();
     let job_message = next_job_message(&d, Duration::from_secs(5)).await;
     assert!(matches!(worker.handle(&job_message).await.unwrap(), Settled::Waiting { delay } if delay.as_secs() == 600));
@@ -83,8 +82,8 @@ async fn a_notification_zuora_never_sends_leaves_the_job_to_its_poll() {
     let route = NotifyRoute::start(d.queues().jobs.clone(), "s3cret-route").await;
     let notify = format!("notify_url = \"{}\"", route.notify_url());
     let config = d.config_with(&[("producer", &notify)]);
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
-    let worker = worker_from(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer.serve(ACCOUNT, "daily").await.unwrap();
     let mut settled = Settled::Waiting { delay: Duration::ZERO };
     while let Settled::Waiting { .. } = settled {

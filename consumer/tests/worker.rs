@@ -3,7 +3,6 @@
 
 use common::messages::CompletionMessage;
 use common::queue::{Queue, ReceivedMessage};
-use consumer::cli::worker_from;
 use consumer::worker::{Settled, Worker};
 use futures::StreamExt;
 use producer::service::Producer;
@@ -14,7 +13,7 @@ use test_support::stores::{Intercept, Intercepted};
 use zuora_sim::{FaultRule, Mutation};
 
 async fn producer(d: &Deployment) -> Producer {
-    producer::cli::producer_from(&d.config(), &d.services()).unwrap()
+    producer::service::Producer::from_config(&d.config(), &d.services()).unwrap()
 }
 
 async fn next_job_message(d: &Deployment) -> ReceivedMessage {
@@ -76,7 +75,7 @@ async fn every_object_of_an_export_is_published_with_metadata_and_one_completion
         c.rows.insert("InvoiceItem".into(), 60_000);
     })
     .await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement"}"#, "daily-1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 13 });
 
@@ -112,7 +111,7 @@ async fn every_object_of_an_export_is_published_with_metadata_and_one_completion
             completion.object
         );
         assert!(completion.full);
-        let mark = worker.ledger.marks().latest(&completion.object).await.unwrap().unwrap();
+        let mark = d.marks().latest(&completion.object).await.unwrap().unwrap();
         assert_eq!(mark.job_id, completion.job_id);
     }
     let items = lake.iter().find(|c| c.object == "InvoiceItem").unwrap();
@@ -132,7 +131,7 @@ async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
         Intercept::Pass
     });
     let services = common::services::Services::from_parts(Arc::new(store), d.queues().clone());
-    let worker = worker_from(&d.config(), &services).unwrap();
+    let worker = Worker::from_config(&d.config(), &services).unwrap();
     producer(&d)
         .await
         .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Refund"]}"#, "r1")
@@ -165,7 +164,7 @@ async fn a_redelivered_job_re_sends_the_same_completions_and_uploads_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -185,8 +184,8 @@ async fn a_file_cut_short_on_every_download_is_not_published_and_leaves_no_uploa
 async fn a_gzip_file_cut_short_on_every_download_is_not_published_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_with(&[("session", "file_format = \"gzip\"")]);
-    let worker = worker_from(&config, &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -203,7 +202,7 @@ async fn a_gzip_file_cut_short_on_every_download_is_not_published_and_leaves_no_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_cut_inside_its_last_record_is_not_published_although_its_count_matches() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     let job_id = serde_json::from_str::<common::messages::JobMessage>(&message.body).unwrap().job_id;
@@ -231,7 +230,7 @@ async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
         c.rows.insert("Invoice".into(), 40_000);
     })
     .await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -248,7 +247,7 @@ async fn a_broken_download_is_started_again_and_the_file_is_still_exact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unfinished_job_comes_back_later_without_using_up_receives() {
     let d = Deployment::start(|c| c.settings.job_execution_secs = 600.0).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     assert_eq!(worker.handle(&message).await.unwrap(), Settled::Waiting { delay: Duration::from_secs(1) });
@@ -261,7 +260,7 @@ async fn an_unfinished_job_comes_back_later_without_using_up_receives() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -278,7 +277,7 @@ async fn a_header_only_increment_still_gets_its_csv_metadata_and_completion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_zuora_aborted_asks_for_its_window_again_with_zuoras_message() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     d.sim.control().abort_next_batch("Account", "java.lang.RuntimeException: query timed out");
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     match work_until_settled(&worker, &d).await {
@@ -299,7 +298,7 @@ async fn a_job_zuora_aborted_asks_for_its_window_again_with_zuoras_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purged_file_is_requested_again_for_the_same_window() {
     let d = Deployment::start(|_| {}).await;
-    let mut worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -308,7 +307,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-2").await.unwrap();
     d.sim.control().advance_clock(Duration::from_secs(73 * 3600));
     // The consumer's clock agrees with Zuora's: the job ran 73 hours ago, so a 404 is a purge.
-    worker.clock = common::clock::Clock::following_tokio(d.sim.control().now());
+    let worker = worker.with_clock(common::clock::Clock::following_tokio(d.sim.control().now()));
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 0 });
     let requests = test_support::drain(d.queues().requests.as_ref()).await;
     assert_eq!(requests.len(), 1);
@@ -323,7 +322,7 @@ async fn a_purged_file_is_requested_again_for_the_same_window() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_segmented_full_load_publishes_each_segment_and_checks_their_sum() {
     let d = Deployment::start(|c| c.settings.segment_rows = Some(150)).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 4 });
     let lake = completions(&d).await;
@@ -382,9 +381,10 @@ async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
         c.rows.insert("InvoiceItem".into(), 20_000);
     })
     .await;
-    let mut worker = worker_from(&d.config(), &d.services()).unwrap();
     let jobs = Arc::new(CountingQueue { inner: d.queues().jobs.clone(), received: Default::default() });
-    worker.jobs = jobs.clone();
+    let mut services = d.services();
+    services.queues.jobs = jobs.clone();
+    let worker = Worker::from_config(&d.config(), &services).unwrap();
     producer(&d)
         .await
         .serve(r#"{"exportFromDate":"afterLastIncrement","objects":["InvoiceItem"]}"#, "m1")
@@ -418,7 +418,7 @@ async fn a_job_outlasting_the_queues_visibility_timeout_is_worked_on_once() {
 async fn compressed_exports_are_named_described_and_counted_as_such() {
     let d = Deployment::start(|_| {}).await;
     let config = d.config_with(&[("consumer", "compression = \"zstd\"\ncompression_level = 3")]);
-    let worker = worker_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
     let completion = completions(&d).await.pop().unwrap();
@@ -436,7 +436,7 @@ async fn compressed_exports_are_named_described_and_counted_as_such() {
 async fn a_legacy_fixed_key_and_its_old_metadata_are_kept_for_the_latest_increment() {
     let d = Deployment::start(|_| {}).await;
     set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     let legacy = || d.bucket.object("Refund.csv");
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
@@ -473,7 +473,7 @@ async fn a_legacy_fixed_key_and_its_old_metadata_are_kept_for_the_latest_increme
 async fn a_bucket_that_does_not_exist_dead_letters_the_job_at_once_with_s3s_code() {
     let d = Deployment::start(|_| {}).await;
     set_in_catalogue(&d, "Refund", "bucket", "no-such-bucket-for-refund");
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
     // Not retried delivery after delivery (each one downloading the file again): the first settles it.
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
@@ -487,7 +487,7 @@ async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() 
     let d = Deployment::start(|_| {}).await;
     // The first delivery publishes and announces, and its consumer stops before the legacy copy (here: a consumer
     // without the legacy key configured yet, whose job is then forgotten as published: the same state).
-    let first = worker_from(&d.config(), &d.services()).unwrap();
+    let first = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "day-1").await.unwrap();
     let message = next_job_message(&d).await;
     let body = message.body.clone();
@@ -501,7 +501,7 @@ async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() 
     };
     set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
     forget_job_published(&d, &published.job_id).await;
-    let second = worker_from(&d.config(), &d.services()).unwrap();
+    let second = Worker::from_config(&d.config(), &d.services()).unwrap();
     d.queues().jobs.send(common::queue::OutgoingMessage::new(body)).await.unwrap();
     assert_eq!(work_until_settled(&second, &d).await, Settled::Published { files: 1 });
     let legacy = d.bucket.get("Refund.csv").await.expect("the redelivery copied the latest file to the legacy key");
@@ -511,8 +511,9 @@ async fn a_redelivered_job_mends_a_legacy_key_its_first_delivery_never_copied() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_transfer_is_abandoned_at_its_deadline_and_leaves_no_upload() {
     let d = Deployment::start(|_| {}).await;
-    let mut worker = worker_from(&d.config(), &d.services()).unwrap();
-    worker.settings.file_deadline_secs = 1;
+    let mut config = d.config();
+    config.consumer.file_deadline_secs = 1;
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     // A connection that trickles: the file would take hours.
     d.sim.control().set_faults(vec![FaultRule {
@@ -528,7 +529,7 @@ async fn a_stalled_transfer_is_abandoned_at_its_deadline_and_leaves_no_upload() 
         settled = worker.handle(&next_job_message(&d).await).await;
     }
     match settled {
-        Err(consumer::worker::WorkError::Relay(consumer::relay::RelayError::Deadline(after))) => {
+        Err(consumer::error::WorkError::Relay(consumer::relay::RelayError::Deadline(after))) => {
             // One second, and the time its few bytes take at the slowest rate allowed.
             assert!(after >= Duration::from_secs(1) && after < Duration::from_millis(1100), "{after:?}");
         }
@@ -543,7 +544,7 @@ async fn a_wrong_download_path_dead_letters_the_job_instead_of_asking_again() {
     let d = Deployment::start(|_| {}).await;
     let mut config = d.config();
     config.zuora.file_path = "/v1/no-such-files/{fileId}".into();
-    let worker = worker_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     // Every download answers 404 minutes after the job ran: not a purge (Zuora keeps files about 72 h).
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
@@ -563,18 +564,21 @@ async fn a_legacy_key_beside_compressed_stored_files_is_refused_at_start_naming_
         (vec![("session", "file_format = \"gzip\"")], "consumer.gzip_downloads"),
     ] {
         let config = d.config_with(&edits);
-        let refused = worker_from(&config, &d.services()).err().map(|e| e.to_string());
+        let refused = Worker::from_config(&config, &d.services()).err().map(|e| e.to_string());
         let refused = refused.unwrap_or_else(|| panic!("{setting}: a consumer started"));
         for part in ["Refund", "legacy_key", setting] {
             assert!(refused.contains(part), "{refused:?} should name {part}");
         }
-        assert!(producer::cli::producer_from(&config, &d.services()).is_err(), "{setting}: the producer refuses too");
+        assert!(
+            producer::service::Producer::from_config(&config, &d.services()).is_err(),
+            "{setting}: the producer refuses too"
+        );
     }
     // gzip downloads, decompressed on the way: every object of the job published, the fixed key a plain CSV.
     let config =
         d.config_with(&[("session", "file_format = \"gzip\""), ("consumer", "gzip_downloads = \"decompress\"")]);
-    let worker = worker_from(&config, &d.services()).unwrap();
-    let producer = producer::cli::producer_from(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
     let body = r#"{"exportFromDate":"afterLastIncrement","objects":["Account","Refund","Contact"]}"#;
     producer.serve(body, "day-1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 3 });
@@ -587,7 +591,7 @@ async fn a_legacy_key_beside_compressed_stored_files_is_refused_at_start_naming_
 async fn a_legacy_fixed_key_holds_the_latest_increment_not_a_later_backfill_or_full_export_window() {
     let d = Deployment::start(|_| {}).await;
     set_in_catalogue(&d, "Refund", "legacy_key", "Refund.csv");
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     let increment = r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#;
     producer.serve(increment, "day-1").await.unwrap();
@@ -622,7 +626,7 @@ async fn a_legacy_fixed_key_holds_the_latest_increment_not_a_later_backfill_or_f
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_message_whose_window_ends_in_the_future_is_dead_lettered_and_marks_nothing() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     let mut job: common::messages::JobMessage = serde_json::from_str(&message.body).unwrap();
@@ -631,14 +635,14 @@ async fn a_job_message_whose_window_ends_in_the_future_is_dead_lettered_and_mark
     d.queues().jobs.send(common::queue::OutgoingMessage::new(serde_json::to_string(&job).unwrap())).await.unwrap();
     let reason = dead_letter_reason(work_until_settled(&worker, &d).await);
     assert!(reason.contains("in the future"), "{reason}");
-    assert_eq!(worker.ledger.marks().latest("Refund").await.unwrap(), None);
+    assert_eq!(d.marks().latest("Refund").await.unwrap(), None);
     assert!(completions(&d).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_aborted_job_mixing_a_first_load_and_an_increment_asks_again_for_each_object_by_its_own_kind() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "day-1").await.unwrap();
     work_until_settled(&worker, &d).await;
@@ -685,7 +689,7 @@ async fn an_aborted_job_mixing_a_first_load_and_an_increment_asks_again_for_each
 #[tokio::test(flavor = "multi_thread")]
 async fn completions_are_grouped_by_object_so_one_held_back_holds_back_only_its_own_object() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer(&d).await;
     for day in ["day-1", "day-2"] {
         producer
@@ -719,12 +723,13 @@ async fn a_slow_file_that_keeps_coming_completes_and_one_that_stops_is_abandoned
         c.rows.insert("Account".into(), 1000);
     })
     .await;
-    let mut worker = worker_from(&d.config(), &d.services()).unwrap();
+    let mut config = d.config();
     // A second of grace and 16 KiB/s at the slowest: Account's file at 80 KB/s (a 64 KiB chunk every 0.8 s) takes
     // longer than the grace, and comes steadily, so it is allowed to finish.
-    worker.settings.file_deadline_secs = 1;
-    worker.settings.file_min_kib_per_sec = 16;
-    worker.settings.file_stall_secs = 3;
+    config.consumer.file_deadline_secs = 1;
+    config.consumer.file_min_kib_per_sec = 16;
+    config.consumer.file_stall_secs = 3;
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
@@ -737,7 +742,8 @@ async fn a_slow_file_that_keeps_coming_completes_and_one_that_stops_is_abandoned
 
     // A file Zuora stops sending (here: it answers after 6 s): abandoned after 3 s of nothing, well within its
     // allowance.
-    worker.settings.file_deadline_secs = 60;
+    config.consumer.file_deadline_secs = 60;
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
     d.sim.control().set_faults(vec![FaultRule {
         endpoint: "file".into(),
         latency_ms: Some(6000),
@@ -751,7 +757,7 @@ async fn a_slow_file_that_keeps_coming_completes_and_one_that_stops_is_abandoned
         settled = worker.handle(&next_job_message(&d).await).await;
     }
     match settled {
-        Err(consumer::worker::WorkError::Relay(consumer::relay::RelayError::Stalled(after))) => {
+        Err(consumer::error::WorkError::Relay(consumer::relay::RelayError::Stalled(after))) => {
             assert_eq!(after, Duration::from_secs(3));
         }
         other => panic!("expected a stall, got {other:?}"),
@@ -762,7 +768,7 @@ async fn a_slow_file_that_keeps_coming_completes_and_one_that_stops_is_abandoned
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_naming_another_bucket_or_key_is_never_announced() {
     let d = Deployment::start(|_| {}).await;
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Refund"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     let body = message.body.clone();
@@ -791,7 +797,7 @@ async fn metadata_naming_another_bucket_or_key_is_never_announced() {
 async fn a_segmented_first_load_is_published_whole_at_the_legacy_key_with_one_header() {
     let d = Deployment::start(|c| c.settings.segment_rows = Some(150)).await;
     set_in_catalogue(&d, "Invoice", "legacy_key", "Invoice.csv");
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 4 });
     let mut segments = completions(&d).await;
@@ -823,7 +829,7 @@ async fn a_files_columns_are_typed_by_zuoras_describe_and_its_metadata_can_live_
         (catalogue.find("SELECT Id, AccountId, InvoiceNumber").unwrap(), catalogue.find("FROM Invoice\"").unwrap());
     std::fs::write(&path, format!("{}{joined}{}", &catalogue[..start], &catalogue[end + "FROM Invoice".len()..]))
         .unwrap();
-    let worker = worker_from(&d.config(), &d.services()).unwrap();
+    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m1").await.unwrap();
     let message = next_job_message(&d).await;
     assert_eq!(worker.handle(&message).await.unwrap(), Settled::Published { files: 1 });

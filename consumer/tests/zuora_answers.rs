@@ -43,7 +43,7 @@ async fn handle_job_message_with_zuora_answering(
     let dir = test_support::Scratch::new("zuora-answers");
     config.aws.local_dir = Some(dir.path().to_owned());
     let services = Services::connect(&config).await;
-    let worker = consumer::cli::worker_from(&config, &services).unwrap();
+    let worker = consumer::worker::Worker::from_config(&config, &services).unwrap();
     let message = JobMessage {
         version: MESSAGE_VERSION,
         job_id: job_id.into(),

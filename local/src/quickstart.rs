@@ -142,13 +142,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     };
 
     let mut services_running = JoinSet::new();
-    let producer = Arc::new(producer::cli::producer_from(&config, &services)?);
+    let producer = Arc::new(producer::service::Producer::from_config(&config, &services)?);
     let (queues, settings, until) = (services.queues.clone(), config.producer.clone(), shutdown());
     services_running.spawn(async move {
-        producer::service::run(&producer, &*queues.requests, &*queues.requests_dlq, &settings, until).await;
+        producer::service::run(&producer, &queues.requests_inbox(), &settings, until).await;
     });
     for _ in 0..options.consumers.max(1) {
-        let worker = Arc::new(consumer::cli::worker_from(&config, &services)?);
+        let worker = Arc::new(consumer::worker::Worker::from_config(&config, &services)?);
         services_running.spawn(consumer::service::run(worker, shutdown()));
     }
     let writer = match &config.tables {

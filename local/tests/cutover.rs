@@ -93,10 +93,10 @@ impl Takeover {
     async fn serve(&self, request: &str) -> usize {
         // The services read Zuora's clock, which the test moves on.
         let clock = common::clock::Clock::following_tokio(self.control.now());
-        let producer = producer::cli::producer_from(&self.config, &self.services).unwrap().with_clock(clock);
+        let producer =
+            producer::service::Producer::from_config(&self.config, &self.services).unwrap().with_clock(clock);
         producer.serve(request, "takeover-day-1").await.unwrap();
-        let mut worker = consumer::cli::worker_from(&self.config, &self.services).unwrap();
-        worker.clock = clock;
+        let worker = consumer::worker::Worker::from_config(&self.config, &self.services).unwrap().with_clock(clock);
         let (jobs, requests) = (&self.services.queues.jobs, &self.services.queues.requests);
         let mut published = 0;
         loop {

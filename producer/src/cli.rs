@@ -12,7 +12,6 @@ use common::ledger::{Ledger, LedgerError};
 use common::messages::{ExportFrom, ExportRequest, MESSAGE_VERSION};
 use common::queue::{OutgoingMessage, RedriveReport, dead_letters, redrive};
 use common::services::Services;
-use common::zuora::ZuoraClient;
 use std::path::PathBuf;
 use tracing::info;
 
@@ -112,158 +111,197 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         print!("{}", config.checked()?);
         return Ok(Exit::Success);
     }
-    let catalogue = config.catalogue()?;
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
-    let queues = &services.queues;
-    let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
-
     match cli.command {
         Command::CheckConfig => Ok(Exit::Success),
         Command::Serve => {
-            let producer = producer_from(&config, &services)?;
-            service::run(&producer, &*queues.requests, &*queues.requests_dlq, &config.producer, shutdown).await;
+            let producer = Producer::from_config(&config, &services)?;
+            service::run(&producer, &services.queues.requests_inbox(), &config.producer, shutdown).await;
             Ok(Exit::Success)
         }
-        Command::Submit { request } => {
-            let producer = producer_from(&config, &services)?;
-            let key = submit_key(Utc::now());
-            let mut shutdown = std::pin::pin!(shutdown);
-            // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was
-            // submitted stays submitted) is tried again.
-            let served = loop {
-                match producer.serve(&request, &key).await {
-                    Err(RequestError::Busy(e)) => {
-                        let delay = std::time::Duration::from_secs(config.producer.busy_retry_secs);
-                        eprintln!("producer: {e}; trying again in {} s (Ctrl-C to stop)", delay.as_secs());
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = &mut shutdown => bail!("request not served: stopped while Zuora was busy"),
-                        }
-                    }
-                    served => break served,
-                }
-            };
-            match served {
-                Ok(served) => {
-                    println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
-                    Ok(Exit::Success)
-                }
-                Err(e) => {
-                    eprintln!("producer: request not served: {e}");
-                    Ok(exit_of(&e))
-                }
-            }
-        }
-        Command::Backfill { from, objects } => {
-            let request = ExportRequest {
-                version: MESSAGE_VERSION,
-                export_from_date: ExportFrom::Date(from),
-                objects: (!objects.is_empty()).then_some(objects),
-                full_export: false,
-                request_id: Some(format!("backfill-{from}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"))),
-                window: None,
-            };
-            let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
-            let body = serde_json::to_string(&request)?;
-            if let Err(refused) = ExportRequest::parse(&body, &names, Utc::now()) {
-                eprintln!("producer: backfill refused: {refused}");
-                return Ok(Exit::Refused);
-            }
-            let id = queues.requests.send(OutgoingMessage::new(body.clone())).await?;
-            println!("queued {body} as message {id}");
-            println!("it exports {}", crate::plan::backfill_explained(from, config.zuora.data_center));
-            Ok(Exit::Success)
-        }
-        Command::Redrive { queue: name, dry_run } => {
-            let q = &config.queues;
-            let (dlq, source) = match name {
-                QueueName::Requests => (&q.requests_dlq, &q.requests),
-                QueueName::Jobs => (&q.jobs_dlq, &q.jobs),
-                QueueName::Lake => (&q.lake_dlq, &q.lake),
-                QueueName::Tables => match (&q.tables_dlq, &q.tables) {
-                    (Some(dlq), Some(source)) => (dlq, source),
-                    _ => return Err(ConfigError::unusable("queues.tables: not configured, nothing to redrive").into()),
-                },
-            };
-            let queue = |url: &str| services.sqs_queue(url).ok_or_else(|| anyhow::anyhow!("{url}: not an SQS queue"));
-            if dry_run {
-                let letters = dead_letters(&queue(dlq)?).await?;
-                for letter in &letters {
-                    println!("{}  receives {}  reason: {}", letter.id, letter.receive_count, letter.reason);
-                    println!("    {}", letter.body);
-                }
-                println!(
-                    "{} dead letter(s) in {dlq}, left in place; without --dry-run they go back to {source}",
-                    letters.len()
-                );
-                return Ok(Exit::Success);
-            }
-            match redrive(&queue(dlq)?, &queue(source)?).await? {
-                RedriveReport::Native { task_handle, messages } => {
-                    println!("started an SQS move task for {messages} messages from {dlq} to {source} ({task_handle})");
-                }
-                RedriveReport::Manual { moved } => println!("moved {moved} messages from {dlq} to {source}"),
-            }
-            Ok(Exit::Success)
-        }
-        Command::Audit { objects, out, repair } => {
-            let auditor = Auditor::from_config(&config, &services)?;
-            let objects = match catalogue.select(&objects) {
-                Ok(objects) => objects,
-                Err(unknown) => {
-                    eprintln!("producer: --objects: not in the catalogue: {}", unknown.join(", "));
-                    return Ok(Exit::Usage);
-                }
-            };
-            let mut different = 0;
-            for object in objects {
-                let audit = auditor.audit(object).await.with_context(|| format!("auditing {}", object.name))?;
-                println!("{}", audit.summary());
-                if audit.is_equal() {
-                    continue;
-                }
-                different += 1;
-                if let Some(dir) = &out {
-                    std::fs::create_dir_all(dir)?;
-                    let path = dir.join(format!("{}.differences.csv", object.name));
-                    std::fs::write(&path, audit.differences_csv())?;
-                    println!("  rows: {}", path.display());
-                }
-                if repair {
-                    for done in auditor.repair(object, &audit).await? {
-                        println!("  {done}");
-                    }
-                }
-            }
-            if different > 0 {
-                eprintln!("producer: {different} object(s) differ from Zuora");
-                return Ok(Exit::Found);
-            }
-            Ok(Exit::Success)
-        }
+        Command::Submit { request } => submit(&config, &services, &request, shutdown).await,
+        Command::Backfill { from, objects } => backfill(&config, &services, from, objects).await,
+        Command::Redrive { queue, dry_run } => redrive_dead_letters(&config, &services, queue, dry_run).await,
+        Command::Audit { objects, out, repair } => audit(&config, &services, &objects, out, repair).await,
         Command::Status { stale_after_hours, json, metrics } => {
-            let hours = stale_after_hours.unwrap_or(config.producer.stale_after_hours);
-            let now = Utc::now();
-            let statuses = status::object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(hours as i64))
-                .await
-                .context("reading the published marks")?;
-            if json {
-                println!("{}", status::json(&statuses, now, hours));
-            } else {
-                print!("{}", status::render(&statuses, now));
-            }
-            if metrics {
-                println!("{}", status::emf_line(&statuses, now));
-            }
-            let stale = statuses.iter().filter(|s| s.stale).count();
-            if stale > 0 {
-                eprintln!("producer: {stale} object(s) older than {hours} h");
-                return Ok(Exit::Found);
-            }
-            Ok(Exit::Success)
+            status(&config, &services, stale_after_hours, json, metrics).await
         }
     }
+}
+
+/// `producer submit`: serves `request` at once, as `serve` does a queued one.
+async fn submit(
+    config: &Config,
+    services: &Services,
+    request: &str,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Exit> {
+    let producer = Producer::from_config(config, services)?;
+    let key = submit_key(Utc::now());
+    let mut shutdown = std::pin::pin!(shutdown);
+    // As `serve` does with a queued request: while Zuora is busy the same request (same key: what was submitted
+    // stays submitted) is tried again.
+    let served = loop {
+        match producer.serve(request, &key).await {
+            Err(RequestError::Busy(e)) => {
+                let delay = std::time::Duration::from_secs(config.producer.busy_retry_secs);
+                eprintln!("producer: {e}; trying again in {} s (Ctrl-C to stop)", delay.as_secs());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut shutdown => bail!("request not served: stopped while Zuora was busy"),
+                }
+            }
+            served => break served,
+        }
+    };
+    match served {
+        Ok(served) => {
+            println!("request {}: jobs {}", served.request_key, served.job_ids.join(", "));
+            Ok(Exit::Success)
+        }
+        Err(e) => {
+            eprintln!("producer: request not served: {e}");
+            Ok(exit_of(&e))
+        }
+    }
+}
+
+/// `producer backfill`: queues a request for `objects`' changes since `from`, checked as the producer will.
+async fn backfill(config: &Config, services: &Services, from: NaiveDate, objects: Vec<String>) -> anyhow::Result<Exit> {
+    let request = ExportRequest {
+        version: MESSAGE_VERSION,
+        export_from_date: ExportFrom::Date(from),
+        objects: (!objects.is_empty()).then_some(objects),
+        full_export: false,
+        request_id: Some(format!("backfill-{from}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"))),
+        window: None,
+    };
+    let catalogue = config.catalogue()?;
+    let names: Vec<&str> = catalogue.objects.iter().map(|o| o.name.as_str()).collect();
+    let body = serde_json::to_string(&request)?;
+    if let Err(refused) = ExportRequest::parse(&body, &names, Utc::now()) {
+        eprintln!("producer: backfill refused: {refused}");
+        return Ok(Exit::Refused);
+    }
+    let id = services.queues.requests.send(OutgoingMessage::new(body.clone())).await?;
+    println!("queued {body} as message {id}");
+    println!("it exports {}", crate::plan::backfill_explained(from, config.zuora.data_center));
+    Ok(Exit::Success)
+}
+
+/// `producer redrive`: lists a DLQ's messages (`--dry-run`), or moves them back to their queue.
+async fn redrive_dead_letters(
+    config: &Config,
+    services: &Services,
+    name: QueueName,
+    dry_run: bool,
+) -> anyhow::Result<Exit> {
+    let q = &config.queues;
+    let (dlq, source) = match name {
+        QueueName::Requests => (&q.requests_dlq, &q.requests),
+        QueueName::Jobs => (&q.jobs_dlq, &q.jobs),
+        QueueName::Lake => (&q.lake_dlq, &q.lake),
+        QueueName::Tables => match (&q.tables_dlq, &q.tables) {
+            (Some(dlq), Some(source)) => (dlq, source),
+            _ => return Err(ConfigError::unusable("queues.tables: not configured, nothing to redrive").into()),
+        },
+    };
+    let queue = |url: &str| services.sqs_queue(url).ok_or_else(|| anyhow::anyhow!("{url}: not an SQS queue"));
+    if dry_run {
+        let letters = dead_letters(&queue(dlq)?).await?;
+        for letter in &letters {
+            println!("{}  receives {}  reason: {}", letter.id, letter.receive_count, letter.reason);
+            println!("    {}", letter.body);
+        }
+        println!(
+            "{} dead letter(s) in {dlq}, left in place; without --dry-run they go back to {source}",
+            letters.len()
+        );
+        return Ok(Exit::Success);
+    }
+    match redrive(&queue(dlq)?, &queue(source)?).await? {
+        RedriveReport::Native { task_handle, messages } => {
+            println!("started an SQS move task for {messages} messages from {dlq} to {source} ({task_handle})");
+        }
+        RedriveReport::Manual { moved } => println!("moved {moved} messages from {dlq} to {source}"),
+    }
+    Ok(Exit::Success)
+}
+
+/// `producer audit`: each object's Ids and dates in the lake against Zuora's; `--repair` mends the differences.
+async fn audit(
+    config: &Config,
+    services: &Services,
+    objects: &[String],
+    out: Option<PathBuf>,
+    repair: bool,
+) -> anyhow::Result<Exit> {
+    let auditor = Auditor::from_config(config, services)?;
+    let catalogue = config.catalogue()?;
+    let objects = match catalogue.select(objects) {
+        Ok(objects) => objects,
+        Err(unknown) => {
+            eprintln!("producer: --objects: not in the catalogue: {}", unknown.join(", "));
+            return Ok(Exit::Usage);
+        }
+    };
+    let mut different = 0;
+    for object in objects {
+        let audit = auditor.audit(object).await.with_context(|| format!("auditing {}", object.name))?;
+        println!("{}", audit.summary());
+        if audit.is_equal() {
+            continue;
+        }
+        different += 1;
+        if let Some(dir) = &out {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("{}.differences.csv", object.name));
+            std::fs::write(&path, audit.differences_csv())?;
+            println!("  rows: {}", path.display());
+        }
+        if repair {
+            for done in auditor.repair(object, &audit).await? {
+                println!("  {done}");
+            }
+        }
+    }
+    if different > 0 {
+        eprintln!("producer: {different} object(s) differ from Zuora");
+        return Ok(Exit::Found);
+    }
+    Ok(Exit::Success)
+}
+
+/// `producer status`: each object's latest published increment, and whether it is stale.
+async fn status(
+    config: &Config,
+    services: &Services,
+    stale_after_hours: Option<u64>,
+    json: bool,
+    metrics: bool,
+) -> anyhow::Result<Exit> {
+    let hours = stale_after_hours.unwrap_or(config.producer.stale_after_hours);
+    let now = Utc::now();
+    let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
+    let catalogue = config.catalogue()?;
+    let statuses = status::object_statuses(&ledger, &catalogue, now, chrono::Duration::hours(hours as i64))
+        .await
+        .context("reading the published marks")?;
+    if json {
+        println!("{}", status::json(&statuses, now, hours));
+    } else {
+        print!("{}", status::render(&statuses, now));
+    }
+    if metrics {
+        println!("{}", status::emf_line(&statuses, now));
+    }
+    let stale = statuses.iter().filter(|s| s.stale).count();
+    if stale > 0 {
+        eprintln!("producer: {stale} object(s) older than {hours} h");
+        return Ok(Exit::Found);
+    }
+    Ok(Exit::Success)
 }
 
 /// The exit of a request `submit` could not serve.
@@ -277,19 +315,6 @@ fn exit_of(error: &RequestError) -> Exit {
         RequestError::Transient(TransientError::Zuora(e)) => e,
     };
     Exit::of_failure([failed])
-}
-
-/// Builds a producer from a configuration and the services it names (its Zuora client needs the secret).
-pub fn producer_from(config: &Config, services: &Services) -> anyhow::Result<Producer> {
-    Ok(Producer::new(
-        ZuoraClient::new(config.zuora.clone())?,
-        Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
-        services.queues.jobs.clone(),
-        config.catalogue()?,
-        config.session.clone(),
-        config.full_export.clone(),
-    )
-    .with_notify_url(config.producer.notify_url.clone()))
 }
 
 /// The request key of a `producer submit` run: its own each run, like a queued request's message id.

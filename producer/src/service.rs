@@ -7,13 +7,16 @@
 //! and its request id pinned, so it resumes from its record; any other failure leaves the message to be received
 //! again (and dead-lettered by SQS after too many receives).
 
+use crate::increment::increment_key;
 use crate::plan::{backfill_explained, plan, windowed_query};
+use chrono::{DateTime, Utc};
 use common::catalogue::Catalogue;
 use common::clock::Clock;
-use common::config::{FullExportConfig, SessionConfig};
-use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord, SessionMark};
+use common::config::{Config, FullExportConfig, SessionConfig};
+use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
 use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, Window};
-use common::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::queue::{Inbox, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::services::Services;
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,6 +105,19 @@ impl Producer {
         full_export: FullExportConfig,
     ) -> Self {
         Self { zuora, ledger, jobs, catalogue, session, full_export, clock: Clock::System, notify_url: None }
+    }
+
+    /// The producer of a configuration, on the services it names (its Zuora client needs the secret).
+    pub fn from_config(config: &Config, services: &Services) -> anyhow::Result<Self> {
+        Ok(Self::new(
+            ZuoraClient::new(config.zuora.clone())?,
+            Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
+            services.queues.jobs.clone(),
+            config.catalogue()?,
+            config.session.clone(),
+            config.full_export.clone(),
+        )
+        .with_notify_url(config.producer.notify_url.clone()))
     }
 
     /// The same producer having Zuora call `url` when each of its jobs completes (`producer.notify_url`).
@@ -194,32 +210,11 @@ impl Producer {
         let submitted_at = self.clock.now();
         let request = self.batch_request(&record.request_key, &planned)?;
         let mut attempts = 0;
-        let (job, from, starts, known) = loop {
+        let (job, start, known) = loop {
             attempts += 1;
-            let (from, starts, idempotency_key) = match planned.kind {
-                JobKind::Increment => {
-                    // Each object's window starts at its own position; the job's window starts at the earliest.
-                    let mark = self.ledger.session_mark().await?;
-                    let starts = mark.as_ref().map(|m| m.starts_of(&planned.objects)).unwrap_or_default();
-                    (starts.values().min().copied(), starts, increment_key(&self.session, mark.as_ref()))
-                }
-                JobKind::Backfill | JobKind::FullWindow => {
-                    (planned.from, BTreeMap::new(), planned.idempotency_key.clone())
-                }
-            };
-            // Whose increment Zuora returns for the key: a claim of another request means that request submitted
-            // (or was about to submit) under it and may have died before recording the job.
-            let claimed_by_another = match planned.kind {
-                JobKind::Increment => match self.ledger.increment_claim(&idempotency_key).await? {
-                    Some(claim) => claim.request_key != record.request_key,
-                    None => {
-                        self.ledger.claim_increment(&idempotency_key, &record.request_key).await?;
-                        false
-                    }
-                },
-                JobKind::Backfill | JobKind::FullWindow => false,
-            };
-            let mut job = self.zuora.submit(&request, &idempotency_key).await?;
+            let start = self.start_of(&planned).await?;
+            let claimed_by_another = self.claim(&planned, &start.idempotency_key, &record.request_key).await?;
+            let mut job = self.zuora.submit(&request, &start.idempotency_key).await?;
             if planned.kind == JobKind::Increment {
                 // The key may name an increment submitted earlier (by another request, or before a crash; the
                 // answer shows it as just submitted either way): if it has started, its window ends when it
@@ -227,37 +222,19 @@ impl Producer {
                 job = self.zuora.job(&job.id).await?;
             }
             let known = self.ledger.job(&job.id).await?;
-            if planned.kind == JobKind::Increment && attempts < 3 {
-                match &known {
-                    // Another request recorded that increment and stopped before moving the mark past it (and
-                    // perhaps before enqueuing it): enqueue it, move the mark, then submit this request's own.
-                    Some(known) if known.request_key != record.request_key => {
-                        self.ledger.advance_increment_to(known.window.to, &job.id, &known.objects).await?;
-                        self.enqueue_job_at_mark().await?;
-                        continue;
-                    }
-                    // A job nobody recorded, under a key another request claimed: that request submitted it and
-                    // died (a killed `producer submit`). Its window ends when it started, perhaps long before now:
-                    // adopt it, then submit this request's own increment from there. (Had the other request died
-                    // before submitting, the job is this request's, and adopting it costs one small increment.)
-                    None if claimed_by_another => {
-                        let orphan = self.adopted_record(&job).await?;
-                        warn!(job_id = %job.id, to = %orphan.window.to, "the session's key names an increment nobody recorded: adopting it");
-                        self.ledger.put_job(&orphan).await?;
-                        self.ledger.advance_increment_to(orphan.window.to, &job.id, &orphan.objects).await?;
-                        self.enqueue_job_at_mark().await?;
-                        continue;
-                    }
-                    _ => {}
-                }
+            if planned.kind == JobKind::Increment
+                && attempts < 3
+                && self.moved_past_another(&job, known.as_ref(), claimed_by_another, &record.request_key).await?
+            {
+                continue;
             }
-            break (job, from, starts, known);
+            break (job, start, known);
         };
         let started = job.start_time.as_ref().and_then(|t| t.to_utc(self.data_center()));
         let to = planned.to.unwrap_or_else(|| started.unwrap_or(submitted_at).min(submitted_at));
         // Never before its start: an increment adopted while this one was being submitted may have moved the mark
         // past this request's own clock.
-        let window = Window { from, to: from.map_or(to, |from| to.max(from)) };
+        let window = Window { from: start.from, to: start.from.map_or(to, |from| to.max(from)) };
         info!(job_id = %job.id, kind = ?planned.kind, objects = planned.objects.len(), from = ?window.from,
               to = %window.to, "submitted AQuA job");
         // The job's record first: a request that names a job always finds its record.
@@ -268,7 +245,7 @@ impl Producer {
                 kind: planned.kind,
                 objects: planned.objects.clone(),
                 window,
-                starts,
+                starts: start.starts,
                 submitted_at,
                 adopted: false,
                 enqueued: false,
@@ -284,6 +261,70 @@ impl Producer {
             self.ledger.advance_increment_to(window.to, &job.id, &planned.objects).await?;
         }
         Ok(())
+    }
+
+    /// Where a planned job starts, and the key it is submitted under: an increment's objects each at their own
+    /// position (the job's window at the earliest), under the session's next increment key ([`increment_key`]);
+    /// a backfill or a full export's window where it was planned, under its own key.
+    async fn start_of(&self, planned: &PlannedJob) -> Result<Start, RequestError> {
+        Ok(match planned.kind {
+            JobKind::Increment => {
+                let mark = self.ledger.session_mark().await?;
+                let starts = mark.as_ref().map(|m| m.starts_of(&planned.objects)).unwrap_or_default();
+                let idempotency_key = increment_key(&self.session, mark.as_ref());
+                Start { from: starts.values().min().copied(), starts, idempotency_key }
+            }
+            JobKind::Backfill | JobKind::FullWindow => {
+                Start { from: planned.from, starts: BTreeMap::new(), idempotency_key: planned.idempotency_key.clone() }
+            }
+        })
+    }
+
+    /// Claims an increment's key for `request_key` unless another request has; true when another has. A claim of
+    /// another request means that request submitted (or was about to submit) under the key and may have died
+    /// before recording the job.
+    async fn claim(&self, planned: &PlannedJob, key: &str, request_key: &str) -> Result<bool, RequestError> {
+        if planned.kind != JobKind::Increment {
+            return Ok(false);
+        }
+        match self.ledger.increment_claim(key).await? {
+            Some(claim) => Ok(claim.request_key != request_key),
+            None => {
+                self.ledger.claim_increment(key, request_key).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// When the increment Zuora returned for the session's key is another request's, moves the session past it
+    /// (enqueued, the mark moved) and returns true: this request then submits its own increment from there.
+    async fn moved_past_another(
+        &self,
+        job: &Job,
+        known: Option<&JobRecord>,
+        claimed_by_another: bool,
+        request_key: &str,
+    ) -> Result<bool, RequestError> {
+        match known {
+            // Another request recorded that increment and stopped before moving the mark past it (and perhaps
+            // before enqueuing it): enqueue it, move the mark, then submit this request's own.
+            Some(known) if known.request_key != request_key => {
+                self.ledger.advance_increment_to(known.window.to, &job.id, &known.objects).await?;
+            }
+            // A job nobody recorded, under a key another request claimed: that request submitted it and died (a
+            // killed `producer submit`). Its window ends when it started, perhaps long before now: adopt it, then
+            // submit this request's own increment from there. (Had the other request died before submitting, the
+            // job is this request's, and adopting it costs one small increment.)
+            None if claimed_by_another => {
+                let orphan = self.adopted_record(job).await?;
+                warn!(job_id = %job.id, to = %orphan.window.to, "the session's key names an increment nobody recorded: adopting it");
+                self.ledger.put_job(&orphan).await?;
+                self.ledger.advance_increment_to(orphan.window.to, &job.id, &orphan.objects).await?;
+            }
+            _ => return Ok(false),
+        }
+        self.enqueue_job_at_mark().await?;
+        Ok(true)
     }
 
     async fn enqueue_planned(&self, record: &mut RequestRecord, index: usize) -> Result<(), RequestError> {
@@ -450,31 +491,19 @@ impl Producer {
     }
 }
 
-/// The `Idempotency-Key` of the session's next increment: the session and the upper bound of its last recorded
-/// increment, not the request. Whatever request submits the next increment (a redelivery, the schedule's next
-/// message, a redriven copy with a new message id, a `producer submit` run again after a crash), it submits it
-/// with the same key until the job is recorded and the mark moves, so Zuora runs one job, and no increment is
-/// submitted that the ledger does not come to know of (a second job would hide the first from reconciliation,
-/// which sees only the last completed one).
-///
-/// The key names the increment after the mark's job, not after its end: two increments can end at the same instant
-/// (an adopted one, and the one submitted at once after it, queued at Zuora), and a key named after the time would
-/// name the second again. A mark written before it named its job falls back to its end.
-pub fn increment_key(session: &SessionConfig, mark: Option<&SessionMark>) -> String {
-    let clip = |s: &str| s.chars().take(64).collect::<String>();
-    let after = match mark {
-        None => "start".to_owned(),
-        Some(SessionMark { job_id: Some(job_id), .. }) => format!("job-{job_id}"),
-        Some(SessionMark { to, job_id: None, .. }) => to.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-    };
-    format!("zle:{}:{}:increment-after:{after}", clip(&session.partner), clip(&session.project))
+/// Where a planned job starts and the key it is submitted under.
+struct Start {
+    /// The job's window's start (`None`: a first load).
+    from: Option<DateTime<Utc>>,
+    /// Each object's own start (increments).
+    starts: BTreeMap<String, DateTime<Utc>>,
+    idempotency_key: String,
 }
 
 /// Long-polls the requests queue until `shutdown` resolves; the message being served is finished first.
 pub async fn run(
     producer: &Producer,
-    requests: &dyn Queue,
-    dead_letters: &dyn Queue,
+    requests: &Inbox,
     settings: &common::config::ProducerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -485,7 +514,7 @@ pub async fn run(
     loop {
         let batch = tokio::select! {
             () = &mut shutdown => break,
-            batch = requests.receive(10, Duration::from_secs(settings.wait_secs)) => batch,
+            batch = requests.queue.receive(10, Duration::from_secs(settings.wait_secs)) => batch,
         };
         let messages = match batch {
             Ok(messages) => messages,
@@ -497,7 +526,7 @@ pub async fn run(
         };
         for message in messages {
             let span = info_span!("request", message_id = %message.id, receive_count = message.receive_count);
-            handle(producer, requests, dead_letters, settings, message).instrument(span).await;
+            handle(producer, requests, settings, message).instrument(span).await;
         }
     }
     info!("stopped receiving requests");
@@ -506,8 +535,7 @@ pub async fn run(
 /// Serves one received request and settles its message.
 pub async fn handle(
     producer: &Producer,
-    requests: &dyn Queue,
-    dead_letters: &dyn Queue,
+    requests: &Inbox,
     settings: &common::config::ProducerSettings,
     message: ReceivedMessage,
 ) {
@@ -516,11 +544,7 @@ pub async fn handle(
         // is submitted for it, it is sent again with its id pinned into the body, so every later copy (a redelivery,
         // the DLQ's, a redriven one) resumes the same record instead of submitting its jobs again.
         let pinned = OutgoingMessage::new(pin_request_id(&message.body, &message.id));
-        let settled = match requests.send(pinned).await {
-            Ok(_) => requests.delete(&message.receipt).await,
-            Err(e) => Err(e),
-        };
-        match settled {
+        match requests.again_after(&message, pinned, Duration::ZERO).await {
             Ok(()) => info!(request_key = %message.id, "request id pinned; the request is served from its pinned copy"),
             Err(e) => error!(error = %e, "could not pin the request's id; it will be received again"),
         }
@@ -529,29 +553,22 @@ pub async fn handle(
     let settled = match producer.serve(&message.body, &message.id).await {
         Ok(served) => {
             info!(request_key = %served.request_key, jobs = ?served.job_ids, "request served");
-            requests.delete(&message.receipt).await
+            requests.done(&message).await
         }
         Err(RequestError::Rejected(reason)) => {
             warn!(%reason, "request rejected: moving it to the dead-letter queue");
-            let dead = OutgoingMessage::new(message.body.clone())
-                .attribute("reason", reason)
-                .attribute("source_message_id", message.id.clone());
-            match dead_letters.send(dead).await {
-                Ok(_) => requests.delete(&message.receipt).await,
-                Err(e) => Err(e),
-            }
+            requests.dead_letter(&message, &reason).await
         }
         Err(RequestError::Busy(e)) => {
             let delay = Duration::from_secs(settings.busy_retry_secs);
             warn!(error = %e, delay_secs = delay.as_secs(), "Zuora is busy: the request resumes later");
-            match requests.send(OutgoingMessage::new(pin_request_id(&message.body, &message.id)).delayed(delay)).await {
-                Ok(_) => requests.delete(&message.receipt).await,
-                Err(e) => Err(e),
-            }
+            let again = OutgoingMessage::new(pin_request_id(&message.body, &message.id));
+            requests.again_after(&message, again, delay).await
         }
         Err(RequestError::Transient(e)) => {
             warn!(error = %e, "request failed for now; it will be received again");
-            requests.set_visibility(&message.receipt, Duration::from_secs(settings.busy_retry_secs.min(900))).await
+            let hidden = Duration::from_secs(settings.busy_retry_secs.min(900));
+            requests.queue.set_visibility(&message.receipt, hidden).await
         }
     };
     if let Err(e) = settled {
@@ -567,30 +584,5 @@ fn pin_request_id(body: &str, message_id: &str) -> String {
             serde_json::Value::Object(map).to_string()
         }
         _ => body.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn increments_ending_at_the_same_instant_get_keys_of_their_own() {
-        let session = SessionConfig {
-            partner: "p".into(),
-            project: "q".into(),
-            version: "1.1".into(),
-            increment_job_name: "zle-increment".into(),
-            file_format: common::config::FileFormat::Csv,
-        };
-        let to: chrono::DateTime<chrono::Utc> = "2026-03-03T05:32:50Z".parse().unwrap();
-        let after = |job: &str| {
-            increment_key(&session, Some(&SessionMark { to, job_id: Some(job.into()), ..SessionMark::default() }))
-        };
-        assert_ne!(after("adopted"), after("next"), "the key after the adopted job is not the key after the next");
-        assert_eq!(after("next"), after("next"), "the same mark, the same key: retries get the same job");
-        assert_eq!(increment_key(&session, None), "zle:p:q:increment-after:start");
-        let legacy = increment_key(&session, Some(&SessionMark { to, job_id: None, ..SessionMark::default() }));
-        assert_eq!(legacy, "zle:p:q:increment-after:2026-03-03T05:32:50.000000Z");
     }
 }

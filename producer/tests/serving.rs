@@ -38,7 +38,7 @@ async fn serve_all(d: &Deployment, producer: &Producer) {
         }
         idle = 0;
         for message in batch {
-            handle(producer, queues.requests.as_ref(), queues.requests_dlq.as_ref(), &settings, message).await;
+            handle(producer, &queues.requests_inbox(), &settings, message).await;
         }
     }
 }
@@ -240,7 +240,7 @@ async fn a_request_without_id_dead_lettered_after_a_transient_failure_and_redriv
     let dead_lettered = loop {
         let message = queues.requests.receive(1, Duration::from_secs(1)).await.unwrap().pop().expect("the request");
         let received = message.clone();
-        handle(&failing, queues.requests.as_ref(), queues.requests_dlq.as_ref(), &settings, message).await;
+        handle(&failing, &queues.requests_inbox(), &settings, message).await;
         if !d.sim.control().jobs().is_empty() {
             // It failed after a submission: SQS moves this very body to the DLQ (after its receives).
             queues.requests.delete(&received.receipt).await.unwrap();

@@ -24,6 +24,7 @@
 //!   deleted Id is dropped. A crash between the two commits leaves a deletion recorded ahead of its file, which is
 //!   applied when its completion comes back.
 
+use crate::error::ApplyError;
 use crate::rows::{ColumnType, EXECUTED_AT, Layout, Refused};
 use crate::source::FileSource;
 use arrow_array::cast::AsArray;
@@ -74,30 +75,6 @@ pub const FULL_LOAD_AT: &str = "zuoraLakeExport.fullLoadAt";
 
 /// The directory, inside a table's, of the Delta table of the Ids deleted by its merged files.
 pub const DELETED_TABLE: &str = "_zle_deleted/";
-
-/// Why a file was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The file cannot go into its table, ever (its DLQ, with the reason).
-    #[error("{0}")]
-    Refused(#[from] Refused),
-    /// The table's storage or a commit failed; trying again may succeed.
-    #[error("delta: {0}")]
-    Table(#[from] DeltaTableError),
-}
-
-impl ApplyError {
-    /// A failure of the table's storage or of reading a file, worth trying again.
-    pub fn table(detail: impl std::fmt::Display) -> Self {
-        Self::Table(DeltaTableError::Generic(detail.to_string()))
-    }
-}
-
-impl From<deltalake::arrow::error::ArrowError> for ApplyError {
-    fn from(e: deltalake::arrow::error::ArrowError) -> Self {
-        Self::Refused(Refused(e.to_string()))
-    }
-}
 
 /// The application transaction id of a file: its deduplication id, under this project's name.
 pub fn app_id(completion: &CompletionMessage) -> String {

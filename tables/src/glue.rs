@@ -3,7 +3,7 @@
 //! schema from the table's own log at query time, so a column the table gains needs no catalog update
 //! ([Athena: querying Delta Lake tables](https://docs.aws.amazon.com/athena/latest/ug/delta-lake-tables.html)).
 
-use crate::delta::ApplyError;
+use crate::error::ApplyError;
 use aws_sdk_glue::error::DisplayErrorContext;
 use aws_sdk_glue::types::{StorageDescriptor, TableInput};
 use common::aws::AwsConfig;

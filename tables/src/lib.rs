@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod delta;
+pub mod error;
 pub mod glue;
 pub mod maintenance;
 pub mod rows;

@@ -2,7 +2,8 @@
 //! commit no data change, so readers, time travel within the kept window and the application transactions of the
 //! files applied are untouched.
 
-use crate::delta::{ApplyError, conform, data_files, deletions_table, read_data_file};
+use crate::delta::{conform, data_files, deletions_table, read_data_file};
+use crate::error::ApplyError;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::protocol::DeltaOperation;

@@ -2,13 +2,14 @@
 //! gives them (one message group per object), then deleted; a file the table cannot take goes to the writer's DLQ
 //! with its reason; a failure of the table's storage leaves the message to come back.
 
-use crate::delta::{Applied, ApplyError, apply, has_log};
+use crate::delta::{Applied, apply, has_log};
+use crate::error::ApplyError;
 use crate::glue::GlueCatalog;
 use crate::maintenance::{Maintained, maintain};
 use crate::source::FileSource;
 use common::config::{Config, ConfigError};
 use common::messages::CompletionMessage;
-use common::queue::{OutgoingMessage, Queue, ReceivedMessage};
+use common::queue::{Inbox, ReceivedMessage};
 use common::services::Services;
 use common::store::ObjectStore;
 use deltalake::DeltaTable;
@@ -27,8 +28,8 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 /// Everything the writer talks to.
 pub struct TableWriter {
     store: Arc<dyn ObjectStore>,
-    queue: Arc<dyn Queue>,
-    dlq: Arc<dyn Queue>,
+    /// The tables queue and its dead-letter queue.
+    inbox: Inbox,
     location: TablesAt,
     open: Mutex<HashMap<String, DeltaTable>>,
     catalog: Option<GlueCatalog>,
@@ -65,9 +66,6 @@ fn needed(field: &str) -> ConfigError {
     ConfigError::unusable(format!("{field}: needed by the table writer"))
 }
 
-/// The DLQ's message group of a body that is not a completion (no object to group it by).
-const UNREADABLE: &str = "unreadable";
-
 /// How one message was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
@@ -83,8 +81,10 @@ impl TableWriter {
         let location = TablesAt::of(config)?;
         Ok(Self {
             store: services.store.clone(),
-            queue: services.queues.tables.clone().ok_or_else(|| needed("queues.tables"))?,
-            dlq: services.queues.tables_dlq.clone().ok_or_else(|| needed("queues.tables_dlq"))?,
+            inbox: Inbox::new(
+                services.queues.tables.clone().ok_or_else(|| needed("queues.tables"))?,
+                services.queues.tables_dlq.clone().ok_or_else(|| needed("queues.tables_dlq"))?,
+            ),
             location,
             open: Mutex::default(),
             catalog: None,
@@ -128,7 +128,7 @@ impl TableWriter {
     pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, ApplyError> {
         let completion: CompletionMessage = match serde_json::from_str(&message.body) {
             Ok(completion) => completion,
-            Err(e) => return self.dead_letter(message, UNREADABLE, format!("not a completion message: {e}")).await,
+            Err(e) => return self.dead_letter(message, format!("not a completion message: {e}")).await,
         };
         let mut open = self.open.lock().await;
         let mut table = match open.remove(&completion.object) {
@@ -145,12 +145,12 @@ impl TableWriter {
         match outcome {
             Ok(applied) => {
                 self.register(&completion.object, &location).await?;
-                self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
+                self.inbox.done(message).await.map_err(ApplyError::table)?;
                 Ok(Settled::Applied(applied))
             }
             Err(ApplyError::Refused(reason)) => {
                 let reason = format!("s3://{}/{}: {reason}", completion.bucket, completion.key);
-                self.dead_letter(message, &completion.object, reason).await
+                self.dead_letter(message, reason).await
             }
             Err(e) => Err(e),
         }
@@ -191,15 +191,10 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Moves `message` to the DLQ (FIFO, like the tables queue) with its reason: in its object's group, deduplicated
-    /// by its message id, so that moving it again after a crash between the send and the delete adds nothing.
-    async fn dead_letter(&self, message: &ReceivedMessage, group: &str, reason: String) -> Result<Settled, ApplyError> {
-        let dead = OutgoingMessage::new(message.body.clone())
-            .grouped(group)
-            .deduplicated(&message.id)
-            .attribute("reason", reason.clone());
-        self.dlq.send(dead).await.map_err(ApplyError::table)?;
-        self.queue.delete(&message.receipt).await.map_err(ApplyError::table)?;
+    /// Moves `message` to the DLQ with its reason (in its object's message group, deduplicated by its message id:
+    /// [`Inbox::dead_letter`]).
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, ApplyError> {
+        self.inbox.dead_letter(message, &reason).await.map_err(ApplyError::table)?;
         Ok(Settled::DeadLettered(reason))
     }
 }
@@ -220,7 +215,7 @@ pub async fn run(writer: Arc<TableWriter>, wait: Duration, keep: Duration, shutd
                 committed_since_maintenance = false;
                 continue;
             }
-            received = writer.queue.receive(1, wait) => received,
+            received = writer.inbox.queue.receive(1, wait) => received,
         };
         let messages = match received {
             Ok(messages) => messages,

@@ -1,7 +1,7 @@
 //! A published file read a batch of rows at a time: streamed from the store, decompressed and parsed on a blocking
 //! thread, so that applying a file holds a few batches of it in memory, never the whole file.
 
-use crate::delta::ApplyError;
+use crate::error::ApplyError;
 use crate::rows::{Layout, Refused, Rows};
 use bytes::Bytes;
 use common::messages::CompletionMessage;

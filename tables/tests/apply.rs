@@ -66,7 +66,7 @@ async fn a_file_whose_column_changed_type_is_refused_and_the_table_is_untouched(
     let csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,x\n";
     let (changed, csv) = file("j2", "2026-11-02T06:00:00Z", false, &text_balance, csv);
     let error = apply(&mut table, &changed, &source(csv)).await.unwrap_err();
-    assert!(matches!(error, table_writer::delta::ApplyError::Refused(_)), "{error}");
+    assert!(matches!(error, table_writer::error::ApplyError::Refused(_)), "{error}");
     assert!(error.to_string().contains("column Balance"), "{error}");
     assert_eq!(table.version(), version);
 

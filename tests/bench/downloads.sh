@@ -32,8 +32,8 @@ for format in csv gzip; do
     config "$run/$store.toml" "$s3_port" "$queue_lines" "file_format = \"$format\"" \
       "$([[ $store == csv ]] || echo "gzip_downloads = \"$store\"")"
     consume "$run" "$store"
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$format" "$store" "$wire" "$c_secs" \
-      "$(mb_s "$wire" "$c_secs")" "$(mb_s "$csv_bytes" "$c_secs")" "$c_stored" "$c_rss" "$c_cpu"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$format" "$store" "$wire" "$c_transfer" \
+      "$(mb_s "$wire" "$c_transfer")" "$(mb_s "$csv_bytes" "$c_transfer")" "$c_stored" "$c_rss" "$c_cpu"
     stop_s3
   done
   curl -sf -X DELETE "$sim/sim/faults" >/dev/null

@@ -179,27 +179,31 @@ PY
 }
 
 # consume RUN NAME: sends RUN/job.json to the jobs queue and runs one `consumer` with RUN/NAME.toml under
-# /usr/bin/time until the job is done. Sets c_secs (the file's own transfer time, from its `published` line:
-# download, count, checksums, compression, upload, completion), c_stored (bytes stored), c_rss (MiB), c_cpu (s),
-# and s3_cpu / sim_cpu (what the S3 target and the simulator used meanwhile).
+# /usr/bin/time until the job is done. Sets c_secs (from the message sent, the process then started, to the
+# timestamp of its "job done" line: the same trigger and end as a pipeline's start and exit), c_transfer (the file's
+# own transfer time, from its `published` line: download, count, checksums, compression, upload, completion),
+# c_stored (bytes stored), c_rss (MiB), c_cpu (s), and s3_cpu / sim_cpu (what the S3 target and the simulator used
+# meanwhile).
 consume() {
-  local run=$1 name=$2 line mbs consumer_pid s3_before sim_before
+  local run=$1 name=$2 line mbs consumer_pid s3_before sim_before trigger done_at
+  s3_before=$(cpu_of "$s3_pid") sim_before=$(cpu_of "$sim_pid") trigger=$(now)
   "$python" -c "import boto3,sys,tomllib; c = tomllib.load(open(sys.argv[1], 'rb')); boto3.client('sqs', endpoint_url=c['aws']['sqs_endpoint_url']).send_message(QueueUrl=c['queues']['jobs'], MessageBody=open(sys.argv[2]).read())" \
     "$run/$name.toml" "$run/job.json"
-  s3_before=$(cpu_of "$s3_pid") sim_before=$(cpu_of "$sim_pid")
   RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/$name.time" "$bin/consumer" --config "$run/$name.toml" \
     2>"$run/$name.log" & consumer_pid=$!
   until grep -q "job done" "$run/$name.log" 2>/dev/null; do
     if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/$name.log" >&2; exit 1; fi
-    sleep 0.5
+    sleep 0.05
   done
   s3_cpu=$(cpu_since "$s3_pid" "$s3_before") sim_cpu=$(cpu_since "$sim_pid" "$sim_before")
   pkill -TERM -P "$consumer_pid" 2>/dev/null || true
   wait "$consumer_pid" || true
+  done_at=$(grep '"job done"' "$run/$name.log" | grep -oE '"timestamp":"[^"]+"' | head -1 | cut -d'"' -f4)
+  c_secs=$(awk -v a="$trigger" -v b="$(date -d "$done_at" +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
   line=$(grep '"message":"published"' "$run/$name.log")
   c_stored=$(grep -oE '"bytes":[0-9]+' <<<"$line" | head -1 | cut -d: -f2)
   mbs=$(grep -oE '"throughput_mb_s":"[0-9.]+"' <<<"$line" | grep -oE '[0-9.]+')
-  c_secs=$(awk -v b="$c_stored" -v m="$mbs" 'BEGIN {printf "%.2f", b / (m * 1e6)}')
+  c_transfer=$(awk -v b="$c_stored" -v m="$mbs" 'BEGIN {printf "%.2f", b / (m * 1e6)}')
   c_rss=$(time_rss "$run/$name.time") c_cpu=$(time_cpu "$run/$name.time")
 }
 

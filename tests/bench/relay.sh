@@ -5,15 +5,20 @@
 #      nothing costly), the consumer against `curl | aws s3 cp -` and `curl | rclone rcat`;
 #   2. compressed: the consumer with gzip and with zstd (level 1) into the sink, against `curl | pigz -1` and
 #      `curl | zstd -1 -T0` on the same file;
-#   3. a real S3 server: the consumer and `aws s3 cp -` into Garage, with the most a relay using no CPU at all could
-#      reach there (every core given to Garage and the simulator).
-# Prints one markdown table; results and how to read them: docs/benchmarks.md.
+#   3. a real S3 server: the consumer and `aws s3 cp -` into Garage (a fresh one for each run), with the most a
+#      relay using no CPU at all could reach there (every core given to Garage and the simulator).
+# Every tool is timed the same way, from its trigger to its end: the consumer from the job message sent (the
+# process then started) to the timestamp of its "job done" line; a pipeline from its start to its exit (curl and
+# the tool's own start-up included). The tools run in turn, ROUNDS times (default 3), each round starting with the
+# next tool, and each row gives the minimum, median and maximum seconds.
+# Prints one markdown table and notes; results and how to read them: docs/benchmarks.md.
 #
-# Usage: tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
+# Usage: ROUNDS=3 tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
 # Needs: what tests/run.sh installs (moto for SQS, Garage 2.5.0), rclone, pigz and zstd (Debian packages); awscli
 # 1.x is installed on first use into ./.bench.
 source "$(dirname "$0")/lib.sh"
 if [[ $# -gt 0 ]]; then sizes=("$@"); else sizes=(1 8); fi
+rounds=${ROUNDS:-3}
 
 # baseline RUN NAME CMD...: the simulator's file through curl into CMD, timed. Sets b_secs (wall), b_rss and b_cpu
 # (of CMD), b_curl (curl's CPU), s3_cpu and sim_cpu.
@@ -38,7 +43,80 @@ rclone_rcat() {
     RCLONE_CONFIG_SINK_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" rclone rcat --size-only --log-level ERROR "sink:$bucket/$1")
 }
 
-echo "| file | S3 | tool | file bytes | seconds | MB/s | peak RSS MiB | CPU s/GB | S3 CPU s/GB | simulator CPU s/GB |"
+# measure RUN TOOL: one timed run of TOOL; appends "seconds cpu rss s3_cpu sim_cpu stored curl_cpu" to
+# RUN/TOOL.runs. Garage tools get a fresh Garage of their own.
+measure() {
+  local run=$1 tool=$2
+  case $tool in
+    garage-*) start_s3 garage; config "$run/garage.toml" "$s3_port" "$queue_lines" ;;
+  esac
+  case $tool in
+    consumer | consumer-gzip | consumer-zstd | garage-consumer)
+      consume "$run" "$(consumer_config "$tool")"
+      echo "$c_secs $c_cpu $c_rss $s3_cpu $sim_cpu $c_stored 0" >>"$run/$tool.runs" ;;
+    *)
+      case $tool in
+        aws | garage-aws) aws_cp baseline.csv; baseline "$run" "$tool" "${aws_cp[@]}" ;;
+        rclone) rclone_rcat rclone.csv; baseline "$run" rclone "${rclone_rcat[@]}" ;;
+        pigz) baseline "$run" pigz sh -c 'pigz -1 > /dev/null' ;;
+        zstd) baseline "$run" zstd sh -c 'zstd -q -1 -T0 > /dev/null' ;;
+      esac
+      echo "$b_secs $b_cpu $b_rss $s3_cpu $sim_cpu - $b_curl" >>"$run/$tool.runs" ;;
+  esac
+  case $tool in
+    garage-*) stop_s3 ;;
+  esac
+}
+
+consumer_config() {
+  case $1 in
+    consumer) echo none ;;
+    consumer-gzip) echo gzip ;;
+    consumer-zstd) echo zstd ;;
+    garage-consumer) echo garage ;;
+  esac
+}
+
+# rounds_of RUN TOOLS...: ROUNDS rounds of the tools in turn, each round starting one tool later.
+rounds_of() {
+  local run=$1 round i n
+  shift
+  n=$#
+  local tools=("$@")
+  for ((round = 0; round < rounds; round++)); do
+    for ((i = 0; i < n; i++)); do
+      measure "$run" "${tools[$(((round + i) % n))]}"
+    done
+  done
+}
+
+# pick FILE N min|median|max: that statistic of the Nth column of FILE (one run a line).
+pick() {
+  sort -g <(cut -d' ' -f"$2" "$1") | awk -v want="$3" '{v[NR] = $1} END {
+    if (want == "min") print v[1]; else if (want == "max") print v[NR]; else print v[int((NR + 1) / 2)] }'
+}
+
+# summary RUN FILE_LABEL S3 TOOL LABEL: the tool's row, from its runs.
+summary() {
+  local runs="$1/$4.runs" secs stored curl label=$5
+  secs=$(pick "$runs" 1 median)
+  stored=$(pick "$runs" 6 median)
+  curl=$(pick "$runs" 7 median)
+  [[ $curl == 0 ]] || label="$label (+ curl $(per_gb "$curl" "$bytes"))"
+  [[ $stored == - ]] || [[ $4 == consumer || $4 == garage-consumer ]] || label="$label, stored $stored bytes"
+  printf '| %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |\n' "$2" "$3" "$label" "$(wc -l <"$runs")" \
+    "$(pick "$runs" 1 min)" "$secs" "$(pick "$runs" 1 max)" "$(mb_s "$bytes" "$secs")" "$(pick "$runs" 3 max)" \
+    "$(per_gb "$(pick "$runs" 2 median)" "$bytes")" "$(per_gb "$(pick "$runs" 4 median)" "$bytes")" \
+    "$(per_gb "$(pick "$runs" 5 median)" "$bytes")"
+}
+
+# ratios RUN A B: B's seconds over A's in each round (A's throughput over B's), as "min / median / max".
+ratios() {
+  paste -d' ' <(cut -d' ' -f1 "$1/$2.runs") <(cut -d' ' -f1 "$1/$3.runs") | awk '{print $2 / $1}' | sort -g |
+    awk '{v[NR] = $1} END {printf "%.2fx / %.2fx / %.2fx", v[1], v[int((NR + 1) / 2)], v[NR]}'
+}
+
+echo "| file | S3 | tool | runs | seconds min / median / max | MB/s (median) | peak RSS MiB (max) | CPU s/GB | S3 CPU s/GB | simulator CPU s/GB |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 notes=()
 for gib in "${sizes[@]}"; do
@@ -53,44 +131,27 @@ for gib in "${sizes[@]}"; do
   start_s3 sink
   for variant in none gzip zstd; do
     config "$run/$variant.toml" "$s3_port" "$queue_lines" "" "compression = \"$variant\""
-    consume "$run" "$variant"
-    tool="consumer"; [[ $variant == none ]] || tool="consumer $variant -1 (stored $c_stored)"
-    row "${gib} GiB | sink" "$tool" "$bytes" "$c_secs" "$c_rss" "$c_cpu" "$s3_cpu" "$sim_cpu"
-    declare "secs_consumer_$variant=$c_secs" "cpu_consumer_$variant=$c_cpu"
   done
-  aws_cp baseline.csv
-  baseline "$run" aws "${aws_cp[@]}"
-  row "${gib} GiB | sink" "\`aws s3 cp -\` (+ curl $(per_gb "$b_curl" "$bytes"))" "$bytes" "$b_secs" "$b_rss" "$b_cpu" "$s3_cpu" "$sim_cpu"
-  secs_aws=$b_secs cpu_aws=$b_cpu
-  rclone_rcat rclone.csv
-  baseline "$run" rclone "${rclone_rcat[@]}"
-  row "${gib} GiB | sink" "\`rclone rcat\` (+ curl $(per_gb "$b_curl" "$bytes"))" "$bytes" "$b_secs" "$b_rss" "$b_cpu" "$s3_cpu" "$sim_cpu"
-  baseline "$run" pigz sh -c 'pigz -1 > /dev/null'
-  row "${gib} GiB | -" "\`pigz -1\` (+ curl $(per_gb "$b_curl" "$bytes"))" "$bytes" "$b_secs" "$b_rss" "$b_cpu" 0 "$sim_cpu"
-  secs_pigz=$b_secs
-  baseline "$run" zstd sh -c 'zstd -q -1 -T0 > /dev/null'
-  row "${gib} GiB | -" "\`zstd -1 -T0\` (+ curl $(per_gb "$b_curl" "$bytes"))" "$bytes" "$b_secs" "$b_rss" "$b_cpu" 0 "$sim_cpu"
-  secs_zstd=$b_secs
+  rounds_of "$run" consumer aws rclone
+  rounds_of "$run" consumer-gzip pigz consumer-zstd zstd
   stop_s3
-  notes+=("$(awk -v g="$gib" -v c="$secs_consumer_none" -v a="$secs_aws" -v cc="$cpu_consumer_none" -v ca="$cpu_aws" \
-    -v gz="$secs_consumer_gzip" -v pg="$secs_pigz" -v zs="$secs_consumer_zstd" -v zt="$secs_zstd" 'BEGIN {
-      printf "%s GiB into the sink: consumer %.2fx the throughput of aws s3 cp, CPU %.0f%% of its; gzip %.0f%% of pigz -1, zstd %.0f%% of zstd -1 -T0",
-        g, a / c, 100 * cc / ca, 100 * pg / gz, 100 * zt / zs }')")
+  rounds_of "$run" garage-consumer garage-aws
 
-  start_s3 garage
-  config "$run/garage.toml" "$s3_port" "$queue_lines"
-  consume "$run" garage
-  row "${gib} GiB | Garage" consumer "$bytes" "$c_secs" "$c_rss" "$c_cpu" "$s3_cpu" "$sim_cpu"
+  summary "$run" "${gib} GiB" sink consumer consumer
+  summary "$run" "${gib} GiB" sink aws '`aws s3 cp -`'
+  summary "$run" "${gib} GiB" sink rclone '`rclone rcat`'
+  summary "$run" "${gib} GiB" sink consumer-gzip 'consumer gzip -1'
+  summary "$run" "${gib} GiB" - pigz '`pigz -1`'
+  summary "$run" "${gib} GiB" sink consumer-zstd 'consumer zstd -1'
+  summary "$run" "${gib} GiB" - zstd '`zstd -1 -T0`'
+  summary "$run" "${gib} GiB" Garage garage-consumer consumer
+  summary "$run" "${gib} GiB" Garage garage-aws '`aws s3 cp -`'
+  notes+=("${gib} GiB, the consumer's throughput over each tool's, round by round (min / median / max): aws s3 cp into the sink $(ratios "$run" consumer aws), rclone rcat $(ratios "$run" consumer rclone); gzip over pigz -1 $(ratios "$run" consumer-gzip pigz), zstd over zstd -1 -T0 $(ratios "$run" consumer-zstd zstd); aws s3 cp into Garage $(ratios "$run" garage-consumer garage-aws)")
   # With every core busy, Garage and the simulator alone allow at most this many GB/s on this machine.
-  bound=$(awk -v n="$(nproc)" -v s="$s3_cpu" -v m="$sim_cpu" -v b="$bytes" 'BEGIN {print n / ((s + m) / (b / 1e9))}')
-  notes+=("$(awk -v g="$gib" -v c="$bound" -v b="$bytes" -v s="$c_secs" 'BEGIN {
-      printf "%s GiB into Garage: a relay using no CPU at all could reach at most %.0f MB/s; the consumer reached %.0f%% of that", g, c * 1000, 100 * (b / s / 1e9) / c }')")
-  stop_s3
-  start_s3 garage
-  aws_cp baseline.csv
-  baseline "$run" garage-aws "${aws_cp[@]}"
-  row "${gib} GiB | Garage" "\`aws s3 cp -\` (+ curl $(per_gb "$b_curl" "$bytes"))" "$bytes" "$b_secs" "$b_rss" "$b_cpu" "$s3_cpu" "$sim_cpu"
-  stop_s3
+  bound=$(awk -v n="$(nproc)" -v s="$(pick "$run/garage-consumer.runs" 4 median)" \
+    -v m="$(pick "$run/garage-consumer.runs" 5 median)" -v b="$bytes" 'BEGIN {print n / ((s + m) / (b / 1e9))}')
+  notes+=("$(awk -v g="$gib" -v c="$bound" -v b="$bytes" -v s="$(pick "$run/garage-consumer.runs" 1 median)" 'BEGIN {
+      printf "%s GiB into Garage: a relay using no CPU at all could reach at most %.0f MB/s; the consumer reached %.0f%% of that (medians)", g, c * 1000, 100 * (b / s / 1e9) / c }')")
   rm -f "$bench/file.csv"
 done
 printf '%s\n' "${notes[@]}"

@@ -1,8 +1,9 @@
 //! The SQS and S3 adapters against a real server over the real protocol (moto, started by tests/run.sh).
 
 use bytes::Bytes;
-use common::queue::{OutgoingMessage, Queue, RedriveReport, redrive};
+use common::queue::{Inbox, OutgoingMessage, Queue, RedriveReport, redrive};
 use common::store::{ObjectStore, S3Store};
+use std::sync::Arc;
 use std::time::Duration;
 use test_support::Aws;
 
@@ -19,6 +20,7 @@ async fn a_message_is_received_with_its_attributes_and_gone_once_deleted() {
     assert_eq!(got[0].body, "{\"a\":1}");
     assert_eq!(got[0].receive_count, 1);
     assert_eq!(got[0].attributes.get("reason").map(String::as_str), Some("because"));
+    assert_eq!(got[0].group, None, "a standard queue has no message groups");
     queue.delete(&got[0].receipt).await.unwrap();
     assert!(queue.receive(10, WAIT).await.unwrap().is_empty());
 }
@@ -71,9 +73,34 @@ async fn a_fifo_group_in_flight_holds_back_only_its_own_messages() {
     }
     let first = queue.receive(1, WAIT).await.unwrap();
     assert_eq!(first[0].body, "account-1");
+    assert_eq!(first[0].group.as_deref(), Some("Account"), "SQS says a received message's group");
     // account-1 is in flight and not deleted (a lake that cannot take it): Invoice's message still arrives.
     let next = queue.receive(10, WAIT).await.unwrap();
     assert_eq!(next.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["invoice-1"]);
+}
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (the SQS and S3 adapters on moto and Garage)"]
+async fn a_fifo_message_dead_lettered_keeps_its_group_and_moving_it_again_after_a_crash_leaves_one_letter() {
+    let aws = Aws::connect().await;
+    let (queue, dlq) = aws.queue_with_dlq("settle", 5, true, 30).await;
+    let (queue, dlq): (Arc<dyn Queue>, Arc<dyn Queue>) = (Arc::new(queue), Arc::new(dlq));
+    queue.send(OutgoingMessage::new("refused").deduplicated("d-1").grouped("Account")).await.unwrap();
+    let received = queue.receive(1, WAIT).await.unwrap().pop().unwrap();
+    let inbox = Inbox::new(queue.clone(), dlq.clone());
+    // A process that sent the letter and died before the delete (the same group and deduplication id), then the
+    // message moved again.
+    let sent_before = OutgoingMessage::new("refused").grouped("Account").deduplicated(&received.id);
+    let sent_before =
+        sent_before.attribute("reason", "the table cannot take it").attribute("source_message_id", received.id.clone());
+    dlq.send(sent_before).await.unwrap();
+    inbox.dead_letter(&received, "the table cannot take it").await.unwrap();
+    let letters = dlq.receive(10, WAIT).await.unwrap();
+    assert_eq!(letters.len(), 1, "deduplicated by the message's id");
+    assert_eq!(letters[0].group.as_deref(), Some("Account"));
+    assert_eq!(letters[0].attributes["reason"], "the table cannot take it");
+    assert_eq!(letters[0].attributes["source_message_id"], received.id);
+    assert_eq!(queue.depth().await.unwrap(), Default::default());
 }
 
 #[tokio::test]

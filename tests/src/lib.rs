@@ -6,6 +6,7 @@
 //! marked `#[ignore = "real-protocol tier: ./tests/run.sh"]`: `cargo test` skips them and says so, `tests/run.sh`
 //! runs them.
 
+mod config;
 mod deployment;
 mod notify;
 pub mod queues;

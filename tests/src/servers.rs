@@ -121,7 +121,7 @@ impl AwsResources {
         let urls = [&requests, &jobs, &lake].map(|(queue, dlq)| [queue.url().to_owned(), dlq.url().to_owned()]);
         let endpoint = aws_config().endpoint_url.unwrap_or_default();
         let aws_section = format!("region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n");
-        let config_text = crate::deployment::config_text(base_url, &urls.concat(), &bucket, &aws_section, dir);
+        let config_text = crate::config::config_text(base_url, &urls.concat(), &bucket, &aws_section, dir);
         Self { aws, requests, jobs, lake, bucket, config_text }
     }
 }

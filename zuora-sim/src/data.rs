@@ -6,8 +6,7 @@
 //! window, however the table changes afterwards. The overlay is copy-on-write behind an `Arc`: a job keeps a
 //! snapshot for the price of a reference count.
 
-use crate::schema::{FieldType, ObjectSchema, Step};
-use crate::zoql::Join;
+use crate::schema::{FieldType, ObjectSchema, Path, Step};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono::{Datelike, Timelike};
 use std::collections::BTreeMap;
@@ -387,6 +386,17 @@ impl Snapshot {
             }
         }
     }
+}
+
+/// A field read through a relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// How the related row is reached.
+    pub path: Path,
+    /// The field read there (an index into the related object's schema), or `None` for its id.
+    pub field: Option<usize>,
+    /// The field's canonical name.
+    pub field_name: &'static str,
 }
 
 /// The snapshots joined fields are read from, by object.

@@ -3,8 +3,8 @@
 //! literal, `f IS [NOT] NULL`, `AND`, `OR` and parentheses. Selected fields may be joined through a relation of
 //! the FROM object (`Account.Id`, `Product.Name`); conditions and `ORDER BY` take the object's own fields.
 
-use crate::data::{RowState, Snapshot, Value};
-use crate::schema::{FieldType, ObjectSchema, Path};
+use crate::data::{Join, RowState, Snapshot, Value};
+use crate::schema::{FieldType, ObjectSchema};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use std::sync::Arc;
 
@@ -28,17 +28,6 @@ pub enum Column {
     Own(usize),
     /// A field of a related row.
     Joined(Join),
-}
-
-/// A field read through a relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Join {
-    /// How the related row is reached.
-    pub path: Path,
-    /// The field read there (an index into the related object's schema), or `None` for its id.
-    pub field: Option<usize>,
-    /// The field's canonical name.
-    pub field_name: &'static str,
 }
 
 /// A WHERE condition.

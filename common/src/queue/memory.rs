@@ -5,7 +5,7 @@
 //! deduplication id is refused, as SQS refuses it on a queue without content-based deduplication.
 //! Used by the quick start (producer and consumers in one process) and by unit tests.
 
-use super::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
+use super::{OutgoingMessage, Queue, QueueDepth, QueueError, QueueErrorKind, ReceivedMessage};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -124,6 +124,7 @@ impl MemoryQueue {
                 receipt,
                 receive_count: stored.receive_count,
                 attributes: stored.attributes.clone(),
+                group: if fifo { stored.group.clone() } else { None },
             });
             index += 1;
         }
@@ -152,7 +153,7 @@ impl Queue for MemoryQueue {
             if self.is_fifo() && (message.group.is_none() || message.deduplication_id.is_none()) {
                 let missing = if message.group.is_none() { "MessageGroupId" } else { "MessageDeduplicationId" };
                 let mut refused = QueueError::new("SendMessage", &self.name, format!("a FIFO queue needs a {missing}"));
-                refused.permanent = true;
+                refused.kind = QueueErrorKind::Permanent;
                 return Err(refused);
             }
             if self.is_fifo()
@@ -266,7 +267,7 @@ mod tests {
         // Without content-based deduplication, SQS refuses a FIFO message that lacks either id.
         for message in [OutgoingMessage::new("x").grouped("Account"), OutgoingMessage::new("x").deduplicated("x")] {
             let refused = lake.send(message).await.unwrap_err();
-            assert!(refused.permanent && refused.message.contains("a FIFO queue needs a Message"), "{refused}");
+            assert!(refused.is_permanent() && refused.message.contains("a FIFO queue needs a Message"), "{refused}");
         }
     }
 

@@ -6,10 +6,12 @@
 
 mod memory;
 mod redrive;
+mod settle;
 mod sqs;
 
 pub use memory::MemoryQueue;
 pub use redrive::{DeadLetter, RedriveReport, dead_letters, redrive, redrive_manually};
+pub use settle::Inbox;
 pub use sqs::SqsQueue;
 
 use futures::future::BoxFuture;
@@ -29,6 +31,8 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// String attributes, e.g. `reason` on a dead-lettered request.
     pub attributes: BTreeMap<String, String>,
+    /// Its message group, on a FIFO queue.
+    pub group: Option<String>,
 }
 
 /// A message to send.
@@ -98,18 +102,33 @@ pub struct QueueError {
     pub queue: String,
     /// What went wrong.
     pub message: String,
+    /// Whether trying again can help.
+    pub kind: QueueErrorKind,
     /// The error underneath (the SDK's, with its code and request id), when there is one.
     #[source]
     pub source: Option<crate::BoxError>,
-    /// True when the same call cannot succeed as configured (access denied, no such queue, bad credentials, the
-    /// queue's KMS key unusable): trying again only waits.
-    pub permanent: bool,
+}
+
+/// Whether a queue failure may pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueErrorKind {
+    /// A time-out, a throttle, a server error: the same call may succeed later.
+    Transient,
+    /// The call cannot succeed as configured (access denied, no such queue, bad credentials, the queue's KMS key
+    /// unusable): trying again only waits.
+    Permanent,
 }
 
 impl QueueError {
     /// A failure described by `message` alone (one that may pass).
     pub fn new(operation: &'static str, queue: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { operation, queue: queue.into(), message: message.into(), source: None, permanent: false }
+        let (queue, message) = (queue.into(), message.into());
+        Self { operation, queue, message, kind: QueueErrorKind::Transient, source: None }
+    }
+
+    /// True when trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.kind == QueueErrorKind::Permanent
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Queue`] on Amazon SQS (or any server speaking its JSON protocol, such as moto).
 
-use super::{OutgoingMessage, Queue, QueueDepth, QueueError, ReceivedMessage};
+use super::{OutgoingMessage, Queue, QueueDepth, QueueError, QueueErrorKind, ReceivedMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
@@ -75,7 +75,8 @@ impl SqsQueue {
     ) -> QueueError {
         let message = DisplayErrorContext(&err).to_string();
         let permanent = err.code().is_some_and(|code| PERMANENT_CODES.contains(&code) || code.starts_with("Kms"));
-        QueueError { source: Some(Box::new(err)), permanent, ..QueueError::new(operation, self.url.clone(), message) }
+        let kind = if permanent { QueueErrorKind::Permanent } else { QueueErrorKind::Transient };
+        QueueError { source: Some(Box::new(err)), kind, ..QueueError::new(operation, self.url.clone(), message) }
     }
 }
 
@@ -116,6 +117,7 @@ impl Queue for SqsQueue {
                 .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
                 .wait_time_seconds(wait.min(MAX_WAIT).as_secs() as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
                 .message_attribute_names("All")
                 .send()
                 .await
@@ -127,6 +129,7 @@ impl Queue for SqsQueue {
                     id: m.message_id().unwrap_or_default().to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
                     receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                    group: m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId)).cloned(),
                     receive_count: m
                         .attributes()
                         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))

@@ -300,6 +300,9 @@ async fn apply_tables(world: &World, verdict: &mut Verdict) -> anyhow::Result<Op
                 Err(e) => verdict.failures.push(format!("(i) a file not applied: {e}")),
             }
         }
+        // Compaction and expiry between batches, as the service runs them when its queue falls idle: the files
+        // applied after a compaction must land on the compacted table as on any other.
+        writer.maintain(std::time::Duration::ZERO).await;
     }
     let depth = queue.depth().await?;
     if depth != Default::default() {

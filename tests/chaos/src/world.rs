@@ -255,7 +255,7 @@ impl World {
     pub fn producer(&mut self) -> anyhow::Result<(u64, producer::service::Producer, Services)> {
         let owner = self.new_incarnation();
         let services = self.faulty_services(owner);
-        let producer = producer::cli::producer_from(&self.config, &services)?
+        let producer = producer::service::Producer::from_config(&self.config, &services)?
             .with_clock(self.clock)
             .with_catalogue(self.catalogue.clone());
         Ok((owner, producer, services))
@@ -276,7 +276,7 @@ impl World {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let q = &services.queues;
-            producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, signal(stopped)).await;
+            producer::service::run(&producer, &q.requests_inbox(), &settings, signal(stopped)).await;
         });
         self.producer = Some(Incarnation { id, task, stop });
         Ok(())
@@ -289,9 +289,9 @@ impl World {
         }
         let id = self.new_incarnation();
         let services = self.faulty_services(id);
-        let mut worker = consumer::cli::worker_from(&self.config, &services)?;
-        worker.clock = self.clock;
-        worker.catalogue = self.catalogue.clone();
+        let worker = consumer::worker::Worker::from_config(&self.config, &services)?
+            .with_clock(self.clock)
+            .with_catalogue(self.catalogue.clone());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped)));
         self.consumers[index] = Some(Incarnation { id, task, stop });
@@ -561,15 +561,14 @@ pub fn spawn_services(
     consumers: usize,
     stopped: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let producer = producer::cli::producer_from(config, services)?.with_clock(clock);
+    let producer = producer::service::Producer::from_config(config, services)?.with_clock(clock);
     let (q, settings) = (services.queues.clone(), config.producer.clone());
     let producer_stopped = signal(stopped.clone());
     let mut tasks = vec![tokio::spawn(async move {
-        producer::service::run(&producer, &*q.requests, &*q.requests_dlq, &settings, producer_stopped).await;
+        producer::service::run(&producer, &q.requests_inbox(), &settings, producer_stopped).await;
     })];
     for _ in 0..consumers {
-        let mut worker = consumer::cli::worker_from(config, services)?;
-        worker.clock = clock;
+        let worker = consumer::worker::Worker::from_config(config, services)?.with_clock(clock);
         tasks.push(tokio::spawn(consumer::service::run(Arc::new(worker), signal(stopped.clone()))));
     }
     Ok(tasks)
