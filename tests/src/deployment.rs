@@ -204,7 +204,7 @@ impl Deployment {
     /// The published marks, as the consumers keep them in the ledger.
     pub fn marks(&self) -> common::marks::Marks {
         let config = self.config();
-        common::ledger::Ledger::new(self.services.store.clone(), &config.ledger.bucket, &config.ledger.prefix).marks()
+        common::marks::Marks::at(self.services.store.clone(), &config.ledger.bucket, &config.ledger.prefix)
     }
 
     /// The queues.
