@@ -5,7 +5,7 @@
 //! [`Failure`]; [`Batches::export`] classifies the failures ([`classify`]): the attempts loop is what it looks like.
 
 use crate::error::{Attempt, Decision, Failure, WorkError, classify};
-use crate::legacy::{LegacyKeys, abort};
+use crate::legacy::LegacyKeys;
 use crate::publish::{BatchToPublish, FileToPublish, Publisher};
 use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
@@ -217,7 +217,7 @@ impl Batches {
         };
         let sent = verify::Sent { content_type: content_type.as_deref(), gzip: planned.relay.gzip_source };
         if let Err(reason) = verify::check_file(planned.object, sent, &upload.counter) {
-            abort(upload).await;
+            upload.abandon().await;
             return Err(Failure::Rejected(format!("file {}: {reason}", file.file_id)));
         }
         Ok(Relayed { upload, took: started.elapsed() })
@@ -263,7 +263,7 @@ impl Batches {
             let published = match self.schemas.of_file(&self.zuora, planned.object, &header).await {
                 Ok(schema) => self.publisher.publish_file(&batch, file, relayed.upload, relayed.took, schema).await,
                 Err(e) => {
-                    abort(relayed.upload).await;
+                    relayed.upload.abandon().await;
                     Err(e.into())
                 }
             };
@@ -376,6 +376,6 @@ impl Planned<'_> {
 /// Aborts uploads that will not be completed.
 async fn abort_all(files: Vec<Relayed>) {
     for file in files {
-        abort(file.upload).await;
+        file.upload.abandon().await;
     }
 }

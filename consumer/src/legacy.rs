@@ -4,7 +4,7 @@
 use crate::error::WorkError;
 use crate::relay::compress::Compression;
 use crate::relay::pool::PartPool;
-use crate::relay::{Destination, PendingUpload, RelaySettings, UploadTracker, relay};
+use crate::relay::{Destination, RelaySettings, UploadTracker, relay};
 use common::catalogue::ObjectSpec;
 use common::ledger::LedgerError;
 use common::marks::{Marks, PublishedMark};
@@ -12,7 +12,7 @@ use common::messages::CompletionMessage;
 use common::store::{ByteChunks, ObjectStore, StoreError};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::info;
 
 /// S3's CopyObject copies objects of at most 5 GB; a larger file is streamed to the fixed key instead.
 const COPY_OBJECT_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
@@ -123,7 +123,7 @@ impl LegacyKeys {
         let upload = relay(joined, None, &self.store, &destination, &self.pool, &plain, &self.uploads).await?;
         if upload.counter.data_records() != records {
             let counted = upload.counter.data_records();
-            abort(upload).await;
+            upload.abandon().await;
             let detail = format!("the segments hold {counted} records, their metadata {records}");
             return Err(LedgerError::Corrupt { key: to.to_owned(), detail }.into());
         }
@@ -131,13 +131,6 @@ impl LegacyKeys {
         #[allow(clippy::expect_used)]
         let first = described.expect("a segmented file has segments");
         Ok(CompletionMessage { record_count: records, ..first })
-    }
-}
-
-/// Aborts an upload that will not be completed (its parts are released now, not by the lifecycle rule).
-pub(crate) async fn abort(upload: PendingUpload) {
-    if let Err(e) = upload.abort().await {
-        warn!(error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
     }
 }
 

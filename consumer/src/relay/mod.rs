@@ -194,6 +194,14 @@ impl PendingUpload {
     pub async fn abort(mut self) -> Result<(), RelayError> {
         Ok(self.guard.abort().await?)
     }
+
+    /// Throws away an upload that will not be completed: its parts are released now, not by the bucket's lifecycle
+    /// rule, which stays the backstop when the abort fails (logged).
+    pub async fn abandon(self) {
+        if let Err(e) = self.abort().await {
+            tracing::warn!(error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
+        }
+    }
 }
 
 /// A failure of the relay's own machinery (a task that panicked, a compressor that failed), reported against
