@@ -9,15 +9,19 @@
 //! - [`zoql`]: the subset of Export ZOQL the simulator reads.
 //! - [`files`]: which rows a batch returns, rendered as CSV chunk by chunk.
 //! - [`state`]: tokens, jobs, stateful sessions, files, faults.
-//! - [`http`]: the endpoints, on every documented path, and `/sim/`.
+//! - [`http`]: the endpoints, on every documented path.
+//! - [`control`]: the `/sim/` control API.
+//! - [`respond`]: what every route shares (the state, JSON responses).
 //!
 //! Start it in-process with [`Simulator::start`] (binds `127.0.0.1:0` by default) or run the `zuora-sim` binary.
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod files;
 pub mod http;
+pub mod respond;
 pub mod schema;
 pub mod state;
 pub mod zoql;
