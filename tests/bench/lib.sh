@@ -29,6 +29,9 @@ cargo build --release --quiet -p zuora-sim -p consumer -p producer -p test-suppo
 # Where cargo put them (CARGO_TARGET_DIR, or the workspace's target/ when it is unset).
 bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release"
 python="$bench/venv/bin/python"
+# The consumer measured: this workspace's, or another build's (CONSUMER=path, to compare a change with its base
+# on the same machine and baselines).
+consumer_bin=${CONSUMER:-$bin/consumer}
 
 export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567 AWS_SECRET_ACCESS_KEY=$(printf 'b%.0s' {1..64})
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -189,7 +192,7 @@ consume() {
   s3_before=$(cpu_of "$s3_pid") sim_before=$(cpu_of "$sim_pid") trigger=$(now)
   "$python" -c "import boto3,sys,tomllib; c = tomllib.load(open(sys.argv[1], 'rb')); boto3.client('sqs', endpoint_url=c['aws']['sqs_endpoint_url']).send_message(QueueUrl=c['queues']['jobs'], MessageBody=open(sys.argv[2]).read())" \
     "$run/$name.toml" "$run/job.json"
-  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/$name.time" "$bin/consumer" --config "$run/$name.toml" \
+  RUST_LOG=info ZLE_LOG_FORMAT=json /usr/bin/time -v -o "$run/$name.time" "$consumer_bin" --config "$run/$name.toml" \
     2>"$run/$name.log" & consumer_pid=$!
   until grep -q "job done" "$run/$name.log" 2>/dev/null; do
     if ! kill -0 "$consumer_pid" 2>/dev/null; then echo "bench: consumer died, see $run/$name.log" >&2; exit 1; fi
@@ -198,6 +201,9 @@ consume() {
   s3_cpu=$(cpu_since "$s3_pid" "$s3_before") sim_cpu=$(cpu_since "$sim_pid" "$sim_before")
   pkill -TERM -P "$consumer_pid" 2>/dev/null || true
   wait "$consumer_pid" || true
+  # A receive the consumer left waiting (its long poll, wait_secs = 1) goes on at moto after the process is gone,
+  # and would take the next run's job message, which SQS then hides for its visibility timeout (30 s).
+  sleep 2
   done_at=$(grep '"job done"' "$run/$name.log" | grep -oE '"timestamp":"[^"]+"' | head -1 | cut -d'"' -f4)
   c_secs=$(awk -v a="$trigger" -v b="$(date -d "$done_at" +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
   line=$(grep '"message":"published"' "$run/$name.log")

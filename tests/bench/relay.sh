@@ -14,6 +14,7 @@
 # Prints one markdown table and notes; results and how to read them: docs/benchmarks.md.
 #
 # Usage: ROUNDS=3 tests/bench/relay.sh [SIZES_GIB...]   (default: 1 8)
+#        CONSUMER=path/to/consumer ...   measures that build of the consumer instead (a change's base, say)
 # Needs: what tests/run.sh installs (moto for SQS, Garage 2.5.0), rclone, pigz and zstd (Debian packages); awscli
 # 1.x is installed on first use into ./.bench.
 source "$(dirname "$0")/lib.sh"
