@@ -6,6 +6,90 @@ use super::request::{ExactWindow, ExportFrom, ExportRequest};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// What kind of export a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobKind {
+    /// The daily increment of the stateful session.
+    Increment,
+    /// Changes since a date (`incrementalTime`); the session did not move.
+    Backfill,
+    /// One time window of a full export (stateless).
+    FullWindow,
+}
+
+/// A time window; `from` is absent for a first (full) load, whose lower bound is the beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    /// Inclusive lower bound.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub to: DateTime<Utc>,
+}
+
+/// A submitted AQuA job for the consumers (jobs queue). Read by consumers of other releases during a rolling
+/// deploy: unknown fields are ignored, and a field added later has a default (docs/messages.md, "Compatibility").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMessage {
+    /// Contract version.
+    pub version: u32,
+    /// Zuora's job id.
+    pub job_id: String,
+    /// The request that caused it (or `adopted:<jobId>` for a job found by reconciliation).
+    pub request_id: String,
+    /// What kind of export.
+    pub kind: JobKind,
+    /// The objects (batch names) of the job, in catalogue order.
+    pub objects: Vec<String>,
+    /// The window the job covers, as far as the producer knows it; for an increment, `from` is the earliest of its
+    /// objects' starts.
+    pub window: Window,
+    /// An increment's objects' own starts (Zuora keeps a position per query): where each one's window begins.
+    /// Absent from other jobs and from messages of earlier builds (then `window.from` is every object's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub starts: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// When it was submitted.
+    pub submitted_at: DateTime<Utc>,
+    /// A full-export window's export goes on to here after it ([`ExactWindow::until`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Zuora's word that a job finished (jobs queue): the body the stack's notification route puts there when Zuora
+/// calls the job's `notifyUrl`. The consumer reads the job's record in the ledger and publishes it at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobFinished {
+    /// Zuora's job id (`${JOBID}`).
+    pub job_finished: String,
+    /// Its status as Zuora said it (`${STATUS}`, `Completed`).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A message of the jobs queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobsQueueMessage {
+    /// A job to publish once Zuora has run it (the producer's).
+    Job(JobMessage),
+    /// Zuora said a job finished (a notification).
+    Finished(JobFinished),
+}
+
+impl JobsQueueMessage {
+    /// Reads a jobs-queue body: a notification has `jobFinished`, a job message `jobId`.
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(body)?;
+        if value.get("jobFinished").is_some() {
+            serde_json::from_value(value).map(Self::Finished)
+        } else {
+            serde_json::from_value(value).map(Self::Job)
+        }
+    }
+}
+
 /// How many times a window is asked for again (its files purged, its job failed at Zuora) before it is
 /// dead-lettered instead: a window that cannot heal must not turn into a stream of jobs.
 pub const MAX_REQUESTS_AGAIN: u32 = 3;
@@ -98,90 +182,6 @@ impl JobMessage {
             (_, None) => vec![request(all(), what.to_owned(), ExportFrom::Date(self.window.to.date_naive()), None)],
         };
         Some(requests)
-    }
-}
-
-/// What kind of export a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum JobKind {
-    /// The daily increment of the stateful session.
-    Increment,
-    /// Changes since a date (`incrementalTime`); the session did not move.
-    Backfill,
-    /// One time window of a full export (stateless).
-    FullWindow,
-}
-
-/// A time window; `from` is absent for a first (full) load, whose lower bound is the beginning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Window {
-    /// Inclusive lower bound.
-    pub from: Option<DateTime<Utc>>,
-    /// Exclusive upper bound.
-    pub to: DateTime<Utc>,
-}
-
-/// A submitted AQuA job for the consumers (jobs queue). Read by consumers of other releases during a rolling
-/// deploy: unknown fields are ignored, and a field added later has a default (docs/messages.md, "Compatibility").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobMessage {
-    /// Contract version.
-    pub version: u32,
-    /// Zuora's job id.
-    pub job_id: String,
-    /// The request that caused it (or `adopted:<jobId>` for a job found by reconciliation).
-    pub request_id: String,
-    /// What kind of export.
-    pub kind: JobKind,
-    /// The objects (batch names) of the job, in catalogue order.
-    pub objects: Vec<String>,
-    /// The window the job covers, as far as the producer knows it; for an increment, `from` is the earliest of its
-    /// objects' starts.
-    pub window: Window,
-    /// An increment's objects' own starts (Zuora keeps a position per query): where each one's window begins.
-    /// Absent from other jobs and from messages of earlier builds (then `window.from` is every object's).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub starts: std::collections::BTreeMap<String, DateTime<Utc>>,
-    /// When it was submitted.
-    pub submitted_at: DateTime<Utc>,
-    /// A full-export window's export goes on to here after it ([`ExactWindow::until`]); absent otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<DateTime<Utc>>,
-}
-
-/// Zuora's word that a job finished (jobs queue): the body the stack's notification route puts there when Zuora
-/// calls the job's `notifyUrl`. The consumer reads the job's record in the ledger and publishes it at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobFinished {
-    /// Zuora's job id (`${JOBID}`).
-    pub job_finished: String,
-    /// Its status as Zuora said it (`${STATUS}`, `Completed`).
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-/// A message of the jobs queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobsQueueMessage {
-    /// A job to publish once Zuora has run it (the producer's).
-    Job(JobMessage),
-    /// Zuora said a job finished (a notification).
-    Finished(JobFinished),
-}
-
-impl JobsQueueMessage {
-    /// Reads a jobs-queue body: a notification has `jobFinished`, a job message `jobId`.
-    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
-        let value: serde_json::Value = serde_json::from_str(body)?;
-        if value.get("jobFinished").is_some() {
-            serde_json::from_value(value).map(Self::Finished)
-        } else {
-            serde_json::from_value(value).map(Self::Job)
-        }
     }
 }
 
