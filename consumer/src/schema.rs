@@ -34,9 +34,12 @@ impl Schemas {
         header: &[String],
     ) -> Result<FileSchema, ZuoraError> {
         let mut kept = self.kept.lock().await;
+        let deleted = object.deleted_column.as_deref();
         for relation in relations_named(&object.name, header) {
             let (known, lacking) = match kept.described.get(&relation) {
-                Some(answer) => (true, names_a_field_not_in(answer.as_ref(), &relation, header)),
+                Some(answer) => {
+                    (true, names_a_field_not_in(answer.as_ref(), &relation, header, (&object.name, deleted)))
+                }
                 None => (false, false),
             };
             if known && !(lacking && kept.asked_again.insert(relation.clone())) {
@@ -55,7 +58,6 @@ impl Schemas {
         }
         let answers: HashMap<String, Described> =
             kept.described.iter().filter_map(|(name, answer)| Some((name.clone(), answer.clone()?))).collect();
-        let deleted = object.deleted_column.as_deref();
         Ok(FileSchema {
             columns: typed_columns(&object.name, header, deleted, &answers),
             id_column: common::merge::column(object, "Id"),
@@ -68,10 +70,21 @@ impl Schemas {
     }
 }
 
-/// Whether `header` names a field of `relation` (other than an id) that the kept answer does not list.
-fn names_a_field_not_in(answer: Option<&Described>, relation: &str, header: &[String]) -> bool {
+/// Whether `header` names a field of `relation` that the kept answer does not list: not an id, nor the exported
+/// object's deleted column (`(object, deleted)`), which Zuora adds to the file and Describe never lists.
+fn names_a_field_not_in(
+    answer: Option<&Described>,
+    relation: &str,
+    header: &[String],
+    (object, deleted): (&str, Option<&str>),
+) -> bool {
     let Some(answer) = answer else { return false };
-    header.iter().filter_map(|name| name.split_once('.')).any(|(r, field)| {
-        r.eq_ignore_ascii_case(relation) && !field.eq_ignore_ascii_case("id") && answer.field(field).is_none()
-    })
+    let zuoras_own = |r: &str, field: &str| {
+        field.eq_ignore_ascii_case("id")
+            || (r.eq_ignore_ascii_case(object) && deleted.is_some_and(|d| d.eq_ignore_ascii_case(field)))
+    };
+    header
+        .iter()
+        .filter_map(|name| name.split_once('.'))
+        .any(|(r, field)| r.eq_ignore_ascii_case(relation) && !zuoras_own(r, field) && answer.field(field).is_none())
 }

@@ -871,4 +871,13 @@ async fn a_files_columns_are_typed_by_zuoras_describe_and_its_metadata_can_live_
     // (Whether the queue delivers the re-sent completion depends on its deduplication window; if it does, it is
     // the same message.)
     assert!(completions(&d).await.iter().all(|again| *again == completion));
+
+    // The object's next export asks Describe nothing: the answers kept name every column, the deleted column
+    // being Zuora's own, not a field Describe lists.
+    let describes = || d.sim.control().calls().get("GET /v1/describe/{object}").copied().unwrap_or(0);
+    let asked = describes();
+    d.sim.control().advance_clock(Duration::from_secs(60));
+    producer(&d).await.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Invoice"]}"#, "m2").await.unwrap();
+    assert_eq!(work_until_settled(&worker, &d).await, Settled::Published { files: 1 });
+    assert_eq!(describes(), asked);
 }

@@ -3,7 +3,7 @@
 //! while over the job (drawn per day); the real producer and consumer services at their default timings, on
 //! in-memory queues and a local-directory lake. For each day: how long after Zuora finished the job the lake
 //! received its last completion message, and the job's calls of Zuora's API (token requests, status polls,
-//! downloads). Times are simulated: they are the polling schedule's doing, not this machine's speed.
+//! Describe, downloads). Times are simulated: they are the polling schedule's doing, not this machine's speed.
 //!
 //! With `--push`, Zuora calls each job's `notifyUrl` when it completes, through a stand-in for the stack's
 //! notification route (`test_support::NotifyRoute`), and the consumers poll as the stack's safety net does.
@@ -180,16 +180,16 @@ fn report(cli: &Cli, config: &Config, days: &[Day]) {
         cli.max_job_secs
     );
     println!(
-        "| day | job s | files | heard after s | token | submit | status polls | downloads | notifications | polls per minute of the job |"
+        "| day | job s | files | heard after s | token | submit | status polls | describes | downloads | notifications | polls per minute of the job |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let count = |calls: &BTreeMap<String, u64>, what: &str| -> u64 {
         calls.iter().filter(|(route, _)| route.contains(what)).map(|(_, n)| n).sum()
     };
     for (i, day) in days.iter().enumerate() {
         let polls = count(&day.calls, "GET /v1/batch-query/jobs/{id}");
         println!(
-            "| {} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {:.0} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.2} |",
             i + 1,
             day.job_secs,
             day.files,
@@ -197,19 +197,22 @@ fn report(cli: &Cli, config: &Config, days: &[Day]) {
             count(&day.calls, "/oauth/token"),
             count(&day.calls, "POST /v1/batch-query"),
             polls,
+            count(&day.calls, "GET /v1/describe/{object}"),
             count(&day.calls, "/file"),
             count(&day.calls, "NOTIFY sent"),
             polls as f64 / ((day.job_secs + day.heard_after) / 60.0)
         );
     }
     let per_job = |what: &str| days.iter().map(|d| count(&d.calls, what)).sum::<u64>() as f64 / days.len() as f64;
-    let api: f64 = ["/oauth/token", "POST /v1/batch-query", "GET /v1/batch-query/jobs/{id}", "/file"]
-        .iter()
-        .map(|what| per_job(what))
-        .sum();
+    let api: f64 =
+        ["/oauth/token", "POST /v1/batch-query", "GET /v1/batch-query/jobs/{id}", "GET /v1/describe/{object}", "/file"]
+            .iter()
+            .map(|what| per_job(what))
+            .sum();
     println!(
-        "per job: {:.1} status polls, {:.1} calls of Zuora's API in all (tokens, submit, polls, downloads)",
+        "per job: {:.1} status polls, {:.1} describes, {:.1} calls of Zuora's API in all (tokens, submit, polls, describes, downloads)",
         per_job("GET /v1/batch-query/jobs/{id}"),
+        per_job("GET /v1/describe/{object}"),
         api
     );
     let mut heard: Vec<f64> = days.iter().map(|d| d.heard_after).collect();
