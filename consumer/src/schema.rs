@@ -4,7 +4,9 @@
 
 use common::catalogue::ObjectSpec;
 use common::messages::{DeletedColumn, FileSchema};
-use common::zuora::{DeletedFormat, Described, ZuoraClient, ZuoraError, relations_named, typed_columns};
+use common::zuora::{
+    DeletedFormat, Described, ZuoraClient, ZuoraError, is_deleted_flag, relations_named, typed_columns,
+};
 use std::collections::{HashMap, HashSet};
 use tokio::sync::Mutex;
 use tracing::warn;
@@ -37,9 +39,7 @@ impl Schemas {
         let deleted = object.deleted_column.as_deref();
         for relation in relations_named(&object.name, header) {
             let (known, lacking) = match kept.described.get(&relation) {
-                Some(answer) => {
-                    (true, names_a_field_not_in(answer.as_ref(), &relation, header, (&object.name, deleted)))
-                }
+                Some(answer) => (true, names_a_field_not_in(answer.as_ref(), &relation, header, &object.name, deleted)),
                 None => (false, false),
             };
             if known && !(lacking && kept.asked_again.insert(relation.clone())) {
@@ -71,20 +71,19 @@ impl Schemas {
 }
 
 /// Whether `header` names a field of `relation` that the kept answer does not list: not an id, nor the exported
-/// object's deleted column (`(object, deleted)`), which Zuora adds to the file and Describe never lists.
+/// `object`'s deleted flag, which Describe never lists.
 fn names_a_field_not_in(
     answer: Option<&Described>,
     relation: &str,
     header: &[String],
-    (object, deleted): (&str, Option<&str>),
+    object: &str,
+    deleted: Option<&str>,
 ) -> bool {
     let Some(answer) = answer else { return false };
-    let zuoras_own = |r: &str, field: &str| {
-        field.eq_ignore_ascii_case("id")
-            || (r.eq_ignore_ascii_case(object) && deleted.is_some_and(|d| d.eq_ignore_ascii_case(field)))
-    };
-    header
-        .iter()
-        .filter_map(|name| name.split_once('.'))
-        .any(|(r, field)| r.eq_ignore_ascii_case(relation) && !zuoras_own(r, field) && answer.field(field).is_none())
+    header.iter().filter_map(|name| name.split_once('.')).any(|(r, field)| {
+        r.eq_ignore_ascii_case(relation)
+            && !field.eq_ignore_ascii_case("id")
+            && !is_deleted_flag(object, deleted, r, field)
+            && answer.field(field).is_none()
+    })
 }

@@ -134,7 +134,7 @@ pub fn typed_columns(
         .map(|name| {
             let (relation, field) = name.split_once('.').unwrap_or((object, name.as_str()));
             let own = relation.eq_ignore_ascii_case(object);
-            let is_deleted = own && deleted_column.is_some_and(|d| d.eq_ignore_ascii_case(field));
+            let is_deleted = is_deleted_flag(object, deleted_column, relation, field);
             let found = described.get(&relation.to_ascii_lowercase()).and_then(|d| d.field(field));
             let zuora_type = if is_deleted {
                 "boolean".to_owned()
@@ -148,6 +148,12 @@ pub fn typed_columns(
             FileColumn { name: name.clone(), zuora_type, nullable: !never_empty }
         })
         .collect()
+}
+
+/// Whether the column `relation.field` of an export of `object` is the object's deleted flag (`deleted_column`):
+/// a column Zuora adds to the file, which Describe never lists.
+pub fn is_deleted_flag(object: &str, deleted_column: Option<&str>, relation: &str, field: &str) -> bool {
+    relation.eq_ignore_ascii_case(object) && deleted_column.is_some_and(|d| d.eq_ignore_ascii_case(field))
 }
 
 /// The relations (the part before the dot) a header names, lower case, each once: the objects to describe.
