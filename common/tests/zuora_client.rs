@@ -343,3 +343,41 @@ async fn on_a_multi_entity_tenant_every_call_names_the_configured_entity() {
     let refused = client.cancel(&job.id).await.unwrap_err().to_string();
     assert!(!refused.contains("Zuora-Entity-Ids"), "a finished job is refused for itself, not for want of an entity");
 }
+
+/// A server that answers every request with `answer`, counting the connections it was given.
+async fn canned_server(answer: String) -> (String, std::sync::Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0; 16 * 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (address, connections)
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed_so_the_client_secret_stays_with_zuora() {
+    // A host that would collect the client secret, and a tenant URL that redirects the token call there (a 307
+    // makes a client post the same form again).
+    let (collector, collected) = canned_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_owned()).await;
+    let redirect = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {collector}/oauth/token\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (tenant, _) = canned_server(redirect).await;
+    let mut config = ZuoraConfig::new(tenant, "id", Secret::new("the-client-secret"));
+    config.retry = RetryPolicy { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 1, max_retry_after_secs: 1 };
+    let client = ZuoraClient::new(config).unwrap();
+    let err = client.job("0123456789abcdef0123456789abcdef").await.unwrap_err();
+    assert_eq!(collected.load(Ordering::SeqCst), 0, "the redirect was followed to another host: {err:?}");
+    assert!(!format!("{err} {err:?}").contains("the-client-secret"), "{err:?}");
+}

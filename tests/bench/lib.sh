@@ -130,6 +130,7 @@ config() {
 catalogue = "$catalogue"
 [zuora]
 base_url = "$sim"
+allow_custom_base_url = true
 client_id = "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b"
 client_secret = "sim-client-secret"
 [session]

@@ -20,6 +20,7 @@ catalogue = "{catalogue}"
 
 [zuora]
 base_url = "{base_url}"
+allow_custom_base_url = true
 client_id = "0b9e5d6c-1f3a-4e2b-9c8d-7a6f5e4d3c2b"
 client_secret = "sim-client-secret"
 data_center = "us"

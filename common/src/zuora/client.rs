@@ -54,6 +54,7 @@ impl ZuoraClient {
             return Err(ZuoraError::NoSecret);
         }
         let http = reqwest::Client::builder()
+            .redirect(redirects_within(&config.base_url))
             .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
             .read_timeout(Duration::from_secs(config.read_timeout_secs))
             .user_agent(concat!("zuora-lake-export/", env!("CARGO_PKG_VERSION")))
@@ -387,6 +388,23 @@ async fn read_at_most(endpoint: &'static str, mut response: Response, limit: usi
 fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(ERROR_BODY_SNIPPET)]);
     text.into_owned()
+}
+
+/// The redirects the client follows: to the base URL's own origin, or to an https host under Zuora's domain, at
+/// most five. Zuora documents no redirect on any AQuA call, file downloads included; one elsewhere (a 307 would
+/// post the client secret again) stops, and its 3xx answer is the call's error.
+fn redirects_within(base_url: &str) -> reqwest::redirect::Policy {
+    let base = url::Url::parse(base_url).ok().map(|url| url.origin());
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let allowed = Some(attempt.url().origin()) == base || super::config::is_zuora_url(attempt.url());
+        if attempt.previous().len() >= 5 {
+            attempt.error("more than five redirects")
+        } else if allowed {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 #[cfg(test)]

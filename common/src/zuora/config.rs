@@ -100,6 +100,19 @@ pub struct ZuoraConfig {
     /// reach several entities). Absent on single-entity tenants.
     #[serde(default)]
     pub entity_id: Option<String>,
+    /// Accept a `base_url` outside Zuora's domain ([`ZUORA_DOMAIN`]): the simulator, a test double. Off, the client
+    /// secret can only be sent to Zuora.
+    #[serde(default)]
+    pub allow_custom_base_url: bool,
+}
+
+/// Every data centre's REST host, and every host a Zuora file download is served from, is under this domain
+/// (docs/configuration.md, "Data centres").
+pub const ZUORA_DOMAIN: &str = ".zuora.com";
+
+/// Whether `url` is an https URL of a host under [`ZUORA_DOMAIN`].
+pub fn is_zuora_url(url: &url::Url) -> bool {
+    url.scheme() == "https" && url.host_str().is_some_and(|host| host.ends_with(ZUORA_DOMAIN))
 }
 
 fn default_file_path() -> String {
@@ -133,6 +146,7 @@ impl ZuoraConfig {
             token_refresh_margin_secs: default_refresh_margin(),
             retry: RetryPolicy::default(),
             entity_id: None,
+            allow_custom_base_url: false,
         }
     }
 
@@ -151,6 +165,13 @@ impl ZuoraConfig {
             "http" if loopback => {}
             "http" => return Err(format!("zuora.base_url: https is required (http only to this machine), got {url}")),
             scheme => return Err(format!("zuora.base_url: scheme must be https, not {scheme}")),
+        }
+        // The client secret is posted to this host: only Zuora's, unless the configuration says otherwise.
+        if !is_zuora_url(&url) && !self.allow_custom_base_url {
+            return Err(format!(
+                "zuora.base_url: {url} is not a Zuora data centre (https://*{ZUORA_DOMAIN}, docs/configuration.md); \
+                 set zuora.allow_custom_base_url = true for a simulator"
+            ));
         }
         if self.client_id.is_empty() {
             return Err("zuora.client_id: must not be empty".to_owned());
@@ -197,17 +218,45 @@ mod tests {
         assert!(config.validate().is_ok());
         config.base_url = "rest.zuora.com".into();
         assert!(config.validate().unwrap_err().starts_with("zuora.base_url"));
-        for (url, accepted) in [
-            ("http://rest.zuora.com", false),
-            ("http://10.0.0.7:8080", false),
-            ("ftp://rest.zuora.com", false),
-            ("http://127.0.0.1:8080", true),
-            ("http://localhost:8080", true),
-            ("http://[::1]:8080", true),
-            ("https://rest.eu.zuora.com", true),
+        for (url, accepted, custom) in [
+            ("http://rest.zuora.com", false, false),
+            ("http://10.0.0.7:8080", false, true),
+            ("ftp://rest.zuora.com", false, true),
+            ("http://127.0.0.1:8080", true, true),
+            ("http://localhost:8080", true, true),
+            ("http://[::1]:8080", true, true),
+            ("https://rest.eu.zuora.com", true, false),
+            ("https://rest.test.ap.zuora.com", true, false),
+            ("https://rest.sandbox.na.zuora.com", true, false),
+            // The client secret would go to whoever runs these.
+            ("https://rest.zuora.com.example.net", false, false),
+            ("https://evilzuora.com", false, false),
+            ("https://example.net", false, false),
+            ("https://example.net", true, true),
+            ("http://127.0.0.1:8080", false, false),
         ] {
             config.base_url = url.into();
-            assert_eq!(config.validate().is_ok(), accepted, "{url}: {:?}", config.validate());
+            config.allow_custom_base_url = custom;
+            assert_eq!(config.validate().is_ok(), accepted, "{url} (custom {custom}): {:?}", config.validate());
+        }
+        config.base_url = "https://example.net".into();
+        config.allow_custom_base_url = false;
+        let refused = config.validate().unwrap_err();
+        assert!(refused.starts_with("zuora.base_url") && refused.contains("allow_custom_base_url"), "{refused}");
+    }
+
+    #[test]
+    fn every_data_centre_of_the_documentation_is_a_zuora_url() {
+        let table = include_str!("../../../docs/configuration.md");
+        let hosts: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(" | ").nth(1))
+            .filter_map(|cell| cell.strip_prefix('`')?.strip_suffix('`'))
+            .filter(|cell| cell.starts_with("https://"))
+            .collect();
+        assert!(hosts.len() >= 10, "{hosts:?}");
+        for host in hosts {
+            assert!(is_zuora_url(&url::Url::parse(host).unwrap()), "{host}");
         }
     }
 

@@ -14,7 +14,7 @@ mod token;
 pub mod types;
 
 pub use client::{FileStream, ZuoraClient};
-pub use config::{DataCenter, RetryPolicy, ZuoraConfig};
+pub use config::{DataCenter, RetryPolicy, ZUORA_DOMAIN, ZuoraConfig, is_zuora_url};
 pub use describe::{Described, DescribedField, UNKNOWN_TYPE, is_deleted_flag, relations_named, typed_columns};
 pub use error::ZuoraError;
 pub use time::{parse_incremental_time, render_incremental_time, wall_clock_to_utc};
