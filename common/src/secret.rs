@@ -50,6 +50,15 @@ impl Serialize for Secret {
     }
 }
 
+/// Serialises an optional secret as its value, for the one body that must carry it (`#[serde(serialize_with)]`);
+/// its `Debug` still prints `***`.
+pub fn serialize_exposed<S: Serializer>(secret: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose()),
+        None => serializer.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,9 @@ use common::ledger::Ledger;
 use common::marks::Marks;
 use common::messages::{
     ExactWindow, ExportFrom, ExportRequest, JobFinished, JobKind, JobMessage, JobsQueueMessage, MAX_REQUESTS_AGAIN,
-    MESSAGE_VERSION, ends_in_the_future,
+    MESSAGE_VERSION, ORIGIN_ATTRIBUTE, UnreadableJobsMessage, ends_in_the_future,
 };
+use common::metrics::emf_line;
 use common::queue::{Inbox, OutgoingMessage, Queue, ReceivedMessage};
 use common::services::Services;
 use common::zuora::{Batch, Job, Phase, ZuoraClient};
@@ -55,6 +56,15 @@ pub struct Worker {
     protection: TaskProtection,
 }
 
+/// Who put a job's message on the jobs queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The producer (or the consumer itself, sending a job message again): the job's own message, which polls.
+    Producer,
+    /// The notification route: Zuora's word, which never polls.
+    Notification,
+}
+
 /// How a message was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
@@ -80,7 +90,8 @@ pub enum Settled {
     },
     /// Every file of the job was published by an earlier message of it (a notification's, before this poll).
     AlreadyPublished,
-    /// A notification of a job the ledger does not know: deleted (the job's own message, if any, still polls).
+    /// A notification that changes nothing: not a job id, of a job the ledger does not hold, or of a job still
+    /// running (its own message polls it). Deleted without a dead letter, and counted.
     Ignored {
         /// Why.
         reason: String,
@@ -189,45 +200,75 @@ impl Worker {
         &self.protection
     }
 
-    /// Works on one job message and settles it (deleted, re-sent with a delay, or dead-lettered).
+    /// Works on one job message and settles it (deleted, re-sent with a delay, or dead-lettered). Whatever the
+    /// message says, the job is worked on only as the producer's ledger records it.
     pub async fn handle(&self, message: &ReceivedMessage) -> Result<Settled, WorkError> {
-        match JobsQueueMessage::parse(&message.body) {
+        let origin = message.attributes.get(ORIGIN_ATTRIBUTE).map(String::as_str);
+        match JobsQueueMessage::read(&message.body, origin) {
             Ok(JobsQueueMessage::Job(job_message)) => {
                 let span = info_span!("job", job_id = %job_message.job_id, kind = ?job_message.kind);
-                self.handle_job(message, job_message).instrument(span).await
+                self.handle_job_message(message, job_message).instrument(span).await
             }
             Ok(JobsQueueMessage::Finished(finished)) => {
-                let span = info_span!("job", job_id = %finished.job_finished, notified = true);
+                let span = info_span!("job", job_id = %finished.job_id, notified = true);
                 self.handle_finished(message, finished).instrument(span).await
             }
-            Err(e) => self.dead_letter(message, format!("not a job message: {e}")).await,
+            Err(UnreadableJobsMessage::Notification(reason)) => self.ignore(message, reason).await,
+            Err(UnreadableJobsMessage::Job(e)) => self.dead_letter(message, format!("not a job message: {e}")).await,
         }
     }
 
     /// Zuora said a job finished: its record in the ledger says what the job is, and it is published now, not at
-    /// the job message's next poll (which then finds it published).
+    /// the job message's next poll (which then finds it published). A notification of a job the ledger does not
+    /// hold costs nothing: no Zuora call, no dead letter.
     async fn handle_finished(&self, message: &ReceivedMessage, finished: JobFinished) -> Result<Settled, WorkError> {
-        let job_id = finished.job_finished;
-        if !common::zuora::is_zuora_id(&job_id) {
-            let reason = format!("jobFinished {job_id:?} is not a Zuora id (32 hexadecimal digits)");
-            return self.dead_letter(message, reason).await;
-        }
-        match self.ledger.job(&job_id).await? {
-            Some(record) => self.handle_job(message, record.job_message()).await,
-            None => {
-                // Not a job of this exporter's (or not recorded yet): its own job message, if any, still polls.
-                let reason = format!("Zuora said job {job_id} finished, and the ledger has no such job");
-                warn!(%reason, "notification ignored");
-                self.jobs.done(message).await?;
-                Ok(Settled::Ignored { reason })
-            }
-        }
+        let Some(record) = self.ledger.job(&finished.job_id).await? else {
+            // Not a job of this exporter's (or not recorded yet): its own job message, if any, still polls.
+            let reason = format!("Zuora said job {} finished, and the ledger has no such job", finished.job_id);
+            return self.ignore(message, reason).await;
+        };
+        self.handle_job(message, record.job_message(), Origin::Notification).await
     }
 
-    async fn handle_job(&self, message: &ReceivedMessage, job_message: JobMessage) -> Result<Settled, WorkError> {
+    /// A job message: refused unless the ledger holds the job, and then worked on as the ledger records it. A
+    /// message that disagrees with the record (another kind, other objects, another window or starts) is
+    /// dead-lettered with the fields that differ, and nothing else is done: a forgery is visible and changes
+    /// nothing.
+    async fn handle_job_message(
+        &self,
+        message: &ReceivedMessage,
+        job_message: JobMessage,
+    ) -> Result<Settled, WorkError> {
         if let Some(reason) = self.refused(&job_message) {
             return self.dead_letter(message, reason).await;
         }
+        let Some(record) = self.ledger.job(&job_message.job_id).await? else {
+            let reason = format!(
+                "job {} is not in the producer's ledger (not a job this exporter submitted): refused without asking Zuora",
+                job_message.job_id
+            );
+            return self.dead_letter(message, reason).await;
+        };
+        let recorded = record.job_message();
+        let differences = job_message.differences_from(&recorded);
+        if !differences.is_empty() {
+            let reason = format!(
+                "the job message disagrees with the ledger's record of job {} in {}: refused, nothing done",
+                recorded.job_id,
+                differences.join(", ")
+            );
+            return self.dead_letter(message, reason).await;
+        }
+        self.handle_job(message, recorded, Origin::Producer).await
+    }
+
+    /// A job as the ledger records it.
+    async fn handle_job(
+        &self,
+        message: &ReceivedMessage,
+        job_message: JobMessage,
+        origin: Origin,
+    ) -> Result<Settled, WorkError> {
         if self.marks.job_published(&job_message.job_id).await? {
             self.jobs.done(message).await?;
             info!("every file of the job is published already");
@@ -242,11 +283,29 @@ impl Worker {
             let reason = format!("Zuora answered for job {} when asked for job {}", job.id, job_message.job_id);
             return self.dead_letter(message, reason).await;
         }
-        match job.status.phase() {
-            Phase::Running => self.wait(message, &job_message, &job).await,
-            Phase::Failed => self.failed_at_zuora(message, &job_message, &job).await,
-            Phase::Succeeded => self.publish_job(message, &job_message, &job).await,
+        match (job.status.phase(), origin) {
+            // The job's own message polls it: a notification never becomes a second poller.
+            (Phase::Running, Origin::Notification) => {
+                let reason =
+                    format!("Zuora said job {} finished, and it is {}: its own message polls it", job.id, job.status);
+                self.ignore(message, reason).await
+            }
+            (Phase::Running, Origin::Producer) => self.wait(message, &job_message, &job).await,
+            (Phase::Failed, _) => self.failed_at_zuora(message, &job_message, &job).await,
+            (Phase::Succeeded, _) => self.publish_job(message, &job_message, &job).await,
         }
+    }
+
+    /// A notification that changes nothing (unreadable, of a job the ledger does not hold, of a job still
+    /// running): deleted without a dead letter, logged, and counted (`NotificationsIgnored`, which an alarm
+    /// watches: a flood of them means the route's path is known).
+    async fn ignore(&self, message: &ReceivedMessage, reason: String) -> Result<Settled, WorkError> {
+        warn!(%reason, "notification ignored");
+        if self.settings.emf_metrics {
+            println!("{}", emf_line(self.clock.now(), &[], &[("NotificationsIgnored", "Count", 1.0)]));
+        }
+        self.jobs.done(message).await?;
+        Ok(Settled::Ignored { reason })
     }
 
     /// Why a job message cannot be served as it is, if it cannot.

@@ -2,7 +2,7 @@
 //! once, the job's own message then finds it published without asking Zuora, and a notification that never comes
 //! leaves the job to its poll.
 
-use common::messages::CompletionMessage;
+use common::messages::{CompletionMessage, NOTIFY_ORIGIN, ORIGIN_ATTRIBUTE};
 use common::queue::{OutgoingMessage, ReceivedMessage};
 use consumer::worker::{Settled, Worker};
 use std::time::Duration;
@@ -40,7 +40,7 @@ async fn a_notified_job_is_published_at_once_and_its_own_message_then_finds_it_p
 
     // Zuora finishes and calls the route; the notification is on the jobs queue long before the poll.
     let notification = next_job_message(&d, Duration::from_secs(30)).await;
-    assert!(notification.body.contains("\"jobFinished\""), "{}", notification.body);
+    assert_eq!(notification.attributes.get(ORIGIN_ATTRIBUTE).map(String::as_str), Some(NOTIFY_ORIGIN));
     assert_eq!(worker.handle(&notification).await.unwrap(), Settled::Published { files: 1 });
     let completions = test_support::drain(d.queues().lake.as_ref()).await;
     let completion: CompletionMessage = serde_json::from_str(&completions[0].body).unwrap();
@@ -55,21 +55,44 @@ async fn a_notified_job_is_published_at_once_and_its_own_message_then_finds_it_p
     assert_eq!(status_polls(&d), polls, "the job was not looked up at Zuora again");
     assert!(test_support::drain(d.queues().lake.as_ref()).await.is_empty(), "no second completion");
 
-    // Notifications of a job the ledger does not know, or of no job at all.
-    for (body, expected) in [
-        (r#"{"jobFinished":"0123456789abcdef0123456789abcdef","status":"Completed"}"#, "ignored"),
-        (r#"{"jobFinished":"../../secrets","status":"Completed"}"#, "dead-lettered"),
-    ] {
-        d.queues().jobs.send(OutgoingMessage::new(body)).await.unwrap();
+    // Notifications of a job the ledger does not know, or of no job at all, or a whole job message sent through
+    // the route: each deleted and counted, none dead-lettered, Zuora never asked.
+    let polls = status_polls(&d);
+    for body in ["0123456789abcdef0123456789abcdef", "../../secrets", &job_message.body, ""] {
+        d.queues().jobs.send(through_the_route(body)).await.unwrap();
         let message = next_job_message(&d, Duration::from_secs(5)).await;
-        let settled = worker.handle(&message).await.unwrap();
-        let kind = match settled {
-            Settled::Ignored { .. } => "ignored",
-            Settled::DeadLettered { .. } => "dead-lettered",
-            other => panic!("{body}: {other:?}"),
-        };
-        assert_eq!(kind, expected, "{body}");
+        assert!(matches!(worker.handle(&message).await.unwrap(), Settled::Ignored { .. }), "{body}");
     }
+    assert_eq!(status_polls(&d), polls, "Zuora was not asked about any of them");
+    assert_eq!(d.queues().jobs_dlq.depth().await.unwrap().visible, 0, "no dead letter");
+    assert!(test_support::drain(d.queues().lake.as_ref()).await.is_empty(), "nothing announced");
+}
+
+/// A message as the stack's notification route puts it on the jobs queue: the `job` parameter as sent, with the
+/// route's constant origin.
+fn through_the_route(body: &str) -> OutgoingMessage {
+    OutgoingMessage::new(body).attribute(ORIGIN_ATTRIBUTE, NOTIFY_ORIGIN)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_of_a_running_job_never_become_pollers_however_many_arrive() {
+    let d = Deployment::start(|c| c.settings.job_execution_secs = 3600.0).await;
+    let config = d.config_with(&[("consumer", "poll_delay_secs = 600\nmax_poll_delay_secs = 900")]);
+    let producer = producer::service::Producer::from_config(&config, &d.services()).unwrap();
+    let worker = Worker::from_config(&config, &d.services()).unwrap();
+    producer.serve(ACCOUNT, "daily").await.unwrap();
+    let job_message = next_job_message(&d, Duration::from_secs(5)).await;
+    let job: common::messages::JobMessage = serde_json::from_str(&job_message.body).unwrap();
+    assert!(matches!(worker.handle(&job_message).await.unwrap(), Settled::Waiting { .. }));
+    // Someone who learnt the route's path calls it again and again, naming the running job.
+    for _ in 0..5 {
+        d.queues().jobs.send(through_the_route(&job.job_id)).await.unwrap();
+        let notification = next_job_message(&d, Duration::from_secs(5)).await;
+        assert!(matches!(worker.handle(&notification).await.unwrap(), Settled::Ignored { .. }));
+    }
+    let depth = d.queues().jobs.depth().await.unwrap();
+    assert_eq!((depth.visible, depth.in_flight, depth.delayed), (0, 0, 1), "one poll chain: the job's own message");
+    assert_eq!(d.queues().jobs_dlq.depth().await.unwrap().visible, 0, "no dead letter");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,7 +111,7 @@ async fn a_notification_zuora_never_sends_leaves_the_job_to_its_poll() {
     let mut settled = Settled::Waiting { delay: Duration::ZERO };
     while let Settled::Waiting { .. } = settled {
         let message = next_job_message(&d, Duration::from_secs(10)).await;
-        assert!(!message.body.contains("jobFinished"), "no notification comes: {}", message.body);
+        assert!(!message.attributes.contains_key(ORIGIN_ATTRIBUTE), "no notification comes: {}", message.body);
         settled = worker.handle(&message).await.unwrap();
     }
     assert_eq!(settled, Settled::Published { files: 1 });

@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::routing::{get, post};
 use common::config::Config;
+use common::ledger::{JobRecord, Ledger};
 use common::messages::{JobKind, JobMessage, MESSAGE_VERSION, Window};
 use common::queue::OutgoingMessage;
 use common::services::Services;
@@ -55,6 +56,24 @@ async fn handle_job_message_with_zuora_answering(
         submitted_at: chrono::Utc::now(),
         until: None,
     };
+    // The producer's record of the job (a consumer works only on jobs the ledger holds); none can name a job id that
+    // is not Zuora's.
+    let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
+    let record = JobRecord {
+        job_id: message.job_id.clone(),
+        request_key: message.request_id.clone(),
+        kind: message.kind,
+        objects: message.objects.clone(),
+        window: message.window,
+        starts: message.starts.clone(),
+        submitted_at: message.submitted_at,
+        adopted: false,
+        enqueued: true,
+        until: None,
+    };
+    if common::zuora::is_zuora_id(job_id) {
+        ledger.put_job(&record).await.unwrap();
+    }
     let jobs = &services.queues.jobs;
     jobs.send(OutgoingMessage::new(serde_json::to_string(&message).unwrap())).await.unwrap();
     let received = jobs.receive(1, Duration::ZERO).await.unwrap().pop().unwrap();

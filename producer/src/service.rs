@@ -16,6 +16,7 @@ use common::config::{Config, FullExportConfig, SessionConfig};
 use common::ledger::{JobRecord, Ledger, LedgerError, PlannedJob, RequestRecord};
 use common::messages::{ExportFrom, ExportRequest, InvalidRequest, JobKind, Window};
 use common::queue::{Inbox, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use common::secret::Secret;
 use common::services::Services;
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Job, ZuoraClient, ZuoraError};
 use std::collections::BTreeMap;
@@ -91,7 +92,7 @@ pub struct Producer {
     session: SessionConfig,
     full_export: FullExportConfig,
     clock: Clock,
-    notify_url: Option<String>,
+    notify_url: Option<Secret>,
 }
 
 impl Producer {
@@ -121,7 +122,7 @@ impl Producer {
     }
 
     /// The same producer having Zuora call `url` when each of its jobs completes (`producer.notify_url`).
-    pub fn with_notify_url(mut self, url: Option<String>) -> Self {
+    pub fn with_notify_url(mut self, url: Option<Secret>) -> Self {
         self.notify_url = url;
         self
     }
@@ -334,19 +335,24 @@ impl Producer {
         let planned = &record.jobs[index];
         let mut job_record = match (self.ledger.job(&job_id).await?, planned.window) {
             (Some(job_record), _) => job_record,
-            // Written by a build that recorded the request before the job: the request has all it needs.
-            (None, Some(window)) => JobRecord {
-                job_id: job_id.clone(),
-                request_key: record.request_key.clone(),
-                kind: planned.kind,
-                objects: planned.objects.clone(),
-                window,
-                starts: BTreeMap::new(),
-                submitted_at: window.to,
-                adopted: false,
-                enqueued: false,
-                until: planned.until,
-            },
+            // Written by a build that recorded the request before the job: the request has all it needs. The job's
+            // record is written before its message is sent: a consumer works only on jobs the ledger holds.
+            (None, Some(window)) => {
+                let job_record = JobRecord {
+                    job_id: job_id.clone(),
+                    request_key: record.request_key.clone(),
+                    kind: planned.kind,
+                    objects: planned.objects.clone(),
+                    window,
+                    starts: BTreeMap::new(),
+                    submitted_at: window.to,
+                    adopted: false,
+                    enqueued: false,
+                    until: planned.until,
+                };
+                self.ledger.put_job(&job_record).await?;
+                job_record
+            }
             (None, None) => {
                 return Err(RequestError::Transient(TransientError::Ledger(LedgerError::Corrupt {
                     key: format!("jobs/{job_id}.json"),
@@ -416,7 +422,7 @@ impl Producer {
                 request
             }
         };
-        Ok(request.with_format(session.file_format.name()).with_notify_url(self.notify_url.as_deref()))
+        Ok(request.with_format(session.file_format.name()).with_notify_url(self.notify_url.as_ref()))
     }
 
     /// Compares Zuora's last completed job of the session with the ledger and adopts it if the ledger has no

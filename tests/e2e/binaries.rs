@@ -211,13 +211,20 @@ async fn check_config_prints_the_configuration_with_the_secret_masked_and_names_
     let check = |binary: &str, config: &Path| {
         let mut command = Command::new(workspace_binary(binary));
         command.arg("--config").arg(config).arg("check-config").env("ZUORA_CLIENT_SECRET", "hunter2");
-        command.env_remove("ZLE_CONFIG").output().unwrap()
+        // The notification URL, whose path is the route's credential, given as the stack gives it.
+        command.env("ZLE_NOTIFY_URL", "https://api.example.com/route-secret-91e3/job-finished?job=${JOBID}");
+        command.env("RUST_LOG", "info").env_remove("ZLE_CONFIG").output().unwrap()
     };
     for binary in ["producer", "consumer"] {
         let out = check(binary, &good);
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{binary}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(printed.contains(r#"client_secret = "***""#) && !printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains(r#"notify_url = "***""#), "{binary}: the notify URL read and masked: {printed}");
+        let logged = String::from_utf8_lossy(&out.stderr);
+        for said in [&printed, &logged] {
+            assert!(!said.contains("route-secret-91e3") && !said.contains("hunter2"), "{binary}: {said}");
+        }
         assert!(printed.contains("busy_retry_secs = 300"), "{binary}: defaults filled in: {printed}");
         assert!(printed.contains("# catalogue: 13 objects"), "{printed}");
         for (bad, field) in [(&bad_partner, "session.partner"), (&bad_consumer, "consumer.jobs_in_flight")] {

@@ -1,10 +1,11 @@
 //! A stand-in for the stack's notification route: API Gateway's HTTP API with its `SQS-SendMessage` integration
-//! (`deploy/template.yaml`, `NotifyRoute`), which puts the `message` query parameter of
-//! `GET /<secret>/job-finished` on the jobs queue as it is, and answers every other path 404. No code of the
-//! exporter's runs in that path in the stack; none but this forwarding runs here.
+//! (`deploy/template.yaml`, `NotifyRoute`), which puts the `job` query parameter of `GET /<secret>/job-finished` on
+//! the jobs queue as it is, with the constant message attribute `origin = notify`, and answers every other path
+//! 404. No code of the exporter's runs in that path in the stack; none but this forwarding runs here.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use common::messages::{NOTIFY_ORIGIN, ORIGIN_ATTRIBUTE};
 use common::queue::{OutgoingMessage, Queue};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ struct Route {
 }
 
 impl NotifyRoute {
-    /// Serves `GET /<secret>/job-finished?message=...` into `jobs` on a free local port.
+    /// Serves `GET /<secret>/job-finished?job=...` into `jobs` on a free local port.
     pub async fn start(jobs: Arc<dyn Queue>, secret: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the notification route");
         let addr = listener.local_addr().expect("its address");
@@ -37,10 +38,7 @@ impl NotifyRoute {
 
     /// The `producer.notify_url` that makes Zuora call this route, as the stack's `NotifyUrl` output reads.
     pub fn notify_url(&self) -> String {
-        format!(
-            "http://{}/{}/job-finished?message=%7B%22jobFinished%22%3A%22${{JOBID}}%22%2C%22status%22%3A%22${{STATUS}}%22%7D",
-            self.addr, self.secret
-        )
+        format!("http://{}/{}/job-finished?job=${{JOBID}}", self.addr, self.secret)
     }
 }
 
@@ -55,10 +53,15 @@ async fn forward(
     Path(secret): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> StatusCode {
-    let Some(message) = query.get("message").filter(|_| secret == route.secret) else {
+    if secret != route.secret {
         return StatusCode::NOT_FOUND;
+    }
+    // API Gateway answers 400 when a parameter its mapping names is missing.
+    let Some(job) = query.get("job") else {
+        return StatusCode::BAD_REQUEST;
     };
-    match route.jobs.send(OutgoingMessage::new(message.clone())).await {
+    let message = OutgoingMessage::new(job.clone()).attribute(ORIGIN_ATTRIBUTE, NOTIFY_ORIGIN);
+    match route.jobs.send(message).await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// The environment variable that supplies the Zuora client secret.
 pub const CLIENT_SECRET_ENV: &str = "ZUORA_CLIENT_SECRET";
 
+/// The environment variable that supplies `producer.notify_url`, whose path holds the notification route's secret
+/// (the stack injects it from Secrets Manager into the tasks that submit jobs, and nowhere else).
+pub const NOTIFY_URL_ENV: &str = "ZLE_NOTIFY_URL";
+
 /// The environment variable that may hold the whole configuration as TOML (for containers, where a file is
 /// awkward); used when no file is named.
 pub const CONFIG_TOML_ENV: &str = "ZLE_CONFIG_TOML";
@@ -231,9 +235,10 @@ pub struct ProducerSettings {
     /// `status` fails when an object's last increment is older than this many hours.
     pub stale_after_hours: u64,
     /// Zuora calls this URL when a job completes (AQuA's `notifyUrl`, set on every job), with `${JOBID}` and
-    /// `${STATUS}` filled in; it must put `{"jobFinished": "<jobId>", "status": "<status>"}` on the jobs queue (the
-    /// stack's notification route does). The consumers' polling stays the safety net. None: poll only.
-    pub notify_url: Option<String>,
+    /// `${STATUS}` filled in; it must put the job id on the jobs queue with the message attribute `origin = notify`
+    /// (the stack's notification route does). The consumers' polling stays the safety net. None: poll only. Its path
+    /// holds the route's secret: usually given as `ZLE_NOTIFY_URL`, and printed as `***`.
+    pub notify_url: Option<Secret>,
 }
 
 /// Zuora's limit on a `notifyUrl`'s length.
@@ -362,6 +367,21 @@ impl ConfigError {
     }
 }
 
+/// The secrets given outside the configuration file, as environment variables.
+struct EnvSecrets {
+    /// `ZUORA_CLIENT_SECRET`.
+    client_secret: Option<Secret>,
+    /// `ZLE_NOTIFY_URL`.
+    notify_url: Option<Secret>,
+}
+
+impl EnvSecrets {
+    fn read() -> Self {
+        let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret::new);
+        Self { client_secret: read(CLIENT_SECRET_ENV), notify_url: read(NOTIFY_URL_ENV) }
+    }
+}
+
 impl Config {
     /// The configuration file at `path`, or else the TOML in `ZLE_CONFIG_TOML`.
     pub fn from_file_or_env(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -372,8 +392,7 @@ impl Config {
             origin: "(none)".to_owned(),
             detail: format!("pass --config FILE, or set ZLE_CONFIG (a file) or {CONFIG_TOML_ENV} (the TOML itself)"),
         })?;
-        let secret = std::env::var(CLIENT_SECRET_ENV).ok().map(Secret::new);
-        Self::parse(&text, CONFIG_TOML_ENV, secret)
+        Self::parse_with(&text, CONFIG_TOML_ENV, &EnvSecrets::read())
     }
 
     /// Reads, completes from the environment and validates a configuration file.
@@ -381,18 +400,28 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError { origin: origin.clone(), detail: format!("cannot read: {e}") })?;
-        let secret = std::env::var(CLIENT_SECRET_ENV).ok().map(Secret::new);
-        Self::parse(&text, &origin, secret)
+        Self::parse_with(&text, &origin, &EnvSecrets::read())
     }
 
     /// Parses TOML; `client_secret` replaces the file's `zuora.client_secret` when given.
     pub fn parse(text: &str, origin: &str, client_secret: Option<Secret>) -> Result<Self, ConfigError> {
+        Self::parse_with(text, origin, &EnvSecrets { client_secret, notify_url: None })
+    }
+
+    /// Parses TOML completed by the secrets given outside the file.
+    fn parse_with(text: &str, origin: &str, secrets: &EnvSecrets) -> Result<Self, ConfigError> {
         let fail = |detail: String| ConfigError { origin: origin.to_owned(), detail };
         let mut value: toml::Table = toml::from_str(text).map_err(|e| fail(e.to_string()))?;
-        if let Some(secret) = client_secret
+        if let Some(secret) = &secrets.client_secret
             && let Some(toml::Value::Table(zuora)) = value.get_mut("zuora")
         {
             zuora.insert("client_secret".into(), toml::Value::String(secret.expose().to_owned()));
+        }
+        if let Some(url) = &secrets.notify_url {
+            let producer = value.entry("producer").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(producer) = producer {
+                producer.insert("notify_url".into(), toml::Value::String(url.expose().to_owned()));
+            }
         }
         let config: Self = value.try_into().map_err(|e: toml::de::Error| {
             let detail = e.to_string();

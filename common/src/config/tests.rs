@@ -79,13 +79,6 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
     let body = &template[start..];
     let body = &body[body.find("- |\n").unwrap() + 4..body.find("- Catalogue:").unwrap()];
     let mut text: String = body.lines().map(|l| format!("{}\n", l.trim())).collect();
-    // The notification URL as CloudFormation renders its `!Sub` (`${!JOBID}` is a literal `${JOBID}`).
-    let line = template.lines().find(|l| l.contains("notify_url = ")).unwrap();
-    let notify_url = line[line.find('\'').unwrap() + 1..line.rfind('\'').unwrap()]
-        .replace("${NotifyApi}", "a1b2c3d4e5")
-        .replace("${AWS::URLSuffix}", "amazonaws.com")
-        .replace("${NotifySecret}", "0123456789abcdefghijklmnop")
-        .replace("${!", "${");
     let variables = [
         (
             "${Catalogue}",
@@ -99,7 +92,6 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
         // The entity line (ZuoraEntityId) and completion pushed (NotifySecret) are set in the drop-in's variant,
         // left out in the other.
         ("${Entity}", if old_export { "entity_id = \"8a8082c4-north\"" } else { "" }),
-        ("${NotifyUrl}", if old_export { &notify_url } else { "" }),
         ("${SafetyNetPolls}", if old_export { "poll_delay_secs = 60\nmax_poll_delay_secs = 900" } else { "" }),
         (
             "${Owners}",
@@ -138,8 +130,22 @@ fn template_configuration(old_export: bool, other_account: bool) -> String {
     ] {
         text = text.replace(name, value);
     }
-    assert!(!text.replace("${JOBID}", "").replace("${STATUS}", "").contains("${"), "a variable left: {text}");
+    assert!(!text.contains("${"), "a variable left: {text}");
     text
+}
+
+/// The notification URL the template keeps in its `NotifyUrlSecret`, as CloudFormation renders its `!Sub`
+/// (`${!JOBID}` is a literal `${JOBID}`): the tasks that submit jobs get it as `ZLE_NOTIFY_URL`.
+fn template_notify_url() -> String {
+    let template = include_str!("../../../deploy/template.yaml");
+    let line =
+        template.lines().find(|l| l.trim_start().starts_with("SecretString: !Sub 'https://${NotifyApi}")).unwrap();
+    line[line.find('\'').unwrap() + 1..line.rfind('\'').unwrap()]
+        .replace("${NotifyApi}", "a1b2c3d4e5")
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${AWS::URLSuffix}", "amazonaws.com")
+        .replace("${NotifySecret}", "0123456789abcdefghijklmnop")
+        .replace("${!", "${")
 }
 
 #[test]
@@ -148,17 +154,19 @@ fn the_templates_configuration_is_valid_with_and_without_the_old_exports_drop_in
     let plain = Config::parse(&template_configuration(false, false), "template", secret()).unwrap();
     assert_eq!((plain.raw_bucket.as_deref(), plain.catalogue.clone()), (Some("acme-zuora-raw"), None));
     assert_eq!((plain.session.version.as_str(), plain.aws.object_acl), ("1.1", None));
-    let old = Config::parse(&template_configuration(true, true), "template", secret()).unwrap();
+    let secrets = EnvSecrets { client_secret: secret(), notify_url: Some(Secret::new(template_notify_url())) };
+    let old = Config::parse_with(&template_configuration(true, true), "template", &secrets).unwrap();
     assert_eq!((plain.zuora.entity_id.as_deref(), old.zuora.entity_id.as_deref()), (None, Some("8a8082c4-north")));
     assert_eq!(plain.producer.notify_url, None);
     assert_eq!(
-        old.producer.notify_url.as_deref(),
+        old.producer.notify_url.as_ref().map(Secret::expose),
         Some(
-            "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/0123456789abcdefghijklmnop/job-finished\
-             ?message=%7B%22jobFinished%22%3A%22${JOBID}%22%2C%22status%22%3A%22${STATUS}%22%7D"
+            "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/0123456789abcdefghijklmnop/job-finished?job=${JOBID}"
         ),
-        "Zuora fills in ${{JOBID}}; the route's message parameter is the notification's JSON, URL-encoded"
+        "Zuora fills in ${{JOBID}}; the route puts the job parameter on the queue"
     );
+    let printed = format!("{old:?}\n{}", old.checked().unwrap());
+    assert!(!printed.contains("0123456789abcdefghijklmnop"), "the route's secret is never printed: {printed}");
     assert_eq!((old.consumer.poll_delay_secs, old.consumer.max_poll_delay_secs), (60, 900), "polls as a safety net");
     assert_eq!(old.catalogue().unwrap().objects.len(), 13);
     assert_eq!(old.catalogue.as_deref(), Some(std::path::Path::new("builtin:old-export")));
@@ -228,9 +236,17 @@ fn errors_name_the_field() {
         ),
         (format!("{GOOD}\n[aws]\nexpected_bucket_owner = \"1234\""), "aws.expected_bucket_owner: an AWS account id"),
         (format!("{GOOD}\n[consumer]\nfile_stall_secs = 0"), "consumer.file_stall_secs: must be at least 1"),
+        (
+            GOOD.replace("https://rest.zuora.com", "https://rest.zuora.com.example.net"),
+            "zuora.base_url: https://rest.zuora.com.example.net/ is not a Zuora data centre",
+        ),
     ];
     for (text, expected) in cases {
         let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();
         assert!(err.contains(expected), "{err:?} should contain {expected:?}");
     }
+    // A notification URL Zuora cannot use is refused without being quoted: its path is the route's secret.
+    let text = format!("{GOOD}\n[producer]\nnotify_url = \"https://h/route-secret-4f1c/done\"");
+    let err = Config::parse(&text, "t", Some(Secret::new("s"))).unwrap_err().to_string();
+    assert!(err.contains("producer.notify_url") && !err.contains("route-secret-4f1c"), "{err}");
 }

@@ -112,11 +112,14 @@ impl Config {
             return Err(format!("ledger.prefix: must end with /, got {:?}", self.ledger.prefix));
         }
         if let Some(url) = &self.producer.notify_url {
+            let url = url.expose();
             let web = url.starts_with("https://") || url.starts_with("http://");
             if !web || !url.contains("${JOBID}") || url.len() > MAX_NOTIFY_URL {
+                // Not quoted: its path holds the route's secret.
                 return Err(format!(
-                    "producer.notify_url: an http(s) URL of at most {MAX_NOTIFY_URL} characters holding ${{JOBID}}, \
-                     got {url:?}"
+                    "producer.notify_url: an http(s) URL of at most {MAX_NOTIFY_URL} characters holding ${{JOBID}} \
+                     (the value given, not shown: it holds a secret, has {} characters)",
+                    url.len()
                 ));
             }
         }

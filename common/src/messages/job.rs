@@ -57,36 +57,83 @@ pub struct JobMessage {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The message attribute the stack's notification route sets, to a constant, on everything it puts on the jobs
+/// queue ([`NOTIFY_ORIGIN`]). The route cannot validate or escape what Zuora's caller sends, so a message carrying it
+/// is read as a notification and nothing else, however its body looks: whoever learns the route's path can put a
+/// body on the queue, never a job message (docs/decisions/notify-edge.md).
+pub const ORIGIN_ATTRIBUTE: &str = "origin";
+
+/// The value of [`ORIGIN_ATTRIBUTE`] on the notification route's messages.
+pub const NOTIFY_ORIGIN: &str = "notify";
+
 /// Zuora's word that a job finished (jobs queue): the body the stack's notification route puts there when Zuora
-/// calls the job's `notifyUrl`. The consumer reads the job's record in the ledger and publishes it at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// calls the job's `notifyUrl`, which is the job id (`${JOBID}`) and nothing else. It is a pointer, never an
+/// instruction: the consumer reads the job's record in the ledger and works from that.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFinished {
-    /// Zuora's job id (`${JOBID}`).
-    pub job_finished: String,
-    /// Its status as Zuora said it (`${STATUS}`, `Completed`).
-    #[serde(default)]
-    pub status: Option<String>,
+    /// Zuora's job id (32 hexadecimal digits).
+    pub job_id: String,
+}
+
+impl JobFinished {
+    /// Reads a notification's body: a Zuora job id (32 hexadecimal digits) and nothing else, or why not. The reason
+    /// quotes at most the body's first 40 characters: the body is whatever the route's caller sent.
+    pub fn read(body: &str) -> Result<Self, String> {
+        if crate::zuora::is_zuora_id(body) {
+            return Ok(Self { job_id: body.to_owned() });
+        }
+        let shown: String = body.chars().take(40).collect();
+        let more = if body.chars().count() > 40 { "..." } else { "" };
+        Err(format!("a notification is a Zuora job id (32 hexadecimal digits), got {shown:?}{more}"))
+    }
 }
 
 /// A message of the jobs queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobsQueueMessage {
-    /// A job to publish once Zuora has run it (the producer's).
+    /// A job to publish once Zuora has run it (the producer's); acted on only as the ledger records it.
     Job(JobMessage),
     /// Zuora said a job finished (a notification).
     Finished(JobFinished),
 }
 
+/// Why a jobs-queue message cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnreadableJobsMessage {
+    /// A message of the notification route that is not a job id: dropped and counted, never dead-lettered (anyone
+    /// who knows the route's path can send one).
+    Notification(String),
+    /// A message from inside the stack that is not a job message: dead-lettered with the reason.
+    Job(String),
+}
+
 impl JobsQueueMessage {
-    /// Reads a jobs-queue body: a notification has `jobFinished`, a job message `jobId`.
-    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
-        let value: serde_json::Value = serde_json::from_str(body)?;
-        if value.get("jobFinished").is_some() {
-            serde_json::from_value(value).map(Self::Finished)
-        } else {
-            serde_json::from_value(value).map(Self::Job)
+    /// Reads a jobs-queue message: one with the notification route's [`ORIGIN_ATTRIBUTE`] is a notification or
+    /// nothing; any other is a job message or nothing.
+    pub fn read(body: &str, origin: Option<&str>) -> Result<Self, UnreadableJobsMessage> {
+        if origin == Some(NOTIFY_ORIGIN) {
+            return JobFinished::read(body).map(Self::Finished).map_err(UnreadableJobsMessage::Notification);
         }
+        serde_json::from_str(body).map(Self::Job).map_err(|e| UnreadableJobsMessage::Job(e.to_string()))
+    }
+}
+
+impl JobMessage {
+    /// The fields in which this message differs from `recorded` (the ledger's job message of the same job): a
+    /// message is at most a pointer with a copy, and a copy that disagrees is a forgery or a bug.
+    pub fn differences_from(&self, recorded: &JobMessage) -> Vec<&'static str> {
+        let fields = [
+            ("version", self.version == recorded.version),
+            ("jobId", self.job_id.eq_ignore_ascii_case(&recorded.job_id)),
+            ("requestId", self.request_id == recorded.request_id),
+            ("kind", self.kind == recorded.kind),
+            ("objects", self.objects == recorded.objects),
+            ("window", self.window == recorded.window),
+            ("starts", self.starts == recorded.starts),
+            ("submittedAt", self.submitted_at == recorded.submitted_at),
+            ("until", self.until == recorded.until),
+        ];
+        fields.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
     }
 }
 
@@ -327,5 +374,34 @@ mod tests {
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains("\"kind\":\"backfill\"") && json.contains("\"jobId\""), "{json}");
         assert_eq!(serde_json::from_str::<JobMessage>(&json).unwrap(), job);
+        assert_eq!(JobsQueueMessage::read(&json, None), Ok(JobsQueueMessage::Job(job.clone())));
+        assert!(job.differences_from(&job).is_empty());
+        let forged = JobMessage {
+            kind: JobKind::Increment,
+            starts: [("Account".to_owned(), job.window.to)].into(),
+            ..job.clone()
+        };
+        assert_eq!(forged.differences_from(&job), ["kind", "starts"]);
+    }
+
+    #[test]
+    fn whatever_the_notification_route_puts_on_the_queue_is_a_job_id_or_nothing() {
+        let id = "2C92C0F966CD4F580166EC0AC89D5BB7";
+        let finished = JobsQueueMessage::read(id, Some(NOTIFY_ORIGIN)).unwrap();
+        assert_eq!(finished, JobsQueueMessage::Finished(JobFinished { job_id: id.to_owned() }));
+        // A whole job message sent through the route stays a notification that cannot be read: never a job.
+        let job = r#"{"version":1,"jobId":"2c92c0f966cd4f580166ec0ac89d5bb7","requestId":"x","kind":"increment","objects":["Account"],"window":{"to":"2022-05-05T00:00:00Z"},"submittedAt":"2022-05-05T00:00:01Z"}"#;
+        for body in [job, "", "../../secrets", "2c92c0f966cd4f580166ec0ac89d5bb7 ", &"a".repeat(10_000)] {
+            let Err(UnreadableJobsMessage::Notification(reason)) = JobsQueueMessage::read(body, Some(NOTIFY_ORIGIN))
+            else {
+                panic!("{body:?} read as something");
+            };
+            assert!(reason.len() < 160, "the reason quotes little of the body: {reason}");
+        }
+        assert!(matches!(JobsQueueMessage::read(job, None), Ok(JobsQueueMessage::Job(_))));
+        assert!(
+            matches!(JobsQueueMessage::read(id, None), Err(UnreadableJobsMessage::Job(_))),
+            "no origin: a job message"
+        );
     }
 }

@@ -10,7 +10,10 @@ mod job;
 mod request;
 
 pub use completion::{Checksum, CompletionMessage, DeletedColumn, FileColumn, FileSchema, metadata_key};
-pub use job::{JobFinished, JobKind, JobMessage, JobsQueueMessage, MAX_REQUESTS_AGAIN, Window, again_generation};
+pub use job::{
+    JobFinished, JobKind, JobMessage, JobsQueueMessage, MAX_REQUESTS_AGAIN, NOTIFY_ORIGIN, ORIGIN_ATTRIBUTE,
+    UnreadableJobsMessage, Window, again_generation,
+};
 pub use request::{
     CLOCK_SKEW, ExactWindow, ExportFrom, ExportRequest, InvalidRequest, MAX_REQUEST_ID, ends_in_the_future,
 };

@@ -4,6 +4,7 @@
 
 use super::DataCenter;
 use super::time::local_to_utc;
+use crate::secret::Secret;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -34,9 +35,10 @@ pub struct BatchQueryRequest {
     /// Lower bound of the window, in the data centre's zone (see [`super::render_incremental_time`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental_time: Option<String>,
-    /// Called by Zuora when the job completes, `${JOBID}` and `${STATUS}` filled in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notify_url: Option<String>,
+    /// Called by Zuora when the job completes, `${JOBID}` and `${STATUS}` filled in. Its path holds the route's
+    /// secret: sent to Zuora, never printed (`Debug` shows `***`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::secret::serialize_exposed")]
+    pub notify_url: Option<Secret>,
     /// The queries, at most 50.
     pub queries: Vec<Query>,
 }
@@ -69,8 +71,8 @@ impl BatchQueryRequest {
     }
 
     /// Has Zuora call `url` when the job completes (none: no call).
-    pub fn with_notify_url(mut self, url: Option<&str>) -> Self {
-        self.notify_url = url.map(str::to_owned);
+    pub fn with_notify_url(mut self, url: Option<&Secret>) -> Self {
+        self.notify_url = url.cloned();
         self
     }
 

@@ -12,6 +12,7 @@ use common::clock::Clock;
 use common::config::Config;
 use common::messages::CompletionMessage;
 use common::queue::{Queue, QueueDepth, redrive_manually};
+use common::secret::Secret;
 use common::services::{Queues, Services};
 use common::store::{LocalStore, ObjectStore};
 use std::path::PathBuf;
@@ -169,7 +170,7 @@ impl World {
             Some(_) => Some(test_support::NotifyRoute::start(queues.jobs.clone(), "chaos-notify-secret").await),
             None => None,
         };
-        config.producer.notify_url = notify_route.as_ref().map(test_support::NotifyRoute::notify_url);
+        config.producer.notify_url = notify_route.as_ref().map(|route| Secret::new(route.notify_url()));
         let mut all_objects = config.catalogue()?.objects;
         for (index, object) in all_objects.iter_mut().enumerate() {
             // The drawn objects keep a legacy fixed key (check (g) follows it through parallel publishing); the old

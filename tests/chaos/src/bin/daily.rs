@@ -92,7 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         false => None,
     };
     if let Some(route) = &route {
-        config.producer.notify_url = Some(route.notify_url());
+        config.producer.notify_url = Some(common::secret::Secret::new(route.notify_url()));
         (config.consumer.poll_delay_secs, config.consumer.max_poll_delay_secs) = (60, 900);
     }
     config.consumer.poll_delay_secs = cli.poll_delay_secs.unwrap_or(config.consumer.poll_delay_secs);
