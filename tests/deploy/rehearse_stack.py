@@ -1,6 +1,7 @@
 """Creates deploy/template.yaml as a CloudFormation stack on a moto server and prints, as JSON, what the tasks would
-be given: each task definition's family, command and environment as deployed, the stack's outputs, and the daily
-schedule's input. Used by tests/e2e/rehearsal.rs (the deploy rehearsal); moto creates the queues, the bucket, the
+be given: each task definition's family, command, environment and secrets as deployed (the values of the secrets the
+stack keeps itself, and the whole definition, which the rehearsal searches for secrets), the stack's outputs, and the
+daily schedule's input. Used by tests/e2e/rehearsal.rs (the deploy rehearsal); moto creates the queues, the bucket, the
 cluster, the services, the task definitions (producer, consumer, status, operator, table-writer), the roles, the keys,
 the topic and the rule, not the alarms, schedules, policies, scaling resources (the template's wiring test checks
 those) or the Glue database (created here, as the stack would).
@@ -50,6 +51,24 @@ def main() -> None:
     if database not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]:
         glue.create_database(DatabaseInput={"Name": database})
 
+    # The notification URL NotifyUrlSecret holds, as CloudFormation renders its !Sub (moto creates neither the secret
+    # nor the API: the API's id is a stand-in; the rehearsal points the URL at a stand-in route anyway).
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor(
+        "!", lambda loader, tag, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    )
+    template = yaml.load(body, Loader=Loader)
+    notify_url = (
+        template["Resources"]["NotifyUrlSecret"]["Properties"]["SecretString"]
+        .replace("${NotifyApi}", "notifyapi")
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::URLSuffix}", "amazonaws.com")
+        .replace("${NotifySecret}", parameters.get("NotifySecret", ""))
+        .replace("${!", "${")
+    )
+
     ecs = boto3.client("ecs", **session)
     tasks = {}
     for arn in ecs.list_task_definitions()["taskDefinitionArns"]:
@@ -61,18 +80,20 @@ def main() -> None:
             "command": container.get("command", []),
             "environment": {e["name"]: e["value"] for e in container.get("environment", [])},
             "secrets": [s["name"] for s in container.get("secrets", [])],
+            # The secret the stack keeps itself (the notification URL), as ECS would inject it. moto's CloudFormation
+            # creates no Secrets Manager secret (the reference is null in its copy): its value as the template
+            # renders it.
+            "stack_secrets": {
+                s["name"]: notify_url for s in container.get("secrets", []) if not s.get("valueFrom")
+            },
+            "definition": definition,
         }
 
     # The schedule's input as the template writes it (moto does not create schedules).
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, tag, node: None)
-    template = yaml.load(body, Loader=Loader)
     daily = template["Resources"]["DailyExport"]["Properties"]["Target"]["Input"]
 
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    print(json.dumps({"tasks": tasks, "outputs": outputs, "daily_input": daily}))
+    print(json.dumps({"tasks": tasks, "outputs": outputs, "daily_input": daily}, default=str))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 //! The deploy rehearsal: deploy/template.yaml created as a CloudFormation stack on a moto server of its own that
 //! enforces IAM (tests/deploy/iam_moto.py), and the real binaries run as its tasks would run them: each task
 //! definition's command and environment as deployed (`ZLE_CONFIG_TOML` as the template wrote it), the client secret
-//! only where the task definition passes it, only the AWS endpoint pointed at moto, and credentials that hold
-//! exactly the task's role's policies. The daily schedule's request (sent with the scheduler role's credentials),
+//! and the notification URL only where the task definition passes them, only the AWS endpoint pointed at moto (and
+//! the simulator allowed as Zuora), and credentials that hold exactly the task's role's policies. The daily schedule's request (sent with the scheduler role's credentials),
 //! sent twice a simulated day apart, exports every object (full loads, then increments) into the stack's own bucket;
 //! the status task finds every object fresh; a job Zuora kills is asked for again; bad input lands in the
-//! dead-letter queues; the operator task runs each operator command of the runbook. Then the record of moto's
+//! dead-letter queues; the operator task runs each operator command of the runbook; Zuora calls the notification
+//! route (a stand-in sending with the route's role), and no secret is in any log line or task definition. Then the
+//! record of moto's
 //! authorization decisions must show no denial, and every grant of every role (each resource of each statement)
 //! used by some call, except the few no call here can reach (each with its reason below) and the KMS grants (moto's
 //! SQS and S3 call no KMS on the caller's behalf). A task wired to a queue or bucket the
@@ -20,8 +22,9 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use test_support::{Process, Scratch, test_python, tests_dir, unique, workspace_binary};
+use test_support::{NotifyRoute, Process, Scratch, test_python, tests_dir, unique, workspace_binary};
 
 /// Statements no call of the rehearsal can use (`*`: the role's every statement), and why. Every other grant of
 /// every role must be used.
@@ -32,7 +35,9 @@ const UNREACHABLE: &[(&str, &str, &str)] = &[
     ("SchedulerRole", "StatusTask", "EventBridge Scheduler starts the task; moto has no Scheduler"),
     ("SchedulerRole", "PassRoles", "EventBridge Scheduler starts the task; moto has no Scheduler"),
     ("SchedulerRole", "DeadLetters", "EventBridge Scheduler writes its own dead letters; moto has no Scheduler"),
-    ("ExecutionRole", "*", "ECS pulls the image and reads the secret into the task; moto runs no container"),
+    ("SubmitterExecutionRole", "*", "ECS reads the producer's and operator's secrets; moto runs no container"),
+    ("ZuoraExecutionRole", "*", "ECS reads the secret into the consumer's task; moto runs no container"),
+    ("PlainExecutionRole", "*", "ECS pulls the image, writes the logs (no inline grant); moto runs no container"),
     ("TableWriterTaskRole", "List", MISSING_KEYS),
     (
         "TableWriterTaskRole",
@@ -41,6 +46,13 @@ const UNREACHABLE: &[(&str, &str, &str)] = &[
          tests/deploy/iam_moto.py teaches it) against the table's only, which the rehearsal's calls do use",
     ),
 ];
+
+/// The image the stack is created with: a fixed fake digest, in the form the template's `ContainerImage` allows.
+const REHEARSAL_IMAGE: &str =
+    "zuora-lake-export@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The notification route's secret (its path) the stack is created with.
+const NOTIFY_SECRET: &str = "rehearsal-notify-7c1f0a9e2b4d6c8e";
 
 /// Why a role that reads keys which may not exist (ledger records, marks, metadata) holds s3:ListBucket.
 const MISSING_KEYS: &str = "without s3:ListBucket, S3 answers a read of a missing key with 403 AccessDenied, not 404 \
@@ -105,6 +117,11 @@ struct Stack {
     users: Value,
     endpoint: String,
     secret: String,
+    /// Where the stand-in for the notification route listens (`http://127.0.0.1:PORT`), once it runs: the notify
+    /// URL the stack keeps names API Gateway's host, which is not on this machine.
+    notify_route: Option<String>,
+    /// Every operator command's output, for the search for secrets.
+    operator_log: PathBuf,
 }
 
 impl Stack {
@@ -118,7 +135,8 @@ impl Stack {
         let users = moto.script(&["users", &moto.endpoint, name]);
         std::fs::write(users_file, users.to_string()).unwrap();
         let secret = zuora_sim::SimConfig::default().client_secret;
-        Self { deployed, users, endpoint: moto.endpoint.clone(), secret }
+        let operator_log = users_file.with_file_name("operator.log");
+        Self { deployed, users, endpoint: moto.endpoint.clone(), secret, notify_route: None, operator_log }
     }
 
     /// The access key of a role's user.
@@ -129,24 +147,41 @@ impl Stack {
     }
 
     /// The task's command as ECS would run it (or `argv` in its place, as `aws ecs run-task --overrides` does):
-    /// its configuration as deployed, the AWS endpoint moto's, its role's credentials, the Zuora secret only if the
-    /// task definition passes it.
+    /// its configuration as deployed, the AWS endpoint moto's, its role's credentials, the Zuora secret and the
+    /// notification URL only if the task definition passes them.
     fn task(&self, family: &str, argv: Option<&[&str]>) -> Command {
         let task = &self.deployed["tasks"][family];
         assert!(task.is_object(), "no task definition {family}");
         let deployed: Vec<&str> = task["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         let argv = argv.unwrap_or(&deployed);
         let mut command = Command::new(workspace_binary(argv[0]));
-        command.args(&argv[1..]).env_remove("ZLE_CONFIG").env_remove("ZUORA_CLIENT_SECRET").env("RUST_LOG", "info");
+        command
+            .args(&argv[1..])
+            .env_remove("ZLE_CONFIG")
+            .env_remove("ZUORA_CLIENT_SECRET")
+            .env_remove("ZLE_NOTIFY_URL")
+            .env("RUST_LOG", "info");
         for (name, value) in task["environment"].as_object().unwrap() {
             let mut value = value.as_str().unwrap().to_owned();
             if name == "ZLE_CONFIG_TOML" {
                 value = value.replacen("[aws]\n", &format!("[aws]\nendpoint_url = \"{}\"\n", self.endpoint), 1);
+                // The simulator is not under Zuora's domain (the template's ZuoraBaseUrl pattern is not enforced by
+                // moto; the binaries refuse it without this).
+                value = value.replacen("[zuora]\n", "[zuora]\nallow_custom_base_url = true\n", 1);
             }
             command.env(name, value);
         }
         if task["secrets"].as_array().unwrap().iter().any(|s| s == "ZUORA_CLIENT_SECRET") {
             command.env("ZUORA_CLIENT_SECRET", &self.secret);
+        }
+        for (name, value) in task["stack_secrets"].as_object().unwrap() {
+            let mut value = value.as_str().unwrap().to_owned();
+            if name == "ZLE_NOTIFY_URL" {
+                let route = self.notify_route.as_deref().expect("the notification route runs");
+                let path = value.find("/job-finished").and_then(|end| value[..end].rfind('/')).unwrap();
+                value = format!("{route}{}", &value[path..]);
+            }
+            command.env(name, value);
         }
         let role = TASK_ROLES.iter().find(|(f, _)| *f == family).map(|(_, role)| *role).unwrap();
         let credentials = self.credentials(role);
@@ -167,6 +202,8 @@ impl Stack {
     fn operator_exit(&self, argv: &[&str]) -> (Option<i32>, String, String) {
         let out = self.task("operator", Some(argv)).output().unwrap();
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&self.operator_log).unwrap();
+        std::io::Write::write_all(&mut log, [&out.stdout[..], &out.stderr[..]].concat().as_slice()).unwrap();
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     }
 
@@ -248,11 +285,12 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     let scratch = Scratch::new(&name);
     let dir = scratch.path();
     let moto = IamMoto::start(dir);
-    let stack = Stack::create(
+    let mut stack = Stack::create(
         &moto,
         &name,
         &[
-            ("ContainerImage", "zuora-lake-export:rehearsal"),
+            // By digest, as the template requires (a tag is refused); moto pulls nothing.
+            ("ContainerImage", REHEARSAL_IMAGE),
             ("RawBucketName", &bucket),
             ("ZuoraBaseUrl", &base_url),
             ("ZuoraClientId", &zuora_sim::SimConfig::default().client_id),
@@ -262,9 +300,24 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
             ("ZuoraProject", "zuora-datalake-export-rehearsal"),
             ("AlarmEmail", "data-platform@example.com"),
             ("TablesGlueDatabase", &database),
+            ("NotifySecret", NOTIFY_SECRET),
         ],
         &dir.join("users.json"),
     );
+    // Completion pushed: Zuora calls the route, a stand-in here (API Gateway's host is not on this machine) that
+    // sends to the stack's jobs queue with the route's own role.
+    let route = NotifyRoute::start(Arc::new(stack.queue("JobsQueueUrl", "NotifyRole")), NOTIFY_SECRET).await;
+    let route_address = route.notify_url();
+    stack.notify_route = Some(route_address[..route_address.find(&format!("/{NOTIFY_SECRET}/")).unwrap()].to_owned());
+    for family in ["producer", "operator"] {
+        assert!(
+            stack.deployed["tasks"][family]["stack_secrets"]["ZLE_NOTIFY_URL"].is_string(),
+            "{family} submits jobs"
+        );
+    }
+    for family in ["consumer", "status", "table-writer"] {
+        assert_eq!(stack.deployed["tasks"][family]["stack_secrets"], serde_json::json!({}), "{family} submits none");
+    }
     assert_eq!(stack.deployed["tasks"]["status"]["secrets"], serde_json::json!([]), "status runs without the secret");
     let producer = Process::start(stack.task("producer", None), &dir.join("producer.log"));
     let consumer = Process::start(stack.task("consumer", None), &dir.join("consumer.log"));
@@ -335,6 +388,7 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     // The status task, with its own configuration, role and no secret: every object fresh, and its metric line.
     let status = stack.task("status", None).output().unwrap();
     let said = String::from_utf8_lossy(&status.stdout).into_owned();
+    let status_output = format!("{said}{}", String::from_utf8_lossy(&status.stderr));
     assert!(status.status.success(), "{said}{}", String::from_utf8_lossy(&status.stderr));
     assert!(said.contains(r#""StaleObjects":0.0"#), "{said}");
 
@@ -402,9 +456,35 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     assert_eq!((deletions[0].object.as_str(), deletions[0].record_count), ("Account", 2));
     let again = stack.operator(&["producer", "audit", "--objects", "Account"]);
     assert!(again.trim_end().ends_with(": equal"), "{again}");
+    let notified = control.calls().get("NOTIFY sent").copied().unwrap_or(0);
+    assert!(notified > 0, "Zuora called the route: {:?}", control.calls());
     assert!(producer.terminate().success(), "the producer stops cleanly on SIGTERM");
     assert!(consumer.terminate().success(), "the consumer stops cleanly on SIGTERM");
     assert!(writer.terminate().success(), "the table writer stops cleanly on SIGTERM");
+
+    // No secret left its store: not in a log line of any task (the services', the status task's, every operator
+    // command's), nor in a task definition as rendered.
+    let mut searched: Vec<(String, String)> = stack.deployed["tasks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(family, task)| (format!("the {family} task definition"), task["definition"].to_string()))
+        .collect();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") && path.file_name().is_some_and(|n| n != "moto.log") {
+            searched.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    searched.push(("the status task".to_owned(), status_output));
+    // Five task definitions, the producer's, consumer's, table writer's and operator's logs, the status task's.
+    assert_eq!(searched.len(), 10, "{:?}", searched.iter().map(|(what, _)| what).collect::<Vec<_>>());
+    for (what, text) in &searched {
+        for secret in [NOTIFY_SECRET, stack.secret.as_str()] {
+            assert_eq!(text.matches(secret).count(), 0, "{what} holds a secret");
+        }
+    }
+    drop(route);
 
     // Every call was allowed, and every statement was needed by some call.
     let audit = moto.script(&["audit", moto.record.to_str().unwrap(), dir.join("users.json").to_str().unwrap()]);

@@ -4,10 +4,13 @@
 //! alarm someone is told of links to a section of the runbook that exists; staleness is one alarm on the status
 //! task's metric, whatever the catalogue; each task role grants what deploy/README.md's roles table says; the
 //! queues and the bucket use the stack's own rotated keys; a lake in another account may take what is its own.
-//! (Over 600 lines: twelve checks of one template, with the few readers of CloudFormation and IAM they share.)
+//! And what the deploy rehearsal cannot see (moto evaluates no condition, resource policy or trust policy): every
+//! role trusts its service for this account only, every queue and the bucket refuse calls without TLS, only the
+//! tasks that call Zuora may read its secret, and every task runs the one image, by digest.
+//! (Over 600 lines: seventeen checks of one template, with the few readers of CloudFormation and IAM they share.)
 
 use serde_yaml::{Mapping, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The raw bucket's objects, as the template writes their ARNs.
 const RAW_OBJECTS: &str = "arn:${AWS::Partition}:s3:::${RawBucketName}/";
@@ -91,6 +94,59 @@ fn statement_resources(statement: &Value) -> Vec<String> {
         Value::Sequence(items) => items.iter().flat_map(one).collect(),
         single => one(single),
     }
+}
+
+/// A role's inline statements, `!If` statements with both branches; none when it has no inline policy.
+fn inline_statements<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
+    let resource = resources(template).get(role).unwrap_or_else(|| panic!("no role {role}"));
+    let policies = resource["Properties"]["Policies"].as_sequence().map(|p| p.as_slice()).unwrap_or_default();
+    policies.iter().flat_map(|p| conditional_statements(&p["PolicyDocument"])).map(|(_, s)| s).collect()
+}
+
+/// Every logical id or parameter a value names with `!Ref` or `!GetAtt`, however deep (`AWS::NoValue` left out).
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    if let Some(id) = target(value).filter(|id| *id != "AWS::NoValue") {
+        out.insert(id.to_owned());
+    }
+    match value {
+        Value::Sequence(items) => items.iter().for_each(|v| references(v, out)),
+        Value::Mapping(map) => map.values().for_each(|v| references(v, out)),
+        Value::Tagged(t) => references(&t.value, out),
+        _ => {}
+    }
+}
+
+/// Whether a value is this account's id (`!Ref AWS::AccountId`, or `!Sub "${AWS::AccountId}"`).
+fn is_this_account(value: &Value) -> bool {
+    target(value) == Some("AWS::AccountId") || strings(value) == ["${AWS::AccountId}"]
+}
+
+/// Whether a statement refuses every call without TLS: a Deny to anyone of every action of `service` when
+/// `aws:SecureTransport` is false.
+fn refuses_plain_http(statement: &Value, service: &str) -> bool {
+    statement["Effect"] == "Deny"
+        && statement["Principal"] == "*"
+        && actions(statement).iter().any(|a| a.as_str() == "*" || *a == format!("{service}:*"))
+        && statement["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+}
+
+/// Whether a statement's conditions hold for a listing with `prefix` (`None`: no prefix, the whole bucket). Only
+/// `StringLike` and `StringNotLike` on `s3:prefix` are read (a missing key fails the one and passes the other, as in
+/// IAM); any other condition fails the test.
+fn prefix_conditions_hold(statement: &Value, prefix: Option<&str>) -> bool {
+    let Some(conditions) = statement["Condition"].as_mapping() else { return true };
+    conditions.iter().all(|(operator, keys)| {
+        let operator = operator.as_str().unwrap_or_default();
+        keys.as_mapping().unwrap().iter().all(|(key, patterns)| {
+            assert_eq!(key, "s3:prefix", "a condition this test does not read: {operator} {key:?}");
+            let matches = prefix.is_some_and(|p| strings(patterns).iter().any(|pattern| covers(pattern, p)));
+            match operator {
+                "StringLike" => matches,
+                "StringNotLike" => !matches,
+                other => panic!("a condition this test does not read: {other} s3:prefix"),
+            }
+        })
+    })
 }
 
 /// What a role is allowed: (action, resources) for every Allow statement.
@@ -258,15 +314,19 @@ fn every_alarm_and_rule_has_a_runbook_section_its_description_links_to() {
     let headings: Vec<&str> = runbook.lines().filter_map(|l| l.strip_prefix("### ")).map(str::trim).collect();
     let (topic, _) = of_type(&template, "AWS::SNS::Topic")[0];
 
-    // What someone is told of: every alarm that publishes to the topic (an alarm that only scales the consumers
-    // pages nobody) and every rule; for each, the texts that must link to its section.
+    // What someone is told of: every alarm that publishes to the topic, the table writer's scaling alarms (they
+    // page nobody, and sit in ALARM for hours where an operator sees them) and every rule; for each, the texts that
+    // must link to its section. An alarm that only scales the consumers from zero pages nobody and clears in minutes.
     let mut paged: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+    let mut alarms = BTreeSet::new();
     for (id, alarm) in of_type(&template, "AWS::CloudWatch::Alarm") {
+        alarms.insert(id);
         let actions = alarm["AlarmActions"].as_sequence().unwrap();
-        if actions.iter().any(|a| target(a) == Some(topic)) {
+        if actions.iter().any(|a| target(a) == Some(topic)) || id.starts_with("TableWriter") {
             paged.push((id, vec![("AlarmDescription".to_owned(), strings(&alarm["AlarmDescription"]).join(" "))]));
         }
     }
+    assert!(alarms.contains("TableWriterIdleAlarm") && alarms.contains("TableWriterWorkWaitingAlarm"));
     for (id, rule) in of_type(&template, "AWS::Events::Rule") {
         let mut texts = vec![("Description".to_owned(), strings(&rule["Description"]).join(" "))];
         for t in rule["Targets"].as_sequence().unwrap() {
@@ -565,14 +625,17 @@ fn a_lake_in_another_account_may_take_its_completions_read_the_files_and_decrypt
     assert!(format!("{condition:?}").contains("LakeAccountId"), "LakeAccount: {condition:?}");
     let lake = |s: &Value| strings(&s["Principal"]["AWS"]).iter().any(|p| p == LAKE_ROOT);
 
-    // The lake queue's policy lets it receive; its DLQ's lets it look.
+    // The lake queue's policy lets it receive; its DLQ's lets it look. The queues' policies allow nothing else.
     let policies = of_type(&template, "AWS::SQS::QueuePolicy");
     let queue_grants = |queue: &str| -> BTreeSet<String> {
         let mut granted = BTreeSet::new();
         for (id, policy) in &policies {
-            assert_eq!(resources(&template)[*id]["Condition"], "LakeAccount", "{id} only with a lake account");
             if policy["Queues"].as_sequence().unwrap().iter().any(|q| target(q) == Some(queue)) {
-                for (_, s) in conditional_statements(&policy["PolicyDocument"]) {
+                for (condition, s) in conditional_statements(&policy["PolicyDocument"]) {
+                    assert!(s["Effect"] != "Allow" || lake(s), "{id} allows someone else: {s:?}");
+                    if lake(s) {
+                        assert_eq!(condition, Some("LakeAccount"), "{id}: {s:?} only with a lake account");
+                    }
                     if s["Effect"] == "Allow" && lake(s) && statement_resources(s).iter().any(|r| r == queue) {
                         granted.extend(actions(s));
                     }
@@ -612,11 +675,50 @@ fn a_lake_in_another_account_may_take_its_completions_read_the_files_and_decrypt
     let table_file = format!("{RAW_OBJECTS}tables/Account/_delta_log/00000000000000000000.json");
     assert!(lake_may("s3:GetObject", &table_file, "Allow") && !lake_may("s3:GetObject", &table_file, "Deny"), "tables");
     assert!(lake_may("s3:ListBucket", "arn:${AWS::Partition}:s3:::${RawBucketName}", "Allow"), "the lake lists them");
-    let records = format!("{RAW_OBJECTS}zuora-lake-export/ledger/jobs/x.json");
-    assert!(lake_may("s3:GetObject", &records, "Deny"), "the lake is denied the exporter's records");
+    for kind in ["requests/", "jobs/", "session/", "published/Account/", "published-jobs/"] {
+        let records = format!("{RAW_OBJECTS}zuora-lake-export/ledger/{kind}x.json");
+        assert!(lake_may("s3:GetObject", &records, "Deny"), "the lake is denied the exporter's {kind} records");
+    }
 
-    // Both keys let the lake decrypt, through their service only.
-    for (key, service) in [("QueueKey", "sqs"), ("BucketKey", "s3")] {
+    // It lists under the objects' prefixes and the tables (a Delta reader lists _delta_log/), never the whole
+    // bucket nor a prefix that would list the exporter's records (moto evaluates no s3:prefix: read here).
+    let bucket = "arn:${AWS::Partition}:s3:::${RawBucketName}";
+    let lake_may_list = |prefix: Option<&str>| {
+        let (mut allowed, mut denied) = (false, false);
+        for s in &lakes {
+            let lists = actions(s).iter().any(|a| covers(a, "s3:ListBucket"));
+            if lists && statement_resources(s).iter().any(|r| r == bucket) && prefix_conditions_hold(s, prefix) {
+                allowed |= s["Effect"] == "Allow";
+                denied |= s["Effect"] == "Deny";
+            }
+        }
+        allowed && !denied
+    };
+    let (object, _) = &keys[0];
+    for prefix in [format!("{object}/"), format!("{object}/2026-12-04/"), "tables/".to_owned()] {
+        assert!(lake_may_list(Some(prefix.as_str())), "the lake may not list {prefix}");
+    }
+    assert!(lake_may_list(Some("tables/Account/_delta_log/")), "the lake may not list a table's log");
+    for prefix in [None, Some(""), Some("z"), Some("zuora-lake-export"), Some("zuora-lake-export/")] {
+        assert!(!lake_may_list(prefix), "the lake may list the bucket with prefix {prefix:?}");
+    }
+    for kind in ["ledger/", "ledger/requests/", "ledger/published/Account/", "ledger/published-jobs/"] {
+        let prefix = format!("zuora-lake-export/{kind}");
+        assert!(!lake_may_list(Some(prefix.as_str())), "the lake may list {prefix}");
+    }
+
+    // Both keys let the lake decrypt, through their service only, and only what the lake reads: the encryption
+    // context names the lake queue and its DLQ, or the raw bucket (moto evaluates no key policy: read here).
+    let arn_of = |queue: &str| {
+        let name = strings(&resources(&template)[queue]["Properties"]["QueueName"]);
+        assert_eq!(name.len(), 1, "{queue}: {name:?}");
+        format!("arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{}", name[0])
+    };
+    let contexts = [
+        ("QueueKey", "sqs", vec![arn_of("LakeQueue"), arn_of("LakeDeadLetterQueue")]),
+        ("BucketKey", "s3", vec![bucket.to_owned(), format!("{bucket}/*")]),
+    ];
+    for (key, service, arns) in contexts {
         let policy = &resources(&template)[key]["Properties"]["KeyPolicy"];
         let statement = conditional_statements(policy)
             .into_iter()
@@ -626,6 +728,18 @@ fn a_lake_in_another_account_may_take_its_completions_read_the_files_and_decrypt
         assert!(actions(statement.1).contains("kms:Decrypt"), "{key}");
         let via = strings(&statement.1["Condition"]["StringEquals"]["kms:ViaService"]);
         assert_eq!(via, [format!("{service}.${{AWS::Region}}.amazonaws.com")], "{key}");
+        let context = format!("kms:EncryptionContext:aws:{service}:arn");
+        let conditions = statement.1["Condition"].as_mapping().unwrap();
+        let named: BTreeSet<String> =
+            conditions.values().flat_map(|operands| strings(&operands[context.as_str()])).collect();
+        assert_eq!(named, arns.into_iter().collect::<BTreeSet<String>>(), "{key}: {context}");
+        // Every statement of the key's policy for a principal of another account carries such a condition.
+        for (_, s) in conditional_statements(policy) {
+            let others = strings(&s["Principal"]["AWS"]).iter().any(|p| !p.contains("${AWS::AccountId}"));
+            let limited =
+                s["Condition"].as_mapping().is_some_and(|c| c.values().any(|k| !k[context.as_str()].is_null()));
+            assert!(!others || limited, "{key} lets another account use it for anything: {s:?}");
+        }
     }
 }
 
@@ -751,20 +865,40 @@ fn completion_pushed_is_a_secret_rate_limited_route_straight_to_the_jobs_queue_a
         .map(|(id, r)| (id.as_str().unwrap(), r))
         .collect();
     let ids: BTreeSet<&str> = push.iter().map(|(id, _)| *id).collect();
-    assert_eq!(ids, BTreeSet::from(["NotifyApi", "NotifyIntegration", "NotifyRole", "NotifyRoute", "NotifyStage"]));
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "NotificationsIgnoredAlarm",
+            "NotifyApi",
+            "NotifyIntegration",
+            "NotifyRole",
+            "NotifyRoute",
+            "NotifyServerErrorsAlarm",
+            "NotifyStage",
+            "NotifyUrlSecret"
+        ])
+    );
     assert_eq!(template["Parameters"]["NotifySecret"]["Default"], "", "off unless a secret is given");
     assert_eq!(template["Parameters"]["NotifySecret"]["NoEcho"], Value::from(true));
     let props = |id: &str| &push.iter().find(|(i, _)| *i == id).unwrap().1["Properties"];
 
-    // No code in the path: API Gateway sends the call's `message` parameter to the jobs queue, with a role that may
-    // do that and nothing else.
+    // No code in the path: API Gateway sends the call's `job` parameter to the jobs queue with a constant origin
+    // attribute (the consumer reads whatever carries it as a job id, nothing else), with a role that may do that
+    // and nothing else.
     let integration = props("NotifyIntegration");
     assert_eq!(
         (&integration["IntegrationType"], &integration["IntegrationSubtype"]),
         (&Value::from("AWS_PROXY"), &Value::from("SQS-SendMessage"))
     );
     assert_eq!(target(&integration["RequestParameters"]["QueueUrl"]), Some("JobsQueue"));
-    assert_eq!(integration["RequestParameters"]["MessageBody"], "$request.querystring.message");
+    assert_eq!(integration["RequestParameters"]["MessageBody"], "$request.querystring.job");
+    let attributes: Value =
+        serde_json::from_str(integration["RequestParameters"]["MessageAttributes"].as_str().unwrap()).unwrap();
+    let origin = &attributes[common::messages::ORIGIN_ATTRIBUTE];
+    assert_eq!(
+        (&origin["DataType"], &origin["StringValue"]),
+        (&Value::from("String"), &Value::from(common::messages::NOTIFY_ORIGIN))
+    );
     assert_eq!(target(&integration["CredentialsArn"]), Some("NotifyRole"));
     let granted = allowed(&template, "NotifyRole");
     let actions: BTreeSet<&str> = granted.iter().map(|(a, _)| a.as_str()).collect();
@@ -782,4 +916,223 @@ fn completion_pushed_is_a_secret_rate_limited_route_straight_to_the_jobs_queue_a
     assert!(limits["ThrottlingBurstLimit"].as_u64().is_some_and(|b| b > 0 && b <= 50), "{limits:?}");
     assert!(!stage["AccessLogSettings"]["Format"].as_str().unwrap().contains("path"));
     assert!(!stage["AccessLogSettings"]["Format"].as_str().unwrap().contains("routeKey"));
+    // The whole URL lives in a secret the tasks that submit jobs read; no configuration holds it.
+    let secret = strings(&props("NotifyUrlSecret")["SecretString"]).join(" ");
+    assert!(secret.contains("/${NotifySecret}/job-finished?job=${!JOBID}"), "{secret}");
+    let rendered = serde_yaml::to_string(&template).unwrap();
+    assert!(!rendered.contains("notify_url"), "a configuration of the template names the notify URL");
+}
+
+#[test]
+fn the_zuora_base_url_parameter_takes_zuoras_data_centres_only() {
+    let template = test_support::deploy_template();
+    let parameter = &template["Parameters"]["ZuoraBaseUrl"];
+    // CloudFormation matches the whole value (Java's regex; this pattern uses nothing the two read differently).
+    let pattern = regex::Regex::new(parameter["AllowedPattern"].as_str().unwrap()).unwrap();
+    let accepts = |url: &str| pattern.is_match(url);
+    let table = std::fs::read_to_string(test_support::tests_dir().join("../docs/configuration.md")).unwrap();
+    let hosts: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split(" | ").nth(1))
+        .filter_map(|cell| cell.strip_prefix('`')?.strip_suffix('`'))
+        .filter(|cell| cell.starts_with("https://"))
+        .collect();
+    assert!(hosts.len() >= 10, "{hosts:?}");
+    for host in hosts {
+        assert!(accepts(host), "{host} is a data centre the template refuses");
+    }
+    for other in ["https://rest.zuora.com.example.net", "http://rest.zuora.com", "https://example.net"] {
+        assert!(!accepts(other), "{other}");
+    }
+    assert!(accepts(parameter["Default"].as_str().unwrap()));
+}
+
+#[test]
+fn every_role_may_be_assumed_only_by_its_service_for_this_account() {
+    let template = test_support::deploy_template();
+    let roles = of_type(&template, "AWS::IAM::Role");
+    assert!(roles.len() >= 9, "{}", roles.len());
+    for (id, role) in &roles {
+        let trust = role["AssumeRolePolicyDocument"]["Statement"].as_sequence();
+        let trust = trust.unwrap_or_else(|| panic!("{id} has no trust statements"));
+        for statement in trust {
+            assert_eq!(statement["Action"], "sts:AssumeRole", "{id}");
+            assert!(!strings(&statement["Principal"]["Service"]).is_empty(), "{id} trusts no service: {statement:?}");
+            // The confused deputy: a service acting for another account cannot take the role.
+            let account = &statement["Condition"]["StringEquals"]["aws:SourceAccount"];
+            assert!(is_this_account(account), "{id}'s trust has no aws:SourceAccount of this account: {statement:?}");
+            for arn in strings(&statement["Condition"]["ArnLike"]["aws:SourceArn"]) {
+                assert!(arn.contains(":${AWS::AccountId}:"), "{id}'s aws:SourceArn is another account's: {arn}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_queue_and_the_bucket_refuse_calls_without_tls() {
+    let template = test_support::deploy_template();
+    let policies = of_type(&template, "AWS::SQS::QueuePolicy");
+    let queues = of_type(&template, "AWS::SQS::Queue");
+    assert!(queues.len() >= 9, "{}", queues.len());
+    for (queue, _) in &queues {
+        // A queue has one policy: a second QueuePolicy naming it would replace the first.
+        let covering: Vec<&str> = policies
+            .iter()
+            .filter(|(_, p)| p["Queues"].as_sequence().unwrap().iter().any(|q| target(q) == Some(*queue)))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(covering.len(), 1, "{queue} is named by the queue policies {covering:?}");
+        let id = covering[0];
+        assert!(resources(&template)[id]["Condition"].is_null(), "{id} exists whatever the parameters");
+        let document = &resources(&template)[id]["Properties"]["PolicyDocument"];
+        let tls_only = conditional_statements(document).into_iter().any(|(condition, s)| {
+            condition.is_none() && refuses_plain_http(s, "sqs") && statement_resources(s).iter().any(|r| r == queue)
+        });
+        assert!(tls_only, "{id} does not refuse calls to {queue} without TLS");
+    }
+
+    // The bucket: no call without TLS, and none below TLS 1.2, on the bucket and on its objects.
+    let bucket = "arn:${AWS::Partition}:s3:::${RawBucketName}";
+    let policy = &resources(&template)["RawBucketPolicy"]["Properties"]["PolicyDocument"];
+    let statements = conditional_statements(policy);
+    let everywhere = |s: &Value| {
+        let named = statement_resources(s);
+        named.iter().any(|r| r == bucket) && named.iter().any(|r| *r == format!("{bucket}/*"))
+    };
+    let tls_only = statements.iter().any(|&(c, s)| c.is_none() && refuses_plain_http(s, "s3") && everywhere(s));
+    assert!(tls_only, "the bucket's policy does not refuse calls without TLS");
+    let floor = statements.iter().any(|&(c, s)| {
+        let version = &s["Condition"]["NumericLessThan"]["s3:TlsVersion"];
+        let below_1_2 = version.as_f64().is_some_and(|v| (v - 1.2).abs() < 1e-9) || version.as_str() == Some("1.2");
+        let denied_to_all = s["Effect"] == "Deny" && s["Principal"] == "*" && actions(s).contains("s3:*");
+        c.is_none() && denied_to_all && below_1_2 && everywhere(s)
+    });
+    assert!(floor, "the bucket's policy does not refuse TLS older than 1.2 (s3:TlsVersion)");
+}
+
+#[test]
+fn only_the_tasks_that_call_zuora_may_read_its_secret_and_only_the_submitters_the_notify_url() {
+    let template = test_support::deploy_template();
+    let tasks = of_type(&template, "AWS::ECS::TaskDefinition");
+    let task = |id: &str| tasks.iter().find(|(t, _)| *t == id).unwrap_or_else(|| panic!("no {id}")).1;
+    for (id, role) in [
+        ("ProducerTaskDefinition", "SubmitterExecutionRole"),
+        ("OperatorTaskDefinition", "SubmitterExecutionRole"),
+        ("ConsumerTaskDefinition", "ZuoraExecutionRole"),
+        ("StatusTaskDefinition", "PlainExecutionRole"),
+        ("TableWriterTaskDefinition", "PlainExecutionRole"),
+    ] {
+        assert_eq!(target(&task(id)["ExecutionRoleArn"]), Some(role), "{id}'s execution role");
+    }
+
+    // Each execution role may read exactly the secrets its tasks are given (ECS reads them into the task).
+    let mut read_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, definition) in &tasks {
+        let role = target(&definition["ExecutionRoleArn"]).unwrap_or_else(|| panic!("{id}: no execution role"));
+        let mut secrets = BTreeSet::new();
+        for container in definition["ContainerDefinitions"].as_sequence().unwrap() {
+            references(&container["Secrets"], &mut secrets);
+        }
+        read_by.entry(role.to_owned()).or_default().extend(secrets);
+    }
+    assert_eq!(read_by.len(), 3, "{read_by:?}");
+    for (role, secrets) in &read_by {
+        let mut granted = BTreeSet::new();
+        for s in inline_statements(&template, role) {
+            if actions(s).iter().any(|a| a.starts_with("secretsmanager:")) {
+                assert_eq!(s["Effect"], "Allow", "{role}: {s:?}");
+                assert_eq!(actions(s), BTreeSet::from(["secretsmanager:GetSecretValue".to_owned()]), "{role}");
+                references(&s["Resource"], &mut granted);
+            }
+        }
+        assert_eq!(&granted, secrets, "{role} may read other secrets than its tasks are given");
+        // The managed policy pulls the image and writes the logs; it reads no secret.
+        let managed = strings(&resources(&template)[role.as_str()]["Properties"]["ManagedPolicyArns"]);
+        let execution_policy = "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy";
+        assert_eq!(managed, [execution_policy], "{role}");
+    }
+    // The status task and the table writer never call Zuora: their role reads no secret at all.
+    assert!(inline_statements(&template, "PlainExecutionRole").is_empty(), "the plain execution role has a policy");
+    assert!(read_by["PlainExecutionRole"].is_empty(), "{:?}", read_by["PlainExecutionRole"]);
+    assert_eq!(read_by["ZuoraExecutionRole"], BTreeSet::from(["ZuoraClientSecretArn".to_owned()]));
+    let submitters = &read_by["SubmitterExecutionRole"];
+    assert!(submitters.contains("ZuoraClientSecretArn") && submitters.contains("NotifyUrlSecret"), "{submitters:?}");
+
+    // The notify URL's secret exists with completion pushed only, and only the producer and operator name it.
+    let secret = resources(&template).get("NotifyUrlSecret").expect("a NotifyUrlSecret resource");
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
+    assert_eq!(secret["Condition"], "Push");
+    for (id, definition) in &tasks {
+        let names = format!("{definition:?}").contains("NotifyUrlSecret");
+        let submitter = ["ProducerTaskDefinition", "OperatorTaskDefinition"].contains(id);
+        assert!(!names || submitter, "{id} names NotifyUrlSecret");
+    }
+    // And its grant is there only with completion pushed, in the submitters' execution role.
+    for role in ["SubmitterExecutionRole", "ZuoraExecutionRole"] {
+        let policies = resources(&template)[role]["Properties"]["Policies"].as_sequence().unwrap();
+        for (condition, statement) in policies.iter().flat_map(|p| conditional_statements(&p["PolicyDocument"])) {
+            let mut named = BTreeSet::new();
+            references(&statement["Resource"], &mut named);
+            if named.contains("NotifyUrlSecret") {
+                assert_eq!((role, condition), ("SubmitterExecutionRole", Some("Push")), "{statement:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_table_writer_writes_the_tables_and_only_the_consumer_the_marks() {
+    let template = test_support::deploy_template();
+    let ledger = format!("{RAW_OBJECTS}zuora-lake-export/ledger/");
+    let table_files = [
+        format!("{RAW_OBJECTS}tables/Account/_delta_log/00000000000000000001.json"),
+        format!("{RAW_OBJECTS}tables/Account/part-00000.parquet"),
+    ];
+    let marks = [format!("{ledger}published/Account/x.json"), format!("{ledger}published-jobs/job.json")];
+    let roles = ["ProducerTaskRole", "ConsumerTaskRole", "StatusTaskRole", "OperatorTaskRole", "TableWriterTaskRole"];
+    for role in roles {
+        // Moto evaluates no condition but does evaluate an explicit Deny; this reads both from the template.
+        let may =
+            |action: &str, arn: &str| grants(&template, role, action, arn) && !denies(&template, role, action, arn);
+        for action in ["s3:PutObject", "s3:DeleteObject"] {
+            for file in &table_files {
+                assert_eq!(may(action, file), role == "TableWriterTaskRole", "{role} {action} {file}");
+            }
+            for mark in &marks {
+                let consumer_writes = role == "ConsumerTaskRole" && action == "s3:PutObject";
+                assert_eq!(may(action, mark), consumer_writes, "{role} {action} {mark}");
+            }
+        }
+    }
+    // The operator still writes what its commands write: the producer's records (`submit`) and a file of deletions
+    // with its metadata under any catalogue object's key (`audit --repair`).
+    let operator = |arn: &str| {
+        grants(&template, "OperatorTaskRole", "s3:PutObject", arn)
+            && !denies(&template, "OperatorTaskRole", "s3:PutObject", arn)
+    };
+    for kind in ["requests/", "jobs/", "session/", "session/claims/"] {
+        assert!(operator(&format!("{ledger}{kind}x.json")), "the operator may not write {kind}");
+    }
+    for (object, key) in catalogue_keys() {
+        for file in [key.clone(), format!("{key}.metadata.json")] {
+            assert!(operator(&format!("{RAW_OBJECTS}{file}")), "the operator may not repair {object}: {file}");
+        }
+    }
+}
+
+#[test]
+fn every_task_runs_the_one_image_by_digest() {
+    let template = test_support::deploy_template();
+    let parameter = &template["Parameters"]["ContainerImage"];
+    let pattern = parameter["AllowedPattern"].as_str().expect("ContainerImage has an AllowedPattern");
+    // CloudFormation matches the whole value: a tag (`repo:1.0.0`) is refused, a digest accepted.
+    assert!(pattern.starts_with('^') && pattern.ends_with("@sha256:[0-9a-f]{64}$"), "{pattern}");
+    assert!(parameter["Default"].is_null(), "ContainerImage has a default");
+    let tasks = of_type(&template, "AWS::ECS::TaskDefinition");
+    assert_eq!(tasks.len(), 5);
+    for (id, task) in &tasks {
+        for container in task["ContainerDefinitions"].as_sequence().unwrap() {
+            assert_eq!(target(&container["Image"]), Some("ContainerImage"), "{id} runs another image");
+        }
+    }
 }
