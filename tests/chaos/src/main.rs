@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut configurations: BTreeMap<String, u64> = BTreeMap::new();
     let (mut failed, mut files, mut completions, mut duplicates, mut jobs, mut ghosts) = (Vec::new(), 0, 0, 0, 0, 0);
+    let mut refused = 0;
     let started = std::time::Instant::now();
     for &seed in &seeds {
         let report = match chaos::run_seed(seed) {
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         duplicates += report.verdict.duplicates;
         jobs += report.zuora_jobs;
         ghosts += report.verdict.unreportable_deletions;
+        refused += report.verdict.forgeries_refused;
         if !report.passed() {
             println!("seed {seed}: FAILED ({} days)", report.days);
             for failure in &report.verdict.failures {
@@ -76,7 +78,8 @@ fn main() -> ExitCode {
     }
     println!(
         "\n{} seeds in {:.1} s: {} files published, {completions} completions received ({duplicates} duplicates), \
-         {jobs} Zuora jobs, {ghosts} rows deleted at Zuora that it could not report",
+         {jobs} Zuora jobs, {ghosts} rows deleted at Zuora that it could not report, {refused} forged job messages \
+         refused",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         files

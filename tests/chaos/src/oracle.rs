@@ -4,7 +4,9 @@
 //! - (b) every metadata file's data file exists and its RFC 4180 record count equals the metadata's `recordCount`;
 //! - (c) once the services have stopped, no multipart upload is left open, except by a process that was killed
 //!   (the lifecycle rule's share);
-//! - (d) every queue is empty and every dead-letter queue too, once its messages were redriven after the faults;
+//! - (d) every queue is empty and every dead-letter queue too, once its messages were redriven after the faults,
+//!   but for the forged job messages the plan sent, each of which is in the jobs DLQ, refused by the ledger check
+//!   (a forgery acted on would have left none there);
 //! - (e) the completions received describe exactly the published files: each file announced at least once, each
 //!   announcement equal to its metadata, duplicates counted;
 //! - (f) nothing is stuck: the drain ended within its bound;
@@ -45,6 +47,8 @@ pub struct Verdict {
     pub uploads_left_by_kills: usize,
     /// Lake rows Zuora deleted but could never report deleted (forgiven by (a)).
     pub unreportable_deletions: usize,
+    /// Forged job messages found refused in the jobs DLQ.
+    pub forgeries_refused: usize,
 }
 
 /// Runs every check.
@@ -273,11 +277,30 @@ pub async fn judge(world: &World, drain: Drain) -> anyhow::Result<Verdict> {
             fail(&mut verdict, format!("(d) {} not empty: {depth:?}", queue.name()));
         }
     }
+    let mut refused = std::collections::BTreeSet::new();
     for dlq in [&world.queues.requests_dlq, &world.queues.jobs_dlq, &world.queues.lake_dlq] {
-        for message in dlq.receive(10, std::time::Duration::ZERO).await? {
-            let reason = message.attributes.get("reason").map_or("no reason", String::as_str);
-            fail(&mut verdict, format!("(d) left in {} after the redrive: {reason}: {}", dlq.name(), message.body));
+        loop {
+            let messages = dlq.receive(10, std::time::Duration::ZERO).await?;
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                let reason = message.attributes.get("reason").map_or("no reason", String::as_str);
+                let forged = world.forged.contains(&message.body);
+                if forged && reason.contains("ledger") {
+                    refused.insert(message.body.clone());
+                } else {
+                    let dlq = dlq.name();
+                    fail(&mut verdict, format!("(d) left in {dlq} after the redrive: {reason}: {}", message.body));
+                }
+                // Read once: the world is dropped after the verdict.
+                dlq.delete(&message.receipt).await?;
+            }
         }
+    }
+    verdict.forgeries_refused = refused.len();
+    for body in world.forged.iter().filter(|body| !refused.contains(*body)) {
+        fail(&mut verdict, format!("(d) a forged job message was not refused by the ledger check: {body}"));
     }
     Ok(verdict)
 }

@@ -83,6 +83,28 @@ pub enum Action {
     /// A deploy that changes the catalogue: an object joins it (its first load runs beside the others'
     /// increments), or a query's text changes (Zuora loads it in full again). Every service restarts.
     ChangeCatalogue(CatalogueChange),
+    /// Someone puts a message on the jobs queue that no service of the stack wrote.
+    Forge(Forgery),
+}
+
+/// A message no service of the stack wrote, put on the jobs queue (docs/decisions/notify-edge.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// Through the notification route (its origin attribute): a whole job message, which must stay unread.
+    JobThroughTheRoute,
+    /// Through the notification route: a job id the ledger does not hold.
+    UnknownNotification,
+    /// A job message naming a job the ledger does not hold (an audit's, another integration's).
+    UnknownJob,
+    /// A copy of the latest job the producer recorded, with another kind.
+    Relabelled,
+    /// A copy of the latest job the producer recorded, its objects starting years earlier.
+    EarlierStarts,
+}
+
+impl Forgery {
+    const ALL: [Self; 5] =
+        [Self::JobThroughTheRoute, Self::UnknownNotification, Self::UnknownJob, Self::Relabelled, Self::EarlierStarts];
 }
 
 /// A change of the catalogue in the middle of a seed.
@@ -201,6 +223,11 @@ impl Action {
             Self::ExactWindow { .. } => "operator-exact-window",
             Self::ChangeCatalogue(CatalogueChange::AddObject) => "catalogue-object-added",
             Self::ChangeCatalogue(CatalogueChange::ChangeQuery { .. }) => "catalogue-query-changed",
+            Self::Forge(Forgery::JobThroughTheRoute) => "forged-job-through-the-route",
+            Self::Forge(Forgery::UnknownNotification) => "forged-unknown-notification",
+            Self::Forge(Forgery::UnknownJob) => "forged-unknown-job",
+            Self::Forge(Forgery::Relabelled) => "forged-relabelled-job",
+            Self::Forge(Forgery::EarlierStarts) => "forged-earlier-starts",
         }
     }
 }
@@ -371,6 +398,16 @@ impl Plan {
         if drawn.random_bool(0.3) {
             let change = CatalogueChange::ChangeQuery { object: drawn.random_range(0..objects) };
             actions.push((change_on(&mut drawn), Action::ChangeCatalogue(change)));
+        }
+        // Forged messages, from a generator of their own (the schedules drawn before them stay what they were).
+        let mut forger = StdRng::seed_from_u64(seed ^ 0xF0E6_ED00);
+        for day in 0..u64::from(days) {
+            if forger.random_bool(0.5) {
+                for _ in 0..forger.random_range(1..4) {
+                    let forgery = Forgery::ALL[forger.random_range(0..Forgery::ALL.len())];
+                    actions.push((day * DAY + forger.random_range(0..DAY), Action::Forge(forgery)));
+                }
+            }
         }
         let mut actions: Vec<(Duration, Action)> =
             actions.into_iter().map(|(at, action)| (Duration::from_secs(at), action)).collect();

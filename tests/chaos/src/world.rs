@@ -4,13 +4,16 @@
 //! Then the faults stop, the system drains, and the oracle looks at what is left.
 
 use crate::faults::{FaultyQueue, FaultyStore, Injector, UploadBook};
-use crate::plan::{Action, CatalogueChange, CatalogueChoice, Plan};
+use crate::plan::{Action, CatalogueChange, CatalogueChoice, Forgery, Plan};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use common::catalogue::{Catalogue, ObjectSpec};
 use common::clock::Clock;
 use common::config::Config;
-use common::messages::CompletionMessage;
+use common::ledger::Ledger;
+use common::messages::{
+    CompletionMessage, JobKind, JobMessage, MESSAGE_VERSION, NOTIFY_ORIGIN, ORIGIN_ATTRIBUTE, Window,
+};
 use common::queue::{Queue, QueueDepth, redrive_manually};
 use common::secret::Secret;
 use common::services::{Queues, Services};
@@ -97,6 +100,8 @@ pub struct World {
     all_objects: Vec<ObjectSpec>,
     /// The requests the plan sent, for the oracle's bound on Zuora's jobs.
     pub sent: SentRequests,
+    /// The forged job messages sent (bodies), each of which the consumers must refuse into the jobs DLQ.
+    pub forged: Vec<String>,
     /// Everything must settle within this long after the faults stop.
     drain_bound: Duration,
     producer: Option<Incarnation>,
@@ -214,6 +219,7 @@ impl World {
             received: Arc::default(),
             all_objects,
             sent: SentRequests::default(),
+            forged: Vec::new(),
             producer: None,
             consumers,
             next_incarnation: 0,
@@ -456,7 +462,59 @@ impl World {
                 self.control.abort_next_batch(name, "java.lang.RuntimeException: injected by the chaos plan");
             }
             Action::SlowJobs { queue_secs } => self.control.update_settings(|s| s.job_queue_secs = queue_secs),
+            Action::Forge(forgery) => self.forge(forgery).await?,
         }
+        Ok(())
+    }
+
+    /// Puts a message no service wrote on the jobs queue: through the notification route (the route's constant
+    /// origin attribute, whatever the body), or as a job message from inside (then recorded: the oracle finds each
+    /// one refused in the jobs DLQ). A copy of a recorded job needs one; before the first, an unknown job is sent.
+    async fn forge(&mut self, forgery: Forgery) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let unknown_id = format!("{:016x}{:016x}", self.plan.seed, now.timestamp_millis());
+        let unknown = JobMessage {
+            version: MESSAGE_VERSION,
+            job_id: unknown_id.clone(),
+            request_id: "forged".to_owned(),
+            kind: JobKind::Increment,
+            objects: vec![self.object_name(0).to_owned()],
+            window: Window { from: None, to: now - chrono::Duration::hours(1) },
+            starts: Default::default(),
+            submitted_at: now - chrono::Duration::hours(1),
+            until: None,
+        };
+        let ledger = Ledger::new(self.store.clone(), &self.config.ledger.bucket, &self.config.ledger.prefix);
+        let recorded = match ledger.session_mark().await?.and_then(|m| m.job_id) {
+            Some(job_id) => ledger.job(&job_id).await?.map(|r| r.job_message()),
+            None => None,
+        };
+        let through_the_route =
+            |body: String| common::queue::OutgoingMessage::new(body).attribute(ORIGIN_ATTRIBUTE, NOTIFY_ORIGIN);
+        let job = match (forgery, recorded) {
+            (Forgery::JobThroughTheRoute, recorded) => {
+                let body = serde_json::to_string(&recorded.unwrap_or(unknown))?;
+                self.queues.jobs.send(through_the_route(body)).await?;
+                return Ok(());
+            }
+            (Forgery::UnknownNotification, _) => {
+                self.queues.jobs.send(through_the_route(unknown_id)).await?;
+                return Ok(());
+            }
+            (Forgery::Relabelled, Some(recorded)) => {
+                let kind = if recorded.kind == JobKind::Increment { JobKind::FullWindow } else { JobKind::Increment };
+                JobMessage { kind, ..recorded }
+            }
+            (Forgery::EarlierStarts, Some(recorded)) => {
+                let long_ago: chrono::DateTime<Utc> = "2020-01-01T00:00:00Z".parse()?;
+                let starts = recorded.objects.iter().map(|o| (o.clone(), long_ago)).collect();
+                JobMessage { starts, ..recorded }
+            }
+            (Forgery::UnknownJob | Forgery::Relabelled | Forgery::EarlierStarts, _) => unknown,
+        };
+        let body = serde_json::to_string(&job)?;
+        self.queues.jobs.send(common::queue::OutgoingMessage::new(body.clone())).await?;
+        self.forged.push(body);
         Ok(())
     }
 
