@@ -208,8 +208,8 @@ impl Catalogue {
             if !seen.insert(entry.name.to_ascii_lowercase()) {
                 return Err(fail(format!("{}: listed twice", at("name"))));
             }
-            if !entry.query.to_ascii_lowercase().trim_start().starts_with("select ") {
-                return Err(fail(format!("{}: must be a SELECT statement", at("query"))));
+            if crate::zoql::Select::parse(&entry.query).is_none() {
+                return Err(fail(format!("{}: must be a SELECT of columns FROM one object", at("query"))));
             }
             let deleted_column = if entry.export_deleted {
                 let column = entry.deleted_column.or_else(|| file.defaults.deleted_column.clone());

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`zuora`]: the AQuA client (OAuth, submit, poll, cancel, stream a file), its tolerant wire types, its typed
 //!   errors and the `incrementalTime` rendering rules.
-//! - [`catalogue`]: the list of exported objects (name, ZOQL, deleted column, S3 target), read from TOML.
+//! - [`catalogue`]: the list of exported objects (name, ZOQL, deleted column, S3 target), read from TOML;
+//!   [`zoql`]: the clauses of its queries, read one way wherever a query is rewritten.
 //! - [`config`]: the deployment's configuration file, shared by both binaries.
 //! - [`messages`]: the three message contracts (export request, job, completion).
 //! - [`queue`], [`store`], [`aws`]: SQS and S3 behind small traits (with in-memory and local-directory twins),
@@ -38,6 +39,7 @@ pub mod secret;
 pub mod services;
 pub mod shutdown;
 pub mod store;
+pub mod zoql;
 pub mod zuora;
 
 /// What `--version` prints: the crate version, the commit built and the fingerprint of the built-in catalogues

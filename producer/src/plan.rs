@@ -5,6 +5,7 @@ use common::catalogue::ObjectSpec;
 use common::config::FullExportConfig;
 use common::ledger::PlannedJob;
 use common::messages::{ExportFrom, ExportRequest, JobKind};
+use common::zoql::Select;
 use common::zuora::DataCenter;
 
 /// The instant a backfill date stands for: 00:00:00 UTC of that day. The old Lambda sent the date's midnight
@@ -105,35 +106,12 @@ pub fn windows(full: &FullExportConfig, now: DateTime<Utc>) -> Vec<(DateTime<Utc
 }
 
 /// `zoql` restricted to rows created in `[from, to)`. The bounds are ISO datetimes with an offset: Zuora silently
-/// ignores a predicate on a space-separated literal and would return the whole table.
+/// ignores a predicate on a space-separated literal and would return the whole table. A query the catalogue let
+/// through is always a [`Select`]; anything else is returned as it is.
 pub fn windowed_query(zoql: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let literal = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string();
     let window = format!("CreatedDate >= '{}' AND CreatedDate < '{}'", literal(from), literal(to));
-    match find_where(zoql) {
-        Some(at) => format!("{} WHERE ({}) AND {window}", zoql[..at].trim_end(), zoql[at + 6..].trim()),
-        None => format!("{} WHERE {window}", zoql.trim_end()),
-    }
-}
-
-/// Byte offset of the top-level `WHERE` keyword (outside quotes), if any.
-fn find_where(zoql: &str) -> Option<usize> {
-    let lower = zoql.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    let mut in_quote = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\'' => in_quote = !in_quote,
-            b'w' if !in_quote
-                && lower[i..].starts_with("where")
-                && (i == 0 || bytes[i - 1].is_ascii_whitespace() || bytes[i - 1] == b')')
-                && bytes.get(i + 5).is_none_or(|c| c.is_ascii_whitespace() || *c == b'(') =>
-            {
-                return Some(i);
-            }
-            _ => {}
-        }
-    }
-    None
+    Select::parse(zoql).map_or_else(|| zoql.to_owned(), |select| select.and(&window))
 }
 
 #[cfg(test)]
@@ -194,7 +172,6 @@ mod tests {
             "SELECT Id FROM InvoiceItem WHERE ((CreatedDate >= '2020-04-01T00:00:00') AND (Name = 'where')) AND \
              CreatedDate >= '2022-01-01T00:00:00+00:00' AND CreatedDate < '2022-02-01T00:00:00+00:00'"
         );
-        assert_eq!(find_where("SELECT Somewhere FROM X"), None);
     }
 
     #[test]
