@@ -53,7 +53,9 @@ pub async fn redrive(dlq: &SqsQueue, source: &SqsQueue) -> Result<RedriveReport,
 }
 
 /// Moves, one by one, the messages the dead-letter queue holds when it starts (like SQS's move task): a message
-/// that fails again at once and comes back is left for the next redrive, so a redrive always ends.
+/// that fails again at once and comes back is left for the next redrive, so a redrive always ends. Each keeps its
+/// FIFO message group (a completion's object: the table writer applies an object's files in their order) and its
+/// attributes but the dead-letter reason.
 pub async fn redrive_manually(dlq: &dyn Queue, source: &dyn Queue) -> Result<u64, QueueError> {
     let depth = dlq.depth().await?;
     let limit = depth.visible + depth.in_flight;
@@ -65,6 +67,7 @@ pub async fn redrive_manually(dlq: &dyn Queue, source: &dyn Queue) -> Result<u64
         }
         for message in batch {
             let mut outgoing = OutgoingMessage::new(message.body).deduplicated(format!("redrive-{}", message.id));
+            outgoing.group = message.group;
             outgoing.attributes =
                 message.attributes.into_iter().filter(|(k, _)| !DEAD_LETTER_ATTRIBUTES.contains(&k.as_str())).collect();
             source.send(outgoing).await?;
@@ -165,6 +168,23 @@ mod tests {
         let moved = redrive_manually(&*dlq, &source).await.expect("the redrive ends");
         assert_eq!(moved, 3);
         assert_eq!(dlq.depth().await.unwrap().visible, 3, "each message is back in the DLQ, for the next redrive");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redrive_keeps_each_messages_fifo_group_and_drops_only_the_reason() {
+        let dlq = MemoryQueue::new("lake-dlq.fifo", Duration::from_secs(30));
+        let source = MemoryQueue::new("lake.fifo", Duration::from_secs(30));
+        for (body, group) in [("a1", "Account"), ("i1", "Invoice"), ("a2", "Account")] {
+            let message = OutgoingMessage::new(body).grouped(group).deduplicated(body);
+            dlq.send(message.attribute("reason", "refused").attribute("kind", "completion")).await.unwrap();
+        }
+        assert_eq!(redrive_manually(&dlq, &source).await.unwrap(), 3);
+        let back = source.receive(10, Duration::ZERO).await.unwrap();
+        let groups: Vec<(&str, Option<&str>)> = back.iter().map(|m| (m.body.as_str(), m.group.as_deref())).collect();
+        let account: Vec<&str> = groups.iter().filter(|(_, g)| *g == Some("Account")).map(|(b, _)| *b).collect();
+        assert_eq!(account, ["a1", "a2"], "in their group, in their order: {groups:?}");
+        assert!(groups.contains(&("i1", Some("Invoice"))), "{groups:?}");
+        assert!(back.iter().all(|m| !m.attributes.contains_key("reason") && m.attributes["kind"] == "completion"));
     }
 
     #[tokio::test(start_paused = true)]
