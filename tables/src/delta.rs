@@ -3,7 +3,9 @@
 //! Each published file is one commit, made through delta-rs's own commit protocol (`CommitBuilder`: conflict
 //! checks, retries, checkpoints); this module only decides which data files the commit adds and removes:
 //! - a file that replaces the table (`full: true` of an increment, its first segment) covers every Id: every data
-//!   file is rewritten without the rows that are not newer than it, and the file's live rows are added;
+//!   file is rewritten without the rows older than it, and the file's live rows are added. The load's other
+//!   segments have its `executedAt`: applied before the first (a first segment dead-lettered and redriven), their
+//!   rows stay;
 //! - any other file is merged copy-on-write: every data file holding an Id of the file is rewritten without the
 //!   versions the file supersedes, and the file's live rows are added. A row's version is the `executedAt` of the
 //!   file it came from ([`EXECUTED_AT`]): a file applied late (published after a newer one) never overwrites a newer
@@ -377,9 +379,10 @@ fn id_values<'a>(batch: &'a RecordBatch, id_column: &str) -> Result<impl Iterato
     Ok(column.as_string::<i32>().iter().flatten().map(str::to_owned))
 }
 
-/// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file covers its Id (`ids`;
-/// every Id when `None`: the file replaces the table) and the row is not newer than the file; a newer row stays, and
-/// its Id is kept out of the file's rows (`keep_newer`).
+/// Which rows of a table batch stay (`true`), and whether any goes: a row goes when the file covers its Id (`ids`)
+/// and the row is not newer than the file; a newer row stays, and its Id is kept out of the file's rows
+/// (`keep_newer`). When the file replaces the table (`ids` is `None`: every Id) a row as new as the file stays too:
+/// it is a row of the same full load's other segments.
 fn superseded(
     batch: &RecordBatch,
     id_column: &str,
@@ -398,7 +401,8 @@ fn superseded(
             if ids.is_some_and(|ids| !ids.contains(row_id)) {
                 return Some(true);
             }
-            if versions.value(row) > executed_at {
+            let newer = versions.value(row) > executed_at || (ids.is_none() && versions.value(row) == executed_at);
+            if newer {
                 keep_newer.insert(row_id.to_owned());
                 return Some(true);
             }

@@ -109,6 +109,52 @@ async fn a_full_load_applied_after_a_newer_increment_keeps_the_increments_rows()
 }
 
 #[tokio::test]
+async fn a_full_loads_segments_in_either_order_leave_every_row_of_the_load_and_a_segment_redelivered_changes_nothing() {
+    const HEADER: &str = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n";
+    let first = file(
+        "j1",
+        "2026-11-01T06:00:00Z",
+        true,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,1\nfalse,a2,Bob,2\n",
+    );
+    // Zuora's full load of the 2nd in two files: a2 is gone, a3 is new.
+    let (zero, zero_csv) = file(
+        "j2",
+        "2026-11-02T06:00:00Z",
+        true,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,11\n",
+    );
+    let (one, one_csv) = file(
+        "j2",
+        "2026-11-02T06:00:00Z",
+        true,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a3,Cy,3\n",
+    );
+    let one = CompletionMessage { segment: 1, segments: 2, ..one };
+    let zero = CompletionMessage { segments: 2, ..zero };
+    assert!(zero_csv.starts_with(HEADER) && one_csv.starts_with(HEADER));
+    // The first segment dead-lettered and redriven after the second was merged, and the order it should have had.
+    for order in [[(&one, one_csv), (&zero, zero_csv)], [(&zero, zero_csv), (&one, one_csv)]] {
+        let (_dir, mut table) = new_table().await;
+        apply(&mut table, &first.0, &source(first.1)).await.unwrap();
+        for (completion, csv) in order {
+            let outcome = apply(&mut table, completion, &source(csv)).await.unwrap();
+            assert!(matches!(outcome, Applied::Committed { .. }), "segment {}: {outcome:?}", completion.segment);
+        }
+        let rows = table_rows(&table).await;
+        assert_eq!(rows.keys().collect::<Vec<_>>(), ["a1", "a3"], "first applied: segment {}", order[0].0.segment);
+        assert_eq!(rows["a1"]["Account.Balance"], "11");
+        for (completion, csv) in order {
+            assert_eq!(apply(&mut table, completion, &source(csv)).await.unwrap(), Applied::AlreadyApplied);
+        }
+        assert_eq!(table_rows(&table).await, rows);
+    }
+}
+
+#[tokio::test]
 async fn rows_deleted_by_a_newer_file_or_absent_from_a_newer_full_load_stay_deleted_when_an_older_file_comes_late() {
     let (_dir, mut table) = new_table().await;
     let files = [
