@@ -144,8 +144,8 @@ impl TableWriter {
         drop(open);
         match outcome {
             Ok(applied) => {
-                self.register(&completion.object, &location).await?;
                 self.inbox.done(message).await.map_err(ApplyError::table)?;
+                self.register(&completion.object, &location).await;
                 Ok(Settled::Applied(applied))
             }
             Err(ApplyError::Refused(reason)) => {
@@ -157,12 +157,13 @@ impl TableWriter {
     }
 
     /// Compacts every open table's small files and deletes the files of its versions replaced more than `keep` ago,
-    /// its deletions table's too ([`maintain`]). Runs between files. Returns what it did; a table that fails is tried
-    /// again next time.
+    /// its deletions table's too ([`maintain`]), and registers a table whose registration failed. Runs between
+    /// files. Returns what it did; a table that fails is tried again next time.
     pub async fn maintain(&self, keep: Duration) -> Maintained {
         let mut open = self.open.lock().await;
         let mut done = Maintained::default();
         for (object, table) in open.iter_mut() {
+            self.register(object, table.table_url().as_ref()).await;
             match maintain(table, keep).await {
                 Ok(this) => {
                     if this != Maintained::default() {
@@ -178,17 +179,22 @@ impl TableWriter {
     }
 
     /// Registers `object`'s table at `location` in the Glue catalog, if there is one, unless this process has seen
-    /// it there already. A failure leaves the completion to come back: applying it again finds it applied.
-    async fn register(&self, object: &str, location: &str) -> Result<(), ApplyError> {
-        let Some(catalog) = &self.catalog else { return Ok(()) };
+    /// it there already. It runs after the file's commit and the message's deletion: a failure is logged and tried
+    /// again with the object's next file and at the next maintenance, and never sends an applied file round again.
+    async fn register(&self, object: &str, location: &str) {
+        let Some(catalog) = &self.catalog else { return };
         if self.registered.lock().await.contains(object) {
-            return Ok(());
+            return;
         }
-        if catalog.register(object, location).await? {
-            info!(object, location, "table registered in the Glue catalog");
+        match catalog.register(object, location).await {
+            Ok(created) => {
+                if created {
+                    info!(object, location, "table registered in the Glue catalog");
+                }
+                self.registered.lock().await.insert(object.to_owned());
+            }
+            Err(e) => warn!(object, error = %e, "table not registered in the Glue catalog; trying again later"),
         }
-        self.registered.lock().await.insert(object.to_owned());
-        Ok(())
     }
 
     /// Moves `message` to the DLQ with its reason (in its object's message group, deduplicated by its message id:

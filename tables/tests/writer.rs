@@ -160,3 +160,30 @@ async fn each_table_is_registered_in_the_glue_database_as_a_delta_table_and_an_e
     assert_eq!(kept.storage_descriptor.unwrap().location.unwrap(), location);
     assert!(catalog.register("Invoice", "s3://tables/Invoice/").await.unwrap(), "a new entry");
 }
+
+#[tokio::test]
+#[ignore = "real-protocol tier: ./tests/run.sh (moto's Glue)"]
+async fn a_glue_failure_after_a_commit_settles_the_file_and_the_table_is_registered_at_the_next_maintenance() {
+    let aws = test_support::aws_config();
+    let glue = aws_sdk_glue::Client::new(&aws.load().await);
+    // The database does not exist yet: registering fails.
+    let database = test_support::unique("zle").replace('-', "_");
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, services) = local_writer(dir.path()).await;
+    let writer = std::sync::Arc::into_inner(writer).unwrap().with_catalog(GlueCatalog::new(&aws, &database).await);
+    publish(&services, &days()[..1]).await;
+    let tables = services.queues.tables.clone().unwrap();
+    let message = tables.receive(1, std::time::Duration::ZERO).await.unwrap().pop().unwrap();
+    let settled = writer.handle(&message).await.unwrap();
+    assert!(matches!(settled, Settled::Applied(Applied::Committed { .. })), "{settled:?}");
+    tables.set_visibility(&message.receipt, std::time::Duration::ZERO).await.ok();
+    assert!(tables.receive(1, std::time::Duration::ZERO).await.unwrap().is_empty(), "the file is settled");
+    let input = aws_sdk_glue::types::DatabaseInput::builder().name(&database).build().unwrap();
+    glue.create_database().database_input(input).send().await.unwrap();
+    writer.maintain(table_writer::service::KEEP_VERSIONS).await;
+    let entry = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    assert_eq!(
+        entry.storage_descriptor.unwrap().location.unwrap(),
+        writer.table("Account").await.unwrap().table_url().to_string()
+    );
+}
