@@ -4,6 +4,7 @@
 use common::merge::{self, MergedTable};
 use common::messages::CompletionMessage;
 use consumer::worker::{Settled, Worker};
+use producer::audit::{AuditError, Auditor, Problem, RepairLimits};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
@@ -334,7 +335,7 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     .await;
     let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
     let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
-    let auditor = producer::audit::Auditor::from_config(&d.config(), &d.services()).unwrap();
+    let auditor = Auditor::from_config(&d.config(), &d.services()).unwrap();
     let config = d.config();
     let catalogue = config.catalogue().unwrap();
     let account = catalogue.objects.iter().find(|o| o.name == "Account").unwrap();
@@ -370,7 +371,6 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     let found = |problem| -> std::collections::BTreeSet<String> {
         audit.differences.iter().filter(|d| d.problem == problem).map(|d| d.id.clone()).collect()
     };
-    use producer::audit::Problem;
     let set = |ids: &[String]| ids.iter().cloned().collect::<std::collections::BTreeSet<_>>();
     assert_eq!(found(Problem::Gone), set(&purged), "{}", audit.summary());
     assert_eq!(found(Problem::Missing), set(&lost.inserted));
@@ -378,7 +378,14 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     assert_eq!(found(Problem::Deleted), set(&lost.deleted));
     assert!(audit.summary().contains("DIFFERENT, 2 missing, 4 differing, 1 deleted in Zuora, 3 gone from Zuora"));
 
-    let done = auditor.repair(account, &audit).await.unwrap();
+    // 4 of the lake's 42 rows to delete is more than a repair deletes unasked: it does nothing, and says so.
+    let keys = d.bucket.keys("").await;
+    let held = auditor.repair(account, &audit, RepairLimits::default()).await.unwrap();
+    assert!(held.held_back && held.done.len() == 1 && held.done[0].contains("would delete 4"), "{:?}", held.done);
+    assert!(test_support::drain(d.queues().requests.as_ref()).await.is_empty(), "no backfill either");
+    assert_eq!(d.bucket.keys("").await, keys, "nothing published");
+    let forced = RepairLimits { force: true, ..RepairLimits::default() };
+    let done = auditor.repair(account, &audit, forced).await.unwrap().done;
     assert_eq!(done.len(), 2, "a backfill and a file of deletions: {done:?}");
     for request in test_support::drain(d.queues().requests.as_ref()).await {
         producer.serve(&request.body, &request.id).await.unwrap();
@@ -393,6 +400,99 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     let mut truth = MergedTable::default();
     truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
     assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
+}
+
+/// The keys of the lake's files of `object`.
+async fn lake_keys(d: &Deployment, object: &str) -> std::collections::BTreeSet<String> {
+    d.bucket.keys(&format!("{object}/")).await.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_after_the_latest_increment_is_lost_finds_its_rows_and_its_repair_brings_them_back() {
+    // Zuora's clock a day back, so that its advanced hours are still in the past when the files are published.
+    let d = Deployment::start(|c| {
+        c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(1));
+        c.rows.insert("Account".into(), 40);
+    })
+    .await;
+    let (config, services) = (d.config(), d.services());
+    let worker = Worker::from_config(&config, &services).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
+    let auditor = Auditor::from_config(&config, &services).unwrap();
+    let account = config.catalogue().unwrap().objects.into_iter().find(|o| o.name == "Account").unwrap();
+    let (control, hour) = (d.sim.control(), Duration::from_secs(3600));
+    let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
+    producer.serve(daily, "first-load").await.unwrap();
+    work_all(&worker, &d).await;
+    control.advance_clock(hour);
+    let lost = control.mutate("Account", Mutation { insert: 2, update: 4, ..Mutation::default() }).unwrap();
+    control.advance_clock(hour);
+    let before = lake_keys(&d, "Account").await;
+    producer.serve(daily, "latest").await.unwrap();
+    work_all(&worker, &d).await;
+    // The latest increment's file and its metadata, gone from the lake: the files now end at the first load.
+    for key in lake_keys(&d, "Account").await.difference(&before) {
+        d.bucket.remove(key).await;
+    }
+    control.advance_clock(hour);
+
+    let audit = auditor.audit(&account).await.unwrap();
+    let found = |problem| -> std::collections::BTreeSet<String> {
+        audit.differences.iter().filter(|d| d.problem == problem).map(|d| d.id.clone()).collect()
+    };
+    assert_eq!(found(Problem::Missing), lost.inserted.iter().cloned().collect(), "{}", audit.summary());
+    assert_eq!(found(Problem::Differing), lost.updated.iter().cloned().collect(), "{}", audit.summary());
+    assert_eq!(audit.differences.len(), 6, "{}", audit.summary());
+    let repaired = auditor.repair(&account, &audit, RepairLimits::default()).await.unwrap();
+    assert!(!repaired.held_back, "{:?}", repaired.done);
+    serve_until_settled(&worker, &producer, &d).await;
+    let after = auditor.audit(&account).await.unwrap();
+    assert!(after.is_equal(), "{}", after.summary());
+    // And the lake, merged from the files it holds, is Zuora's table column for column.
+    let store = d.bucket.store();
+    let published = merge::completions_from_metadata(&*store, &[&account]).await.unwrap();
+    let lake = merge::merge_object(&*store, &account, &published).await.unwrap();
+    let mut truth = MergedTable::default();
+    truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
+    assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_refuses_a_zuora_file_cut_at_a_row_boundary_and_nothing_is_repaired() {
+    let d = Deployment::start(|c| {
+        c.rows.insert("Account".into(), 40);
+    })
+    .await;
+    let (config, services) = (d.config(), d.services());
+    let worker = Worker::from_config(&config, &services).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
+    let auditor = Auditor::from_config(&config, &services).unwrap();
+    let account = config.catalogue().unwrap().objects.into_iter().find(|o| o.name == "Account").unwrap();
+    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
+    work_all(&worker, &d).await;
+    let whole = auditor.audit(&account).await.unwrap();
+    assert!(whole.is_equal(), "{}", whole.summary());
+
+    // The audit's file as Zuora serves it, then every download of it ended cleanly after its 20th row.
+    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
+    let job = zuora.job(&whole.job_id).await.unwrap();
+    let file_id = job.batches[0].file_ids()[0].to_owned();
+    let chunks: Vec<bytes::Bytes> =
+        futures::TryStreamExt::try_collect(zuora.download(&file_id).await.unwrap()).await.unwrap();
+    let file = chunks.concat();
+    let row_ends: Vec<usize> = file.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+    assert!(row_ends.len() > 40, "a header and 40 rows");
+    d.sim.control().set_faults(vec![zuora_sim::FaultRule {
+        endpoint: "file".into(),
+        truncate_after_bytes: Some(row_ends[20] as u64),
+        ..zuora_sim::FaultRule::default()
+    }]);
+    let keys = d.bucket.keys("").await;
+    let refused = auditor.audit(&account).await.unwrap_err();
+    assert!(matches!(refused, AuditError::NotWhole { .. }), "{refused}");
+    assert!(refused.to_string().contains("20 records read, Zuora's recordCount is 40"), "{refused}");
+    assert_eq!(d.bucket.keys("").await, keys, "nothing published");
+    assert!(test_support::drain(d.queues().lake.as_ref()).await.iter().all(|m| !m.body.contains("audit-")));
 }
 
 #[tokio::test(flavor = "multi_thread")]

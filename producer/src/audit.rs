@@ -8,16 +8,23 @@
 //! - **extra** when the lake has it and Zuora does not (deleted within Zuora's 30 days of deleted rows, or gone
 //!   without a trace: hard-deleted, or deleted longer ago);
 //!
-//! except rows Zuora changed at or after the lake's last increment (`pending`: the next increment brings them). With
-//! `repair`, missing and differing rows are asked for again by one backfill from the earliest of their
+//! except rows that are `pending`: changed in Zuora at or after the end of the last increment the exporter
+//! delivered (its published marks, whatever files the lake still holds: a lost file's rows are differences, not
+//! pending), or changed in the lake at or after the audit job's start (Zuora's rows are as of then; a row created
+//! and published since is not "gone").
+//!
+//! Zuora's file is used only when it is whole: as many records as the batch's `recordCount`, the last one ended.
+//! With `repair`, missing and differing rows are asked for again by one backfill from the earliest of their
 //! `UpdatedDate`s, and extra rows are deleted in the lake by a file of deletions published like any other file
-//! (the deleted flag set, the Id, nothing else), ordered by the audit job's start.
+//! (the deleted flag set, the Id, nothing else), ordered by the audit job's start; a repair that would delete more
+//! than [`RepairLimits::max_delete_share`] of the lake's rows of the object deletes nothing unless forced.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
 use common::clock::Clock;
 use common::config::Config;
+use common::marks::Marks;
 use common::merge::{self, MergedTable};
 use common::messages::{
     Checksum, CompletionMessage, ExportFrom, ExportRequest, FileSchema, JobKind, MESSAGE_VERSION, Window,
@@ -25,6 +32,7 @@ use common::messages::{
 use common::queue::{OutgoingMessage, Queue};
 use common::services::{CompletionQueues, Services};
 use common::store::{ChecksumAlgorithm, ObjectStore};
+use common::zoql::Select;
 use common::zuora::{BatchQueryRequest, DataCenter, DeletedSpec, Phase, Query, ZuoraClient, ZuoraTime};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
@@ -40,6 +48,8 @@ pub struct Auditor {
     pub zuora: ZuoraClient,
     /// The store the lake's files are in.
     pub store: Arc<dyn ObjectStore>,
+    /// The published marks: what the exporter delivered.
+    pub marks: Marks,
     /// Where a repair's backfill request goes.
     pub requests: Arc<dyn Queue>,
     /// Where a repair's file of deletions is announced.
@@ -104,9 +114,10 @@ pub struct ObjectAudit {
     pub zuora_rows: usize,
     /// Rows in the merged lake.
     pub lake_rows: usize,
-    /// The end of the lake's latest increment: Zuora's changes from then on are not a difference yet.
-    pub lake_until: Option<DateTime<Utc>>,
-    /// Rows Zuora changed since `lake_until` that the lake does not hold yet.
+    /// The end of the latest increment delivered (its mark, or a file the lake holds): Zuora's changes from then
+    /// on are not a difference yet.
+    pub delivered_until: Option<DateTime<Utc>>,
+    /// Rows changed since: in Zuora since `delivered_until`, or in the lake since `as_of`.
     pub pending: usize,
     /// Every difference, by Id.
     pub differences: Vec<Difference>,
@@ -122,8 +133,8 @@ impl ObjectAudit {
     pub fn summary(&self) -> String {
         let mut out = format!("{}: {} rows in Zuora, {} in the lake", self.object, self.zuora_rows, self.lake_rows);
         if self.pending > 0 {
-            let since = self.lake_until.map(|t| t.to_rfc3339()).unwrap_or_default();
-            out.push_str(&format!(", {} changed since the lake's last increment ({since})", self.pending));
+            let since = self.delivered_until.map(|t| t.to_rfc3339()).unwrap_or_default();
+            out.push_str(&format!(", {} changed since the last increment delivered ({since})", self.pending));
         }
         if self.is_equal() {
             out.push_str(": equal");
@@ -149,6 +160,15 @@ impl ObjectAudit {
     }
 }
 
+/// What a repair did.
+#[derive(Debug, Clone, Default)]
+pub struct Repaired {
+    /// One line per thing done or left alone.
+    pub done: Vec<String>,
+    /// A deletion was more than [`RepairLimits`] allow, and nothing was deleted.
+    pub held_back: bool,
+}
+
 /// A failed audit.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -170,6 +190,19 @@ pub enum AuditError {
     /// The lake or Zuora's file could not be read.
     #[error("{0}")]
     Read(String),
+    /// Zuora's file is not whole: nothing is compared or repaired from it.
+    #[error(
+        "{object}: Zuora's audit job {job_id} file is not whole ({reason}): nothing compared, nothing repaired; \
+         run the audit again"
+    )]
+    NotWhole {
+        /// The object.
+        object: String,
+        /// The job.
+        job_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A repair could not be sent or published.
     #[error("{0}")]
     Repair(String),
@@ -188,10 +221,25 @@ struct ZuoraRows {
 /// The audit's query of an object: `Id` and `UpdatedDate` from the object's own `FROM` and `WHERE`, so that a
 /// filtered object is compared on the rows its filter lets through.
 pub fn audit_query(object: &ObjectSpec) -> String {
-    let lower = object.query.to_ascii_lowercase();
-    match lower.find(" from ") {
-        Some(at) => format!("SELECT Id, UpdatedDate{}", &object.query[at..]),
+    match Select::parse(&object.query) {
+        Some(select) => select.with_columns("Id, UpdatedDate"),
         None => format!("SELECT Id, UpdatedDate FROM {}", object.name),
+    }
+}
+
+/// How much one repair may do without `--force`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RepairLimits {
+    /// The largest share of the lake's rows of an object one repair deletes (`0.01`: 1%); more, and it deletes
+    /// nothing and says what it would have deleted.
+    pub max_delete_share: f64,
+    /// Delete whatever the share.
+    pub force: bool,
+}
+
+impl Default for RepairLimits {
+    fn default() -> Self {
+        Self { max_delete_share: 0.01, force: false }
     }
 }
 
@@ -201,6 +249,7 @@ impl Auditor {
         Ok(Self {
             zuora: ZuoraClient::new(config.zuora.clone())?,
             store: services.store.clone(),
+            marks: Marks::at(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix),
             requests: services.queues.requests.clone(),
             completions: services.queues.completions(),
             checksum: config.consumer.checksum,
@@ -219,36 +268,45 @@ impl Auditor {
         let lake =
             merge::merge_object(&*self.store, object, &published).await.map_err(|e| AuditError::Read(e.to_string()))?;
         let increments = published.iter().filter(|c| matches!(c.kind, Some(JobKind::Increment) | None));
-        let lake_until = increments.map(|c| c.window.to).max();
-        Ok(compare(object, &zuora, &lake, lake_until))
+        let in_files = increments.map(|c| c.window.to).max();
+        let marked = self.marks.latest_increment(&object.name).await.map_err(|e| AuditError::Read(e.to_string()))?;
+        let delivered_until = in_files.max(marked.map(|mark| mark.data_until()));
+        Ok(compare(object, &zuora, &lake, delivered_until))
     }
 
     /// Mends what `audit` found: a backfill request for the missing and differing rows, a published file of
-    /// deletions for the extra ones. Returns what it did, one line each.
-    pub async fn repair(&self, object: &ObjectSpec, audit: &ObjectAudit) -> Result<Vec<String>, AuditError> {
-        let mut done = Vec::new();
-        let stale = audit.differences.iter().filter(|d| matches!(d.problem, Problem::Missing | Problem::Differing));
-        let data_center = self.zuora.config().data_center;
-        if let Some(from) = stale.filter_map(|d| instant(&d.zuora_updated, data_center)).min() {
-            let request_id = format!("audit-{}-{}", object.name, audit.job_id);
-            let request = ExportRequest {
-                version: MESSAGE_VERSION,
-                export_from_date: ExportFrom::Instant(from),
-                objects: Some(vec![object.name.clone()]),
-                full_export: false,
-                request_id: Some(request_id.clone()),
-                window: None,
-            };
-            let body = serde_json::to_string(&request).map_err(|e| AuditError::Repair(e.to_string()))?;
-            self.requests.send(OutgoingMessage::new(body)).await.map_err(|e| AuditError::Repair(e.to_string()))?;
-            done.push(format!("{}: requested {request_id}, changes since {}", object.name, from.to_rfc3339()));
-        }
+    /// deletions for the extra ones. A repair that would delete more than `limits` allow does nothing at all and
+    /// says what it would have deleted. Returns what it did, one line each.
+    pub async fn repair(
+        &self,
+        object: &ObjectSpec,
+        audit: &ObjectAudit,
+        limits: RepairLimits,
+    ) -> Result<Repaired, AuditError> {
         let extra: Vec<&str> = audit
             .differences
             .iter()
             .filter(|d| matches!(d.problem, Problem::Deleted | Problem::Gone))
             .map(|d| d.id.as_str())
             .collect();
+        let share = extra.len() as f64 / audit.lake_rows.max(1) as f64;
+        if !extra.is_empty() && share > limits.max_delete_share && !limits.force {
+            let more = extra.len().saturating_sub(20);
+            let listed = extra[..extra.len() - more].join(", ")
+                + &if more > 0 { format!(" and {more} more") } else { String::new() };
+            let line = format!(
+                "{}: repaired nothing: it would delete {} of the lake's {} rows ({:.2}%), more than the {:.2}% a \
+                 repair deletes unasked. Check them (--out writes every row), then repair with --force: {listed}",
+                object.name,
+                extra.len(),
+                audit.lake_rows,
+                share * 100.0,
+                limits.max_delete_share * 100.0,
+            );
+            return Ok(Repaired { done: vec![line], held_back: true });
+        }
+        let mut done = Vec::new();
+        done.extend(self.request_backfill(object, audit).await?);
         if !extra.is_empty() {
             match &object.deleted_column {
                 Some(deleted) => done.push(self.publish_deletions(object, deleted, audit, &extra).await?),
@@ -260,7 +318,28 @@ impl Auditor {
                 )),
             }
         }
-        Ok(done)
+        Ok(Repaired { done, held_back: false })
+    }
+
+    /// Asks for the missing and differing rows again: one backfill from the earliest of their `UpdatedDate`s.
+    async fn request_backfill(&self, object: &ObjectSpec, audit: &ObjectAudit) -> Result<Option<String>, AuditError> {
+        let stale = audit.differences.iter().filter(|d| matches!(d.problem, Problem::Missing | Problem::Differing));
+        let data_center = self.zuora.config().data_center;
+        let Some(from) = stale.filter_map(|d| instant(&d.zuora_updated, data_center)).min() else {
+            return Ok(None);
+        };
+        let request_id = format!("audit-{}-{}", object.name, audit.job_id);
+        let request = ExportRequest {
+            version: MESSAGE_VERSION,
+            export_from_date: ExportFrom::Instant(from),
+            objects: Some(vec![object.name.clone()]),
+            full_export: false,
+            request_id: Some(request_id.clone()),
+            window: None,
+        };
+        let body = serde_json::to_string(&request).map_err(|e| AuditError::Repair(e.to_string()))?;
+        self.requests.send(OutgoingMessage::new(body)).await.map_err(|e| AuditError::Repair(e.to_string()))?;
+        Ok(Some(format!("{}: requested {request_id}, changes since {}", object.name, from.to_rfc3339())))
     }
 
     /// Submits the audit job, waits for it, and reads its file(s).
@@ -290,10 +369,19 @@ impl Auditor {
         let flag = object.deleted_column.as_deref().map(|d| merge::column(object, d));
         let mut rows =
             ZuoraRows { job_id: job.id.clone(), as_of, data_center, live: BTreeMap::new(), deleted: BTreeMap::new() };
+        let not_whole =
+            |reason: String| AuditError::NotWhole { object: object.name.clone(), job_id: job.id.clone(), reason };
+        let Some(expected) = batch.record_count else {
+            return Err(not_whole("Zuora gave no recordCount to verify against".to_owned()));
+        };
+        let mut read = 0u64;
         for file_id in batch.file_ids() {
             let stream = self.zuora.download(file_id).await?;
             let chunks: Vec<Bytes> = stream.try_collect().await?;
             let csv = chunks.concat();
+            if !csv.ends_with(b"\n") {
+                return Err(not_whole(format!("file {file_id} does not end with a line terminator")));
+            }
             let mut reader = csv::Reader::from_reader(csv.as_slice());
             let header = reader.headers().map_err(|e| AuditError::Read(format!("{file_id}: {e}")))?.clone();
             let at = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
@@ -305,7 +393,11 @@ impl Auditor {
                 let deleted = matches!(value(flag_at).as_str(), "true" | "1");
                 let side = if deleted { &mut rows.deleted } else { &mut rows.live };
                 side.insert(value(Some(id_at)), value(updated_at));
+                read += 1;
             }
+        }
+        if read != expected {
+            return Err(not_whole(format!("{read} records read, Zuora's recordCount is {expected}")));
         }
         Ok(rows)
     }
@@ -345,7 +437,7 @@ impl Auditor {
             record_count: ids.len() as u64,
             bytes: body.len() as u64,
             full: false,
-            window: Window { from: audit.lake_until, to: audit.as_of },
+            window: Window { from: audit.delivered_until, to: audit.as_of },
             executed_at: audit.as_of,
             checksum: Checksum {
                 algorithm: self.checksum.name().to_owned(),
@@ -377,7 +469,7 @@ fn compare(
     object: &ObjectSpec,
     zuora: &ZuoraRows,
     lake: &MergedTable,
-    lake_until: Option<DateTime<Utc>>,
+    delivered_until: Option<DateTime<Utc>>,
 ) -> ObjectAudit {
     let updated_column = merge::column(object, "UpdatedDate");
     let lake_updated = |row: &BTreeMap<String, String>| {
@@ -386,14 +478,18 @@ fn compare(
     let instant = |text: &str| instant(text, zuora.data_center);
     // The same instant written either way, or the same text.
     let same_time = |a: &str, b: &str| a == b || instant(a).is_some_and(|a| Some(a) == instant(b));
-    let since_lake = |updated: &str| lake_until.is_some_and(|until| instant(updated).is_some_and(|at| at >= until));
+    let at_or_after = |updated: &str, from: DateTime<Utc>| instant(updated).is_some_and(|at| at >= from);
+    // Not delivered yet: changed in Zuora since the last increment delivered.
+    let undelivered = |updated: &str| delivered_until.is_some_and(|until| at_or_after(updated, until));
+    // Newer than Zuora's rows: changed in the lake since the audit job started.
+    let newer = |lake_updated: Option<&String>| lake_updated.is_some_and(|updated| at_or_after(updated, zuora.as_of));
     let mut audit = ObjectAudit {
         object: object.name.clone(),
         job_id: zuora.job_id.clone(),
         as_of: zuora.as_of,
         zuora_rows: zuora.live.len(),
         lake_rows: lake.rows.len(),
-        lake_until,
+        delivered_until,
         pending: 0,
         differences: Vec::new(),
     };
@@ -404,21 +500,27 @@ fn compare(
         lake_updated: lake_updated.unwrap_or_default(),
     };
     for (id, updated) in &zuora.live {
-        let problem = match lake.rows.get(id).map(lake_updated) {
+        let ours = lake.rows.get(id).map(lake_updated);
+        let problem = match &ours {
             None => Problem::Missing,
             // A lake without the column is compared on Ids alone.
             Some(None) => continue,
-            Some(Some(ours)) if same_time(&ours, updated) => continue,
+            Some(Some(ours)) if same_time(ours, updated) => continue,
             Some(Some(_)) => Problem::Differing,
         };
-        if since_lake(updated) {
+        let ours = ours.flatten();
+        if undelivered(updated) || newer(ours.as_ref()) {
             audit.pending += 1;
         } else {
-            audit.differences.push(difference(id, problem, updated, lake.rows.get(id).and_then(lake_updated)));
+            audit.differences.push(difference(id, problem, updated, ours));
         }
     }
     for (id, row) in &lake.rows {
         if zuora.live.contains_key(id) {
+            continue;
+        }
+        if newer(lake_updated(row).as_ref()) {
+            audit.pending += 1;
             continue;
         }
         let (problem, zuora_updated) = match zuora.deleted.get(id) {
@@ -456,6 +558,27 @@ mod tests {
         let old = Catalogue::named("old-export").unwrap();
         let item = old.objects.iter().find(|o| o.name == "InvoiceItem").unwrap();
         assert!(audit_query(item).starts_with("SELECT Id, UpdatedDate FROM InvoiceItem WHERE (CreatedDate >="));
+        // A query written over several lines keeps its WHERE: without it every row outside the filter would be
+        // "missing" for ever.
+        let mut multi_line = object("Account");
+        multi_line.query = "SELECT\n  Id,\n  Name\nFROM Account\nWHERE\n  Status = 'Active'\n".into();
+        assert_eq!(audit_query(&multi_line), "SELECT Id, UpdatedDate FROM Account WHERE Status = 'Active'");
+    }
+
+    #[test]
+    fn rows_the_lake_changed_since_zuoras_rows_were_taken_are_pending_not_gone_or_differing() {
+        let t = |h: u32| format!("2026-11-24T{h:02}:00:00+0000");
+        let mut zuora = zuora(&[("same", &t(1)), ("changed-since", &t(2))], &[]);
+        zuora.as_of = "2026-11-24T10:00:00Z".parse().unwrap();
+        // Created and published after the audit job started, and changed then: Zuora's rows predate both.
+        let lake = lake(&[("same", &t(1)), ("changed-since", &t(11)), ("created-since", &t(10))]);
+        let audit = compare(&object("Account"), &zuora, &lake, None);
+        assert!(audit.is_equal(), "{:?}", audit.differences);
+        assert_eq!(audit.pending, 2);
+        // A row the lake has from before the job started and Zuora does not is gone.
+        let lake = self::lake(&[("same", &t(1)), ("changed-since", &t(2)), ("gone", &t(9))]);
+        let found = compare(&object("Account"), &zuora, &lake, None).differences;
+        assert_eq!(found.iter().map(|d| (d.id.as_str(), d.problem)).collect::<Vec<_>>(), [("gone", Problem::Gone)]);
     }
 
     #[test]

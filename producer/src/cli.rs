@@ -1,6 +1,6 @@
 //! The `producer` command line and the wiring of real services from the configuration.
 
-use crate::audit::Auditor;
+use crate::audit::{Auditor, RepairLimits};
 use crate::service::{self, Producer, RequestError, TransientError};
 use crate::status;
 use anyhow::{Context, bail};
@@ -87,6 +87,13 @@ pub enum Command {
         /// for rows Zuora no longer has.
         #[arg(long)]
         repair: bool,
+        /// The largest share of an object's rows in the lake, in percent, that a repair deletes; a repair that
+        /// would delete more deletes nothing, lists what it would have deleted and exits 3.
+        #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
+        max_delete_percent: f64,
+        /// Repair whatever the share of rows it deletes.
+        #[arg(long, requires = "repair")]
+        force: bool,
     },
 }
 
@@ -123,7 +130,14 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
         Command::Submit { request } => submit(&config, &services, &request, shutdown).await,
         Command::Backfill { from, objects } => backfill(&config, &services, from, objects).await,
         Command::Redrive { queue, dry_run } => redrive_dead_letters(&config, &services, queue, dry_run).await,
-        Command::Audit { objects, out, repair } => audit(&config, &services, &objects, out, repair).await,
+        Command::Audit { objects, out, repair, max_delete_percent, force } => {
+            if !(0.0..=100.0).contains(&max_delete_percent) {
+                eprintln!("producer: --max-delete-percent: {max_delete_percent} is not a percentage (0 to 100)");
+                return Ok(Exit::Usage);
+            }
+            let limits = RepairLimits { max_delete_share: max_delete_percent / 100.0, force };
+            audit(&config, &services, &objects, out, repair.then_some(limits)).await
+        }
         Command::Status { stale_after_hours, json, metrics } => {
             status(&config, &services, stale_after_hours, json, metrics).await
         }
@@ -229,13 +243,14 @@ async fn redrive_dead_letters(
     Ok(Exit::Success)
 }
 
-/// `producer audit`: each object's Ids and dates in the lake against Zuora's; `--repair` mends the differences.
+/// `producer audit`: each object's Ids and dates in the lake against Zuora's; `--repair` (`repair`) mends the
+/// differences within its limits.
 async fn audit(
     config: &Config,
     services: &Services,
     objects: &[String],
     out: Option<PathBuf>,
-    repair: bool,
+    repair: Option<RepairLimits>,
 ) -> anyhow::Result<Exit> {
     let auditor = Auditor::from_config(config, services)?;
     let catalogue = config.catalogue()?;
@@ -246,7 +261,7 @@ async fn audit(
             return Ok(Exit::Usage);
         }
     };
-    let mut different = 0;
+    let (mut different, mut held_back) = (0, 0);
     for object in objects {
         let audit = auditor.audit(object).await.with_context(|| format!("auditing {}", object.name))?;
         println!("{}", audit.summary());
@@ -260,11 +275,17 @@ async fn audit(
             std::fs::write(&path, audit.differences_csv())?;
             println!("  rows: {}", path.display());
         }
-        if repair {
-            for done in auditor.repair(object, &audit).await? {
+        if let Some(limits) = repair {
+            let repaired = auditor.repair(object, &audit, limits).await?;
+            for done in repaired.done {
                 println!("  {done}");
             }
+            held_back += usize::from(repaired.held_back);
         }
+    }
+    if held_back > 0 {
+        eprintln!("producer: {held_back} object(s) not repaired: more rows to delete than --max-delete-percent");
+        return Ok(Exit::Refused);
     }
     if different > 0 {
         eprintln!("producer: {different} object(s) differ from Zuora");

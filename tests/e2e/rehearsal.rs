@@ -446,7 +446,13 @@ async fn the_stack_as_created_runs_every_service_and_operator_command_with_its_r
     let account = OutgoingMessage::new(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#);
     stack.queue("RequestsQueueUrl", "admin").send(account).await.unwrap();
     announced(&lake, 1, &mut seen, &denied).await;
-    let (code, said, stderr) = stack.operator_exit(&["producer", "audit", "--objects", "Account", "--repair"]);
+    // A repair deleting more than its limit deletes nothing and exits 3; forced, it deletes.
+    let limited = ["producer", "audit", "--objects", "Account", "--repair", "--max-delete-percent", "0.1"];
+    let (code, said, stderr) = stack.operator_exit(&limited);
+    assert_eq!(code, Some(3), "{said}{stderr}");
+    assert!(said.contains("repaired nothing: it would delete 2"), "{said}");
+    let (code, said, stderr) =
+        stack.operator_exit(&["producer", "audit", "--objects", "Account", "--repair", "--force"]);
     assert_eq!(code, Some(1), "{said}{stderr}");
     assert!(
         said.contains("DIFFERENT, 2 gone from Zuora") && said.contains("published the deletion of 2 rows"),
