@@ -47,13 +47,40 @@ impl LocalStore {
         Ok(self.root.join(bucket).join(relative))
     }
 
+    /// Holds every other conditional write on this directory back, in this process and in others (`producer
+    /// submit` beside `producer serve` on the quick start's lake): the check and the write are one step.
+    async fn conditional_write_lock(&self) -> Result<ConditionalWriteLock, StoreError> {
+        let in_process = CONDITIONAL_WRITES.lock().await;
+        let (root, path) = (self.root.clone(), self.root.join(CONDITIONAL_WRITES_LOCK));
+        let locked = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await;
+        let unlockable = |e: &dyn std::fmt::Display| failure("PutObject", "", CONDITIONAL_WRITES_LOCK, e.to_string());
+        let file = locked.map_err(|e| unlockable(&e))?.map_err(|e| unlockable(&e))?;
+        Ok(ConditionalWriteLock { _in_process: in_process, _across_processes: file })
+    }
+
     fn upload_dir(&self, upload: &Upload) -> PathBuf {
         self.root.join(UPLOADS).join(&upload.id)
     }
 }
 
-/// Conditional writes in this process, one at a time (the local store serves one process: the quick start, tests).
+/// Conditional writes in this process, one at a time; [`LocalStore::conditional_write_lock`] adds the other
+/// processes sharing the directory.
 static CONDITIONAL_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The file whose advisory lock makes a conditional write one step across processes.
+const CONDITIONAL_WRITES_LOCK: &str = ".conditional-writes.lock";
+
+/// A conditional write's hold on the store: released when dropped.
+struct ConditionalWriteLock {
+    _in_process: tokio::sync::MutexGuard<'static, ()>,
+    _across_processes: std::fs::File,
+}
 
 /// A version tag for an object: its CRC-64, so that equal bytes are the same version.
 fn tag_of(body: &Bytes) -> String {
@@ -170,8 +197,7 @@ impl ObjectStore for LocalStore {
         condition: &'a Precondition,
     ) -> BoxFuture<'a, Result<String, StoreError>> {
         async move {
-            // The check and the write as one step: conditional writes of the process wait for each other.
-            let _one_at_a_time = CONDITIONAL_WRITES.lock().await;
+            let _one_at_a_time = self.conditional_write_lock().await?;
             let current = self.get(bucket, key).await?.map(|current| tag_of(&current));
             let holds = match condition {
                 Precondition::Absent => current.is_none(),
@@ -337,6 +363,23 @@ mod tests {
         let body: Vec<Bytes> = chunks.iter().map(|c| Bytes::from_static(c)).collect();
         let checksum = upload.checksum.of(&body);
         store.upload_part(upload, number, body, checksum).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_conditional_write_holds_the_directory_against_other_processes_too() {
+        let (store, _dir) = store();
+        let lock_file = store.root().join(CONDITIONAL_WRITES_LOCK);
+        // Another process (util-linux's flock) trying the lock without waiting.
+        let other_process_gets_it = || {
+            let status = std::process::Command::new("flock").arg("-n").arg(&lock_file).arg("true").status();
+            status.expect("flock (util-linux) runs").success()
+        };
+        let held = store.conditional_write_lock().await.unwrap();
+        assert!(!other_process_gets_it(), "held by this process: another cannot take it");
+        drop(held);
+        assert!(other_process_gets_it(), "released");
+        store.put_if("b", "k", Bytes::from_static(b"1"), &Precondition::Absent).await.unwrap();
+        assert!(other_process_gets_it(), "released after the write");
     }
 
     /// A store in a new directory (removed when the second value is dropped).
