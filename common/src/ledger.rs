@@ -269,6 +269,13 @@ impl Ledger {
         self.records.write(&claim_name(idempotency_key), &claim).await
     }
 
+    /// Proves the ledger's store honours conditional writes (`If-None-Match`, `If-Match`), which keep two
+    /// producers from overwriting each other's records: a probe under `probe/` of the prefix. `Err` is permanent
+    /// and names the store and the condition it ignored.
+    pub async fn prove_conditional_writes(&self) -> Result<(), LedgerError> {
+        self.records.prove_conditional_writes().await
+    }
+
     /// The published marks kept beside this ledger.
     pub fn marks(&self) -> Marks {
         Marks::new(self.records.clone())

@@ -2,7 +2,7 @@
 //! only if still the version this process last read or wrote. The ledger ([`crate::ledger`]) and the published
 //! marks ([`crate::marks`]) are both kept as records.
 
-use crate::store::{ObjectStore, Precondition, StoreError};
+use crate::store::{ObjectStore, Precondition, StoreError, StoreErrorKind};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -85,6 +85,46 @@ impl Records {
             Err(LedgerError::Store(e)) if e.is_conflict() => Ok(()),
             written => written.map(|_| ()),
         }
+    }
+
+    /// Proves the store honours the two conditions every record's write relies on, under `probe/` of the prefix:
+    /// a create (`If-None-Match: *`) over an existing object and an update (`If-Match`) of a version that is not
+    /// the object's must both be refused. A store that takes either (Garage 2.5 takes both) would let two writers
+    /// overwrite each other's records: `Err` names the store and the condition it ignored.
+    pub(crate) async fn prove_conditional_writes(&self) -> Result<(), LedgerError> {
+        const PROBE: &str = "probe/conditional-writes.json";
+        let key = format!("{}{PROBE}", self.prefix);
+        let body = || Bytes::from_static(b"{\"probe\":\"conditional writes\"}");
+        let refused = |condition: &str| {
+            let mut error = StoreError::transient(
+                "PutObject",
+                &self.bucket,
+                &key,
+                format!(
+                    "the store ignores {condition}: a conditional write that must be refused was taken, so two \
+                     writers of the ledger would overwrite each other; point the ledger at a store that honours \
+                     conditional writes (Amazon S3 does)"
+                ),
+            );
+            error.kind = StoreErrorKind::Permanent;
+            error
+        };
+        // Created now, or by an earlier start: either way it exists after this.
+        match self.store.put_if(&self.bucket, &key, body(), &Precondition::Absent).await {
+            Err(e) if !e.is_conflict() => return Err(e.into()),
+            _ => {}
+        }
+        for (condition, name) in [
+            (Precondition::Absent, "If-None-Match"),
+            (Precondition::Tagged("\"zle-probe-not-a-version\"".to_owned()), "If-Match"),
+        ] {
+            match self.store.put_if(&self.bucket, &key, body(), &condition).await {
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+                Ok(_) => return Err(refused(name).into()),
+            }
+        }
+        Ok(())
     }
 
     async fn put<T: Serialize>(&self, name: &str, record: &T, condition: &Precondition) -> Result<String, LedgerError> {

@@ -120,6 +120,10 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> anyhow::Result
     }
     info!(?config, "configuration");
     let services = Services::connect_shared(&config).await?;
+    if matches!(cli.command, Command::Serve | Command::Submit { .. }) {
+        let ledger = Ledger::new(services.store.clone(), &config.ledger.bucket, &config.ledger.prefix);
+        ledger.prove_conditional_writes().await.context("the ledger's store (ledger.bucket)")?;
+    }
     match cli.command {
         Command::CheckConfig => Ok(Exit::Success),
         Command::Serve => {

@@ -262,3 +262,27 @@ async fn version_names_the_commit_built_and_the_catalogues() {
         assert!(version.contains(head.trim()), "{version} is not of {head}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "real-protocol tier: ./tests/run.sh (moto's S3 and Garage)"]
+async fn the_ledger_proves_its_store_honours_conditional_writes_as_moto_does_and_garage_does_not() {
+    use common::store::{ObjectStore, S3Store};
+    let ledger_on = |aws: test_support::Aws, bucket: String| {
+        let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(S3Store::new(aws.s3));
+        Ledger::new(store, bucket, "ledger/")
+    };
+    let moto = test_support::Aws::connect().await;
+    let bucket = moto.bucket("ledger").await;
+    let ledger = ledger_on(moto, bucket);
+    ledger.prove_conditional_writes().await.unwrap();
+    ledger.prove_conditional_writes().await.expect("a second start finds the probe and proves it again");
+
+    // Garage 2.5 takes a create over an existing object and an update of a version that is not the object's.
+    let garage = test_support::Aws::connect_strict().await;
+    let bucket = garage.bucket("ledger").await;
+    let refused = ledger_on(garage, bucket).prove_conditional_writes().await.unwrap_err();
+    let said = refused.to_string();
+    assert!(said.contains("ignores If-None-Match") && said.contains("ledger/probe/"), "{said}");
+    let chain: Vec<&(dyn std::error::Error + 'static)> = vec![&refused];
+    assert_eq!(common::exit::Exit::of_failure(chain), common::exit::Exit::Usage, "exit 2: fix the deployment");
+}

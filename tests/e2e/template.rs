@@ -430,7 +430,9 @@ fn each_task_role_grants_what_its_work_needs_and_no_more() {
     // The producer writes only its own ledger records, and never redrives (operators do).
     for (action, resources) in allowed(&template, "ProducerTaskRole") {
         if action.starts_with("s3:Put") {
-            let own = |r: &String| producers_records.iter().any(|p| r.contains(&format!("/{ledger}{p}")));
+            // And probe/: the start-up proof that the ledger's store honours conditional writes.
+            let own =
+                |r: &String| producers_records.iter().chain(&["probe/"]).any(|p| r.contains(&format!("/{ledger}{p}")));
             assert!(resources.iter().all(own), "the producer may {action} on {resources:?}");
         }
         assert!(!action.contains("MessageMoveTask"), "the producer service may {action}");
@@ -1112,6 +1114,12 @@ fn only_the_table_writer_writes_the_tables_and_only_the_consumer_the_marks() {
     };
     for kind in ["requests/", "jobs/", "session/", "session/claims/"] {
         assert!(operator(&format!("{ledger}{kind}x.json")), "the operator may not write {kind}");
+    }
+    // Both roles that start `serve` or `submit` write the probe of conditional writes.
+    let probe = format!("{ledger}probe/conditional-writes.json");
+    for role in ["ProducerTaskRole", "OperatorTaskRole"] {
+        let may = grants(&template, role, "s3:PutObject", &probe) && !denies(&template, role, "s3:PutObject", &probe);
+        assert!(may, "{role} may not write {probe}");
     }
     for (object, key) in catalogue_keys() {
         for file in [key.clone(), format!("{key}.metadata.json")] {
