@@ -75,6 +75,11 @@ pub enum Applied {
 /// The table property holding the `executedAt` (RFC 3339) of the newest full load that replaced the table.
 pub const FULL_LOAD_AT: &str = "zuoraLakeExport.fullLoadAt";
 
+/// The property of a deletions table holding the `executedAt` (RFC 3339) before which its deletions were expired
+/// ([`crate::maintenance::expire_deletions`]): a file older than that could bring back a row deleted since, and is
+/// refused.
+pub const DELETIONS_EXPIRED_BEFORE: &str = "zuoraLakeExport.deletionsExpiredBefore";
+
 /// The directory, inside a table's, of the Delta table of the Ids deleted by its merged files.
 pub const DELETED_TABLE: &str = "_zle_deleted/";
 
@@ -116,6 +121,19 @@ pub async fn apply(
     let mut actions: Vec<Action> = Vec::new();
     // Ids whose row is newer than the file, or deleted by a newer file: the file's version of them is dropped.
     let deletions = deletions_table(table).await?;
+    if let Some(expired_before) = property_time(deletions.as_ref(), DELETIONS_EXPIRED_BEFORE)?
+        && completion.executed_at < expired_before
+    {
+        return Err(Refused(format!(
+            "Zuora ran the file at {}, before {}, the oldest deletion the table still knows \
+             (deletions are kept {} days): applied, it could bring back rows deleted since. Export its window again \
+             instead (producer backfill)",
+            completion.executed_at.to_rfc3339(),
+            expired_before.to_rfc3339(),
+            crate::maintenance::DELETIONS_KEPT.num_days()
+        ))
+        .into());
+    }
     let mut keep_newer = deleted_after(deletions.as_ref(), executed_at).await?;
     // Data files of the table's target size (100 MiB unless `delta.targetFileSize` says otherwise), not one file
     // per commit: a merge reads a rewritten file whole, so the file's size bounds its memory.
@@ -260,10 +278,15 @@ async fn file_ids(
 
 /// The `executedAt` of the newest full load that replaced the table ([`FULL_LOAD_AT`]).
 fn full_load_at(table: &DeltaTable) -> Result<Option<DateTime<Utc>>, ApplyError> {
+    property_time(Some(table), FULL_LOAD_AT)
+}
+
+/// The time (RFC 3339) in `table`'s property `name`, if the table and the property exist.
+fn property_time(table: Option<&DeltaTable>, name: &str) -> Result<Option<DateTime<Utc>>, ApplyError> {
+    let Some(table) = table else { return Ok(None) };
     let snapshot = table.snapshot()?;
-    let Some(text) = snapshot.metadata().configuration().get(FULL_LOAD_AT) else { return Ok(None) };
-    let at =
-        DateTime::parse_from_rfc3339(text).map_err(|e| ApplyError::table(format!("{FULL_LOAD_AT} {text:?}: {e}")))?;
+    let Some(text) = snapshot.metadata().configuration().get(name) else { return Ok(None) };
+    let at = DateTime::parse_from_rfc3339(text).map_err(|e| ApplyError::table(format!("{name} {text:?}: {e}")))?;
     Ok(Some(at.to_utc()))
 }
 
@@ -286,7 +309,7 @@ fn marked_full_load(
 
 /// The table of the Ids deleted by `table`'s merged files ([`DELETED_TABLE`]), loaded; `None` until the first
 /// deletion creates it.
-pub(crate) async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
+pub async fn deletions_table(table: &DeltaTable) -> Result<Option<DeltaTable>, ApplyError> {
     if !has_log(table, DELETED_TABLE).await? {
         return Ok(None);
     }

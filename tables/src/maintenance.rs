@@ -1,11 +1,17 @@
-//! Keeping a table lean without touching its rows: small data files compacted, replaced versions expired. Both
+//! Keeping a table lean without touching its rows: small data files compacted, replaced versions expired (both
 //! commit no data change, so readers, time travel within the kept window and the application transactions of the
-//! files applied are untouched.
+//! files applied are untouched), and deletions older than a late file can be expired from the deletions table.
 
-use crate::delta::{conform, data_files, deletions_table, read_data_file};
+use crate::delta::{DELETIONS_EXPIRED_BEFORE, conform, data_files, deletions_table, read_data_file};
 use crate::error::ApplyError;
-use deltalake::kernel::Action;
+use crate::rows::EXECUTED_AT;
+use arrow_array::BooleanArray;
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
+use chrono::{DateTime, Utc};
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, MetadataExt};
 use deltalake::protocol::DeltaOperation;
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -18,18 +24,89 @@ pub struct Maintained {
     pub compacted: usize,
     /// Files of replaced versions deleted.
     pub expired: usize,
+    /// Deletions older than [`DELETIONS_KEPT`] dropped from the deletions table.
+    pub deletions_expired: usize,
 }
 
-/// Compacts `table` and its deletions table, then expires the versions of both replaced more than `keep` ago.
+/// How long the deletions table keeps a deletion, from the newest one: the longest a file can come after a newer
+/// file deleted a row it has. Zuora keeps a job's files 72 hours (after that the consumer asks again: a new job, a
+/// new `executedAt`), and a completion waits at most 14 days on the lake and tables queues (their retention), so
+/// 17 days. A file older than the deletions expired is refused ([`DELETIONS_EXPIRED_BEFORE`]).
+pub const DELETIONS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(17);
+
+/// Expires the table's old deletions, compacts it and its deletions table, then expires the versions of both
+/// replaced more than `keep` ago.
 pub async fn maintain(table: &mut DeltaTable, keep: std::time::Duration) -> Result<Maintained, ApplyError> {
     let mut done = Maintained::default();
     if let Some(mut deletions) = deletions_table(table).await? {
+        done.deletions_expired += expire_deletions(&mut deletions).await?;
         done.compacted += compact(&mut deletions).await?;
         done.expired += expire(&deletions, keep).await?;
     }
     done.compacted += compact(table).await?;
     done.expired += expire(table, keep).await?;
     Ok(done)
+}
+
+/// Drops the deletions older than [`DELETIONS_KEPT`] before the newest one from `deletions` (a table's deletions
+/// table), and records the bound in its [`DELETIONS_EXPIRED_BEFORE`] property in the same commit, so the table
+/// refuses a file older than that instead of bringing back a row whose deletion was dropped. Returns the deletions
+/// dropped.
+pub async fn expire_deletions(deletions: &mut DeltaTable) -> Result<usize, ApplyError> {
+    let store = deletions.object_store();
+    let files = data_files(deletions).await?;
+    let mut read = Vec::with_capacity(files.len());
+    let mut newest = i64::MIN;
+    for file in &files {
+        let batches = read_data_file(&store, file).await?;
+        for batch in &batches {
+            newest = newest.max(versions(batch)?.iter().flatten().max().unwrap_or(i64::MIN));
+        }
+        read.push((file, batches));
+    }
+    let Some(cutoff) = DateTime::<Utc>::from_timestamp_micros(newest).map(|newest| newest - DELETIONS_KEPT) else {
+        return Ok(0);
+    };
+    let cutoff_micros = cutoff.timestamp_micros();
+    let mut writer = RecordBatchWriter::for_table(deletions)?;
+    let (mut actions, mut dropped) = (Vec::new(), 0);
+    for (file, batches) in read {
+        let (mut kept, before) = (Vec::new(), dropped);
+        for batch in batches {
+            let keep: BooleanArray =
+                versions(&batch)?.iter().map(|v| Some(v.is_some_and(|v| v >= cutoff_micros))).collect();
+            dropped += keep.iter().filter(|k| *k == Some(false)).count();
+            kept.push(filter_record_batch(&batch, &keep)?);
+        }
+        if dropped > before {
+            for batch in kept.into_iter().filter(|b| b.num_rows() > 0) {
+                writer.write(batch).await?;
+            }
+            actions.push(Action::Remove(file.remove_action(true)));
+        }
+    }
+    if dropped == 0 {
+        return Ok(0);
+    }
+    let metadata = deletions.snapshot()?.metadata().clone();
+    let marked = metadata
+        .add_config_key(DELETIONS_EXPIRED_BEFORE.to_owned(), cutoff.to_rfc3339())
+        .map_err(DeltaTableError::from)?;
+    actions.push(Action::Metadata(marked));
+    actions.extend(writer.flush().await?.into_iter().map(Action::Add));
+    let operation = DeltaOperation::Delete { predicate: Some(format!("{EXECUTED_AT} < '{}'", cutoff.to_rfc3339())) };
+    CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(deletions.snapshot()?), deletions.log_store(), operation)
+        .await?;
+    deletions.update_state().await?;
+    Ok(dropped)
+}
+
+/// The `executedAt` column of a deletions batch, in microseconds.
+fn versions(batch: &arrow_array::RecordBatch) -> Result<&arrow_array::TimestampMicrosecondArray, ApplyError> {
+    let column = batch.column_by_name(EXECUTED_AT).ok_or_else(|| ApplyError::table("deletions: no version"))?;
+    Ok(column.as_primitive::<TimestampMicrosecondType>())
 }
 
 /// How many small files a table gathers before they are compacted.

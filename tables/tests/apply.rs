@@ -7,8 +7,8 @@ mod support;
 use common::messages::CompletionMessage;
 use deltalake::DeltaTable;
 use support::*;
-use table_writer::delta::{Applied, apply, row_count};
-use table_writer::maintenance::{COMPACT_AT, compact, expire};
+use table_writer::delta::{Applied, apply, deletions_table, row_count};
+use table_writer::maintenance::{COMPACT_AT, compact, expire, maintain};
 
 #[tokio::test]
 async fn days_of_files_a_duplicate_a_late_file_a_new_field_and_a_full_reload_leave_the_reference_merge() {
@@ -219,6 +219,71 @@ async fn rows_deleted_by_a_newer_file_or_absent_from_a_newer_full_load_stay_dele
 }
 
 #[tokio::test]
+async fn deletions_expire_17_days_before_the_newest_and_a_file_older_than_that_is_refused_not_applied() {
+    let (_dir, mut table) = new_table().await;
+    const HEADER: &str = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n";
+    let files = [
+        file(
+            "j1",
+            "2026-11-01T06:00:00Z",
+            true,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a1,Ann,1\nfalse,a2,Bob,2\nfalse,a3,Cy,3\n",
+        ),
+        file(
+            "j2",
+            "2026-11-02T06:00:00Z",
+            false,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\ntrue,a2,,\n",
+        ),
+        file(
+            "j3",
+            "2026-11-30T06:00:00Z",
+            false,
+            COLUMNS,
+            "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\ntrue,a3,,\n",
+        ),
+    ];
+    for (completion, csv) in &files {
+        assert!(csv.starts_with(HEADER));
+        apply(&mut table, completion, &source(csv)).await.unwrap();
+    }
+    async fn deletions(table: &DeltaTable) -> u64 {
+        row_count(&deletions_table(table).await.unwrap().unwrap()).await.unwrap()
+    }
+    assert_eq!(deletions(&table).await, 2);
+    let done = maintain(&mut table, std::time::Duration::from_secs(7 * 86_400)).await.unwrap();
+    assert_eq!(done.deletions_expired, 1, "a2's, 28 days older than a3's");
+    assert_eq!(deletions(&table).await, 1, "the deletions table is bounded");
+
+    // A late file from before the 13th could bring a2 back: refused, with what to do.
+    let (late, csv) = file(
+        "j4",
+        "2026-11-05T06:00:00Z",
+        false,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a2,Bob,22\n",
+    );
+    let refused = apply(&mut table, &late, &source(csv)).await.unwrap_err();
+    assert!(matches!(refused, table_writer::error::ApplyError::Refused(_)), "{refused}");
+    assert!(
+        refused.to_string().contains("before 2026-11-13T06:00:00+00:00") && refused.to_string().contains("backfill"),
+        "{refused}"
+    );
+    // One from after it is applied as ever, and a3 stays deleted.
+    let (later, csv) = file(
+        "j5",
+        "2026-11-20T06:00:00Z",
+        false,
+        COLUMNS,
+        "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,a3,Cy,33\nfalse,a4,Dee,4\n",
+    );
+    assert!(matches!(apply(&mut table, &later, &source(csv)).await.unwrap(), Applied::Committed { .. }));
+    assert_eq!(table_rows(&table).await.keys().collect::<Vec<_>>(), ["a1", "a4"]);
+}
+
+#[tokio::test]
 async fn expiring_replaced_versions_deletes_only_the_files_no_current_row_is_in() {
     let (dir, mut table) = new_table().await;
     let days = days();
@@ -241,8 +306,8 @@ async fn expiring_replaced_versions_deletes_only_the_files_no_current_row_is_in(
     assert_eq!(table_rows(&table).await, expected(&applied));
 }
 
-/// A table of many small files: a full load of rows f0.., then days of one new row each. A merge rewrites only the
-/// files its Ids are in, so each day adds a small file. Every other day also deletes a row of the full load (a file
+/// A table of many small files: a full load of rows f0.., then hourly files of one new row each. A merge rewrites only the
+/// files its Ids are in, so each adds a small file. Every other one also deletes a row of the full load (a file
 /// in the deletions table); the last days' query gained a field. The files, applied; their reference rows.
 async fn table_of_small_files() -> (tempfile::TempDir, DeltaTable, Vec<(CompletionMessage, &'static str)>, Rows) {
     let (dir, mut table) = new_table().await;
@@ -266,7 +331,8 @@ async fn table_of_small_files() -> (tempfile::TempDir, DeltaTable, Vec<(Completi
         if day % 2 == 1 {
             csv.push_str(&format!("true,f{day},,{}\n", if widened { "," } else { "" }));
         }
-        let executed_at = format!("2026-11-{:02}T06:00:00Z", day + 1);
+        // An hour apart: the deletions stay within the 17 days kept.
+        let executed_at = (at("2026-11-01T06:00:00Z") + chrono::Duration::hours(day as i64)).to_rfc3339();
         files.push(file(&format!("d{day}"), &executed_at, day == 0, &columns, csv.leak()));
     }
     for (completion, csv) in &files {
@@ -300,7 +366,7 @@ async fn small_files_are_compacted_into_one_with_the_rows_the_transactions_and_t
     assert_eq!(parquet_files(&dir.path().join("_zle_deleted")), 1);
     // A late file still finds the Ids deleted after it.
     let csv = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\nfalse,f1,Late,1\n";
-    let (late, csv) = file("late", "2026-11-01T12:00:00Z", false, COLUMNS, csv);
+    let (late, csv) = file("late", "2026-11-01T06:30:00Z", false, COLUMNS, csv);
     apply(&mut table, &late, &source(csv)).await.unwrap();
     assert_eq!(table_rows(&table).await, rows, "f1, deleted on day 1, stays deleted");
 }
