@@ -325,25 +325,39 @@ async fn changes_zuora_made_without_moving_updated_date_reach_the_lake_with_the_
     assert_eq!(lookback, 1, "one window of the last 30 days");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_makes_the_lake_equal_to_zuora() {
-    // Zuora's clock starts far enough back that 33 days still end in the past.
+/// What an audit test starts from: 40 Accounts in a Zuora whose clock starts `days_back` days ago (so that the hours
+/// and days a test advances it stay in the past), their first load exported.
+struct FirstLoad {
+    d: Deployment,
+    worker: Worker,
+    producer: producer::service::Producer,
+    auditor: Auditor,
+    account: common::catalogue::ObjectSpec,
+}
+
+const DAILY_ACCOUNT: &str = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
+
+async fn first_load_of_40_accounts(days_back: u64) -> FirstLoad {
     let d = Deployment::start(|c| {
-        c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(40));
+        c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(days_back));
         c.rows.insert("Account".into(), 40);
     })
     .await;
-    let worker = Worker::from_config(&d.config(), &d.services()).unwrap();
-    let producer = producer::service::Producer::from_config(&d.config(), &d.services()).unwrap();
-    let auditor = Auditor::from_config(&d.config(), &d.services()).unwrap();
-    let config = d.config();
-    let catalogue = config.catalogue().unwrap();
-    let account = catalogue.objects.iter().find(|o| o.name == "Account").unwrap();
-    let control = d.sim.control();
-    let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
-    let hour = Duration::from_secs(3600);
-    producer.serve(daily, "first-load").await.unwrap();
+    let (config, services) = (d.config(), d.services());
+    let worker = Worker::from_config(&config, &services).unwrap();
+    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
+    let auditor = Auditor::from_config(&config, &services).unwrap();
+    let account = config.catalogue().unwrap().objects.into_iter().find(|o| o.name == "Account").unwrap();
+    producer.serve(DAILY_ACCOUNT, "first-load").await.unwrap();
     work_all(&worker, &d).await;
+    FirstLoad { d, worker, producer, auditor, account }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_makes_the_lake_equal_to_zuora() {
+    // 33 days still end in the past.
+    let FirstLoad { d, worker, producer, auditor, account } = first_load_of_40_accounts(40).await;
+    let (account, control, daily, hour) = (&account, d.sim.control(), DAILY_ACCOUNT, Duration::from_secs(3600));
     let first = auditor.audit(account).await.unwrap();
     assert!(first.is_equal(), "{}", first.summary());
 
@@ -393,12 +407,18 @@ async fn the_audit_names_each_row_zuora_and_a_lossy_lake_lost_and_its_repair_mak
     work_all(&worker, &d).await;
     let after = auditor.audit(account).await.unwrap();
     assert!(after.is_equal(), "{}", after.summary());
-    // And the lake, merged from its files, is Zuora's table column for column.
+    files_merge_to_the_truth(&d, account).await;
+}
+
+/// The lake, merged from the files it holds (a lost file's completion announced or not), is Zuora's table of
+/// `object` column for column.
+async fn files_merge_to_the_truth(d: &Deployment, object: &common::catalogue::ObjectSpec) {
     let store = d.bucket.store();
-    let published = merge::completions_from_metadata(&*store, &[account]).await.unwrap();
-    let lake = merge::merge_object(&*store, account, &published).await.unwrap();
+    let published = merge::completions_from_metadata(&*store, &[object]).await.unwrap();
+    let lake = merge::merge_object(&*store, object, &published).await.unwrap();
     let mut truth = MergedTable::default();
-    truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
+    let id = format!("{}.Id", object.name);
+    truth.apply(d.sim.control().ground_truth_csv(&object.name).unwrap().as_bytes(), &id, None).unwrap();
     assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
 }
 
@@ -409,21 +429,8 @@ async fn lake_keys(d: &Deployment, object: &str) -> std::collections::BTreeSet<S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_after_the_latest_increment_is_lost_finds_its_rows_and_its_repair_brings_them_back() {
-    // Zuora's clock a day back, so that its advanced hours are still in the past when the files are published.
-    let d = Deployment::start(|c| {
-        c.clock_start = Some(chrono::Utc::now() - chrono::Days::new(1));
-        c.rows.insert("Account".into(), 40);
-    })
-    .await;
-    let (config, services) = (d.config(), d.services());
-    let worker = Worker::from_config(&config, &services).unwrap();
-    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
-    let auditor = Auditor::from_config(&config, &services).unwrap();
-    let account = config.catalogue().unwrap().objects.into_iter().find(|o| o.name == "Account").unwrap();
-    let (control, hour) = (d.sim.control(), Duration::from_secs(3600));
-    let daily = r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#;
-    producer.serve(daily, "first-load").await.unwrap();
-    work_all(&worker, &d).await;
+    let FirstLoad { d, worker, producer, auditor, account } = first_load_of_40_accounts(1).await;
+    let (control, hour, daily) = (d.sim.control(), Duration::from_secs(3600), DAILY_ACCOUNT);
     control.advance_clock(hour);
     let lost = control.mutate("Account", Mutation { insert: 2, update: 4, ..Mutation::default() }).unwrap();
     control.advance_clock(hour);
@@ -448,33 +455,17 @@ async fn an_audit_after_the_latest_increment_is_lost_finds_its_rows_and_its_repa
     serve_until_settled(&worker, &producer, &d).await;
     let after = auditor.audit(&account).await.unwrap();
     assert!(after.is_equal(), "{}", after.summary());
-    // And the lake, merged from the files it holds, is Zuora's table column for column.
-    let store = d.bucket.store();
-    let published = merge::completions_from_metadata(&*store, &[&account]).await.unwrap();
-    let lake = merge::merge_object(&*store, &account, &published).await.unwrap();
-    let mut truth = MergedTable::default();
-    truth.apply(control.ground_truth_csv("Account").unwrap().as_bytes(), "Account.Id", None).unwrap();
-    assert_eq!(merge::differences(&lake, &truth, 5), Vec::<String>::new());
+    files_merge_to_the_truth(&d, &account).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_refuses_a_zuora_file_cut_at_a_row_boundary_and_nothing_is_repaired() {
-    let d = Deployment::start(|c| {
-        c.rows.insert("Account".into(), 40);
-    })
-    .await;
-    let (config, services) = (d.config(), d.services());
-    let worker = Worker::from_config(&config, &services).unwrap();
-    let producer = producer::service::Producer::from_config(&config, &services).unwrap();
-    let auditor = Auditor::from_config(&config, &services).unwrap();
-    let account = config.catalogue().unwrap().objects.into_iter().find(|o| o.name == "Account").unwrap();
-    producer.serve(r#"{"exportFromDate":"afterLastIncrement","objects":["Account"]}"#, "m1").await.unwrap();
-    work_all(&worker, &d).await;
+    let FirstLoad { d, auditor, account, .. } = first_load_of_40_accounts(1).await;
     let whole = auditor.audit(&account).await.unwrap();
     assert!(whole.is_equal(), "{}", whole.summary());
 
     // The audit's file as Zuora serves it, then every download of it ended cleanly after its 20th row.
-    let zuora = common::zuora::ZuoraClient::new(config.zuora.clone()).unwrap();
+    let zuora = common::zuora::ZuoraClient::new(d.config().zuora.clone()).unwrap();
     let job = zuora.job(&whole.job_id).await.unwrap();
     let file_id = job.batches[0].file_ids()[0].to_owned();
     let chunks: Vec<bytes::Bytes> =

@@ -28,6 +28,14 @@ pub fn file(
     (CompletionMessage { record_count: records, ..completion(job, executed_at, full, columns) }, csv)
 }
 
+/// The header of a file of Account with [`COLUMNS`].
+pub const HEADER: &str = "Account.IsDeleted,Account.Id,Account.Name,Account.Balance\n";
+
+/// A file of Account with [`COLUMNS`] and these `rows` (lines after the [`HEADER`]), and its completion.
+pub fn account(job: &str, executed_at: &str, full: bool, rows: &str) -> (CompletionMessage, &'static str) {
+    file(job, executed_at, full, COLUMNS, format!("{HEADER}{rows}").leak())
+}
+
 /// The file as the writer reads it.
 pub fn source(csv: &str) -> FileSource {
     FileSource::Bytes(bytes::Bytes::copy_from_slice(csv.as_bytes()))
