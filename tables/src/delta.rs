@@ -75,8 +75,14 @@ pub enum Applied {
 /// The table property holding the `executedAt` (RFC 3339) of the newest full load that replaced the table.
 pub const FULL_LOAD_AT: &str = "zuoraLakeExport.fullLoadAt";
 
+/// How long the deletions table keeps a deletion, from the newest one: the longest a file can come after a newer
+/// file deleted a row it has. Zuora keeps a job's files 72 hours (after that the consumer asks again: a new job, a
+/// new `executedAt`), and a completion waits at most 14 days on the lake and tables queues (their retention), so
+/// 17 days. A file older than the deletions expired is refused ([`DELETIONS_EXPIRED_BEFORE`]).
+pub const DELETIONS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(17);
+
 /// The property of a deletions table holding the `executedAt` (RFC 3339) before which its deletions were expired
-/// ([`crate::maintenance::expire_deletions`]): a file older than that could bring back a row deleted since, and is
+/// (`maintenance::expire_deletions`): a file older than that could bring back a row deleted since, and is
 /// refused.
 pub const DELETIONS_EXPIRED_BEFORE: &str = "zuoraLakeExport.deletionsExpiredBefore";
 
@@ -130,7 +136,7 @@ pub async fn apply(
              instead (producer backfill)",
             completion.executed_at.to_rfc3339(),
             expired_before.to_rfc3339(),
-            crate::maintenance::DELETIONS_KEPT.num_days()
+            DELETIONS_KEPT.num_days()
         ))
         .into());
     }

@@ -2,7 +2,7 @@
 //! commit no data change, so readers, time travel within the kept window and the application transactions of the
 //! files applied are untouched), and deletions older than a late file can be expired from the deletions table.
 
-use crate::delta::{DELETIONS_EXPIRED_BEFORE, conform, data_files, deletions_table, read_data_file};
+use crate::delta::{DELETIONS_EXPIRED_BEFORE, DELETIONS_KEPT, conform, data_files, deletions_table, read_data_file};
 use crate::error::ApplyError;
 use crate::rows::EXECUTED_AT;
 use arrow_array::BooleanArray;
@@ -27,12 +27,6 @@ pub struct Maintained {
     /// Deletions older than [`DELETIONS_KEPT`] dropped from the deletions table.
     pub deletions_expired: usize,
 }
-
-/// How long the deletions table keeps a deletion, from the newest one: the longest a file can come after a newer
-/// file deleted a row it has. Zuora keeps a job's files 72 hours (after that the consumer asks again: a new job, a
-/// new `executedAt`), and a completion waits at most 14 days on the lake and tables queues (their retention), so
-/// 17 days. A file older than the deletions expired is refused ([`DELETIONS_EXPIRED_BEFORE`]).
-pub const DELETIONS_KEPT: chrono::TimeDelta = chrono::TimeDelta::days(17);
 
 /// Expires the table's old deletions, compacts it and its deletions table, then expires the versions of both
 /// replaced more than `keep` ago.
