@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use common::catalogue::ObjectSpec;
 use common::clock::Clock;
 use common::config::Config;
+use common::csv_count::RecordCounter;
 use common::marks::Marks;
 use common::merge::{self, MergedTable};
 use common::messages::{
@@ -378,10 +379,15 @@ impl Auditor {
         for file_id in batch.file_ids() {
             let stream = self.zuora.download(file_id).await?;
             let chunks: Vec<Bytes> = stream.try_collect().await?;
-            let csv = chunks.concat();
-            if !csv.ends_with(b"\n") {
-                return Err(not_whole(format!("file {file_id} does not end with a line terminator")));
+            // Whole as the consumer proves a file whole: its records counted, its last one ended.
+            let mut counter = RecordCounter::new();
+            chunks.iter().for_each(|chunk| counter.feed(chunk));
+            if !counter.ends_with_terminator() {
+                let cut = if counter.ends_inside_quotes() { "inside a quoted field" } else { "inside its last record" };
+                return Err(not_whole(format!("file {file_id} ends {cut}")));
             }
+            read += counter.data_records();
+            let csv = chunks.concat();
             let mut reader = csv::Reader::from_reader(csv.as_slice());
             let header = reader.headers().map_err(|e| AuditError::Read(format!("{file_id}: {e}")))?.clone();
             let at = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
@@ -393,7 +399,6 @@ impl Auditor {
                 let deleted = matches!(value(flag_at).as_str(), "true" | "1");
                 let side = if deleted { &mut rows.deleted } else { &mut rows.live };
                 side.insert(value(Some(id_at)), value(updated_at));
-                read += 1;
             }
         }
         if read != expected {
