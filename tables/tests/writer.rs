@@ -132,31 +132,56 @@ async fn the_writer_expires_replaced_versions_once_its_queue_falls_idle_not_only
     assert_eq!(parquet_files(&table_dir), table.snapshot().unwrap().log_data().num_files(), "replaced files left");
 }
 
+/// A local writer registering its tables in a Glue database of moto's, named for this test and not created yet;
+/// moto's Glue client.
+async fn writer_with_glue(dir: &std::path::Path) -> (TableWriter, common::services::Services, Glue) {
+    let aws = test_support::aws_config();
+    let client = aws_sdk_glue::Client::new(&aws.load().await);
+    let database = test_support::unique("zle").replace('-', "_");
+    let (writer, services) = local_writer(dir).await;
+    let writer = std::sync::Arc::into_inner(writer).unwrap().with_catalog(GlueCatalog::new(&aws, &database).await);
+    (writer, services, Glue { client, database })
+}
+
+/// A Glue database of moto's and its client.
+struct Glue {
+    client: aws_sdk_glue::Client,
+    database: String,
+}
+
+impl Glue {
+    async fn create_database(&self) {
+        let input = aws_sdk_glue::types::DatabaseInput::builder().name(&self.database).build().unwrap();
+        self.client.create_database().database_input(input).send().await.unwrap();
+    }
+
+    /// The database's entry of `name`.
+    async fn table(&self, name: &str) -> aws_sdk_glue::types::Table {
+        let got = self.client.get_table().database_name(&self.database).name(name).send().await;
+        got.unwrap().table.unwrap()
+    }
+}
+
 #[tokio::test]
 #[ignore = "real-protocol tier: ./tests/run.sh (moto's Glue)"]
 async fn each_table_is_registered_in_the_glue_database_as_a_delta_table_and_an_existing_entry_is_kept() {
-    let aws = test_support::aws_config();
-    let glue = aws_sdk_glue::Client::new(&aws.load().await);
-    let database = test_support::unique("zle").replace('-', "_");
-    let input = aws_sdk_glue::types::DatabaseInput::builder().name(&database).build().unwrap();
-    glue.create_database().database_input(input).send().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (writer, services) = local_writer(dir.path()).await;
-    let writer = std::sync::Arc::into_inner(writer).unwrap().with_catalog(GlueCatalog::new(&aws, &database).await);
+    let (writer, services, glue) = writer_with_glue(dir.path()).await;
+    glue.create_database().await;
     publish(&services, &days()[..2]).await;
     let tables = services.queues.tables.clone().unwrap();
     while let Some(message) = tables.receive(1, std::time::Duration::ZERO).await.unwrap().pop() {
         writer.handle(&message).await.unwrap();
     }
-    let entry = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    let entry = glue.table("account").await;
     let parameters = entry.parameters.unwrap();
     assert_eq!((parameters["table_type"].as_str(), entry.table_type.as_deref()), ("DELTA", Some("EXTERNAL_TABLE")));
     let location = entry.storage_descriptor.unwrap().location.unwrap();
     assert_eq!(location, writer.table("Account").await.unwrap().table_url().to_string());
     // An entry an operator made (or another writer) is left as it is.
-    let catalog = GlueCatalog::new(&aws, &database).await;
+    let catalog = GlueCatalog::new(&test_support::aws_config(), &glue.database).await;
     assert!(!catalog.register("Account", "s3://elsewhere/Account/").await.unwrap());
-    let kept = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    let kept = glue.table("account").await;
     assert_eq!(kept.storage_descriptor.unwrap().location.unwrap(), location);
     assert!(catalog.register("Invoice", "s3://tables/Invoice/").await.unwrap(), "a new entry");
 }
@@ -164,13 +189,9 @@ async fn each_table_is_registered_in_the_glue_database_as_a_delta_table_and_an_e
 #[tokio::test]
 #[ignore = "real-protocol tier: ./tests/run.sh (moto's Glue)"]
 async fn a_glue_failure_after_a_commit_settles_the_file_and_the_table_is_registered_at_the_next_maintenance() {
-    let aws = test_support::aws_config();
-    let glue = aws_sdk_glue::Client::new(&aws.load().await);
     // The database does not exist yet: registering fails.
-    let database = test_support::unique("zle").replace('-', "_");
     let dir = tempfile::tempdir().unwrap();
-    let (writer, services) = local_writer(dir.path()).await;
-    let writer = std::sync::Arc::into_inner(writer).unwrap().with_catalog(GlueCatalog::new(&aws, &database).await);
+    let (writer, services, glue) = writer_with_glue(dir.path()).await;
     publish(&services, &days()[..1]).await;
     let tables = services.queues.tables.clone().unwrap();
     let message = tables.receive(1, std::time::Duration::ZERO).await.unwrap().pop().unwrap();
@@ -178,10 +199,9 @@ async fn a_glue_failure_after_a_commit_settles_the_file_and_the_table_is_registe
     assert!(matches!(settled, Settled::Applied(Applied::Committed { .. })), "{settled:?}");
     tables.set_visibility(&message.receipt, std::time::Duration::ZERO).await.ok();
     assert!(tables.receive(1, std::time::Duration::ZERO).await.unwrap().is_empty(), "the file is settled");
-    let input = aws_sdk_glue::types::DatabaseInput::builder().name(&database).build().unwrap();
-    glue.create_database().database_input(input).send().await.unwrap();
+    glue.create_database().await;
     writer.maintain(table_writer::service::KEEP_VERSIONS).await;
-    let entry = glue.get_table().database_name(&database).name("account").send().await.unwrap().table.unwrap();
+    let entry = glue.table("account").await;
     assert_eq!(
         entry.storage_descriptor.unwrap().location.unwrap(),
         writer.table("Account").await.unwrap().table_url().to_string()
